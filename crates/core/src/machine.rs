@@ -1,0 +1,57 @@
+//! What the engine replicates: a *machine* driven in record mode on the
+//! primary and in replay mode on the backup (DESIGN §2). The Rust
+//! [`StateMachine`] API is the application level; the WebAssembly
+//! hypervisor is the machine level.
+
+/// The nondeterministic inputs an operation may ask for — VMware FT's
+/// "weird instructions". On the primary the engine reads the real clock and
+/// randomness and records what it handed out; on the backup it hands out the
+/// recorded values. Asking for a value the primary did not record is a
+/// divergence.
+pub trait Ctx {
+    /// Wall-clock time in microseconds since the Unix epoch. Repeated calls
+    /// within one operation return the same value; across operations it never
+    /// goes backwards, not even across a failover.
+    fn now_us(&mut self) -> u64;
+    /// A random value.
+    fn random_u64(&mut self) -> u64;
+}
+
+/// A deterministic application replicated by the engine.
+///
+/// `apply` must be a pure function of the machine's state, `op` and the
+/// values `ctx` hands out: the backup calls it with the same arguments and
+/// must reach the same state and produce the same reply.
+pub trait StateMachine: 'static {
+    /// Applies one logged operation and writes the client-visible reply.
+    fn apply(&mut self, ctx: &mut dyn Ctx, op: &[u8], reply: &mut Vec<u8>);
+
+    /// Takes a consistent snapshot of the current state. Must be cheap (no
+    /// copy of the whole state): the primary keeps serving while the returned
+    /// writer serializes, possibly on another thread.
+    fn snapshot(&self) -> Box<dyn SnapshotWriter>;
+
+    /// Loads one chunk produced by a [`SnapshotWriter`] into an empty
+    /// machine. Chunks arrive in order.
+    fn restore_chunk(&mut self, chunk: &[u8]) -> Result<(), SnapshotError>;
+
+    /// Called after the last chunk: checks completeness.
+    fn restore_finish(&mut self) -> Result<(), SnapshotError>;
+
+    /// An order-independent digest of the whole state, equal on replicas that
+    /// applied the same operations (used by tests and divergence checks).
+    fn digest(&self) -> u64;
+}
+
+/// Serializes a snapshot chunk by chunk.
+pub trait SnapshotWriter: Send {
+    /// Appends the next chunk of at most about `max_bytes` to `out`. Returns
+    /// `false` (and appends nothing) once the snapshot is complete.
+    fn next_chunk(&mut self, out: &mut Vec<u8>, max_bytes: usize) -> bool;
+    /// Rough total size, for progress display.
+    fn bytes_hint(&self) -> u64;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("snapshot is corrupt or incomplete: {0}")]
+pub struct SnapshotError(pub String);
