@@ -43,6 +43,10 @@ pub enum Kind {
     Heartbeat = 12,
     /// Primary → backup: the arbiter lists you as a member of this epoch.
     InSync = 13,
+    /// Primary → joiner, first frame after the handshake: the join is
+    /// accepted; `seq` is the seq of the snapshot the joiner will receive, so
+    /// the first entry on the channel is `seq + 1`.
+    JoinAccepted = 14,
     /// Start of a snapshot stream; `seq` is the snapshot's seq.
     SnapshotBegin = 20,
     /// One checksummed chunk of a snapshot.
@@ -65,6 +69,7 @@ impl Kind {
             11 => Kind::Ack,
             12 => Kind::Heartbeat,
             13 => Kind::InSync,
+            14 => Kind::JoinAccepted,
             20 => Kind::SnapshotBegin,
             21 => Kind::SnapshotChunk,
             22 => Kind::SnapshotEnd,
@@ -184,7 +189,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const KINDS: [Kind; 12] = [
+    const KINDS: [Kind; 13] = [
         Kind::Hello,
         Kind::Proof,
         Kind::Reject,
@@ -192,6 +197,7 @@ mod tests {
         Kind::Ack,
         Kind::Heartbeat,
         Kind::InSync,
+        Kind::JoinAccepted,
         Kind::SnapshotBegin,
         Kind::SnapshotChunk,
         Kind::SnapshotEnd,

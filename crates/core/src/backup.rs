@@ -1,0 +1,203 @@
+//! The backup: receive and acknowledge entries, detect the primary's
+//! failure, go live (DESIGN §3: logging channel, failure detection, go live).
+
+use understudy_wire::msg::Ack;
+
+use crate::core::{Core, Role};
+use crate::event::{ClaimOutcome, Command, ConnId, Epoch, Event, Millis, Seq};
+
+#[derive(Debug)]
+pub(crate) struct Backup {
+    /// The logging channel; `None` once closed (going live).
+    pub(crate) conn: Option<ConnId>,
+    pub(crate) primary: String,
+    /// The snapshot this backup started from.
+    pub(crate) snapshot_seq: Seq,
+    pub(crate) loaded: bool,
+    /// The primary made us a member of the epoch: we may claim the next.
+    pub(crate) in_sync: bool,
+    /// The primary's last seq as of its last heartbeat (for lag display).
+    pub(crate) primary_last_seq: Seq,
+    pub(crate) last_heard: Millis,
+    pub(crate) last_ack: Millis,
+    pub(crate) acked: Ack,
+    /// Set once the primary is declared failed and we are claiming.
+    pub(crate) going_live: Option<GoingLive>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GoingLive {
+    pub(crate) epoch: Epoch,
+    pub(crate) granted: bool,
+}
+
+impl Backup {
+    pub(crate) fn new(conn: ConnId, primary: String, snapshot_seq: Seq, now: Millis) -> Self {
+        Backup {
+            conn: Some(conn),
+            primary,
+            snapshot_seq,
+            loaded: false,
+            in_sync: false,
+            primary_last_seq: snapshot_seq,
+            last_heard: now,
+            last_ack: 0,
+            acked: Ack { received: 0, executed: 0, snapshot_loaded: false },
+            going_live: None,
+        }
+    }
+}
+
+impl Core {
+    fn backup(&self) -> &Backup {
+        match &self.role {
+            Role::Backup(b) => b,
+            _ => panic!("not a backup"),
+        }
+    }
+
+    fn backup_mut(&mut self) -> &mut Backup {
+        match &mut self.role {
+            Role::Backup(b) => b,
+            _ => panic!("not a backup"),
+        }
+    }
+
+    /// Seq of the last entry held by this backup (executed or not).
+    pub fn received(&self) -> Seq {
+        self.last_seq
+    }
+
+    pub(crate) fn backup_handle(&mut self, now: Millis, ev: Event) {
+        let conn = self.backup().conn;
+        match ev {
+            Event::Entries { conn: c, epoch, first, last } if Some(c) == conn => {
+                if epoch != self.epoch || first != self.last_seq + 1 || last < first {
+                    let reason = format!(
+                        "entries {first}..={last} of epoch {epoch} do not follow seq {} of epoch {}",
+                        self.last_seq, self.epoch
+                    );
+                    self.backup_channel_lost(now, reason);
+                    return;
+                }
+                self.last_seq = last;
+                self.backup_mut().last_heard = now;
+            }
+            Event::Heartbeat { conn: c, epoch, last_seq } if Some(c) == conn => {
+                if epoch != self.epoch {
+                    self.backup_channel_lost(now, format!("heartbeat of epoch {epoch} on a channel of epoch {}", self.epoch));
+                    return;
+                }
+                let b = self.backup_mut();
+                b.last_heard = now;
+                b.primary_last_seq = b.primary_last_seq.max(last_seq);
+            }
+            Event::InSync { conn: c, epoch } if Some(c) == conn => {
+                if epoch != self.epoch || !self.backup().loaded {
+                    self.backup_channel_lost(now, "in-sync notice before the snapshot was loaded".into());
+                    return;
+                }
+                self.backup_mut().in_sync = true;
+            }
+            Event::SnapshotLoaded { seq } => {
+                assert_eq!(seq, self.backup().snapshot_seq, "loaded a snapshot other than the one announced");
+                assert!(self.executed <= seq);
+                self.executed = seq;
+                self.backup_mut().loaded = true;
+            }
+            Event::Executed { upto } => self.on_executed(now, upto),
+            Event::ConnClosed { conn: c, reason } if Some(c) == conn => self.backup_channel_lost(now, reason),
+            Event::ClaimDone { epoch, outcome } => self.on_go_live_claim(now, epoch, outcome),
+            _ => {}
+        }
+    }
+
+    fn on_executed(&mut self, now: Millis, upto: Seq) {
+        assert!(upto <= self.last_seq, "executed {upto} beyond received {}", self.last_seq);
+        assert!(upto >= self.executed, "executed went backwards: {} -> {upto}", self.executed);
+        self.executed = upto;
+        self.try_go_live(now);
+    }
+
+    /// The channel broke or the primary went silent.
+    fn backup_channel_lost(&mut self, now: Millis, reason: String) {
+        let b = self.backup_mut();
+        let conn = b.conn.take();
+        if let Some(conn) = conn {
+            self.emit(Command::Close { conn, reason: reason.clone() });
+        }
+        let b = self.backup();
+        if b.going_live.is_some() {
+            return;
+        }
+        if b.in_sync && b.loaded {
+            // Go live: claim the next epoch while draining what we hold.
+            let epoch = self.epoch + 1;
+            self.backup_mut().going_live = Some(GoingLive { epoch, granted: false });
+            self.emit(Command::Claim { epoch });
+        } else {
+            self.backup_abandon(now, reason);
+        }
+    }
+
+    /// A joiner that is not in sync never claims (Promise 4): it starts over.
+    pub(crate) fn backup_abandon(&mut self, now: Millis, _reason: String) {
+        if let Some(conn) = self.backup_mut().conn.take() {
+            self.emit(Command::Close { conn, reason: "starting over".into() });
+        }
+        self.role = Role::Starting;
+        self.last_seq = 0;
+        self.executed = 0;
+        self.emit(Command::ResetMachine);
+        self.retry_later(now, Command::ReadArbiter);
+    }
+
+    fn on_go_live_claim(&mut self, now: Millis, epoch: Epoch, outcome: ClaimOutcome) {
+        let Some(gl) = self.backup().going_live.filter(|g| g.epoch == epoch && !g.granted) else { return };
+        match outcome {
+            ClaimOutcome::Granted => {
+                self.set_epoch(gl.epoch);
+                self.backup_mut().going_live = Some(GoingLive { granted: true, ..gl });
+                self.try_go_live(now);
+            }
+            ClaimOutcome::Superseded { current, holder } => self.halt(format!(
+                "lost the claim for epoch {epoch}: node {holder:?} holds epoch {current}; this backup stops"
+            )),
+            ClaimOutcome::NotMember { current } => self.halt(format!(
+                "the arbiter refused epoch {epoch}: this node is not a member of epoch {current}; this backup stops"
+            )),
+            ClaimOutcome::Error(_) => self.retry_later(now, Command::Claim { epoch }),
+        }
+    }
+
+    /// Serves once the claim is won and every received entry is executed.
+    fn try_go_live(&mut self, now: Millis) {
+        let Role::Backup(b) = &self.role else { return };
+        if let Some(gl) = b.going_live {
+            if gl.granted && self.executed == self.last_seq {
+                self.become_primary(now, gl.epoch, true);
+            }
+        }
+    }
+
+    pub(crate) fn backup_poll(&mut self, now: Millis) {
+        let (hb, timeout) = (self.cfg.heartbeat_ms, self.cfg.failover_timeout_ms);
+        let (received, executed) = (self.last_seq, self.executed);
+        let b = self.backup_mut();
+        let Some(conn) = b.conn else { return };
+        if now.saturating_sub(b.last_heard) > timeout {
+            self.backup_channel_lost(now, format!("primary silent for more than {timeout} ms"));
+            return;
+        }
+        let ack = Ack {
+            received,
+            executed: if b.loaded { executed } else { 0 },
+            snapshot_loaded: b.loaded,
+        };
+        if ack != b.acked || now.saturating_sub(b.last_ack) >= hb {
+            b.acked = ack;
+            b.last_ack = now;
+            self.emit(Command::SendAck { conn, ack });
+        }
+    }
+}

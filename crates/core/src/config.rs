@@ -1,0 +1,57 @@
+//! Protocol timing and bounds. Defaults are chosen for loopback and a LAN on
+//! a 2-core machine: sub-second failover, and no false failover under full
+//! load (a heartbeat every 50 ms; 10 of them may go missing).
+
+/// Knobs of the protocol core. Units are in the names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Interval between heartbeats (primary) and liveness acks (backup) when
+    /// nothing else was sent. `--heartbeat-ms`.
+    pub heartbeat_ms: u64,
+    /// Silence after which the peer is declared failed. `--failover-timeout-ms`.
+    pub failover_timeout_ms: u64,
+    /// Flow control: the primary stops taking new client requests while its
+    /// in-sync backup's *executed* seq is more than this many entries behind,
+    /// so failover (which drains them first) stays bounded. `--lag-entries-max`.
+    pub lag_entries_max: u64,
+    /// A joiner whose received seq is within this many entries of the
+    /// primary's is caught up: from then on outputs wait for its acks.
+    pub catchup_entries: u64,
+    /// Back-off between retries of an arbiter call or a join attempt.
+    pub retry_ms: u64,
+    /// Interval at which the primary refreshes the backup's lag at the
+    /// arbiter for `status` (only when it changed).
+    pub status_publish_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            heartbeat_ms: 50,
+            failover_timeout_ms: 500,
+            lag_entries_max: 100_000,
+            catchup_entries: 1_000,
+            retry_ms: 200,
+            status_publish_ms: 1_000,
+        }
+    }
+}
+
+impl Config {
+    /// Checks the relations the protocol relies on; the message names the flag.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.heartbeat_ms == 0 {
+            return Err("--heartbeat-ms must be at least 1".into());
+        }
+        if self.failover_timeout_ms < 2 * self.heartbeat_ms {
+            return Err(format!(
+                "--failover-timeout-ms ({}) must be at least twice --heartbeat-ms ({}), or every delayed heartbeat is a failover",
+                self.failover_timeout_ms, self.heartbeat_ms
+            ));
+        }
+        if self.lag_entries_max == 0 {
+            return Err("--lag-entries-max must be at least 1".into());
+        }
+        Ok(())
+    }
+}

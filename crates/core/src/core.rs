@@ -1,0 +1,273 @@
+//! [`Core`]: one node's replication protocol, without I/O.
+//!
+//! The runtime feeds [`Event`]s (and the time) in through [`Core::handle`]
+//! and [`Core::poll`], and performs the [`Command`]s it takes out with
+//! [`Core::drain_commands`]. The primary's per-operation hot path does not go
+//! through events: [`Core::append`], [`Core::read_tag`] and
+//! [`Core::release_upto`] are plain method calls.
+//!
+//! Role logic lives in [`crate::primary`], [`crate::backup`] and
+//! [`crate::starting`]; this file holds the shared state and dispatch.
+
+use crate::backup::Backup;
+use crate::config::Config;
+use crate::event::{Command, ConnId, Epoch, Event, Millis, Seq};
+use crate::primary::Primary;
+
+/// The role a node plays right now.
+#[derive(Debug)]
+pub(crate) enum Role {
+    /// Reading the arbiter, claiming epoch 1, or trying to join.
+    Starting,
+    Primary(Primary),
+    Backup(Backup),
+    /// Fail-stopped; every further event is ignored.
+    Halted(String),
+}
+
+/// A coarse view of the role, for status displays and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleName {
+    Starting,
+    Primary,
+    /// A backup still loading its snapshot or catching up.
+    Joining,
+    /// A backup that the arbiter lists as a member of the current epoch.
+    Backup,
+    /// A backup whose primary failed, claiming the next epoch.
+    GoingLive,
+    Halted,
+}
+
+impl RoleName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoleName::Starting => "starting",
+            RoleName::Primary => "primary",
+            RoleName::Joining => "joining",
+            RoleName::Backup => "backup",
+            RoleName::GoingLive => "going-live",
+            RoleName::Halted => "halted",
+        }
+    }
+}
+
+/// A snapshot of what a node knows, for INFO, status and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub role: RoleName,
+    pub epoch: Epoch,
+    /// Primary: last appended seq. Backup: last received seq.
+    pub last_seq: Seq,
+    /// Last seq applied to the machine.
+    pub executed: Seq,
+    /// Primary: its backup (node, in sync?, lag in entries). Backup: its primary.
+    pub peer: Option<String>,
+    pub peer_in_sync: bool,
+    pub lag: u64,
+    /// Primary only: outputs wait for an in-sync backup's acks.
+    pub protected: bool,
+}
+
+/// One node's protocol state.
+#[derive(Debug)]
+pub struct Core {
+    pub(crate) cfg: Config,
+    pub(crate) node: String,
+    pub(crate) epoch: Epoch,
+    pub(crate) role: Role,
+    /// Primary: last appended seq. Backup: last received seq.
+    pub(crate) last_seq: Seq,
+    /// Last seq applied to the machine (primary: equals `last_seq`).
+    pub(crate) executed: Seq,
+    /// A command to issue again at a time (arbiter or join retries).
+    pub(crate) retry: Option<(Millis, Command)>,
+    out: Vec<Command>,
+}
+
+impl Core {
+    pub fn new(cfg: Config, node: impl Into<String>) -> Self {
+        Core {
+            cfg,
+            node: node.into(),
+            epoch: 0,
+            role: Role::Starting,
+            last_seq: 0,
+            executed: 0,
+            retry: None,
+            out: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// Begins: find out from the arbiter whether to serve or to join.
+    pub fn start(&mut self, _now: Millis) {
+        assert!(matches!(self.role, Role::Starting));
+        self.emit(Command::ReadArbiter);
+    }
+
+    /// Moves the commands produced so far into `into`.
+    pub fn drain_commands(&mut self, into: &mut Vec<Command>) {
+        into.append(&mut self.out);
+    }
+
+    /// Convenience for tests and simple runtimes.
+    pub fn take_commands(&mut self) -> Vec<Command> {
+        std::mem::take(&mut self.out)
+    }
+
+    pub(crate) fn emit(&mut self, c: Command) {
+        self.out.push(c);
+    }
+
+    pub(crate) fn retry_later(&mut self, now: Millis, c: Command) {
+        self.retry = Some((now + self.cfg.retry_ms, c));
+    }
+
+    /// Raises our epoch; epochs never go backwards.
+    pub(crate) fn set_epoch(&mut self, e: Epoch) {
+        assert!(e >= self.epoch, "epoch must only grow: {} -> {}", self.epoch, e);
+        self.epoch = e;
+    }
+
+    /// Feeds one event.
+    pub fn handle(&mut self, now: Millis, ev: Event) {
+        if matches!(self.role, Role::Halted(_)) {
+            return;
+        }
+        if let Event::HigherEpoch { epoch } = ev {
+            if epoch > self.epoch {
+                self.on_higher_epoch(now, epoch);
+            }
+            return;
+        }
+        match self.role {
+            Role::Starting => self.starting_handle(now, ev),
+            Role::Primary(_) => self.primary_handle(now, ev),
+            Role::Backup(_) => self.backup_handle(now, ev),
+            Role::Halted(_) => {}
+        }
+    }
+
+    /// Lets time pass: heartbeats, failure detection, retries.
+    pub fn poll(&mut self, now: Millis) {
+        if matches!(self.role, Role::Halted(_)) {
+            return;
+        }
+        if let Some((at, _)) = &self.retry {
+            if now >= *at {
+                let (_, c) = self.retry.take().expect("checked");
+                self.emit(c);
+            }
+        }
+        match self.role {
+            Role::Primary(_) => self.primary_poll(now),
+            Role::Backup(_) => self.backup_poll(now),
+            Role::Starting | Role::Halted(_) => {}
+        }
+    }
+
+    fn on_higher_epoch(&mut self, now: Millis, epoch: Epoch) {
+        match self.role {
+            Role::Primary(_) => self.halt(format!(
+                "epoch {epoch} exists but this primary holds only epoch {}: another node is primary; stopping at once",
+                self.epoch
+            )),
+            Role::Backup(_) => self.backup_abandon(now, format!("epoch {epoch} superseded our primary's epoch {}", self.epoch)),
+            Role::Starting | Role::Halted(_) => {}
+        }
+    }
+
+    /// Fail-stop. Outputs still held are never released.
+    pub(crate) fn halt(&mut self, reason: String) {
+        let conn = match &self.role {
+            Role::Primary(p) => p.link.as_ref().map(|l| l.conn),
+            Role::Backup(b) => b.conn,
+            _ => None,
+        };
+        if let Some(conn) = conn {
+            self.emit(Command::Close { conn, reason: "halting".into() });
+        }
+        self.retry = None;
+        self.role = Role::Halted(reason.clone());
+        self.emit(Command::Halt { reason });
+    }
+
+    /// True while this node may execute client operations as primary.
+    pub fn is_primary(&self) -> bool {
+        matches!(self.role, Role::Primary(_))
+    }
+
+    pub fn is_halted(&self) -> bool {
+        matches!(self.role, Role::Halted(_))
+    }
+
+    /// Why this node halted, if it did.
+    pub fn halt_reason(&self) -> Option<&str> {
+        match &self.role {
+            Role::Halted(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn role_name(&self) -> RoleName {
+        match &self.role {
+            Role::Starting => RoleName::Starting,
+            Role::Primary(_) => RoleName::Primary,
+            Role::Backup(b) if b.going_live.is_some() => RoleName::GoingLive,
+            Role::Backup(b) if b.in_sync => RoleName::Backup,
+            Role::Backup(_) => RoleName::Joining,
+            Role::Halted(_) => RoleName::Halted,
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        let mut s = Status {
+            role: self.role_name(),
+            epoch: self.epoch,
+            last_seq: self.last_seq,
+            executed: self.executed,
+            peer: None,
+            peer_in_sync: false,
+            lag: 0,
+            protected: false,
+        };
+        match &self.role {
+            Role::Primary(p) => {
+                if let Some(l) = &p.link {
+                    s.peer = Some(l.node.clone());
+                    s.peer_in_sync = l.is_member();
+                    s.lag = self.last_seq.saturating_sub(l.executed);
+                }
+                s.protected = p.protected();
+            }
+            Role::Backup(b) => {
+                s.peer = Some(b.primary.clone());
+                s.peer_in_sync = b.in_sync;
+                s.lag = b.primary_last_seq.saturating_sub(self.executed);
+            }
+            _ => {}
+        }
+        s
+    }
+
+    /// The open logging channel, if any.
+    pub fn channel(&self) -> Option<ConnId> {
+        match &self.role {
+            Role::Primary(p) => p.link.as_ref().map(|l| l.conn),
+            Role::Backup(b) => b.conn,
+            _ => None,
+        }
+    }
+}

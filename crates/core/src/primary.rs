@@ -1,0 +1,402 @@
+//! The primary: output gate, join handling, failure of the backup, flow
+//! control (DESIGN §3: output rule, output rule for reads, flow control,
+//! FT VMotion, test-and-set after losing the backup).
+
+use understudy_wire::msg::{Ack, RejectCode};
+
+use crate::core::{Core, Role};
+use crate::event::{BackupPhase, ClaimOutcome, Command, ConnId, Epoch, Event, Millis, Seq, UpdateOutcome};
+
+/// Where the backup stands, from the primary's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LinkPhase {
+    /// Loading the snapshot or catching up. Not a member: outputs do not
+    /// wait for it, and losing it costs nothing.
+    Joining,
+    /// Caught up: outputs produced from now on wait for its acks. It becomes
+    /// a member once its received seq covers `from`, the last seq whose
+    /// outputs may have left without it.
+    Gating { from: Seq },
+    /// `AddMember` sent to the arbiter; outputs wait for its acks.
+    AddingMember,
+    /// A member of the current epoch; it may claim the next one.
+    InSync,
+}
+
+/// The primary's view of its one backup.
+#[derive(Debug)]
+pub(crate) struct Link {
+    pub(crate) conn: ConnId,
+    pub(crate) node: String,
+    pub(crate) phase: LinkPhase,
+    pub(crate) received: Seq,
+    pub(crate) executed: Seq,
+    pub(crate) loaded: bool,
+    pub(crate) last_heard: Millis,
+    pub(crate) last_heartbeat: Millis,
+}
+
+impl Link {
+    /// Outputs wait for this backup's acks.
+    pub(crate) fn gates(&self) -> bool {
+        self.phase != LinkPhase::Joining
+    }
+
+    /// The arbiter may list it as a member (or is about to): losing it means
+    /// the primary must win a new epoch before releasing anything more.
+    pub(crate) fn is_member(&self) -> bool {
+        matches!(self.phase, LinkPhase::AddingMember | LinkPhase::InSync)
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Primary {
+    pub(crate) link: Option<Link>,
+    /// Set while claiming `epoch + 1` after losing a member backup: outputs
+    /// are held and intake is paused until the claim is won.
+    pub(crate) claiming: Option<Epoch>,
+    /// Output gate watermark: outputs tagged ≤ this may leave.
+    pub(crate) release_upto: Seq,
+    /// Highest tag handed to a read that needs an entry after it.
+    pub(crate) read_tag: Seq,
+    /// Flow control: the backup's executed seq is too far behind.
+    pub(crate) throttled: bool,
+    pub(crate) last_publish: Millis,
+    pub(crate) published_lag: u64,
+}
+
+impl Primary {
+    pub(crate) fn new(last_seq: Seq, now: Millis) -> Self {
+        Primary {
+            link: None,
+            claiming: None,
+            release_upto: last_seq,
+            read_tag: last_seq,
+            throttled: false,
+            last_publish: now,
+            published_lag: 0,
+        }
+    }
+
+    /// An in-sync backup's acks gate every output.
+    pub(crate) fn protected(&self) -> bool {
+        self.link.as_ref().is_some_and(|l| l.phase == LinkPhase::InSync)
+    }
+
+    fn gating(&self) -> bool {
+        self.claiming.is_some() || self.link.as_ref().is_some_and(Link::gates)
+    }
+}
+
+impl Core {
+    fn primary(&self) -> &Primary {
+        match &self.role {
+            Role::Primary(p) => p,
+            _ => panic!("not a primary"),
+        }
+    }
+
+    fn primary_mut(&mut self) -> &mut Primary {
+        match &mut self.role {
+            Role::Primary(p) => p,
+            _ => panic!("not a primary"),
+        }
+    }
+
+    /// Hot path: allocates the seq of a new entry produced by the machine.
+    /// Unless a backup gates outputs, the entry's outputs may leave at once.
+    #[inline]
+    pub fn append(&mut self) -> Seq {
+        self.last_seq += 1;
+        self.executed = self.last_seq;
+        let seq = self.last_seq;
+        let lag_max = self.cfg.lag_entries_max;
+        let Role::Primary(p) = &mut self.role else { panic!("append on a node that is not primary") };
+        if !p.gating() {
+            debug_assert!(p.release_upto < seq);
+            p.release_upto = seq;
+        } else if let Some(l) = &p.link {
+            if l.gates() && seq - l.executed > lag_max {
+                p.throttled = true;
+            }
+        }
+        seq
+    }
+
+    /// Hot path: the tag for a reply to a read executed now. When a backup
+    /// gates outputs, the reply waits for an ack the backup sends after
+    /// receiving an entry appended after the read (an old ack does not
+    /// count, DESIGN §3): the tag is the next seq, and a barrier entry is
+    /// appended at the next flush if no other entry takes that seq.
+    #[inline]
+    pub fn read_tag(&mut self) -> Seq {
+        let next = self.last_seq + 1;
+        let p = self.primary_mut();
+        if p.gating() {
+            p.read_tag = next;
+            next
+        } else {
+            p.release_upto
+        }
+    }
+
+    /// True if a read is waiting for an entry that nobody appended yet; the
+    /// runtime then appends a barrier entry before flushing the batch.
+    #[inline]
+    pub fn barrier_needed(&self) -> bool {
+        match &self.role {
+            Role::Primary(p) => p.read_tag > self.last_seq,
+            _ => false,
+        }
+    }
+
+    /// Output gate watermark: outputs tagged ≤ this may leave the primary.
+    #[inline]
+    pub fn release_upto(&self) -> Seq {
+        match &self.role {
+            Role::Primary(p) => p.release_upto,
+            _ => 0,
+        }
+    }
+
+    /// False while the primary must not take new client requests (flow
+    /// control, or a claim after losing its backup).
+    #[inline]
+    pub fn intake_open(&self) -> bool {
+        match &self.role {
+            Role::Primary(p) => !p.throttled && p.claiming.is_none(),
+            _ => false,
+        }
+    }
+
+    /// Entries after this seq must be streamed to the backup on its channel.
+    pub fn stream_from(&self) -> Option<(ConnId, Seq)> {
+        match &self.role {
+            Role::Primary(p) => p.link.as_ref().map(|l| (l.conn, l.received)),
+            _ => None,
+        }
+    }
+
+    fn set_release(&mut self, upto: Seq) {
+        let last = self.last_seq;
+        let p = self.primary_mut();
+        if upto > p.release_upto {
+            assert!(upto <= last, "release past the log: {upto} > {last}");
+            p.release_upto = upto;
+            self.emit(Command::Release { upto });
+        }
+    }
+
+    pub(crate) fn become_primary(&mut self, now: Millis, epoch: Epoch, from_backup: bool) {
+        self.set_epoch(epoch);
+        debug_assert_eq!(self.executed, self.last_seq, "a node goes live only with every received entry executed");
+        self.role = Role::Primary(Primary::new(self.last_seq, now));
+        self.emit(Command::BecomePrimary { epoch, from_backup });
+    }
+
+    pub(crate) fn primary_handle(&mut self, now: Millis, ev: Event) {
+        match ev {
+            Event::JoinRequest { conn, node, epoch } => self.on_join_request(now, conn, node, epoch),
+            Event::Ack { conn, epoch, ack } => self.on_ack(now, conn, epoch, ack),
+            Event::ConnClosed { conn, reason } => {
+                if self.primary().link.as_ref().is_some_and(|l| l.conn == conn) {
+                    self.on_backup_lost(now, reason);
+                }
+            }
+            Event::AddMemberDone { epoch, node, outcome } => self.on_add_member_done(now, epoch, node, outcome),
+            Event::ClaimDone { epoch, outcome } => self.on_reclaim_done(now, epoch, outcome),
+            // Stale answers and backup-side events do not concern a primary.
+            _ => {}
+        }
+    }
+
+    fn on_join_request(&mut self, now: Millis, conn: ConnId, node: String, epoch: Epoch) {
+        if epoch > self.epoch {
+            self.emit(Command::Reject { conn, code: RejectCode::StaleEpoch, message: format!("primary's epoch {} is stale", self.epoch) });
+            self.on_higher_epoch_primary(epoch);
+            return;
+        }
+        let refuse = if node == self.node {
+            Some((RejectCode::Protocol, format!("node name {node:?} is the primary's own; give each node a distinct --node")))
+        } else if self.primary().claiming.is_some() {
+            Some((RejectCode::NotPrimary, "the primary is claiming a new epoch; retry".to_string()))
+        } else if let Some(l) = &self.primary().link {
+            Some((RejectCode::Busy, format!("node {:?} is already this primary's backup", l.node)))
+        } else {
+            None
+        };
+        if let Some((code, message)) = refuse {
+            self.emit(Command::Reject { conn, code, message });
+            return;
+        }
+        let snapshot_seq = self.last_seq;
+        self.primary_mut().link = Some(Link {
+            conn,
+            node: node.clone(),
+            phase: LinkPhase::Joining,
+            received: snapshot_seq,
+            executed: 0,
+            loaded: false,
+            last_heard: now,
+            last_heartbeat: now,
+        });
+        self.emit(Command::AcceptJoin { conn, snapshot_seq });
+        self.publish(now);
+    }
+
+    fn on_higher_epoch_primary(&mut self, epoch: Epoch) {
+        self.halt(format!("a node reports epoch {epoch}, newer than this primary's {}; stopping at once", self.epoch));
+    }
+
+    fn on_ack(&mut self, now: Millis, conn: ConnId, epoch: Epoch, ack: Ack) {
+        let (last_seq, my_epoch) = (self.last_seq, self.epoch);
+        let Some(l) = self.primary().link.as_ref().filter(|l| l.conn == conn) else { return };
+        let bad = if epoch != my_epoch {
+            Some(format!("ack for epoch {epoch} on a channel of epoch {my_epoch}"))
+        } else if ack.received < l.received || ack.executed < l.executed {
+            Some(format!("ack went backwards: received {} after {}", ack.received, l.received))
+        } else if ack.received > last_seq {
+            Some(format!("ack for seq {} beyond the log's end {last_seq}", ack.received))
+        } else {
+            None
+        };
+        if let Some(reason) = bad {
+            self.emit(Command::Close { conn, reason: reason.clone() });
+            self.on_backup_lost(now, reason);
+            return;
+        }
+        let (catchup, lag_max) = (self.cfg.catchup_entries, self.cfg.lag_entries_max);
+        let p = self.primary_mut();
+        let l = p.link.as_mut().expect("checked above");
+        l.received = ack.received;
+        l.executed = ack.executed;
+        l.loaded = ack.snapshot_loaded;
+        l.last_heard = now;
+        if l.phase == LinkPhase::Joining
+            && l.loaded
+            && last_seq - l.received <= catchup
+            && last_seq - l.executed <= lag_max / 2
+        {
+            // Caught up: from here on outputs wait for this backup.
+            l.phase = LinkPhase::Gating { from: last_seq };
+        }
+        let mut add_member = None;
+        if let LinkPhase::Gating { from } = l.phase {
+            if l.received >= from {
+                // Every output released so far came from entries ≤ `from`,
+                // which it now holds: it may become a member.
+                l.phase = LinkPhase::AddingMember;
+                add_member = Some(l.node.clone());
+            }
+        }
+        let (gates, received, executed) = (l.gates(), l.received, l.executed);
+        if gates && p.throttled && last_seq - executed <= lag_max / 2 {
+            p.throttled = false;
+        }
+        if let Some(node) = add_member {
+            self.emit(Command::AddMember { epoch: my_epoch, node });
+        }
+        if gates {
+            self.set_release(received);
+        }
+    }
+
+    fn on_add_member_done(&mut self, now: Millis, epoch: Epoch, node: String, outcome: UpdateOutcome) {
+        let pending = self.primary().link.as_ref().filter(|l| l.node == node && l.phase == LinkPhase::AddingMember);
+        let Some(conn) = pending.map(|l| l.conn).filter(|_| epoch == self.epoch) else { return };
+        match outcome {
+            UpdateOutcome::Applied => {
+                self.primary_mut().link.as_mut().expect("checked").phase = LinkPhase::InSync;
+                self.emit(Command::SendInSync { conn });
+            }
+            UpdateOutcome::Superseded { current } => {
+                self.halt(format!("the arbiter holds epoch {current}; this primary's epoch {epoch} is over"))
+            }
+            UpdateOutcome::Error(_) => self.retry_later(now, Command::AddMember { epoch, node }),
+        }
+    }
+
+    /// The backup is gone (closed channel, silence, protocol violation).
+    fn on_backup_lost(&mut self, now: Millis, _reason: String) {
+        let link = self.primary_mut().link.take().expect("a backup to lose");
+        if link.is_member() {
+            // It may claim the next epoch: win it first (test-and-set), and
+            // release nothing more until then.
+            let next = self.epoch + 1;
+            self.primary_mut().claiming = Some(next);
+            self.emit(Command::Claim { epoch: next });
+        } else {
+            // Never a member: it can never go live, so nothing is owed to it.
+            self.primary_mut().throttled = false;
+            let last = self.last_seq;
+            self.set_release(last);
+            self.publish(now);
+        }
+    }
+
+    fn on_reclaim_done(&mut self, now: Millis, epoch: Epoch, outcome: ClaimOutcome) {
+        if self.primary().claiming != Some(epoch) {
+            return;
+        }
+        match outcome {
+            ClaimOutcome::Granted => {
+                self.set_epoch(epoch);
+                let p = self.primary_mut();
+                p.claiming = None;
+                p.throttled = false;
+                let last = self.last_seq;
+                self.set_release(last);
+            }
+            ClaimOutcome::Superseded { current, holder } => self.halt(format!(
+                "lost the claim for epoch {epoch}: node {holder:?} holds epoch {current}; this node stops (it is no longer primary)"
+            )),
+            ClaimOutcome::NotMember { current } => {
+                self.halt(format!("the arbiter refused epoch {epoch}: not a member of epoch {current}; this node stops"))
+            }
+            ClaimOutcome::Error(_) => self.retry_later(now, Command::Claim { epoch }),
+        }
+    }
+
+    pub(crate) fn primary_poll(&mut self, now: Millis) {
+        let (hb, timeout) = (self.cfg.heartbeat_ms, self.cfg.failover_timeout_ms);
+        let last_seq = self.last_seq;
+        let mut lost = None;
+        if let Some(l) = self.primary_mut().link.as_mut() {
+            if now.saturating_sub(l.last_heard) > timeout {
+                lost = Some(l.conn);
+            } else if now.saturating_sub(l.last_heartbeat) >= hb {
+                l.last_heartbeat = now;
+                let conn = l.conn;
+                self.emit(Command::SendHeartbeat { conn, last_seq });
+            }
+        }
+        if let Some(conn) = lost {
+            let reason = format!("backup silent for more than {timeout} ms");
+            self.emit(Command::Close { conn, reason: reason.clone() });
+            self.on_backup_lost(now, reason);
+        }
+        let p = self.primary();
+        if p.claiming.is_none() && now.saturating_sub(p.last_publish) >= self.cfg.status_publish_ms {
+            let lag = p.link.as_ref().map_or(0, |l| last_seq.saturating_sub(l.executed));
+            if lag != p.published_lag {
+                self.publish(now);
+            }
+        }
+    }
+
+    /// Refreshes `status` fields at the arbiter (best effort).
+    fn publish(&mut self, now: Millis) {
+        let last_seq = self.last_seq;
+        let epoch = self.epoch;
+        let p = self.primary_mut();
+        let backup = p.link.as_ref().map(|l| {
+            let phase = if l.phase == LinkPhase::InSync { BackupPhase::InSync } else { BackupPhase::Joining };
+            (l.node.clone(), phase, last_seq.saturating_sub(l.executed))
+        });
+        p.last_publish = now;
+        p.published_lag = backup.as_ref().map_or(0, |b| b.2);
+        let protected = p.protected();
+        self.emit(Command::Publish { epoch, backup, protected });
+    }
+}
+

@@ -1,0 +1,141 @@
+//! The backup's side: receiving and acking, failure detection, go-live, and
+//! Promise 4 (a joiner that is not in sync never claims). DESIGN §3.
+
+mod common;
+use common::*;
+use understudy_core::{ClaimOutcome, Command, Core, Event, RoleName};
+use understudy_wire::msg::Ack;
+
+#[test]
+fn entries_are_acked_as_received_before_execution() {
+    let mut c = in_sync_backup(5);
+    c.handle(11, Event::Entries { conn: 3, epoch: 1, first: 6, last: 9 });
+    c.poll(11);
+    assert_eq!(c.take_commands(), vec![Command::SendAck { conn: 3, ack: ack(9, 5) }]);
+    c.handle(12, Event::Executed { upto: 9 });
+    c.poll(12);
+    assert_eq!(c.take_commands(), vec![Command::SendAck { conn: 3, ack: ack(9, 9) }]);
+    c.poll(13);
+    assert_eq!(c.take_commands(), vec![], "nothing new and the heartbeat interval has not passed");
+    c.poll(22);
+    assert_eq!(c.take_commands(), vec![Command::SendAck { conn: 3, ack: ack(9, 9) }], "liveness ack");
+}
+
+#[test]
+fn a_gap_in_seqs_breaks_the_channel() {
+    let mut c = in_sync_backup(5);
+    c.handle(11, Event::Entries { conn: 3, epoch: 1, first: 7, last: 9 });
+    let cmds = c.take_commands();
+    assert!(matches!(&cmds[..], [Command::Close { conn: 3, .. }, Command::Claim { epoch: 2 }]), "{cmds:?}");
+}
+
+#[test]
+fn go_live_waits_for_the_claim_and_the_drain() {
+    let mut c = in_sync_backup(5);
+    c.handle(11, Event::Entries { conn: 3, epoch: 1, first: 6, last: 8 });
+    c.take_commands();
+    c.poll(200); // silence past the timeout
+    assert_eq!(
+        c.take_commands(),
+        vec![Command::Close { conn: 3, reason: "primary silent for more than 100 ms".into() }, Command::Claim { epoch: 2 }]
+    );
+    assert_eq!(c.role_name(), RoleName::GoingLive);
+    c.handle(201, Event::ClaimDone { epoch: 2, outcome: ClaimOutcome::Granted });
+    assert_eq!(c.take_commands(), vec![], "entries 6..=8 are not executed yet");
+    c.handle(202, Event::Executed { upto: 7 });
+    assert_eq!(c.take_commands(), vec![]);
+    c.handle(203, Event::Executed { upto: 8 });
+    assert_eq!(c.take_commands(), vec![Command::BecomePrimary { epoch: 2, from_backup: true }]);
+    assert!(c.is_primary());
+    assert_eq!(c.epoch(), 2);
+    // The new primary continues the log.
+    assert_eq!(c.append(), 9);
+}
+
+#[test]
+fn backup_that_loses_the_race_halts() {
+    let mut c = in_sync_backup(5);
+    c.handle(11, Event::ConnClosed { conn: 3, reason: "eof".into() });
+    assert_eq!(c.take_commands(), vec![Command::Close { conn: 3, reason: "eof".into() }, Command::Claim { epoch: 2 }]);
+    c.handle(12, Event::ClaimDone { epoch: 2, outcome: ClaimOutcome::Superseded { current: 2, holder: "a".into() } });
+    assert!(matches!(&c.take_commands()[..], [Command::Halt { .. }]));
+}
+
+#[test]
+fn joiner_that_is_not_in_sync_never_claims() {
+    let mut c = Core::new(cfg(), "b");
+    c.start(0);
+    c.handle(0, Event::ArbiterRead(Ok(Some(view(1, "a")))));
+    c.handle(1, Event::Joined { conn: 3, primary: "a".into(), epoch: 1, snapshot_seq: 50 });
+    c.take_commands();
+    c.poll(1);
+    assert_eq!(
+        c.take_commands(),
+        vec![Command::SendAck { conn: 3, ack: Ack { received: 50, executed: 0, snapshot_loaded: false } }]
+    );
+    c.handle(5, Event::SnapshotLoaded { seq: 50 });
+    c.handle(200, Event::ConnClosed { conn: 3, reason: "eof".into() });
+    assert_eq!(c.take_commands(), vec![Command::Close { conn: 3, reason: "eof".into() }, Command::ResetMachine]);
+    assert_eq!(c.role_name(), RoleName::Starting);
+    c.poll(260);
+    assert_eq!(c.take_commands(), vec![Command::ReadArbiter], "it looks for a primary again, after the back-off");
+}
+
+#[test]
+fn heartbeats_keep_a_backup_from_going_live() {
+    let mut c = in_sync_backup(5);
+    for t in (20..2000).step_by(50) {
+        c.handle(t, Event::Heartbeat { conn: 3, epoch: 1, last_seq: 5 });
+        c.poll(t + 1);
+    }
+    assert!(c.take_commands().iter().all(|c| matches!(c, Command::SendAck { .. })));
+    assert_eq!(c.role_name(), RoleName::Backup);
+}
+
+#[test]
+fn in_sync_notice_before_the_snapshot_is_a_protocol_error() {
+    let mut c = Core::new(cfg(), "b");
+    c.start(0);
+    c.handle(0, Event::ArbiterRead(Ok(Some(view(1, "a")))));
+    c.handle(1, Event::Joined { conn: 3, primary: "a".into(), epoch: 1, snapshot_seq: 0 });
+    c.take_commands();
+    c.handle(2, Event::InSync { conn: 3, epoch: 1 });
+    let cmds = c.take_commands();
+    assert!(cmds.contains(&Command::ResetMachine) && !cmds.iter().any(|c| matches!(c, Command::Claim { .. })), "{cmds:?}");
+}
+
+#[test]
+fn empty_cluster_claims_epoch_one_and_a_lost_race_rereads() {
+    let mut c = Core::new(cfg(), "a");
+    c.start(0);
+    c.take_commands();
+    c.handle(0, Event::ArbiterRead(Ok(None)));
+    assert_eq!(c.take_commands(), vec![Command::Claim { epoch: 1 }]);
+    c.handle(1, Event::ClaimDone { epoch: 1, outcome: ClaimOutcome::Superseded { current: 1, holder: "x".into() } });
+    assert_eq!(c.take_commands(), vec![Command::ReadArbiter]);
+    c.handle(2, Event::ArbiterRead(Ok(Some(view(1, "x")))));
+    assert_eq!(c.take_commands(), vec![Command::Connect { repl: "x:7701".into(), epoch: 1 }]);
+}
+
+#[test]
+fn restarted_node_named_as_primary_waits_instead_of_serving() {
+    let mut c = Core::new(cfg(), "a");
+    c.start(0);
+    c.take_commands();
+    c.handle(0, Event::ArbiterRead(Ok(Some(view(3, "a")))));
+    assert_eq!(c.take_commands(), vec![], "it holds no state: it must neither serve nor claim");
+    c.poll(60);
+    assert_eq!(c.take_commands(), vec![Command::ReadArbiter]);
+}
+
+#[test]
+fn arbiter_unreachable_at_start_is_retried() {
+    let mut c = Core::new(cfg(), "a");
+    c.start(0);
+    c.take_commands();
+    c.handle(0, Event::ArbiterRead(Err("connection refused".into())));
+    c.poll(10);
+    assert_eq!(c.take_commands(), vec![]);
+    c.poll(50);
+    assert_eq!(c.take_commands(), vec![Command::ReadArbiter]);
+}

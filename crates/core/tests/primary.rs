@@ -1,0 +1,274 @@
+//! The primary's side of the protocol: output rule (writes and reads),
+//! join, loss of the backup, flow control. Each test feeds events and
+//! asserts the exact commands (DESIGN §3).
+
+mod common;
+use common::*;
+use understudy_core::{BackupPhase, ClaimOutcome, Command, Event, RoleName, UpdateOutcome};
+use understudy_wire::msg::RejectCode;
+
+#[test]
+fn unprotected_primary_releases_at_once() {
+    let mut c = primary("a");
+    assert_eq!(c.append(), 1);
+    assert_eq!(c.release_upto(), 1);
+    let t = c.read_tag();
+    assert!(t <= c.release_upto(), "a read without a backup waits for nothing");
+    assert!(!c.barrier_needed());
+    assert!(!c.status().protected);
+}
+
+#[test]
+fn join_is_accepted_with_a_snapshot_at_the_current_seq() {
+    let mut c = primary("a");
+    for _ in 0..4 {
+        c.append();
+    }
+    c.handle(5, Event::JoinRequest { conn: 9, node: "b".into(), epoch: 1 });
+    assert_eq!(
+        c.take_commands(),
+        vec![
+            Command::AcceptJoin { conn: 9, snapshot_seq: 4 },
+            Command::Publish { epoch: 1, backup: Some(("b".into(), BackupPhase::Joining, 4)), protected: false },
+        ]
+    );
+    // A joiner does not gate: outputs still leave at once.
+    assert_eq!(c.append(), 5);
+    assert_eq!(c.release_upto(), 5);
+    assert_eq!(c.stream_from(), Some((9, 4)));
+}
+
+#[test]
+fn second_joiner_is_refused_while_one_is_attached() {
+    let mut c = primary("a");
+    c.handle(1, Event::JoinRequest { conn: 1, node: "b".into(), epoch: 1 });
+    c.take_commands();
+    c.handle(2, Event::JoinRequest { conn: 2, node: "c".into(), epoch: 1 });
+    let cmds = c.take_commands();
+    assert!(matches!(&cmds[..], [Command::Reject { conn: 2, code: RejectCode::Busy, .. }]), "{cmds:?}");
+}
+
+#[test]
+fn joiner_with_a_newer_epoch_stops_the_primary_at_once() {
+    let mut c = primary("a");
+    c.handle(1, Event::JoinRequest { conn: 1, node: "b".into(), epoch: 2 });
+    let cmds = c.take_commands();
+    assert!(matches!(&cmds[0], Command::Reject { conn: 1, code: RejectCode::StaleEpoch, .. }), "{cmds:?}");
+    assert!(matches!(&cmds[1], Command::Halt { .. }), "{cmds:?}");
+    assert!(c.is_halted());
+}
+
+#[test]
+fn caught_up_joiner_gates_outputs_then_becomes_member() {
+    let mut c = primary("a");
+    c.handle(1, Event::JoinRequest { conn: 7, node: "b".into(), epoch: 1 });
+    c.take_commands();
+    for _ in 0..10 {
+        c.append();
+    }
+    // Snapshot loaded, 3 entries behind (catchup bound is 5): gating starts
+    // at seq 10, but it is not a member until it holds seq 10.
+    c.handle(2, Event::Ack { conn: 7, epoch: 1, ack: ack(7, 7) });
+    assert_eq!(c.take_commands(), vec![]);
+    assert_eq!(c.append(), 11);
+    assert_eq!(c.release_upto(), 10, "seq 11 waits for the joiner's ack");
+    c.handle(3, Event::Ack { conn: 7, epoch: 1, ack: ack(10, 9) });
+    assert_eq!(c.take_commands(), vec![Command::AddMember { epoch: 1, node: "b".into() }]);
+    c.handle(4, Event::Ack { conn: 7, epoch: 1, ack: ack(11, 11) });
+    assert_eq!(c.take_commands(), vec![Command::Release { upto: 11 }]);
+    c.handle(5, Event::AddMemberDone { epoch: 1, node: "b".into(), outcome: UpdateOutcome::Applied });
+    assert_eq!(c.take_commands(), vec![Command::SendInSync { conn: 7 }]);
+    assert!(c.status().protected);
+}
+
+#[test]
+fn joiner_far_behind_does_not_gate() {
+    let mut c = primary("a");
+    for _ in 0..100 {
+        c.append();
+    }
+    c.handle(1, Event::JoinRequest { conn: 7, node: "b".into(), epoch: 1 });
+    c.take_commands();
+    c.handle(2, Event::Ack { conn: 7, epoch: 1, ack: ack(100, 0) }); // received all, executed nothing
+    c.append();
+    assert_eq!(c.release_upto(), 101, "a joiner that has not executed its backlog is not caught up");
+}
+
+#[test]
+fn output_rule_for_writes() {
+    let mut c = protected_primary(10);
+    assert_eq!(c.append(), 11);
+    assert_eq!(c.append(), 12);
+    assert_eq!(c.release_upto(), 10);
+    c.handle(5, Event::Ack { conn: 7, epoch: 1, ack: ack(11, 10) });
+    assert_eq!(c.take_commands(), vec![Command::Release { upto: 11 }]);
+    c.handle(6, Event::Ack { conn: 7, epoch: 1, ack: ack(12, 12) });
+    assert_eq!(c.take_commands(), vec![Command::Release { upto: 12 }]);
+}
+
+#[test]
+fn output_rule_for_reads_needs_an_ack_sent_after_the_read() {
+    let mut c = protected_primary(10);
+    let tag = c.read_tag();
+    assert_eq!(tag, 11);
+    assert!(c.barrier_needed());
+    // An ack for everything the backup had before the read does not count.
+    c.handle(5, Event::Ack { conn: 7, epoch: 1, ack: ack(10, 10) });
+    assert_eq!(c.take_commands(), vec![]);
+    assert!(c.release_upto() < tag);
+    // The runtime appends the barrier at flush; its ack releases the read.
+    assert_eq!(c.append(), 11);
+    assert!(!c.barrier_needed());
+    c.handle(6, Event::Ack { conn: 7, epoch: 1, ack: ack(11, 11) });
+    assert_eq!(c.take_commands(), vec![Command::Release { upto: 11 }]);
+    assert!(c.release_upto() >= tag);
+}
+
+#[test]
+fn reads_arriving_together_share_one_barrier() {
+    let mut c = protected_primary(10);
+    let (t1, t2, t3) = (c.read_tag(), c.read_tag(), c.read_tag());
+    assert_eq!((t1, t2, t3), (11, 11, 11));
+    c.append();
+    assert!(!c.barrier_needed());
+}
+
+#[test]
+fn losing_an_in_sync_backup_holds_outputs_until_the_next_epoch_is_won() {
+    let mut c = protected_primary(10);
+    c.append(); // 11, not acked
+    c.handle(5, Event::ConnClosed { conn: 7, reason: "reset".into() });
+    assert_eq!(c.take_commands(), vec![Command::Claim { epoch: 2 }]);
+    assert!(!c.intake_open());
+    c.append(); // 12: executed while claiming, still held
+    assert_eq!(c.release_upto(), 10);
+    c.handle(6, Event::ClaimDone { epoch: 2, outcome: ClaimOutcome::Granted });
+    assert_eq!(c.take_commands(), vec![Command::Release { upto: 12 }]);
+    assert_eq!(c.epoch(), 2);
+    assert!(c.intake_open());
+    assert!(!c.status().protected);
+}
+
+#[test]
+fn primary_that_loses_the_claim_halts_and_releases_nothing() {
+    let mut c = protected_primary(10);
+    c.append();
+    c.handle(5, Event::ConnClosed { conn: 7, reason: "reset".into() });
+    c.take_commands();
+    c.handle(6, Event::ClaimDone { epoch: 2, outcome: ClaimOutcome::Superseded { current: 2, holder: "b".into() } });
+    let cmds = c.take_commands();
+    assert!(matches!(&cmds[..], [Command::Halt { reason }] if reason.contains("\"b\"")), "{cmds:?}");
+    assert_eq!(c.release_upto(), 0, "a halted node releases nothing");
+    assert_eq!(c.role_name(), RoleName::Halted);
+}
+
+#[test]
+fn claim_error_is_retried_after_the_back_off() {
+    let mut c = protected_primary(10);
+    c.handle(5, Event::ConnClosed { conn: 7, reason: "reset".into() });
+    c.take_commands();
+    c.handle(6, Event::ClaimDone { epoch: 2, outcome: ClaimOutcome::Error("arbiter down".into()) });
+    assert_eq!(c.take_commands(), vec![]);
+    c.poll(30);
+    assert_eq!(c.take_commands(), vec![], "retry waits retry_ms");
+    c.poll(56);
+    assert_eq!(c.take_commands(), vec![Command::Claim { epoch: 2 }]);
+}
+
+#[test]
+fn losing_a_joiner_costs_no_epoch() {
+    let mut c = primary("a");
+    c.handle(1, Event::JoinRequest { conn: 7, node: "b".into(), epoch: 1 });
+    c.take_commands();
+    c.handle(2, Event::ConnClosed { conn: 7, reason: "eof".into() });
+    assert_eq!(c.take_commands(), vec![Command::Publish { epoch: 1, backup: None, protected: false }]);
+    assert!(c.intake_open());
+    assert_eq!(c.epoch(), 1);
+}
+
+#[test]
+fn losing_a_gating_non_member_releases_what_it_held() {
+    let mut c = primary("a");
+    c.handle(1, Event::JoinRequest { conn: 7, node: "b".into(), epoch: 1 });
+    for _ in 0..10 {
+        c.append();
+    }
+    c.handle(2, Event::Ack { conn: 7, epoch: 1, ack: ack(8, 8) }); // gating from 10
+    c.take_commands();
+    c.append(); // 11 held
+    assert_eq!(c.release_upto(), 10);
+    c.handle(3, Event::ConnClosed { conn: 7, reason: "eof".into() });
+    let cmds = c.take_commands();
+    assert_eq!(cmds[0], Command::Release { upto: 11 }, "it never was a member: no claim needed");
+    assert!(!cmds.iter().any(|c| matches!(c, Command::Claim { .. })));
+}
+
+#[test]
+fn silent_backup_is_declared_failed_after_the_timeout() {
+    let mut c = protected_primary(10);
+    c.poll(50);
+    assert!(c.take_commands().iter().all(|c| matches!(c, Command::SendHeartbeat { .. })));
+    c.poll(104);
+    let cmds = c.take_commands();
+    assert!(matches!(&cmds[..], [Command::Close { conn: 7, .. }, Command::Claim { epoch: 2 }]), "{cmds:?}");
+}
+
+#[test]
+fn heartbeats_go_out_every_interval() {
+    let mut c = protected_primary(10);
+    c.poll(13);
+    assert_eq!(c.take_commands(), vec![Command::SendHeartbeat { conn: 7, last_seq: 10 }]);
+    c.poll(15);
+    assert_eq!(c.take_commands(), vec![]);
+    c.poll(23);
+    assert_eq!(c.take_commands(), vec![Command::SendHeartbeat { conn: 7, last_seq: 10 }]);
+}
+
+#[test]
+fn flow_control_pauses_intake_while_the_backup_lags() {
+    let mut c = protected_primary(0);
+    for _ in 0..101 {
+        c.append();
+    }
+    assert!(!c.intake_open(), "101 entries unexecuted > lag_entries_max 100");
+    c.handle(5, Event::Ack { conn: 7, epoch: 1, ack: ack(101, 40) });
+    assert!(!c.intake_open(), "61 behind: above half the bound");
+    c.handle(6, Event::Ack { conn: 7, epoch: 1, ack: ack(101, 60) });
+    assert!(c.intake_open());
+}
+
+#[test]
+fn ack_from_another_epoch_or_going_backwards_drops_the_backup() {
+    let mut c = protected_primary(10);
+    c.handle(5, Event::Ack { conn: 7, epoch: 0, ack: ack(10, 10) });
+    let cmds = c.take_commands();
+    assert!(matches!(&cmds[..], [Command::Close { conn: 7, .. }, Command::Claim { epoch: 2 }]), "{cmds:?}");
+
+    let mut c = protected_primary(10);
+    c.handle(5, Event::Ack { conn: 7, epoch: 1, ack: ack(9, 9) });
+    assert!(matches!(c.take_commands()[0], Command::Close { conn: 7, .. }));
+
+    let mut c = protected_primary(10);
+    c.handle(5, Event::Ack { conn: 7, epoch: 1, ack: ack(11, 9) });
+    assert!(matches!(c.take_commands()[0], Command::Close { conn: 7, .. }), "ack beyond the log");
+}
+
+#[test]
+fn deposed_at_the_arbiter_halts() {
+    let mut c = primary("a");
+    c.handle(1, Event::JoinRequest { conn: 7, node: "b".into(), epoch: 1 });
+    c.handle(2, Event::Ack { conn: 7, epoch: 1, ack: ack(0, 0) });
+    c.take_commands();
+    c.handle(3, Event::AddMemberDone { epoch: 1, node: "b".into(), outcome: UpdateOutcome::Superseded { current: 4 } });
+    assert!(c.is_halted());
+}
+
+#[test]
+fn higher_epoch_stops_a_primary_at_once() {
+    let mut c = protected_primary(3);
+    c.handle(9, Event::HigherEpoch { epoch: 2 });
+    let cmds = c.take_commands();
+    assert!(matches!(&cmds[..], [Command::Close { conn: 7, .. }, Command::Halt { .. }]), "{cmds:?}");
+    c.handle(10, Event::Ack { conn: 7, epoch: 1, ack: ack(3, 3) });
+    assert_eq!(c.take_commands(), vec![], "a halted node ignores everything");
+}
