@@ -20,7 +20,9 @@ pub enum ArbiterError {
     Io { action: String, path: PathBuf, source: io::Error },
 
     /// The shared secrets differ.
-    #[error("arbiter {url} and this process do not share the same secret: authentication failed (give both the same --secret-file)")]
+    #[error(
+        "arbiter {url} and this process do not share the same secret: authentication failed (give both the same --secret-file)"
+    )]
     Auth { url: String },
 
     /// The peer does not speak the arbiter protocol (or broke it).
@@ -51,6 +53,10 @@ pub enum ArbiterError {
     #[error("arbiter state {} is unreadable: {reason} (inspect or restore it by hand; the arbiter will not guess an epoch)", path.display())]
     Corrupt { path: PathBuf, reason: String },
 
+    /// The server's listening socket failed.
+    #[error("arbiter server: cannot {action} on {addr}: {source}")]
+    Net { action: String, addr: String, source: io::Error },
+
     /// Another arbiter server already serves this directory; two would grant
     /// epochs independently (Promise 2).
     #[error("another arbiter is already serving --dir {} (it holds the lock on {}); stop it or choose another --dir", dir.display(), dir.join(crate::store::LOCK_FILE).display())]
@@ -60,7 +66,9 @@ pub enum ArbiterError {
 /// A remedy appended to I/O errors whose cause is common and fixable.
 fn io_hint(e: &io::Error) -> &'static str {
     match e.raw_os_error() {
-        Some(28) => " (the disk is full: free space on the filesystem holding the arbiter's directory; nothing was granted or changed)",
+        Some(28) => {
+            " (the disk is full: free space on the filesystem holding the arbiter's directory; nothing was granted or changed)"
+        }
         Some(122) => " (disk quota exceeded: raise the quota of the arbiter's directory; nothing was granted or changed)",
         Some(30) => " (read-only filesystem: remount it read-write)",
         _ => match e.kind() {

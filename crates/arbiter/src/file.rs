@@ -12,7 +12,7 @@
 //!
 //! `N` is written zero-padded to 20 digits (so listings sort) but always
 //! parsed as a number. The test-and-set is the atomic creation of
-//! `epoch-<N+1>` ([`durable::create_exclusive`]): at most one creator wins,
+//! `epoch-<N+1>` with `link(2)`, which fails if the name exists: at most one creator wins,
 //! whoever else tries gets `Superseded`. Files are never deleted, so an epoch
 //! once granted can never be granted again.
 //!
@@ -233,8 +233,7 @@ impl Arbiter for FileArbiter {
             Decision::Answer(a) => return Ok(a),
         };
         let cdir = self.cluster_dir(cluster);
-        let content =
-            MemberFile { cluster: cluster.into(), epoch, member: member.into(), added_by: primary_node.into() };
+        let content = MemberFile { cluster: cluster.into(), epoch, member: member.into(), added_by: primary_node.into() };
         // Already there means added before: membership is a set.
         durable::create_exclusive(&cdir, &member_name(epoch, member), &to_json(&content))?;
         let status = StatusFile { backup: next.backup, protected: next.protected };

@@ -59,12 +59,33 @@ pub enum Reply {
 pub enum RemoteError {
     /// `os_code` lets the client rebuild the exact OS error (its text, e.g.
     /// "No space left on device", and its kind).
-    Io { action: String, path: PathBuf, os_code: Option<i32>, message: String },
-    Rejected { cluster: String, reason: String },
-    InvalidEpoch { cluster: String, requested: u64, current: u64 },
-    BadName { flag: String, name: String, reason: String },
-    Corrupt { path: PathBuf, reason: String },
-    Protocol { detail: String },
+    Io {
+        action: String,
+        path: PathBuf,
+        os_code: Option<i32>,
+        message: String,
+    },
+    Rejected {
+        cluster: String,
+        reason: String,
+    },
+    InvalidEpoch {
+        cluster: String,
+        requested: u64,
+        current: u64,
+    },
+    BadName {
+        flag: String,
+        name: String,
+        reason: String,
+    },
+    Corrupt {
+        path: PathBuf,
+        reason: String,
+    },
+    Protocol {
+        detail: String,
+    },
 }
 
 impl RemoteError {
@@ -169,10 +190,7 @@ impl FrameConn {
 
     /// Like [`Self::read_frame`], but on a timeout asks `keep_waiting`
     /// whether to wait again.
-    pub fn read_frame_while(
-        &mut self,
-        mut keep_waiting: impl FnMut() -> bool,
-    ) -> Result<(FrameHeader, Vec<u8>), ConnError> {
+    pub fn read_frame_while(&mut self, mut keep_waiting: impl FnMut() -> bool) -> Result<(FrameHeader, Vec<u8>), ConnError> {
         loop {
             match self.read_frame() {
                 Err(e) if e.is_timeout() && keep_waiting() => continue,

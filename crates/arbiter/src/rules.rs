@@ -11,9 +11,8 @@ pub const NAME_BYTES_MAX: usize = 64;
 /// Checks a cluster or node name. `flag` is the option the user typed it in
 /// (`--cluster`, `--node`), so the error points at the fix.
 pub fn validate_name(flag: &str, name: &str) -> Result<(), ArbiterError> {
-    let bad = |reason: &str| {
-        Err(ArbiterError::BadName { flag: flag.to_string(), name: name.to_string(), reason: reason.to_string() })
-    };
+    let bad =
+        |reason: &str| Err(ArbiterError::BadName { flag: flag.to_string(), name: name.to_string(), reason: reason.to_string() });
     if name.is_empty() {
         return bad("it is empty");
     }
@@ -68,16 +67,14 @@ pub fn decide_claim(
 }
 
 /// The condition shared by `add_member` and `publish`: the caller holds the
-/// current epoch. Returns the record to change, or the Superseded answer.
-fn holder<'r>(
-    current: Option<&'r ClusterRecord>,
-    epoch: u64,
-    primary_node: &str,
-) -> Result<&'r ClusterRecord, Decision<Update>> {
-    match current {
-        Some(r) if r.epoch == epoch && r.primary.node == primary_node => Ok(r),
-        other => Err(Decision::Answer(Update::Superseded(other.cloned()))),
-    }
+/// current epoch. Returns the record to change, if so.
+fn holder<'r>(current: Option<&'r ClusterRecord>, epoch: u64, primary_node: &str) -> Option<&'r ClusterRecord> {
+    current.filter(|r| r.epoch == epoch && r.primary.node == primary_node)
+}
+
+/// The answer to an update from a node that does not hold the current epoch.
+fn superseded(current: Option<&ClusterRecord>) -> Decision<Update> {
+    Decision::Answer(Update::Superseded(current.cloned()))
 }
 
 /// The add-member rule (see [`crate::Arbiter::add_member`]).
@@ -90,9 +87,8 @@ pub fn decide_add_member(
 ) -> Result<Decision<Update>, ArbiterError> {
     validate_name("--cluster", cluster)?;
     validate_name("--node", member)?;
-    let r = match holder(current, epoch, primary_node) {
-        Ok(r) => r,
-        Err(answer) => return Ok(answer),
+    let Some(r) = holder(current, epoch, primary_node) else {
+        return Ok(superseded(current));
     };
     check_new_member(r, member)?;
     let mut next = r.clone();
@@ -133,9 +129,8 @@ pub fn decide_publish(
     protected: bool,
 ) -> Result<Decision<Update>, ArbiterError> {
     validate_name("--cluster", cluster)?;
-    let r = match holder(current, epoch, primary_node) {
-        Ok(r) => r,
-        Err(answer) => return Ok(answer),
+    let Some(r) = holder(current, epoch, primary_node) else {
+        return Ok(superseded(current));
     };
     let mut next = r.clone();
     next.backup = backup;

@@ -160,9 +160,9 @@ impl Core {
                 self.backup_mut().going_live = Some(GoingLive { granted: true, ..gl });
                 self.try_go_live(now);
             }
-            ClaimOutcome::Superseded { current, holder } => self.halt(format!(
-                "lost the claim for epoch {epoch}: node {holder:?} holds epoch {current}; this backup stops"
-            )),
+            ClaimOutcome::Superseded { current, holder } => {
+                self.halt(format!("lost the claim for epoch {epoch}: node {holder:?} holds epoch {current}; this backup stops"))
+            }
             ClaimOutcome::NotMember { current } => self.halt(format!(
                 "the arbiter refused epoch {epoch}: this node is not a member of epoch {current}; this backup stops"
             )),
@@ -189,11 +189,7 @@ impl Core {
             self.backup_channel_lost(now, format!("primary silent for more than {timeout} ms"));
             return;
         }
-        let ack = Ack {
-            received,
-            executed: if b.loaded { executed } else { 0 },
-            snapshot_loaded: b.loaded,
-        };
+        let ack = Ack { received, executed: if b.loaded { executed } else { 0 }, snapshot_loaded: b.loaded };
         if ack != b.acked || now.saturating_sub(b.last_ack) >= hb {
             b.acked = ack;
             b.last_ack = now;

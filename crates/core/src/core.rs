@@ -87,16 +87,7 @@ pub struct Core {
 
 impl Core {
     pub fn new(cfg: Config, node: impl Into<String>) -> Self {
-        Core {
-            cfg,
-            node: node.into(),
-            epoch: 0,
-            role: Role::Starting,
-            last_seq: 0,
-            executed: 0,
-            retry: None,
-            out: Vec::new(),
-        }
+        Core { cfg, node: node.into(), epoch: 0, role: Role::Starting, last_seq: 0, executed: 0, retry: None, out: Vec::new() }
     }
 
     pub fn config(&self) -> &Config {

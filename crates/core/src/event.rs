@@ -18,6 +18,8 @@ pub struct ArbiterView {
     pub epoch: Epoch,
     pub primary_node: String,
     pub primary_repl: String,
+    /// Where the primary serves clients (for redirects from a backup).
+    pub primary_client: String,
     pub members: Vec<String>,
 }
 
@@ -26,9 +28,14 @@ pub struct ArbiterView {
 pub enum ClaimOutcome {
     Granted,
     /// Someone else holds `current` ≥ the claimed epoch.
-    Superseded { current: Epoch, holder: String },
+    Superseded {
+        current: Epoch,
+        holder: String,
+    },
     /// We are not a member of the current epoch (Promise 4).
-    NotMember { current: Epoch },
+    NotMember {
+        current: Epoch,
+    },
     /// The arbiter could not be reached or failed; retry later.
     Error(String),
 }
@@ -38,7 +45,9 @@ pub enum ClaimOutcome {
 pub enum UpdateOutcome {
     Applied,
     /// The record moved to another epoch or primary: we are deposed.
-    Superseded { current: Epoch },
+    Superseded {
+        current: Epoch,
+    },
     Error(String),
 }
 
@@ -56,36 +65,81 @@ pub enum Event {
     /// Answer to [`Command::ReadArbiter`].
     ArbiterRead(Result<Option<ArbiterView>, String>),
     /// Answer to [`Command::Claim`].
-    ClaimDone { epoch: Epoch, outcome: ClaimOutcome },
+    ClaimDone {
+        epoch: Epoch,
+        outcome: ClaimOutcome,
+    },
     /// Answer to [`Command::AddMember`].
-    AddMemberDone { epoch: Epoch, node: String, outcome: UpdateOutcome },
+    AddMemberDone {
+        epoch: Epoch,
+        node: String,
+        outcome: UpdateOutcome,
+    },
 
     // --- primary side of the logging channel ---
     /// An authenticated node asks to join as backup.
-    JoinRequest { conn: ConnId, node: String, epoch: Epoch },
+    JoinRequest {
+        conn: ConnId,
+        node: String,
+        epoch: Epoch,
+    },
     /// A cumulative ack from the backup.
-    Ack { conn: ConnId, epoch: Epoch, ack: Ack },
+    Ack {
+        conn: ConnId,
+        epoch: Epoch,
+        ack: Ack,
+    },
 
     // --- backup side of the logging channel ---
     /// Our join was accepted; the snapshot we will load is at `snapshot_seq`.
-    Joined { conn: ConnId, primary: String, epoch: Epoch, snapshot_seq: Seq },
+    Joined {
+        conn: ConnId,
+        primary: String,
+        epoch: Epoch,
+        snapshot_seq: Seq,
+    },
     /// The join attempt failed before it was accepted (unreachable, refused).
-    JoinFailed { reason: String, code: Option<RejectCode>, peer_epoch: Option<Epoch> },
+    JoinFailed {
+        reason: String,
+        code: Option<RejectCode>,
+        peer_epoch: Option<Epoch>,
+    },
     /// Entries `first..=last` arrived and are held in memory.
-    Entries { conn: ConnId, epoch: Epoch, first: Seq, last: Seq },
-    Heartbeat { conn: ConnId, epoch: Epoch, last_seq: Seq },
+    Entries {
+        conn: ConnId,
+        epoch: Epoch,
+        first: Seq,
+        last: Seq,
+    },
+    Heartbeat {
+        conn: ConnId,
+        epoch: Epoch,
+        last_seq: Seq,
+    },
     /// The primary made us a member of `epoch` at the arbiter.
-    InSync { conn: ConnId, epoch: Epoch },
+    InSync {
+        conn: ConnId,
+        epoch: Epoch,
+    },
     /// The snapshot at `seq` is loaded into the machine.
-    SnapshotLoaded { seq: Seq },
+    SnapshotLoaded {
+        seq: Seq,
+    },
     /// The machine has applied every entry up to `upto`.
-    Executed { upto: Seq },
+    Executed {
+        upto: Seq,
+    },
 
     // --- either side ---
     /// A logging-channel connection closed (or broke the protocol).
-    ConnClosed { conn: ConnId, reason: String },
+    ConnClosed {
+        conn: ConnId,
+        reason: String,
+    },
     /// Some source says a newer epoch exists.
-    HigherEpoch { epoch: Epoch },
+    HigherEpoch {
+        epoch: Epoch,
+    },
 }
 
 /// Everything the core asks the runtime to do.
@@ -93,32 +147,69 @@ pub enum Event {
 pub enum Command {
     ReadArbiter,
     /// Test-and-set: claim `epoch` with our addresses.
-    Claim { epoch: Epoch },
+    Claim {
+        epoch: Epoch,
+    },
     /// Make `node` a member of `epoch` (it may claim `epoch + 1`).
-    AddMember { epoch: Epoch, node: String },
+    AddMember {
+        epoch: Epoch,
+        node: String,
+    },
     /// Refresh the status fields of the record (best effort).
-    Publish { epoch: Epoch, backup: Option<(String, BackupPhase, u64)>, protected: bool },
+    Publish {
+        epoch: Epoch,
+        backup: Option<(String, BackupPhase, u64)>,
+        protected: bool,
+    },
 
     /// Backup: open a logging channel to the primary at `repl` and join.
-    Connect { repl: String, epoch: Epoch },
+    Connect {
+        repl: String,
+        epoch: Epoch,
+    },
     /// Primary: accept the join on `conn`: send `JoinAccepted`, serve a
     /// snapshot taken *now* (at `snapshot_seq`) and stream every entry after it.
-    AcceptJoin { conn: ConnId, snapshot_seq: Seq },
+    AcceptJoin {
+        conn: ConnId,
+        snapshot_seq: Seq,
+    },
     /// Refuse a peer with a reason, then close.
-    Reject { conn: ConnId, code: RejectCode, message: String },
+    Reject {
+        conn: ConnId,
+        code: RejectCode,
+        message: String,
+    },
     /// Close a logging channel.
-    Close { conn: ConnId, reason: String },
-    SendHeartbeat { conn: ConnId, last_seq: Seq },
-    SendAck { conn: ConnId, ack: Ack },
-    SendInSync { conn: ConnId },
+    Close {
+        conn: ConnId,
+        reason: String,
+    },
+    SendHeartbeat {
+        conn: ConnId,
+        last_seq: Seq,
+    },
+    SendAck {
+        conn: ConnId,
+        ack: Ack,
+    },
+    SendInSync {
+        conn: ConnId,
+    },
 
     /// Output gate: every output tagged ≤ `upto` may leave now.
-    Release { upto: Seq },
+    Release {
+        upto: Seq,
+    },
     /// Start serving clients as primary of `epoch` (machine in record mode).
     /// `from_backup` is set on a go-live: the machine switches from replay.
-    BecomePrimary { epoch: Epoch, from_backup: bool },
+    BecomePrimary {
+        epoch: Epoch,
+        from_backup: bool,
+    },
     /// Throw away the machine's state: a failed join starts over empty.
     ResetMachine,
     /// Fail-stop with a reason; the process exits non-zero.
-    Halt { reason: String },
+    Halt {
+        reason: String,
+    },
 }

@@ -198,10 +198,8 @@ impl Core {
         match ev {
             Event::JoinRequest { conn, node, epoch } => self.on_join_request(now, conn, node, epoch),
             Event::Ack { conn, epoch, ack } => self.on_ack(now, conn, epoch, ack),
-            Event::ConnClosed { conn, reason } => {
-                if self.primary().link.as_ref().is_some_and(|l| l.conn == conn) {
-                    self.on_backup_lost(now, reason);
-                }
+            Event::ConnClosed { conn, reason } if self.primary().link.as_ref().is_some_and(|l| l.conn == conn) => {
+                self.on_backup_lost(now, reason);
             }
             Event::AddMemberDone { epoch, node, outcome } => self.on_add_member_done(now, epoch, node, outcome),
             Event::ClaimDone { epoch, outcome } => self.on_reclaim_done(now, epoch, outcome),
@@ -212,7 +210,11 @@ impl Core {
 
     fn on_join_request(&mut self, now: Millis, conn: ConnId, node: String, epoch: Epoch) {
         if epoch > self.epoch {
-            self.emit(Command::Reject { conn, code: RejectCode::StaleEpoch, message: format!("primary's epoch {} is stale", self.epoch) });
+            self.emit(Command::Reject {
+                conn,
+                code: RejectCode::StaleEpoch,
+                message: format!("primary's epoch {} is stale", self.epoch),
+            });
             self.on_higher_epoch_primary(epoch);
             return;
         }
@@ -220,10 +222,11 @@ impl Core {
             Some((RejectCode::Protocol, format!("node name {node:?} is the primary's own; give each node a distinct --node")))
         } else if self.primary().claiming.is_some() {
             Some((RejectCode::NotPrimary, "the primary is claiming a new epoch; retry".to_string()))
-        } else if let Some(l) = &self.primary().link {
-            Some((RejectCode::Busy, format!("node {:?} is already this primary's backup", l.node)))
         } else {
-            None
+            self.primary()
+                .link
+                .as_ref()
+                .map(|l| (RejectCode::Busy, format!("node {:?} is already this primary's backup", l.node)))
         };
         if let Some((code, message)) = refuse {
             self.emit(Command::Reject { conn, code, message });
@@ -272,11 +275,7 @@ impl Core {
         l.executed = ack.executed;
         l.loaded = ack.snapshot_loaded;
         l.last_heard = now;
-        if l.phase == LinkPhase::Joining
-            && l.loaded
-            && last_seq - l.received <= catchup
-            && last_seq - l.executed <= lag_max / 2
-        {
+        if l.phase == LinkPhase::Joining && l.loaded && last_seq - l.received <= catchup && last_seq - l.executed <= lag_max / 2 {
             // Caught up: from here on outputs wait for this backup.
             l.phase = LinkPhase::Gating { from: last_seq };
         }
@@ -399,4 +398,3 @@ impl Core {
         self.emit(Command::Publish { epoch, backup, protected });
     }
 }
-

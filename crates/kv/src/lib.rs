@@ -1,1 +1,47 @@
+//! # understudy-kv
+//!
+//! The built-in application of understudy: a Redis-protocol key-value store
+//! written as a deterministic [`StateMachine`](understudy_core::StateMachine),
+//! replicated at the application level (DESIGN §2). Clients speak RESP2, so
+//! `redis-cli`, `redis-benchmark` and Redis client libraries work unmodified;
+//! replies are byte-identical to Redis 7.0's for the same commands (checked
+//! against a real `redis-server` by `tests/redis_differential.rs`).
+//!
+//! The node owns the sockets. Per connection it calls
+//! [`resp::parse_command`] on the input, [`Session::dispatch`] on each
+//! command, and then, as [`Dispatch`] says, [`Kv::read`] for a read or logs
+//! the op and calls `Kv::apply` for a write.
+//!
+//! # Layout
+//!
+//! - [`resp`]: the RESP2 request parser and reply encoders.
+//! - [`session`]: per-connection state (MULTI queue, HELLO, CLIENT, …).
+//! - [`kv`]: [`Kv`], the state machine: apply, read, expire cycle, snapshots.
+//! - `cmd`: the command table and the command implementations.
+//! - `store` and `entry`: the sharded copy-on-write keyspace.
+//! - `snapshot`: the chunked snapshot format and its validating restore.
+//! - `op`: the encoding of logged operations.
+//! - `num`: Redis's integer grammar, decimal formatting, glob matching.
+//!
+//! # Determinism
+//!
+//! `apply` is a pure function of the state, the op and the time handed out
+//! by `ctx.now_us()`. Hash-table iteration order is the one thing that may
+//! differ between replicas; nothing that changes state depends on it (the
+//! expire cycle's ops name their keys, digests sum per-key hashes), so at
+//! worst the *order* of elements in a HGETALL/SMEMBERS/KEYS reply differs,
+//! and the backup's replies are discarded anyway.
 
+mod cmd;
+mod entry;
+pub mod kv;
+mod num;
+mod op;
+pub mod resp;
+pub mod session;
+mod snapshot;
+mod store;
+
+pub use kv::Kv;
+pub use resp::{parse_command, RespError};
+pub use session::{command_name, is_ping_or_info, Dispatch, Session};

@@ -177,10 +177,7 @@ impl FrameDecoder {
         let epoch = u64::from_le_bytes(buf[9..17].try_into().expect("8 bytes"));
         let seq = u64::from_le_bytes(buf[17..25].try_into().expect("8 bytes"));
         let kind = Kind::from_u8(buf[25])?;
-        Ok(Some((
-            Frame { header: FrameHeader { epoch, seq, kind }, payload: &buf[FRAME_HEADER_BYTES..total] },
-            total,
-        )))
+        Ok(Some((Frame { header: FrameHeader { epoch, seq, kind }, payload: &buf[FRAME_HEADER_BYTES..total] }, total)))
     }
 }
 

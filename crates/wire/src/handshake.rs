@@ -107,9 +107,7 @@ impl Handshake {
                 let mut out = Vec::new();
                 frame(Kind::Hello, self.epoch, &self.my_hello_bytes, &mut out);
                 let mac = prove(&self.secret, Side::Acceptor, &peer_hello, &self.my_hello_bytes);
-                encode_with(&mut out, FrameHeader { epoch: self.epoch, seq: 0, kind: Kind::Proof }, |o| {
-                    Proof { mac }.encode(o)
-                });
+                encode_with(&mut out, FrameHeader { epoch: self.epoch, seq: 0, kind: Kind::Proof }, |o| Proof { mac }.encode(o));
                 self.state = State::AcceptorAwaitProof { peer, peer_hello };
                 Ok(Step::Send(out))
             }
@@ -167,7 +165,14 @@ mod tests {
     use crate::msg::Purpose;
 
     fn hello(node: &str, purpose: Purpose) -> Hello {
-        Hello { cluster: "c".into(), node: node.into(), incarnation: 1, purpose, machine: "kv/1".into(), nonce: [node.as_bytes()[0]; 16] }
+        Hello {
+            cluster: "c".into(),
+            node: node.into(),
+            incarnation: 1,
+            purpose,
+            machine: "kv/1".into(),
+            nonce: [node.as_bytes()[0]; 16],
+        }
     }
 
     /// Runs both sides against each other; returns what each learned.
@@ -183,8 +188,14 @@ mod tests {
                 to_a.drain(..used);
                 match r {
                     Ok(Step::Send(b)) => to_i.extend(b),
-                    Ok(Step::Done(b, p)) => { to_i.extend(b); done_a = Some(Ok(p)); }
-                    Err(e) => { done_a = Some(Err(e)); to_a.clear(); }
+                    Ok(Step::Done(b, p)) => {
+                        to_i.extend(b);
+                        done_a = Some(Ok(p));
+                    }
+                    Err(e) => {
+                        done_a = Some(Err(e));
+                        to_a.clear();
+                    }
                 }
             }
             while let Some((f, used)) = dec.decode(&to_i).unwrap() {
@@ -192,8 +203,14 @@ mod tests {
                 to_i.drain(..used);
                 match r {
                     Ok(Step::Send(b)) => to_a.extend(b),
-                    Ok(Step::Done(b, p)) => { to_a.extend(b); done_i = Some(Ok(p)); }
-                    Err(e) => { done_i = Some(Err(e)); to_i.clear(); }
+                    Ok(Step::Done(b, p)) => {
+                        to_a.extend(b);
+                        done_i = Some(Ok(p));
+                    }
+                    Err(e) => {
+                        done_i = Some(Err(e));
+                        to_i.clear();
+                    }
                 }
             }
         }

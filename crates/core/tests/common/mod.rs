@@ -6,7 +6,14 @@ use understudy_core::{ArbiterView, ClaimOutcome, Command, Config, Core, Event, U
 use understudy_wire::msg::Ack;
 
 pub fn cfg() -> Config {
-    Config { heartbeat_ms: 10, failover_timeout_ms: 100, lag_entries_max: 100, catchup_entries: 5, retry_ms: 50, status_publish_ms: 1000 }
+    Config {
+        heartbeat_ms: 10,
+        failover_timeout_ms: 100,
+        lag_entries_max: 100,
+        catchup_entries: 5,
+        retry_ms: 50,
+        status_publish_ms: 1000,
+    }
 }
 
 pub fn ack(received: u64, executed: u64) -> Ack {
@@ -42,7 +49,13 @@ pub fn protected_primary(n: u64) -> Core {
 }
 
 pub fn view(epoch: u64, primary: &str) -> ArbiterView {
-    ArbiterView { epoch, primary_node: primary.into(), primary_repl: format!("{primary}:7701"), members: vec![primary.into()] }
+    ArbiterView {
+        epoch,
+        primary_node: primary.into(),
+        primary_repl: format!("{primary}:7701"),
+        primary_client: format!("{primary}:6379"),
+        members: vec![primary.into()],
+    }
 }
 
 /// A backup "b" of primary "a" (epoch 1), snapshot at `snap`, loaded, and

@@ -1,0 +1,217 @@
+//! The built-in server's state: every cluster's record in memory, each one
+//! mirrored durably in `dir/<cluster>.json`.
+//!
+//! # Layout of `--dir`
+//!
+//! ```text
+//! dir/LOCK              held (flock) while a server runs: two servers on one dir would
+//!                       grant epochs independently (Promise 2)
+//! dir/<cluster>.json    the ClusterRecord, pretty JSON; replaced atomically on every change
+//! dir/.tmp-*            transient; leftovers of a crash are removed at start
+//! ```
+//!
+//! One mutex serializes every mutation: the test-and-set is linearizable. A
+//! change is written (tmp + fsync + rename + fsync of the directory) before
+//! memory is updated and before anyone is answered, so a grant that failed to
+//! reach the disk (full disk) was never a grant, and a restarted server knows
+//! every epoch it ever granted.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+use crate::durable::{self, TMP_PREFIX};
+use crate::proto::{RemoteError, Reply, Request};
+use crate::rules::{self, Decision};
+use crate::{Arbiter, ArbiterError, BackupInfo, Claim, ClusterRecord, NodeAddrs, Update};
+
+/// Name of the lock file inside `--dir`.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// Records of all clusters; see the module docs.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    records: Mutex<HashMap<String, ClusterRecord>>,
+    /// Held for the store's lifetime; dropping it releases the lock.
+    _lock: File,
+}
+
+impl Store {
+    /// Creates `dir` if needed, locks it, and loads every record in it.
+    pub fn open(dir: &Path) -> Result<Store, ArbiterError> {
+        fs::create_dir_all(dir).map_err(|e| ArbiterError::io("create directory", dir, e))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| ArbiterError::io("open", &lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(ArbiterError::DirLocked { dir: dir.to_path_buf() }),
+            Err(TryLockError::Error(e)) => return Err(ArbiterError::io("lock", &lock_path, e)),
+        }
+        let records = load_all(dir)?;
+        log::info!("arbiter state in {}: {} cluster(s) loaded", dir.display(), records.len());
+        Ok(Store { dir: dir.to_path_buf(), records: Mutex::new(records), _lock: lock })
+    }
+
+    /// Applies a decision under the one lock: writes first, then memory.
+    fn mutate<A>(
+        &self,
+        cluster: &str,
+        decide: impl FnOnce(Option<&ClusterRecord>) -> Result<Decision<A>, ArbiterError>,
+        wrap: impl FnOnce(ClusterRecord) -> A,
+    ) -> Result<A, ArbiterError> {
+        let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+        match decide(records.get(cluster))? {
+            Decision::Answer(a) => Ok(a),
+            Decision::Write(next) => {
+                let bytes = serde_json::to_vec_pretty(&next).expect("plain structs always serialize");
+                durable::replace(&self.dir, &format!("{cluster}.json"), &bytes)?;
+                records.insert(cluster.to_string(), next.clone());
+                Ok(wrap(next))
+            }
+        }
+    }
+
+    /// Serves one request of the wire protocol.
+    pub fn handle(&self, req: Request) -> Reply {
+        let result = match req {
+            Request::Read { cluster } => self.read(&cluster).map(Reply::Read),
+            Request::Claim { cluster, epoch, primary } => self.claim(&cluster, epoch, &primary).map(Reply::Claim),
+            Request::AddMember { cluster, epoch, primary_node, member } => {
+                self.add_member(&cluster, epoch, &primary_node, &member).map(Reply::Update)
+            }
+            Request::Publish { cluster, epoch, primary_node, backup, protected } => {
+                self.publish(&cluster, epoch, &primary_node, backup, protected).map(Reply::Update)
+            }
+        };
+        result.unwrap_or_else(|e| {
+            match &e {
+                ArbiterError::Io { .. } | ArbiterError::Corrupt { .. } => log::error!("{e}"),
+                _ => log::info!("request refused: {e}"),
+            }
+            Reply::Error(RemoteError::from_error(&e))
+        })
+    }
+}
+
+/// Reads every `<cluster>.json` of `dir`. Any unreadable record stops the
+/// start: a forgotten epoch could be granted twice.
+fn load_all(dir: &Path) -> Result<HashMap<String, ClusterRecord>, ArbiterError> {
+    let mut records = HashMap::new();
+    let rd = fs::read_dir(dir).map_err(|e| ArbiterError::io("list", dir, e))?;
+    for ent in rd {
+        let ent = ent.map_err(|e| ArbiterError::io("list", dir, e))?;
+        let path = ent.path();
+        let name = ent.file_name().to_string_lossy().into_owned();
+        if name.starts_with(TMP_PREFIX) {
+            // An interrupted write: the rename never happened, so it was never
+            // a grant.
+            let _ = fs::remove_file(&path);
+            continue;
+        }
+        let Some(cluster) = name.strip_suffix(".json") else {
+            continue;
+        };
+        if rules::validate_name("--cluster", cluster).is_err() {
+            log::warn!("arbiter state: ignoring {} (not a cluster name)", path.display());
+            continue;
+        }
+        let bytes = fs::read(&path).map_err(|e| ArbiterError::io("read", &path, e))?;
+        let r: ClusterRecord = serde_json::from_slice(&bytes).map_err(|e| ArbiterError::corrupt(&path, e))?;
+        if r.cluster != cluster || r.epoch == 0 || !r.is_member(&r.primary.node) {
+            let why = format!("record for cluster {:?} epoch {} with members {:?}", r.cluster, r.epoch, r.members);
+            return Err(ArbiterError::corrupt(&path, why));
+        }
+        records.insert(cluster.to_string(), r);
+    }
+    Ok(records)
+}
+
+impl Arbiter for Store {
+    fn read(&self, cluster: &str) -> Result<Option<ClusterRecord>, ArbiterError> {
+        rules::validate_name("--cluster", cluster)?;
+        Ok(self.records.lock().unwrap_or_else(PoisonError::into_inner).get(cluster).cloned())
+    }
+
+    fn claim(&self, cluster: &str, epoch: u64, primary: &NodeAddrs) -> Result<Claim, ArbiterError> {
+        let answer = self.mutate(cluster, |cur| rules::decide_claim(cluster, cur, epoch, primary), Claim::Granted)?;
+        match &answer {
+            Claim::Granted(_) => log::info!("cluster {cluster}: epoch {epoch} granted to node {}", primary.node),
+            Claim::Superseded(r) | Claim::NotMember(r) => log::info!(
+                "cluster {cluster}: claim of epoch {epoch} by node {} refused ({}); epoch {} is held by node {}",
+                primary.node,
+                if matches!(answer, Claim::NotMember(_)) { "not a member" } else { "superseded" },
+                r.epoch,
+                r.primary.node
+            ),
+        }
+        Ok(answer)
+    }
+
+    fn add_member(&self, cluster: &str, epoch: u64, primary_node: &str, member: &str) -> Result<Update, ArbiterError> {
+        let decide = |cur: Option<&ClusterRecord>| rules::decide_add_member(cluster, cur, epoch, primary_node, member);
+        let answer = self.mutate(cluster, decide, Update::Applied)?;
+        if answer.is_applied() {
+            log::info!("cluster {cluster}: node {member} is a member of epoch {epoch}");
+        }
+        Ok(answer)
+    }
+
+    fn publish(
+        &self,
+        cluster: &str,
+        epoch: u64,
+        primary_node: &str,
+        backup: Option<BackupInfo>,
+        protected: bool,
+    ) -> Result<Update, ArbiterError> {
+        let decide =
+            |cur: Option<&ClusterRecord>| rules::decide_publish(cluster, cur, epoch, primary_node, backup.clone(), protected);
+        self.mutate(cluster, decide, Update::Applied)
+    }
+
+    fn describe(&self) -> String {
+        format!("arbiter state in {}", self.dir.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(node: &str) -> NodeAddrs {
+        NodeAddrs { node: node.into(), client: "c".into(), repl: "r".into() }
+    }
+
+    #[test]
+    fn a_second_store_on_the_same_dir_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let _first = Store::open(d.path()).unwrap();
+        let e = Store::open(d.path()).unwrap_err();
+        assert!(matches!(e, ArbiterError::DirLocked { .. }), "{e}");
+        assert!(e.to_string().contains("--dir"), "{e}");
+    }
+
+    #[test]
+    fn records_survive_reopening_and_corruption_stops_the_start() {
+        let d = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(d.path()).unwrap();
+            assert!(s.claim("c", 1, &addrs("a")).unwrap().is_granted());
+            assert!(s.add_member("c", 1, "a", "b").unwrap().is_applied());
+        }
+        let s = Store::open(d.path()).unwrap();
+        let r = s.read("c").unwrap().unwrap();
+        assert_eq!((r.epoch, r.members.clone()), (1, vec!["a".to_string(), "b".to_string()]));
+        drop(s);
+        fs::write(d.path().join("c.json"), b"{ half a rec").unwrap();
+        let e = Store::open(d.path()).unwrap_err();
+        assert!(matches!(e, ArbiterError::Corrupt { .. }), "{e}");
+    }
+}

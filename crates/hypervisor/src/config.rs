@@ -1,0 +1,178 @@
+//! What a guest is (module, args, env, limits) and how wasmtime is configured
+//! so that two replicas execute it identically (DESIGN §3, "deterministic
+//! replay"). Everything that must be equal on both sides goes into the
+//! [`fingerprint`]; replicas whose fingerprints differ refuse to pair.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use crate::event::EVENT_FORMAT_VERSION;
+
+/// The wasmtime this crate is pinned to (`=48.0.8` in the workspace).
+pub const WASMTIME_VERSION: &str = "48.0.8";
+
+/// Default bound on linear memory: 1 GiB.
+pub const MEMORY_BYTES_MAX_DEFAULT: u64 = 1 << 30;
+/// Default bound on the wasm stack (wasmtime's own default).
+pub const STACK_BYTES_MAX_DEFAULT: usize = 512 * 1024;
+
+/// Fuel is wasmtime's deterministic instruction counter. It costs guest CPU
+/// (see the crate docs for the measurement), so it is off unless something
+/// needs a position in the instruction stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Fuel {
+    pub enabled: bool,
+    /// Stop the guest (a trap, identical on both replicas) after this much
+    /// fuel; only meaningful with `enabled`.
+    pub limit: Option<u64>,
+}
+
+/// A guest program and everything that determines its execution.
+#[derive(Clone)]
+pub struct GuestConfig {
+    /// The module's bytes, as given (not instrumented).
+    pub module: Arc<[u8]>,
+    /// `argv[0]` as the guest sees it.
+    pub program_name: String,
+    /// Arguments after `argv[0]`.
+    pub args: Vec<String>,
+    /// Environment, in order.
+    pub env: Vec<(String, String)>,
+    /// `memory.grow` beyond this fails (returns -1) on every replica.
+    pub memory_bytes_max: u64,
+    /// Stack depth at which the guest traps with "call stack exhausted".
+    pub stack_bytes_max: usize,
+    pub fuel: Fuel,
+}
+
+impl std::fmt::Debug for GuestConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestConfig")
+            .field("module_bytes", &self.module.len())
+            .field("program_name", &self.program_name)
+            .field("args", &self.args)
+            .field("env", &self.env)
+            .field("memory_bytes_max", &self.memory_bytes_max)
+            .field("stack_bytes_max", &self.stack_bytes_max)
+            .field("fuel", &self.fuel)
+            .finish()
+    }
+}
+
+impl GuestConfig {
+    /// A guest with default limits, no args, no env, fuel off.
+    pub fn new(module: impl Into<Arc<[u8]>>) -> Self {
+        GuestConfig {
+            module: module.into(),
+            program_name: "guest.wasm".into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            memory_bytes_max: MEMORY_BYTES_MAX_DEFAULT,
+            stack_bytes_max: STACK_BYTES_MAX_DEFAULT,
+            fuel: Fuel::default(),
+        }
+    }
+
+    pub fn with_args<S: Into<String>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
+        self.args = args.into_iter().map(Into::into).collect();
+        self
+    }
+
+    pub fn with_env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// `argv` as the guest sees it.
+    pub fn argv(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.program_name.as_str()).chain(self.args.iter().map(String::as_str))
+    }
+
+    /// `KEY=VALUE` strings as the guest sees them.
+    pub fn environ(&self) -> impl Iterator<Item = String> + '_ {
+        self.env.iter().map(|(k, v)| format!("{k}={v}"))
+    }
+}
+
+/// SHA-256 of the module bytes.
+pub fn module_digest(module: &[u8]) -> [u8; 32] {
+    Sha256::digest(module).into()
+}
+
+/// The wasmtime configuration both replicas use.
+///
+/// - NaN canonicalization: float results that are NaN have one bit pattern
+///   whatever the CPU produced.
+/// - Relaxed SIMD off (and deterministic, should it be turned on), threads off
+///   (the `threads` feature is not even compiled in), no shared memory.
+/// - Fuel only when [`Fuel::enabled`].
+/// - A fixed stack bound, so deep recursion traps at the same depth.
+/// - Memory bounds are enforced by the store's limiter (see `machine.rs`).
+pub fn engine_config(guest: &GuestConfig) -> wasmtime::Config {
+    let mut c = wasmtime::Config::new();
+    c.cranelift_nan_canonicalization(true);
+    c.wasm_relaxed_simd(false);
+    c.relaxed_simd_deterministic(true);
+    c.shared_memory(false);
+    c.wasm_multi_memory(false);
+    c.wasm_memory64(false);
+    c.consume_fuel(guest.fuel.enabled);
+    c.max_wasm_stack(guest.stack_bytes_max);
+    // Trap messages are part of what both replicas report; without backtraces
+    // they are the plain trap description.
+    c.wasm_backtrace(false);
+    c.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    c
+}
+
+/// A `Hasher` feeding SHA-256, so `Hash` impls give a stable digest.
+struct ShaHasher(Sha256);
+
+impl Hasher for ShaHasher {
+    fn finish(&self) -> u64 {
+        u64::from_le_bytes(self.0.clone().finalize()[..8].try_into().expect("8 bytes"))
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+fn put(h: &mut Sha256, bytes: &[u8]) {
+    h.update((bytes.len() as u64).to_le_bytes());
+    h.update(bytes);
+}
+
+/// Hex SHA-256 over everything that must be equal on both replicas: the event
+/// format, the wasmtime version, wasmtime's own compatibility hash (compiler
+/// flags including the CPU features code generation used, tunables, enabled
+/// wasm features), the memory and stack bounds, the fuel settings, the module
+/// bytes, args and env. As with VMware FT, replicas need compatible CPUs.
+pub fn fingerprint(guest: &GuestConfig) -> Result<String, crate::HypervisorError> {
+    let engine = wasmtime::Engine::new(&engine_config(guest)).map_err(|e| crate::HypervisorError::Engine(e.to_string()))?;
+    let mut h = Sha256::new();
+    put(&mut h, b"understudy-hypervisor");
+    h.update(EVENT_FORMAT_VERSION.to_le_bytes());
+    put(&mut h, WASMTIME_VERSION.as_bytes());
+    let mut eh = ShaHasher(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut eh);
+    h.update(eh.0.finalize());
+    h.update(guest.memory_bytes_max.to_le_bytes());
+    h.update((guest.stack_bytes_max as u64).to_le_bytes());
+    h.update([u8::from(guest.fuel.enabled)]);
+    h.update(guest.fuel.limit.map_or(u64::MAX, |l| l).to_le_bytes());
+    h.update(module_digest(&guest.module));
+    for a in guest.argv() {
+        put(&mut h, a.as_bytes());
+    }
+    h.update([0xff]);
+    for e in guest.environ() {
+        put(&mut h, e.as_bytes());
+    }
+    Ok(hex(&h.finalize()))
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,338 @@
+//! The command table and the commands that touch the keyspace.
+//!
+//! Every command Redis clients may send is named here once, with Redis 7.0's
+//! arity, flags and key positions (checked against a real Redis by the
+//! differential test), and classified as a read, a write or a session
+//! command. Reads run on `&Store` and writes on `&mut Store`, both with a
+//! [`Clock`] that hands out time only when an entry with an expiry is
+//! touched.
+//!
+//! # Layout
+//!
+//! - [`strings`]: GET/SET and friends, counters.
+//! - [`keyspace`]: DEL/EXISTS/TYPE/RENAME/KEYS, expiry commands, FLUSHALL.
+//! - [`hashes`], [`lists`], [`sets`]: the aggregate types.
+
+pub mod hashes;
+pub mod keyspace;
+pub mod lists;
+pub mod sets;
+pub mod strings;
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use foldhash::fast::FixedState;
+
+use crate::entry::{AggVal, Entry, Kind as EntryKind};
+use crate::resp::{write_error, write_int};
+use crate::store::{Clock, Store};
+
+/// Who executes a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Reads the keyspace only; the node runs it with `Kv::read`.
+    Read,
+    /// Changes the keyspace; logged and applied on both replicas.
+    Write,
+    /// Connection state only (PING, HELLO, MULTI…); handled by the session.
+    Session,
+}
+
+/// One row of the command table.
+#[derive(Debug)]
+pub struct Spec {
+    pub cmd: Cmd,
+    /// Lowercase name, as in error messages and `COMMAND`.
+    pub name: &'static str,
+    /// Redis arity: `n` exactly `n` arguments (name included), `-n` at least `n`.
+    pub arity: i32,
+    pub kind: Kind,
+    /// Redis's command flags, for `COMMAND` replies.
+    pub flags: &'static [&'static str],
+    /// First key, last key, key step (legacy `COMMAND` key positions).
+    pub keys: (i8, i8, i8),
+}
+
+impl Spec {
+    pub fn arity_ok(&self, argc: usize) -> bool {
+        let argc = argc as i64;
+        let arity = i64::from(self.arity);
+        if arity >= 0 {
+            argc == arity
+        } else {
+            argc >= -arity
+        }
+    }
+}
+
+macro_rules! commands {
+    ($( $variant:ident $name:literal $arity:literal $kind:ident [$($flag:literal)*] ($f:literal $l:literal $s:literal); )*) => {
+        /// A known command; its discriminant is its index in [`SPECS`] and
+        /// the byte that names it in an encoded op.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[repr(u8)]
+        pub enum Cmd { $($variant),* }
+
+        /// The command table, indexed by `Cmd as usize`.
+        pub static SPECS: &[Spec] = &[
+            $(Spec { cmd: Cmd::$variant, name: $name, arity: $arity, kind: Kind::$kind,
+                     flags: &[$($flag),*], keys: ($f, $l, $s) }),*
+        ];
+    };
+}
+
+commands! {
+    Get "get" 2 Read ["readonly" "fast"] (1 1 1);
+    Mget "mget" -2 Read ["readonly" "fast"] (1 -1 1);
+    Exists "exists" -2 Read ["readonly" "fast"] (1 -1 1);
+    Strlen "strlen" 2 Read ["readonly" "fast"] (1 1 1);
+    Getrange "getrange" 4 Read ["readonly"] (1 1 1);
+    Ttl "ttl" 2 Read ["readonly" "fast"] (1 1 1);
+    Pttl "pttl" 2 Read ["readonly" "fast"] (1 1 1);
+    Expiretime "expiretime" 2 Read ["readonly" "fast"] (1 1 1);
+    Pexpiretime "pexpiretime" 2 Read ["readonly" "fast"] (1 1 1);
+    Type "type" 2 Read ["readonly" "fast"] (1 1 1);
+    Hget "hget" 3 Read ["readonly" "fast"] (1 1 1);
+    Hmget "hmget" -3 Read ["readonly" "fast"] (1 1 1);
+    Hlen "hlen" 2 Read ["readonly" "fast"] (1 1 1);
+    Hexists "hexists" 3 Read ["readonly" "fast"] (1 1 1);
+    Hgetall "hgetall" 2 Read ["readonly"] (1 1 1);
+    Hkeys "hkeys" 2 Read ["readonly"] (1 1 1);
+    Hvals "hvals" 2 Read ["readonly"] (1 1 1);
+    Hstrlen "hstrlen" 3 Read ["readonly" "fast"] (1 1 1);
+    Llen "llen" 2 Read ["readonly" "fast"] (1 1 1);
+    Lrange "lrange" 4 Read ["readonly"] (1 1 1);
+    Lindex "lindex" 3 Read ["readonly"] (1 1 1);
+    Smembers "smembers" 2 Read ["readonly"] (1 1 1);
+    Sismember "sismember" 3 Read ["readonly" "fast"] (1 1 1);
+    Smismember "smismember" -3 Read ["readonly" "fast"] (1 1 1);
+    Scard "scard" 2 Read ["readonly" "fast"] (1 1 1);
+    Dbsize "dbsize" 1 Read ["readonly" "fast"] (0 0 0);
+    Keys "keys" 2 Read ["readonly"] (0 0 0);
+    Set "set" -3 Write ["write" "denyoom"] (1 1 1);
+    Setnx "setnx" 3 Write ["write" "denyoom" "fast"] (1 1 1);
+    Setex "setex" 4 Write ["write" "denyoom"] (1 1 1);
+    Psetex "psetex" 4 Write ["write" "denyoom"] (1 1 1);
+    Getset "getset" 3 Write ["write" "denyoom" "fast"] (1 1 1);
+    Getdel "getdel" 2 Write ["write" "fast"] (1 1 1);
+    Getex "getex" -2 Write ["write" "fast"] (1 1 1);
+    Mset "mset" -3 Write ["write" "denyoom"] (1 -1 2);
+    Msetnx "msetnx" -3 Write ["write" "denyoom"] (1 -1 2);
+    Del "del" -2 Write ["write"] (1 -1 1);
+    Unlink "unlink" -2 Write ["write" "fast"] (1 -1 1);
+    Incr "incr" 2 Write ["write" "denyoom" "fast"] (1 1 1);
+    Incrby "incrby" 3 Write ["write" "denyoom" "fast"] (1 1 1);
+    Decr "decr" 2 Write ["write" "denyoom" "fast"] (1 1 1);
+    Decrby "decrby" 3 Write ["write" "denyoom" "fast"] (1 1 1);
+    Append "append" 3 Write ["write" "denyoom" "fast"] (1 1 1);
+    Setrange "setrange" 4 Write ["write" "denyoom"] (1 1 1);
+    Expire "expire" -3 Write ["write" "fast"] (1 1 1);
+    Pexpire "pexpire" -3 Write ["write" "fast"] (1 1 1);
+    Expireat "expireat" -3 Write ["write" "fast"] (1 1 1);
+    Pexpireat "pexpireat" -3 Write ["write" "fast"] (1 1 1);
+    Persist "persist" 2 Write ["write" "fast"] (1 1 1);
+    Hset "hset" -4 Write ["write" "denyoom" "fast"] (1 1 1);
+    Hmset "hmset" -4 Write ["write" "denyoom" "fast"] (1 1 1);
+    Hsetnx "hsetnx" 4 Write ["write" "denyoom" "fast"] (1 1 1);
+    Hdel "hdel" -3 Write ["write" "fast"] (1 1 1);
+    Hincrby "hincrby" 4 Write ["write" "denyoom" "fast"] (1 1 1);
+    Lpush "lpush" -3 Write ["write" "denyoom" "fast"] (1 1 1);
+    Rpush "rpush" -3 Write ["write" "denyoom" "fast"] (1 1 1);
+    Lpushx "lpushx" -3 Write ["write" "denyoom" "fast"] (1 1 1);
+    Rpushx "rpushx" -3 Write ["write" "denyoom" "fast"] (1 1 1);
+    Lpop "lpop" -2 Write ["write" "fast"] (1 1 1);
+    Rpop "rpop" -2 Write ["write" "fast"] (1 1 1);
+    Lset "lset" 4 Write ["write" "denyoom"] (1 1 1);
+    Sadd "sadd" -3 Write ["write" "denyoom" "fast"] (1 1 1);
+    Srem "srem" -3 Write ["write" "fast"] (1 1 1);
+    Flushall "flushall" -1 Write ["write"] (0 0 0);
+    Flushdb "flushdb" -1 Write ["write"] (0 0 0);
+    Rename "rename" 3 Write ["write"] (1 2 1);
+    Renamenx "renamenx" 3 Write ["write" "fast"] (1 2 1);
+    Ping "ping" -1 Session ["fast"] (0 0 0);
+    Echo "echo" 2 Session ["loading" "stale" "fast"] (0 0 0);
+    Quit "quit" -1 Session ["noscript" "loading" "stale" "fast" "no_auth" "allow_busy"] (0 0 0);
+    Hello "hello" -1 Session ["noscript" "loading" "stale" "fast" "no_auth" "allow_busy"] (0 0 0);
+    Select "select" 2 Session ["loading" "stale" "fast"] (0 0 0);
+    Client "client" -2 Session [] (0 0 0);
+    Config "config" -2 Session [] (0 0 0);
+    Command "command" -1 Session ["loading" "stale"] (0 0 0);
+    Multi "multi" 1 Session ["noscript" "loading" "stale" "fast" "allow_busy"] (0 0 0);
+    Exec "exec" 1 Session ["noscript" "loading" "stale" "skip_slowlog"] (0 0 0);
+    Discard "discard" 1 Session ["noscript" "loading" "stale" "fast" "allow_busy"] (0 0 0);
+    Watch "watch" -2 Session ["noscript" "loading" "stale" "fast" "allow_busy"] (1 -1 1);
+    Unwatch "unwatch" 1 Session ["noscript" "loading" "stale" "fast" "allow_busy"] (0 0 0);
+    Reset "reset" 1 Session ["noscript" "loading" "stale" "fast" "no_auth" "allow_busy"] (0 0 0);
+    Info "info" -1 Session ["loading" "stale"] (0 0 0);
+    Auth "auth" -2 Session ["noscript" "loading" "stale" "fast" "no_auth" "allow_busy"] (0 0 0);
+}
+
+/// Longest command name in the table, so lookups can lowercase into a
+/// stack buffer.
+const NAME_BYTES_MAX: usize = 16;
+
+static BY_NAME: LazyLock<HashMap<&'static [u8], Cmd, FixedState>> =
+    LazyLock::new(|| SPECS.iter().map(|s| (s.name.as_bytes(), s.cmd)).collect());
+
+impl Cmd {
+    pub fn spec(self) -> &'static Spec {
+        &SPECS[self as usize]
+    }
+
+    /// The command `name` (any case), without allocating.
+    pub fn lookup(name: &[u8]) -> Option<Cmd> {
+        if name.len() > NAME_BYTES_MAX {
+            return None;
+        }
+        let mut buf = [0u8; NAME_BYTES_MAX];
+        let lower = &mut buf[..name.len()];
+        lower.copy_from_slice(name);
+        lower.make_ascii_lowercase();
+        BY_NAME.get(&*lower).copied()
+    }
+
+    /// The command encoded as `id` in an op.
+    pub fn from_id(id: u8) -> Option<Cmd> {
+        SPECS.get(usize::from(id)).map(|s| s.cmd)
+    }
+}
+
+/// What a command writes its reply into, and where its time comes from.
+pub struct Exec<'a> {
+    pub clock: &'a mut dyn Clock,
+    pub out: &'a mut Vec<u8>,
+}
+
+pub const WRONGTYPE: &[u8] = b"WRONGTYPE Operation against a key holding the wrong kind of value";
+pub const SYNTAX: &[u8] = b"ERR syntax error";
+pub const NOT_INT: &[u8] = b"ERR value is not an integer or out of range";
+pub const OVERFLOW: &[u8] = b"ERR increment or decrement would overflow";
+pub const NO_SUCH_KEY: &[u8] = b"ERR no such key";
+/// Redis's `proto-max-bulk-len` default, the largest string a command may build.
+pub const STRING_BYTES_MAX: u64 = 512 * 1024 * 1024;
+
+impl Exec<'_> {
+    pub fn err(&mut self, msg: &[u8]) {
+        write_error(self.out, msg);
+    }
+
+    pub fn int(&mut self, v: i64) {
+        write_int(self.out, v);
+    }
+
+    /// Parses an integer argument, replying Redis's error if it is not one.
+    pub fn int_arg(&mut self, arg: &[u8]) -> Option<i64> {
+        let v = crate::num::parse_i64(arg);
+        if v.is_none() {
+            self.err(NOT_INT);
+        }
+        v
+    }
+
+    /// `wrong number of arguments for '<name>' command`.
+    pub fn arity_err(&mut self, name: &str) {
+        write_arity_error(self.out, name);
+    }
+}
+
+/// The error of a lookup whose WRONGTYPE reply has already been written.
+#[derive(Debug)]
+pub struct Replied;
+
+/// Redis's `lookupKeyRead` + `checkType`: `Ok(None)` if absent, `Err(Replied)`
+/// after replying WRONGTYPE.
+pub fn get_typed<'s>(store: &'s Store, x: &mut Exec, key: &[u8], kind: EntryKind) -> Result<Option<&'s Entry>, Replied> {
+    match store.get(key, x.clock) {
+        Some(e) if e.kind() != kind => {
+            x.err(WRONGTYPE);
+            Err(Replied)
+        }
+        found => Ok(found),
+    }
+}
+
+/// Redis's `lookupKeyWrite` + `checkType` for a change to an aggregate: the
+/// live entry is removed from the store (hand it to [`put_back`] when
+/// done); `Err(Replied)` after replying WRONGTYPE, with the entry left in place.
+pub fn take_typed(store: &mut Store, x: &mut Exec, key: &[u8], kind: EntryKind) -> Result<Option<Entry>, Replied> {
+    match store.take(key, x.clock) {
+        Some(e) if e.kind() != kind => {
+            store.put(e);
+            x.err(WRONGTYPE);
+            Err(Replied)
+        }
+        found => Ok(found),
+    }
+}
+
+/// Stores a changed aggregate again, unless it became empty: Redis deletes
+/// empty hashes, lists and sets.
+pub fn put_back(store: &mut Store, e: Entry) {
+    if !e.agg().is_some_and(AggVal::is_empty) {
+        store.put(e);
+    }
+}
+
+pub fn write_arity_error(out: &mut Vec<u8>, name: &str) {
+    write_error(out, format!("ERR wrong number of arguments for '{name}' command").as_bytes());
+}
+
+/// Runs a read command.
+pub fn exec_read(cmd: Cmd, store: &Store, x: &mut Exec, argv: &[&[u8]]) {
+    use Cmd::*;
+    match cmd {
+        Get => strings::get(store, x, argv),
+        Mget => strings::mget(store, x, argv),
+        Strlen => strings::strlen(store, x, argv),
+        Getrange => strings::getrange(store, x, argv),
+        Exists => keyspace::exists(store, x, argv),
+        Ttl | Pttl | Expiretime | Pexpiretime => keyspace::ttl(cmd, store, x, argv),
+        Type => keyspace::type_(store, x, argv),
+        Dbsize => x.int(store.len() as i64),
+        Keys => keyspace::keys(store, x, argv),
+        Hget | Hmget | Hlen | Hexists | Hgetall | Hkeys | Hvals | Hstrlen => hashes::read(cmd, store, x, argv),
+        Llen | Lrange | Lindex => lists::read(cmd, store, x, argv),
+        Smembers | Sismember | Smismember | Scard => sets::read(cmd, store, x, argv),
+        _ => x.err(b"ERR internal: not a read command"),
+    }
+}
+
+/// Runs a write command (or a read, inside a transaction).
+pub fn exec_write(cmd: Cmd, store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
+    use Cmd::*;
+    match cmd {
+        Set | Setnx | Setex | Psetex | Getset | Getdel | Getex => strings::set_family(cmd, store, x, argv),
+        Mset | Msetnx => strings::mset(cmd, store, x, argv),
+        Incr | Incrby | Decr | Decrby => strings::incr(cmd, store, x, argv),
+        Append => strings::append(store, x, argv),
+        Setrange => strings::setrange(store, x, argv),
+        Del | Unlink => keyspace::del(store, x, argv),
+        Expire | Pexpire | Expireat | Pexpireat => keyspace::expire(cmd, store, x, argv),
+        Persist => keyspace::persist(store, x, argv),
+        Flushall | Flushdb => keyspace::flush(store, x, argv),
+        Rename | Renamenx => keyspace::rename(cmd, store, x, argv),
+        Hset | Hmset | Hsetnx | Hdel | Hincrby => hashes::write(cmd, store, x, argv),
+        Lpush | Rpush | Lpushx | Rpushx | Lpop | Rpop | Lset => lists::write(cmd, store, x, argv),
+        Sadd | Srem => sets::write(cmd, store, x, argv),
+        _ if cmd.spec().kind == Kind::Read => exec_read(cmd, store, x, argv),
+        _ => x.err(b"ERR internal: not a keyspace command"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_indexed_by_discriminant() {
+        for (i, s) in SPECS.iter().enumerate() {
+            assert_eq!(s.cmd as usize, i, "{}", s.name);
+            assert!(s.name.len() <= NAME_BYTES_MAX);
+            assert_eq!(Cmd::lookup(s.name.to_uppercase().as_bytes()), Some(s.cmd));
+        }
+        assert_eq!(Cmd::lookup(b"nosuchcommand"), None);
+        assert_eq!(Cmd::lookup(b"averyveryverylongcommandname"), None);
+        assert!(SPECS.len() < 256);
+    }
+}

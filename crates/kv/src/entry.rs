@@ -1,0 +1,348 @@
+//! One key and its value, laid out to keep memory per key close to Redis's.
+//!
+//! A string key (the common case: `SET`/`GET` workloads) is a single heap
+//! block holding the key, the optional expiry and the value; the table slot
+//! is one fat pointer. Aggregates (hash, list, set) live behind a box that
+//! also carries their key and expiry. The table is a `HashSet<Entry>` looked
+//! up by key through `Borrow<[u8]>`, so the key is stored once.
+
+use std::borrow::Borrow;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, Hash, Hasher};
+
+use foldhash::fast::{FixedState, RandomState};
+use understudy_wire::codec::put_varint;
+
+/// A binary-safe string owned by the store.
+pub type Bytes = Box<[u8]>;
+/// A hash's fields. Iteration order may differ between replicas; nothing
+/// replicated depends on it (digests sum per-field hashes).
+pub type HashVal = HashMap<Bytes, Bytes, RandomState>;
+/// A set's members; same remark on order as [`HashVal`].
+pub type SetVal = HashSet<Bytes, RandomState>;
+/// A list's elements, head first.
+pub type ListVal = VecDeque<Bytes>;
+
+/// Flag in a string block's first byte: an 8-byte expiry follows the key.
+const HAS_EXPIRE: u8 = 1;
+
+/// The fixed seed of the digest hash: digests are compared across
+/// processes, so they must not use a per-process random seed.
+const DIGEST: FixedState = FixedState::with_seed(0x7564_6572_7374_7564);
+
+/// The type of a value, as `TYPE` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    String,
+    Hash,
+    List,
+    Set,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::String => "string",
+            Kind::Hash => "hash",
+            Kind::List => "list",
+            Kind::Set => "set",
+        }
+    }
+}
+
+/// A stored key with its value and optional expiry (absolute ms since the
+/// Unix epoch, as Redis keeps it).
+pub enum Entry {
+    /// `[flags u8][key length varint][key][expiry u64 LE if flagged][value]`.
+    Str(Bytes),
+    Agg(Box<Agg>),
+}
+
+/// An aggregate value with its key and expiry.
+pub struct Agg {
+    key: Bytes,
+    expire: Option<u64>,
+    pub val: AggVal,
+}
+
+pub enum AggVal {
+    Hash(HashVal),
+    List(ListVal),
+    Set(SetVal),
+}
+
+impl AggVal {
+    pub fn len(&self) -> usize {
+        match self {
+            AggVal::Hash(h) => h.len(),
+            AggVal::List(l) => l.len(),
+            AggVal::Set(s) => s.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            AggVal::Hash(_) => Kind::Hash,
+            AggVal::List(_) => Kind::List,
+            AggVal::Set(_) => Kind::Set,
+        }
+    }
+}
+
+/// Offsets inside a string block: key range and value start.
+struct StrLayout {
+    key_start: usize,
+    key_end: usize,
+    value_start: usize,
+    expire: Option<u64>,
+}
+
+fn str_layout(b: &[u8]) -> StrLayout {
+    // The block was built by `Entry::string_with`, so the varint is valid.
+    let mut len: usize = 0;
+    let mut i = 1;
+    let mut shift = 0;
+    loop {
+        let byte = b[i];
+        i += 1;
+        len |= usize::from(byte & 0x7f) << shift;
+        shift += 7;
+        if byte & 0x80 == 0 {
+            break;
+        }
+    }
+    let key_end = i + len;
+    if b[0] & HAS_EXPIRE != 0 {
+        let t = u64::from_le_bytes(b[key_end..key_end + 8].try_into().expect("8 bytes"));
+        StrLayout { key_start: i, key_end, value_start: key_end + 8, expire: Some(t) }
+    } else {
+        StrLayout { key_start: i, key_end, value_start: key_end, expire: None }
+    }
+}
+
+impl Entry {
+    /// A string entry; one allocation of exactly the needed size.
+    pub fn string(key: &[u8], value: &[u8], expire: Option<u64>) -> Entry {
+        Entry::string_with(key, expire, value.len(), |v| v.extend_from_slice(value))
+    }
+
+    /// A string entry whose value `fill` appends (`value_len` bytes), so
+    /// APPEND, INCR and SETRANGE build the new block without a temporary.
+    pub fn string_with(key: &[u8], expire: Option<u64>, value_len: usize, fill: impl FnOnce(&mut Vec<u8>)) -> Entry {
+        let cap = 1 + 10 + key.len() + 8 + value_len;
+        let mut b = Vec::with_capacity(cap);
+        b.push(if expire.is_some() { HAS_EXPIRE } else { 0 });
+        put_varint(&mut b, key.len() as u64);
+        b.extend_from_slice(key);
+        if let Some(t) = expire {
+            b.extend_from_slice(&t.to_le_bytes());
+        }
+        fill(&mut b);
+        Entry::Str(b.into_boxed_slice())
+    }
+
+    pub fn aggregate(key: &[u8], expire: Option<u64>, val: AggVal) -> Entry {
+        Entry::Agg(Box::new(Agg { key: key.into(), expire, val }))
+    }
+
+    pub fn key(&self) -> &[u8] {
+        match self {
+            Entry::Str(b) => {
+                let l = str_layout(b);
+                &b[l.key_start..l.key_end]
+            }
+            Entry::Agg(a) => &a.key,
+        }
+    }
+
+    pub fn expire(&self) -> Option<u64> {
+        match self {
+            Entry::Str(b) => {
+                if b[0] & HAS_EXPIRE == 0 {
+                    None
+                } else {
+                    str_layout(b).expire
+                }
+            }
+            Entry::Agg(a) => a.expire,
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            Entry::Str(_) => Kind::String,
+            Entry::Agg(a) => a.val.kind(),
+        }
+    }
+
+    /// The value of a string entry.
+    pub fn str_value(&self) -> Option<&[u8]> {
+        match self {
+            Entry::Str(b) => Some(&b[str_layout(b).value_start..]),
+            Entry::Agg(_) => None,
+        }
+    }
+
+    pub fn agg(&self) -> Option<&AggVal> {
+        match self {
+            Entry::Str(_) => None,
+            Entry::Agg(a) => Some(&a.val),
+        }
+    }
+
+    pub fn agg_mut(&mut self) -> Option<&mut AggVal> {
+        match self {
+            Entry::Str(_) => None,
+            Entry::Agg(a) => Some(&mut a.val),
+        }
+    }
+
+    /// The same key and value with another expiry (a string block is
+    /// rebuilt: expiry changes are rare next to reads).
+    pub fn with_expire(self, expire: Option<u64>) -> Entry {
+        match self {
+            Entry::Str(ref b) => {
+                let l = str_layout(b);
+                Entry::string(&b[l.key_start..l.key_end], &b[l.value_start..], expire)
+            }
+            Entry::Agg(mut a) => {
+                a.expire = expire;
+                Entry::Agg(a)
+            }
+        }
+    }
+
+    /// The same value and expiry under another key (RENAME).
+    pub fn with_key(self, key: &[u8]) -> Entry {
+        match self {
+            Entry::Str(ref b) => {
+                let l = str_layout(b);
+                Entry::string(key, &b[l.value_start..], l.expire)
+            }
+            Entry::Agg(mut a) => {
+                a.key = key.into();
+                Entry::Agg(a)
+            }
+        }
+    }
+
+    /// Rough heap footprint, for the snapshot's progress hint only.
+    pub fn approx_bytes(&self) -> u64 {
+        match self {
+            Entry::Str(b) => b.len() as u64 + 16,
+            Entry::Agg(a) => a.key.len() as u64 + 64 + 48 * a.val.len() as u64,
+        }
+    }
+
+    /// This entry's share of the store digest: covers key, type, expiry and
+    /// contents; element order inside hashes and sets does not matter.
+    pub fn digest(&self) -> u64 {
+        let mut h = DIGEST.build_hasher();
+        h.write_u8(self.kind() as u8);
+        write_part(&mut h, self.key());
+        h.write_u64(self.expire().map_or(0, |t| t.wrapping_add(1)));
+        match self {
+            Entry::Str(_) => write_part(&mut h, self.str_value().unwrap_or_default()),
+            Entry::Agg(a) => {
+                h.write_u64(a.val.len() as u64);
+                match &a.val {
+                    AggVal::Hash(m) => h.write_u64(m.iter().fold(0u64, |acc, (f, v)| acc.wrapping_add(hash_parts(&[f, v])))),
+                    AggVal::Set(s) => h.write_u64(s.iter().fold(0u64, |acc, m| acc.wrapping_add(hash_parts(&[m])))),
+                    AggVal::List(l) => l.iter().for_each(|item| write_part(&mut h, item)),
+                }
+            }
+        }
+        h.finish()
+    }
+}
+
+fn write_part(h: &mut impl Hasher, b: &[u8]) {
+    h.write_u64(b.len() as u64);
+    h.write(b);
+}
+
+fn hash_parts(parts: &[&[u8]]) -> u64 {
+    let mut h = DIGEST.build_hasher();
+    for p in parts {
+        write_part(&mut h, p);
+    }
+    h.finish()
+}
+
+impl Borrow<[u8]> for Entry {
+    fn borrow(&self) -> &[u8] {
+        self.key()
+    }
+}
+
+/// Hashes exactly as the key slice does, as `Borrow` requires.
+impl Hash for Entry {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Entry {}
+
+impl Clone for Entry {
+    fn clone(&self) -> Self {
+        match self {
+            Entry::Str(b) => Entry::Str(b.clone()),
+            Entry::Agg(a) => {
+                let val = match &a.val {
+                    AggVal::Hash(h) => AggVal::Hash(h.clone()),
+                    AggVal::List(l) => AggVal::List(l.clone()),
+                    AggVal::Set(s) => AggVal::Set(s.clone()),
+                };
+                Entry::Agg(Box::new(Agg { key: a.key.clone(), expire: a.expire, val }))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_is_two_words() {
+        // The table slot size drives memory per key (Redis comparison).
+        assert_eq!(std::mem::size_of::<Entry>(), 16);
+    }
+
+    #[test]
+    fn string_block_roundtrip() {
+        let long_key = vec![b'k'; 300];
+        for key in [&b""[..], b"k", &long_key] {
+            for exp in [None, Some(0), Some(u64::MAX)] {
+                let e = Entry::string(key, b"value", exp);
+                assert_eq!(e.key(), key);
+                assert_eq!(e.expire(), exp);
+                assert_eq!(e.str_value(), Some(&b"value"[..]));
+                let e = e.with_expire(Some(7)).with_key(b"other");
+                assert_eq!((e.key(), e.expire(), e.str_value()), (&b"other"[..], Some(7), Some(&b"value"[..])));
+            }
+        }
+    }
+
+    #[test]
+    fn digest_covers_expiry_and_contents() {
+        let a = Entry::string(b"k", b"v", None);
+        assert_ne!(a.digest(), Entry::string(b"k", b"v", Some(1)).digest());
+        assert_ne!(a.digest(), Entry::string(b"k", b"w", None).digest());
+        assert_ne!(a.digest(), Entry::string(b"j", b"v", None).digest());
+        let list = |items: &[&[u8]]| Entry::aggregate(b"k", None, AggVal::List(items.iter().map(|i| Bytes::from(*i)).collect()));
+        assert_ne!(list(&[b"a", b"b"]).digest(), list(&[b"b", b"a"]).digest());
+        assert_ne!(list(&[b"ab"]).digest(), list(&[b"a", b"b"]).digest());
+    }
+}

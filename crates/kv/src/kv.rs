@@ -1,0 +1,219 @@
+//! [`Kv`]: the key-value store as a replicated [`StateMachine`].
+//!
+//! The primary applies each logged op and the backup applies the same op
+//! with the same recorded time, so both reach the same state (DESIGN §2,
+//! application level). Time enters writes only through `ctx.now_us()`, and
+//! only when an op needs it: setting a relative expiry, or touching an entry
+//! that has one. Reads run outside the log with the time passed in.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use understudy_core::{Ctx, SnapshotError, SnapshotWriter, StateMachine};
+use understudy_wire::codec::Reader;
+
+use crate::cmd::{exec_read, exec_write, write_arity_error, Cmd, Exec, Kind};
+use crate::op::{self, read_command, read_count, Argv};
+use crate::resp::{write_array_len, write_error, write_int};
+use crate::snapshot::{KvSnapshotWriter, Restore};
+use crate::store::{is_live, Clock, FixedClock, Store, SHARDS};
+
+/// Time for one op, read from the replicated context at most once and only
+/// if a command asks for it (each read costs log bytes).
+struct CtxClock<'a> {
+    ctx: &'a mut dyn Ctx,
+    now_ms: Option<u64>,
+}
+
+impl Clock for CtxClock<'_> {
+    fn now_ms(&mut self) -> u64 {
+        *self.now_ms.get_or_insert_with(|| self.ctx.now_us() / 1000)
+    }
+}
+
+/// Shards the expire cycle may scan per call, bounding its cost when many
+/// keys carry expiries that have not passed yet.
+const EXPIRE_SCAN_SHARDS_MAX: usize = 64;
+
+/// The Redis-protocol key-value state machine.
+#[derive(Default)]
+pub struct Kv {
+    store: Store,
+    /// Where the primary's expire-cycle scan resumes. Local to this
+    /// process: the ops it produces name their keys, so replicas never need
+    /// to agree on it.
+    expire_cursor: AtomicUsize,
+    /// State of a restore in progress (`restore_chunk` … `restore_finish`).
+    restore: Restore,
+}
+
+impl Kv {
+    pub fn new() -> Kv {
+        Kv::default()
+    }
+
+    /// Keys held, including expired ones not reclaimed yet (as DBSIZE).
+    pub fn len(&self) -> usize {
+        self.store.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.store.is_empty()
+    }
+
+    /// Keys that carry an expiry.
+    pub fn expiring(&self) -> usize {
+        self.store.expiring()
+    }
+
+    /// Runs a read-only command (`Dispatch::Read`) at time `now_ms` and
+    /// appends its reply. Mutates nothing: an expired key reads as absent
+    /// and stays until a write or the expire cycle reclaims it.
+    pub fn read(&self, now_ms: u64, argv: &[&[u8]], out: &mut Vec<u8>) {
+        let Some(cmd) = argv.first().and_then(|n| Cmd::lookup(n)) else {
+            return write_error(out, b"ERR internal: Kv::read called without a known command");
+        };
+        let spec = cmd.spec();
+        if spec.kind != Kind::Read {
+            return write_error(out, format!("ERR internal: '{}' is not a read command", spec.name).as_bytes());
+        }
+        if !spec.arity_ok(argv.len()) {
+            return write_arity_error(out, spec.name);
+        }
+        let mut clock = FixedClock(now_ms);
+        exec_read(cmd, &self.store, &mut Exec { clock: &mut clock, out }, argv);
+    }
+
+    /// On the primary: encodes into `op` an expire-cycle op naming up to
+    /// `max_keys` keys expired at `now_ms` (expiry < now, as Redis), found
+    /// by an incremental scan that skips shards with nothing due. Returns
+    /// false (and leaves `op` empty) if there is nothing to reclaim. The op
+    /// names keys explicitly because the backup's shard order differs.
+    pub fn expire_cycle_op(&self, now_ms: u64, max_keys: usize, op: &mut Vec<u8>) -> bool {
+        op.clear();
+        if max_keys == 0 || self.store.expiring() == 0 {
+            return false;
+        }
+        let mut cursor = self.expire_cursor.load(Ordering::Relaxed) % SHARDS;
+        let mut keys = Vec::new();
+        self.store.expired_keys(now_ms, max_keys, &mut cursor, EXPIRE_SCAN_SHARDS_MAX, &mut keys);
+        self.expire_cursor.store(cursor, Ordering::Relaxed);
+        if keys.is_empty() {
+            return false;
+        }
+        op::encode_expire(op, &keys);
+        true
+    }
+
+    /// Appends the body of INFO's keyspace section, as Redis writes it
+    /// (`# Keyspace` then `db0:keys=…,expires=…,avg_ttl=0` if not empty).
+    pub fn info_keyspace(&self, out: &mut String) {
+        out.push_str("# Keyspace\r\n");
+        if !self.store.is_empty() {
+            let _ = write!(out, "db0:keys={},expires={},avg_ttl=0\r\n", self.store.len(), self.store.expiring());
+        }
+    }
+
+    fn apply_op(&mut self, clock: &mut dyn Clock, op: &[u8], reply: &mut Vec<u8>) -> Result<(), String> {
+        let mut r = Reader::new(op, "kv op");
+        let tag = r.u8().map_err(|e| e.to_string())?;
+        match tag {
+            op::OP_COMMAND => {
+                let mut argv = Argv::new();
+                let cmd = read_command(&mut r, &mut argv)?;
+                r.finish().map_err(|e| e.to_string())?;
+                exec_write(cmd, &mut self.store, &mut Exec { clock, out: reply }, argv.as_slice());
+                Ok(())
+            }
+            op::OP_TRANSACTION => self.apply_transaction(clock, r, reply),
+            op::OP_EXPIRE => self.apply_expire(clock, r, reply),
+            other => Err(format!("unknown op tag {other}")),
+        }
+    }
+
+    /// MULTI … EXEC as one op: every queued command runs here, back to back,
+    /// so the transaction is atomic on both replicas. The op is validated
+    /// whole before anything runs, so a corrupt op changes nothing.
+    fn apply_transaction(&mut self, clock: &mut dyn Clock, r: Reader, reply: &mut Vec<u8>) -> Result<(), String> {
+        let mut argv = Argv::new();
+        let mut check = r.clone();
+        let n = read_count(&mut check)?;
+        for _ in 0..n {
+            read_item(&mut check, &mut argv)?;
+        }
+        check.finish().map_err(|e| e.to_string())?;
+        let mut r = r;
+        let n = read_count(&mut r)?;
+        write_array_len(reply, n);
+        for _ in 0..n {
+            match read_item(&mut r, &mut argv)? {
+                Item::Reply(bytes) => reply.extend_from_slice(bytes),
+                Item::Command(cmd) => {
+                    exec_write(cmd, &mut self.store, &mut Exec { clock: &mut *clock, out: reply }, argv.as_slice())
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the named keys that are expired at this op's time; replies
+    /// with how many were deleted.
+    fn apply_expire(&mut self, clock: &mut dyn Clock, mut r: Reader, reply: &mut Vec<u8>) -> Result<(), String> {
+        let mut check = r.clone();
+        let n = read_count(&mut check)?;
+        for _ in 0..n {
+            check.bytes().map_err(|e| e.to_string())?;
+        }
+        check.finish().map_err(|e| e.to_string())?;
+        let n = read_count(&mut r)?;
+        let mut deleted = 0;
+        for _ in 0..n {
+            let key = r.bytes().map_err(|e| e.to_string())?;
+            let expired = self.store.get_any(key).is_some_and(|e| e.expire().is_some() && !is_live(e, clock));
+            if expired {
+                self.store.take_any(key);
+                deleted += 1;
+            }
+        }
+        write_int(reply, deleted);
+        Ok(())
+    }
+}
+
+enum Item<'a> {
+    Command(Cmd),
+    Reply(&'a [u8]),
+}
+
+fn read_item<'a>(r: &mut Reader<'a>, argv: &mut Argv<'a>) -> Result<Item<'a>, String> {
+    match r.u8().map_err(|e| e.to_string())? {
+        op::ITEM_COMMAND => Ok(Item::Command(read_command(r, argv)?)),
+        op::ITEM_REPLY => Ok(Item::Reply(r.bytes().map_err(|e| e.to_string())?)),
+        other => Err(format!("unknown transaction item {other}")),
+    }
+}
+
+impl StateMachine for Kv {
+    fn apply(&mut self, ctx: &mut dyn Ctx, op: &[u8], reply: &mut Vec<u8>) {
+        let mut clock = CtxClock { ctx, now_ms: None };
+        if let Err(e) = self.apply_op(&mut clock, op, reply) {
+            write_error(reply, format!("ERR corrupt operation: {e}").as_bytes());
+        }
+    }
+
+    fn snapshot(&self) -> Box<dyn SnapshotWriter> {
+        Box::new(KvSnapshotWriter::new(&self.store))
+    }
+
+    fn restore_chunk(&mut self, chunk: &[u8]) -> Result<(), SnapshotError> {
+        self.restore.chunk(&mut self.store, chunk)
+    }
+
+    fn restore_finish(&mut self) -> Result<(), SnapshotError> {
+        self.restore.finish(&self.store)
+    }
+
+    fn digest(&self) -> u64 {
+        self.store.digest()
+    }
+}

@@ -1,0 +1,519 @@
+//! One client connection's protocol state: MULTI queue, client name,
+//! connection commands (HELLO, CLIENT, CONFIG, COMMAND, …).
+//!
+//! [`Session::dispatch`] classifies each parsed command and tells the node
+//! what to do with it ([`Dispatch`]): answer at once (its reply depends on
+//! no replicated state), run a read, log and apply a write, or write INFO.
+//! Arity errors and unknown commands are answered here, with Redis's exact
+//! messages, so they never reach the log.
+//!
+//! Inside MULTI, commands are queued as Redis does; EXEC turns the queue into
+//! ONE transaction op, applied atomically by `Kv::apply`. Connection
+//! commands queued in a transaction (PING, CLIENT SETNAME…) run at EXEC time
+//! on the session and their replies travel in the op as fixed bytes.
+//!
+//! Not implemented, by choice: WATCH (optimistic locking would need
+//! per-key versions in the replicated state; WATCH answers an error rather
+//! than a silent no-op that would make a client's check-and-set unsafe),
+//! RESP3 (HELLO 3 answers `-NOPROTO`, so clients stay on RESP2), INFO inside
+//! MULTI (the node writes INFO; queuing it aborts the transaction).
+
+use understudy_wire::codec::{put_bytes, put_varint, Reader};
+
+use crate::cmd::keyspace::c_str;
+use crate::cmd::{write_arity_error, Cmd, Kind, NOT_INT, SPECS};
+use crate::op::{self, ITEM_COMMAND, ITEM_REPLY, OP_TRANSACTION};
+use crate::resp::{write_array_len, write_bulk, write_error, write_int, write_null, write_ok, write_simple};
+
+/// What the node does with a dispatched command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dispatch {
+    /// The reply is already in `out` and depends on no replicated state
+    /// (PING, ECHO, errors, QUEUED, +OK for MULTI…).
+    Done,
+    /// A read: the caller runs `kv.read(now_ms, argv, out)` (argv unchanged).
+    Read,
+    /// A write: `op` holds the encoded op; the caller logs it and runs
+    /// `kv.apply(ctx, op, out)`.
+    Write,
+    /// INFO [section]: the caller writes the reply (it knows the
+    /// replication state); see `Kv::info_keyspace`.
+    Info,
+    /// QUIT: `out` holds +OK; close after writing it.
+    Close,
+}
+
+/// The version HELLO reports: the Redis release whose replies we match.
+pub const REDIS_VERSION: &str = "7.0.15";
+
+/// Queued commands of an open MULTI.
+#[derive(Default)]
+struct Multi {
+    /// Encoded items back to back: keyspace commands as transaction
+    /// `cmd-item`s, connection commands as their full argv.
+    buf: Vec<u8>,
+    /// Each queued item: whether it is a connection command, and its bytes.
+    items: Vec<(bool, std::ops::Range<usize>)>,
+    /// A command failed to queue (unknown, wrong arity…): EXEC aborts.
+    aborted: bool,
+}
+
+/// Per-connection state.
+pub struct Session {
+    /// CLIENT ID, also reported by HELLO.
+    id: u64,
+    /// CLIENT SETNAME / HELLO SETNAME.
+    name: Option<Box<[u8]>>,
+    multi: Option<Multi>,
+}
+
+/// The canonical (lowercase) name of a known command, for metrics and logs.
+pub fn command_name(argv: &[&[u8]]) -> Option<&'static str> {
+    argv.first().and_then(|n| Cmd::lookup(n)).map(|c| c.spec().name)
+}
+
+/// Whether a backup may answer this command itself (everything else gets
+/// `-READONLY` there).
+pub fn is_ping_or_info(argv: &[&[u8]]) -> bool {
+    matches!(argv.first().and_then(|n| Cmd::lookup(n)), Some(Cmd::Ping | Cmd::Info))
+}
+
+impl Session {
+    pub fn new(client_id: u64) -> Session {
+        Session { id: client_id, name: None, multi: None }
+    }
+
+    pub fn client_id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn name(&self) -> Option<&[u8]> {
+        self.name.as_deref()
+    }
+
+    pub fn in_multi(&self) -> bool {
+        self.multi.is_some()
+    }
+
+    /// Handles one command (`argv[0]` is its name). Clears `op`; appends any
+    /// immediate reply to `out`. An empty `argv` (blank inline line) does
+    /// nothing, as in Redis.
+    pub fn dispatch(&mut self, argv: &[&[u8]], op: &mut Vec<u8>, out: &mut Vec<u8>) -> Dispatch {
+        op.clear();
+        let Some(name) = argv.first() else { return Dispatch::Done };
+        let Some(cmd) = Cmd::lookup(name) else {
+            unknown_command(argv, out);
+            return self.reject();
+        };
+        let spec = cmd.spec();
+        if !spec.arity_ok(argv.len()) {
+            if cmd == Cmd::Exec {
+                // Redis's execCommandAbort: a rejected EXEC discards the
+                // transaction, in or out of MULTI.
+                self.multi = None;
+                write_error(out, b"EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command");
+                return Dispatch::Done;
+            }
+            write_arity_error(out, spec.name);
+            return self.reject();
+        }
+        if !subcommand_ok(cmd, argv, out) {
+            return self.reject();
+        }
+        if self.multi.is_some() && !matches!(cmd, Cmd::Exec | Cmd::Discard | Cmd::Multi | Cmd::Watch | Cmd::Quit | Cmd::Reset) {
+            return self.queue(cmd, argv, out);
+        }
+        match spec.kind {
+            Kind::Read => Dispatch::Read,
+            Kind::Write => {
+                op::encode_command(op, cmd, &argv[1..]);
+                Dispatch::Write
+            }
+            Kind::Session => self.control(cmd, argv, op, out),
+        }
+    }
+
+    /// A command that failed before execution marks an open transaction
+    /// (Redis's flagTransaction).
+    fn reject(&mut self) -> Dispatch {
+        if let Some(m) = &mut self.multi {
+            m.aborted = true;
+        }
+        Dispatch::Done
+    }
+
+    fn queue(&mut self, cmd: Cmd, argv: &[&[u8]], out: &mut Vec<u8>) -> Dispatch {
+        if cmd == Cmd::Info {
+            write_error(out, b"ERR Command not allowed inside a transaction");
+            return self.reject();
+        }
+        let m = self.multi.as_mut().expect("queue is called inside MULTI");
+        let start = m.buf.len();
+        let session = cmd.spec().kind == Kind::Session;
+        if session {
+            put_varint(&mut m.buf, argv.len() as u64);
+            argv.iter().for_each(|a| put_bytes(&mut m.buf, a));
+        } else {
+            op::put_command(&mut m.buf, cmd, &argv[1..]);
+        }
+        m.items.push((session, start..m.buf.len()));
+        write_simple(out, b"QUEUED");
+        Dispatch::Done
+    }
+
+    /// Transaction control, QUIT, INFO and the connection commands.
+    fn control(&mut self, cmd: Cmd, argv: &[&[u8]], op: &mut Vec<u8>, out: &mut Vec<u8>) -> Dispatch {
+        match cmd {
+            Cmd::Multi if self.multi.is_some() => write_error(out, b"ERR MULTI calls can not be nested"),
+            Cmd::Multi => {
+                self.multi = Some(Multi::default());
+                write_ok(out);
+            }
+            Cmd::Exec => return self.exec(op, out),
+            Cmd::Discard => match self.multi.take() {
+                Some(_) => write_ok(out),
+                None => write_error(out, b"ERR DISCARD without MULTI"),
+            },
+            Cmd::Watch if self.multi.is_some() => write_error(out, b"ERR WATCH inside MULTI is not allowed"),
+            Cmd::Watch => write_error(
+                out,
+                b"ERR WATCH is not supported by understudy (MULTI/EXEC is atomic; there is no optimistic locking)",
+            ),
+            Cmd::Quit => {
+                write_ok(out);
+                return Dispatch::Close;
+            }
+            Cmd::Reset => {
+                *self = Session::new(self.id);
+                write_simple(out, b"RESET");
+            }
+            Cmd::Info => return Dispatch::Info,
+            _ => self.connection_command(cmd, argv, out),
+        }
+        Dispatch::Done
+    }
+
+    fn exec(&mut self, op: &mut Vec<u8>, out: &mut Vec<u8>) -> Dispatch {
+        let Some(m) = self.multi.take() else {
+            write_error(out, b"ERR EXEC without MULTI");
+            return Dispatch::Done;
+        };
+        if m.aborted {
+            write_error(out, b"EXECABORT Transaction discarded because of previous errors.");
+            return Dispatch::Done;
+        }
+        if m.items.is_empty() {
+            write_array_len(out, 0);
+            return Dispatch::Done;
+        }
+        op.push(OP_TRANSACTION);
+        put_varint(op, m.items.len() as u64);
+        let mut reply = Vec::new();
+        for (session, range) in &m.items {
+            let bytes = &m.buf[range.clone()];
+            if !session {
+                op.push(ITEM_COMMAND);
+                op.extend_from_slice(bytes);
+                continue;
+            }
+            let argv = decode_argv(bytes);
+            let cmd = argv.first().and_then(|n| Cmd::lookup(n)).expect("queued commands are known");
+            reply.clear();
+            self.connection_command(cmd, &argv, &mut reply);
+            op.push(ITEM_REPLY);
+            put_bytes(op, &reply);
+        }
+        Dispatch::Write
+    }
+
+    /// Commands whose reply depends on the connection only. Also run at EXEC
+    /// time for the ones queued in a transaction.
+    fn connection_command(&mut self, cmd: Cmd, argv: &[&[u8]], out: &mut Vec<u8>) {
+        match cmd {
+            Cmd::Ping if argv.len() > 2 => write_arity_error(out, "ping"),
+            Cmd::Ping if argv.len() == 2 => write_bulk(out, argv[1]),
+            Cmd::Ping => write_simple(out, b"PONG"),
+            Cmd::Echo => write_bulk(out, argv[1]),
+            Cmd::Select => match crate::num::parse_i64(argv[1]) {
+                None => write_error(out, NOT_INT),
+                Some(id) if i32::try_from(id).is_err() => {
+                    write_error(out, b"ERR value is out of range, value must between -2147483648 and 2147483647")
+                }
+                Some(0) => write_ok(out),
+                Some(_) => write_error(out, b"ERR DB index is out of range"),
+            },
+            Cmd::Hello => self.hello(argv, out),
+            Cmd::Auth => auth(argv, out),
+            Cmd::Client => self.client(argv, out),
+            Cmd::Config => config(argv, out),
+            Cmd::Command => command(argv, out),
+            Cmd::Unwatch => write_ok(out),
+            // Transaction control inside a transaction is answered by
+            // `dispatch`; nothing else reaches here.
+            _ => write_error(out, b"ERR internal: not a connection command"),
+        }
+    }
+
+    /// HELLO [protover [AUTH user pass] [SETNAME name]]: we speak RESP2 only.
+    fn hello(&mut self, argv: &[&[u8]], out: &mut Vec<u8>) {
+        if let Some(v) = argv.get(1) {
+            match crate::num::parse_i64(v) {
+                None => return write_error(out, b"ERR Protocol version is not an integer or out of range"),
+                Some(2) => {}
+                Some(_) => return write_error(out, b"NOPROTO unsupported protocol version"),
+            }
+        }
+        let (mut j, mut setname) = (2, None);
+        while j < argv.len() {
+            let more = argv.len() - 1 - j;
+            if argv[j].eq_ignore_ascii_case(b"auth") && more >= 2 {
+                if !argv[j + 1].eq_ignore_ascii_case(b"default") {
+                    return write_error(out, b"WRONGPASS invalid username-password pair or user is disabled.");
+                }
+                j += 3;
+            } else if argv[j].eq_ignore_ascii_case(b"setname") && more >= 1 {
+                setname = Some(argv[j + 1]);
+                j += 2;
+            } else {
+                let mut msg = b"ERR Syntax error in HELLO option '".to_vec();
+                msg.extend_from_slice(c_str(argv[j]));
+                msg.push(b'\'');
+                return write_error(out, &msg);
+            }
+        }
+        if let Some(name) = setname {
+            if !self.set_name(name, out) {
+                return;
+            }
+        }
+        write_array_len(out, 14);
+        for (k, v) in [("server", "redis"), ("version", REDIS_VERSION)] {
+            write_bulk(out, k.as_bytes());
+            write_bulk(out, v.as_bytes());
+        }
+        write_bulk(out, b"proto");
+        write_int(out, 2);
+        write_bulk(out, b"id");
+        write_int(out, self.id as i64);
+        for (k, v) in [("mode", "standalone"), ("role", "master")] {
+            write_bulk(out, k.as_bytes());
+            write_bulk(out, v.as_bytes());
+        }
+        write_bulk(out, b"modules");
+        write_array_len(out, 0);
+    }
+
+    /// Redis's `clientSetNameOrReply`: printable ASCII without spaces; an
+    /// empty name clears it.
+    fn set_name(&mut self, name: &[u8], out: &mut Vec<u8>) -> bool {
+        if name.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
+            write_error(out, b"ERR Client names cannot contain spaces, newlines or special characters.");
+            return false;
+        }
+        self.name = (!name.is_empty()).then(|| name.into());
+        true
+    }
+
+    fn client(&mut self, argv: &[&[u8]], out: &mut Vec<u8>) {
+        let sub = argv[1].to_ascii_lowercase();
+        match &sub[..] {
+            b"id" => write_int(out, self.id as i64),
+            b"getname" => match &self.name {
+                Some(n) => write_bulk(out, n),
+                None => write_null(out),
+            },
+            b"setname" => {
+                if self.set_name(argv[2], out) {
+                    write_ok(out);
+                }
+            }
+            b"setinfo" => {
+                let attr = argv[2].to_ascii_lowercase();
+                if attr == b"lib-name" || attr == b"lib-ver" {
+                    write_ok(out);
+                } else {
+                    let mut msg = b"ERR Unrecognized option '".to_vec();
+                    msg.extend_from_slice(c_str(argv[2]));
+                    msg.push(b'\'');
+                    write_error(out, &msg);
+                }
+            }
+            b"no-evict" | b"no-touch" => write_ok(out),
+            _ => help(out, "CLIENT", &["ID", "GETNAME", "SETNAME <name>", "SETINFO <LIB-NAME|LIB-VER> <value>"]),
+        }
+    }
+}
+
+/// Decodes a queued connection command (as `Session::queue` encoded it).
+fn decode_argv(bytes: &[u8]) -> Vec<&[u8]> {
+    let mut r = Reader::new(bytes, "queued command");
+    let n = r.varint().expect("written by queue");
+    (0..n).map(|_| r.bytes().expect("written by queue")).collect()
+}
+
+/// Subcommands of the container commands, with Redis's arity.
+const SUBCOMMANDS: &[(Cmd, &str, i32)] = &[
+    (Cmd::Client, "id", 2),
+    (Cmd::Client, "getname", 2),
+    (Cmd::Client, "setname", 3),
+    (Cmd::Client, "setinfo", 4),
+    (Cmd::Client, "no-evict", 3),
+    (Cmd::Client, "no-touch", 3),
+    (Cmd::Client, "help", 2),
+    (Cmd::Config, "get", -3),
+    (Cmd::Config, "set", -4),
+    (Cmd::Config, "resetstat", 2),
+    (Cmd::Config, "help", 2),
+    (Cmd::Command, "count", 2),
+    (Cmd::Command, "info", -2),
+    (Cmd::Command, "list", -2),
+    (Cmd::Command, "help", 2),
+];
+
+/// For CLIENT/CONFIG/COMMAND: an unknown subcommand or a wrong subcommand
+/// arity is answered as Redis does (and, like other rejections, aborts an
+/// open transaction). `COMMAND DOCS` is deliberately unknown: redis-cli
+/// then falls back to its built-in help instead of showing none.
+fn subcommand_ok(cmd: Cmd, argv: &[&[u8]], out: &mut Vec<u8>) -> bool {
+    if !matches!(cmd, Cmd::Client | Cmd::Config | Cmd::Command) || argv.len() < 2 {
+        return true;
+    }
+    let sub = SUBCOMMANDS.iter().find(|(c, name, _)| *c == cmd && argv[1].eq_ignore_ascii_case(name.as_bytes()));
+    let container = cmd.spec().name;
+    match sub {
+        None => {
+            let mut msg = b"ERR unknown subcommand '".to_vec();
+            let shown = c_str(argv[1]);
+            msg.extend_from_slice(&shown[..shown.len().min(128)]);
+            msg.extend_from_slice(format!("'. Try {} HELP.", container.to_uppercase()).as_bytes());
+            write_error(out, &msg);
+            false
+        }
+        Some((_, name, arity)) => {
+            let ok = if *arity >= 0 { argv.len() == *arity as usize } else { argv.len() >= arity.unsigned_abs() as usize };
+            if !ok {
+                write_arity_error(out, &format!("{container}|{name}"));
+            }
+            ok
+        }
+    }
+}
+
+fn help(out: &mut Vec<u8>, container: &str, lines: &[&str]) {
+    write_array_len(out, lines.len() + 1);
+    write_simple(out, format!("{container} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:").as_bytes());
+    for l in lines {
+        write_simple(out, l.as_bytes());
+    }
+}
+
+fn unknown_command(argv: &[&[u8]], out: &mut Vec<u8>) {
+    let mut msg = b"ERR unknown command '".to_vec();
+    let name = c_str(argv[0]);
+    msg.extend_from_slice(&name[..name.len().min(128)]);
+    msg.extend_from_slice(b"', with args beginning with: ");
+    let mut args_len = 0;
+    for a in &argv[1..] {
+        if args_len >= 128 {
+            break;
+        }
+        let a = c_str(a);
+        let part = &a[..a.len().min(128 - args_len)];
+        msg.push(b'\'');
+        msg.extend_from_slice(part);
+        msg.extend_from_slice(b"' ");
+        args_len += part.len() + 3;
+    }
+    write_error(out, &msg);
+}
+
+/// AUTH [user] pass: no password is configured (the default user has none).
+fn auth(argv: &[&[u8]], out: &mut Vec<u8>) {
+    match argv.len() {
+        2 => write_error(
+            out,
+            b"ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+        ),
+        3 if argv[1] == b"default" => write_ok(out),
+        3 => write_error(out, b"WRONGPASS invalid username-password pair or user is disabled."),
+        _ => write_error(out, crate::cmd::SYNTAX),
+    }
+}
+
+/// Configuration parameters CONFIG GET reports: what redis-benchmark asks
+/// at start, answered as a server without persistence. Listed in the order
+/// Redis happens to reply them in.
+const CONFIG: &[(&str, &str)] = &[("appendonly", "no"), ("save", "")];
+
+fn config(argv: &[&[u8]], out: &mut Vec<u8>) {
+    let sub = argv[1].to_ascii_lowercase();
+    match &sub[..] {
+        b"get" => {
+            // As Redis: a pattern without glob characters is a name, echoed
+            // back as the client spelled it; globs match case-insensitively.
+            let mut hits: Vec<(&[u8], &str)> = Vec::new();
+            for (name, value) in CONFIG {
+                let spelled = argv[2..].iter().find_map(|p| {
+                    let glob = p.iter().any(|c| b"[*?".contains(c));
+                    if glob && crate::num::glob_match(p, name.as_bytes(), true) {
+                        Some(name.as_bytes())
+                    } else {
+                        (!glob && p.eq_ignore_ascii_case(name.as_bytes())).then_some(*p)
+                    }
+                });
+                if let Some(spelled) = spelled {
+                    hits.push((spelled, value));
+                }
+            }
+            write_array_len(out, hits.len() * 2);
+            for (name, value) in hits {
+                write_bulk(out, name);
+                write_bulk(out, value.as_bytes());
+            }
+        }
+        b"set" => write_error(out, b"ERR CONFIG SET is not supported by understudy"),
+        b"resetstat" => write_ok(out),
+        _ => help(out, "CONFIG", &["GET <pattern>", "RESETSTAT"]),
+    }
+}
+
+/// COMMAND [COUNT | INFO name… | LIST | HELP], in Redis 7.0's RESP2 shape.
+fn command(argv: &[&[u8]], out: &mut Vec<u8>) {
+    let sub = argv.get(1).map(|s| s.to_ascii_lowercase()).unwrap_or_default();
+    match &sub[..] {
+        b"" => {
+            write_array_len(out, SPECS.len());
+            SPECS.iter().for_each(|s| command_entry(s.cmd, out));
+        }
+        b"count" => write_int(out, SPECS.len() as i64),
+        b"info" if argv.len() == 2 => command(&argv[..1], out),
+        b"info" => {
+            write_array_len(out, argv.len() - 2);
+            for name in &argv[2..] {
+                match Cmd::lookup(name) {
+                    Some(c) => command_entry(c, out),
+                    None => write_null(out),
+                }
+            }
+        }
+        b"list" => {
+            write_array_len(out, SPECS.len());
+            SPECS.iter().for_each(|s| write_bulk(out, s.name.as_bytes()));
+        }
+        _ => help(out, "COMMAND", &["(no subcommand)", "COUNT", "INFO [<command-name> ...]", "LIST"]),
+    }
+}
+
+fn command_entry(cmd: Cmd, out: &mut Vec<u8>) {
+    let s = cmd.spec();
+    write_array_len(out, 10);
+    write_bulk(out, s.name.as_bytes());
+    write_int(out, i64::from(s.arity));
+    write_array_len(out, s.flags.len());
+    s.flags.iter().for_each(|f| write_simple(out, f.as_bytes()));
+    write_int(out, i64::from(s.keys.0));
+    write_int(out, i64::from(s.keys.1));
+    write_int(out, i64::from(s.keys.2));
+    // ACL categories, tips, key specs, subcommands: none described.
+    (0..4).for_each(|_| write_array_len(out, 0));
+}

@@ -1,0 +1,319 @@
+//! Live snapshots of the keyspace and their restore (state transfer to a
+//! joining backup, DESIGN §3).
+//!
+//! ```text
+//! chunk   = version:u8 (=1) record+                    each chunk decodes on its own
+//! record  = kind:u8 key:bytes [expire:u64 LE] body     expire iff kind & 0x40
+//!         | 0x0F keys:varint digest:u64 LE             end: the last record of all
+//! kind    = type (1 string, 2 hash, 3 list, 4 set) | 0x40 has expire | 0x80 continuation
+//! body    = value:bytes                                string
+//!         | count:varint element*count                 aggregate (hash: field, value)
+//! ```
+//!
+//! A large aggregate is cut into parts of about [`PART_BYTES`]: the first
+//! record creates the key, continuation records (same key, right after)
+//! append elements, so no record and hence no chunk grows without bound.
+//! The end record carries the key count and digest of the snapshot, which
+//! `restore_finish` checks against what was loaded.
+
+use std::sync::Arc;
+
+use understudy_core::{SnapshotError, SnapshotWriter};
+use understudy_wire::codec::{put_bytes, put_varint, Reader};
+
+use crate::entry::{AggVal, Bytes, Entry, HashVal, Kind, ListVal, SetVal};
+use crate::op::read_count;
+use crate::store::{Shard, Store};
+
+const VERSION: u8 = 1;
+const HAS_EXPIRE: u8 = 0x40;
+const CONTINUATION: u8 = 0x80;
+const END: u8 = 0x0F;
+/// Target size of one aggregate part.
+pub const PART_BYTES: usize = 64 * 1024;
+
+fn type_code(k: Kind) -> u8 {
+    match k {
+        Kind::String => 1,
+        Kind::Hash => 2,
+        Kind::List => 3,
+        Kind::Set => 4,
+    }
+}
+
+/// Serializes a snapshot shard by shard; holds each shard only until it is
+/// serialized, so later writes to it do not copy it.
+pub struct KvSnapshotWriter {
+    shards: Vec<Option<Arc<Shard>>>,
+    next_shard: usize,
+    /// The records of the shard being emitted, and where each ends.
+    pending: Vec<u8>,
+    ends: Vec<usize>,
+    emitted: usize,
+    keys: u64,
+    digest: u64,
+    end_written: bool,
+    hint: u64,
+}
+
+impl KvSnapshotWriter {
+    pub fn new(store: &Store) -> Self {
+        let shards: Vec<Option<Arc<Shard>>> = store.shards().iter().map(|s| Some(Arc::clone(s))).collect();
+        let hint = store.shards().iter().map(|s| s.bytes).sum();
+        KvSnapshotWriter {
+            shards,
+            next_shard: 0,
+            pending: Vec::new(),
+            ends: Vec::new(),
+            emitted: 0,
+            keys: 0,
+            digest: 0,
+            end_written: false,
+            hint,
+        }
+    }
+
+    /// Refills `pending` with the next shard's records (or the end record).
+    /// Returns false when everything has been produced.
+    fn refill(&mut self) -> bool {
+        self.pending.clear();
+        self.ends.clear();
+        self.emitted = 0;
+        if let Some(slot) = self.shards.get_mut(self.next_shard) {
+            self.next_shard += 1;
+            let shard = slot.take().expect("each shard is serialized once");
+            for e in shard.entries() {
+                self.keys += 1;
+                self.digest = self.digest.wrapping_add(e.digest());
+                write_entry(&mut self.pending, &mut self.ends, e);
+            }
+            return true; // `shard` is dropped here: written shards are no longer shared
+        }
+        if self.end_written {
+            return false;
+        }
+        self.end_written = true;
+        self.pending.push(END);
+        put_varint(&mut self.pending, self.keys);
+        self.pending.extend_from_slice(&self.digest.to_le_bytes());
+        self.ends.push(self.pending.len());
+        true
+    }
+}
+
+impl SnapshotWriter for KvSnapshotWriter {
+    fn next_chunk(&mut self, out: &mut Vec<u8>, max_bytes: usize) -> bool {
+        let start = out.len();
+        loop {
+            if self.emitted < self.ends.len() {
+                let from = if self.emitted == 0 { 0 } else { self.ends[self.emitted - 1] };
+                let to = self.ends[self.emitted];
+                let wrote_any = out.len() > start;
+                if wrote_any && out.len() - start + (to - from) > max_bytes {
+                    return true;
+                }
+                if !wrote_any {
+                    out.push(VERSION);
+                }
+                out.extend_from_slice(&self.pending[from..to]);
+                self.emitted += 1;
+            } else if !self.refill() {
+                return out.len() > start;
+            }
+        }
+    }
+
+    fn bytes_hint(&self) -> u64 {
+        self.hint
+    }
+}
+
+fn record_head(buf: &mut Vec<u8>, kind: Kind, flags: u8, key: &[u8], expire: Option<u64>) {
+    buf.push(type_code(kind) | flags | if expire.is_some() { HAS_EXPIRE } else { 0 });
+    put_bytes(buf, key);
+    if let Some(t) = expire {
+        buf.extend_from_slice(&t.to_le_bytes());
+    }
+}
+
+/// One aggregate element: a list item or set member, or a hash field and value.
+type Element<'a> = (&'a [u8], Option<&'a [u8]>);
+
+/// Appends the records of one entry, ending each in `ends`.
+fn write_entry(buf: &mut Vec<u8>, ends: &mut Vec<usize>, e: &Entry) {
+    let key = e.key();
+    let Some(agg) = e.agg() else {
+        record_head(buf, Kind::String, 0, key, e.expire());
+        put_bytes(buf, e.str_value().unwrap_or_default());
+        ends.push(buf.len());
+        return;
+    };
+    let elements: Box<dyn Iterator<Item = Element>> = match agg {
+        AggVal::Hash(h) => Box::new(h.iter().map(|(f, v)| (&f[..], Some(&v[..])))),
+        AggVal::List(l) => Box::new(l.iter().map(|v| (&v[..], None))),
+        AggVal::Set(s) => Box::new(s.iter().map(|m| (&m[..], None))),
+    };
+    let mut elements = elements.peekable();
+    let mut first = true;
+    while elements.peek().is_some() {
+        let mut part = Vec::new();
+        let mut count = 0u64;
+        while part.len() < PART_BYTES {
+            let Some((a, b)) = elements.next() else { break };
+            put_bytes(&mut part, a);
+            if let Some(b) = b {
+                put_bytes(&mut part, b);
+            }
+            count += 1;
+        }
+        if first {
+            record_head(buf, agg.kind(), 0, key, e.expire());
+        } else {
+            record_head(buf, agg.kind(), CONTINUATION, key, None);
+        }
+        first = false;
+        put_varint(buf, count);
+        buf.extend_from_slice(&part);
+        ends.push(buf.len());
+    }
+}
+
+/// What a restore in progress remembers between chunks.
+#[derive(Default)]
+pub struct Restore {
+    chunks: u64,
+    /// The aggregate the previous record created or extended: only it may
+    /// be continued.
+    last: Option<(Bytes, Kind)>,
+    /// Key count and digest from the end record, once seen.
+    end: Option<(u64, u64)>,
+}
+
+fn corrupt(chunk: u64, detail: impl std::fmt::Display) -> SnapshotError {
+    SnapshotError(format!("chunk {chunk}: {detail}"))
+}
+
+fn show(key: &[u8]) -> String {
+    let shown = &key[..key.len().min(64)];
+    format!("{:?}", String::from_utf8_lossy(shown))
+}
+
+impl Restore {
+    /// Loads one chunk into `store`.
+    pub fn chunk(&mut self, store: &mut Store, chunk: &[u8]) -> Result<(), SnapshotError> {
+        let n = self.chunks;
+        if n == 0 && !store.is_empty() {
+            return Err(corrupt(n, "restore target is not empty"));
+        }
+        self.chunks += 1;
+        if self.end.is_some() {
+            return Err(corrupt(n, "chunk after the end record"));
+        }
+        let mut r = Reader::new(chunk, "snapshot chunk");
+        match r.u8() {
+            Ok(VERSION) => {}
+            Ok(v) => return Err(corrupt(n, format!("unknown snapshot version {v}"))),
+            Err(e) => return Err(corrupt(n, e)),
+        }
+        if r.is_empty() {
+            return Err(corrupt(n, "chunk holds no record"));
+        }
+        while !r.is_empty() {
+            self.record(store, &mut r).map_err(|e| corrupt(n, e))?;
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, store: &mut Store, r: &mut Reader) -> Result<(), String> {
+        let kind = r.u8().map_err(|e| e.to_string())?;
+        if kind == END {
+            let keys = r.varint().map_err(|e| e.to_string())?;
+            let digest = r.u64().map_err(|e| e.to_string())?;
+            r.finish().map_err(|_| "bytes after the end record".to_string())?;
+            self.end = Some((keys, digest));
+            return Ok(());
+        }
+        let ty = match kind & 0x3F {
+            1 => Kind::String,
+            2 => Kind::Hash,
+            3 => Kind::List,
+            4 => Kind::Set,
+            _ => return Err(format!("unknown record kind {kind:#04x}")),
+        };
+        let key = r.bytes().map_err(|e| e.to_string())?;
+        if kind & CONTINUATION != 0 {
+            return self.continuation(store, r, kind, key, ty);
+        }
+        let expire = if kind & HAS_EXPIRE != 0 { Some(r.u64().map_err(|e| e.to_string())?) } else { None };
+        if store.get_any(key).is_some() {
+            return Err(format!("duplicate key {}", show(key)));
+        }
+        let entry = if ty == Kind::String {
+            self.last = None;
+            Entry::string(key, r.bytes().map_err(|e| e.to_string())?, expire)
+        } else {
+            let mut val = match ty {
+                Kind::Hash => AggVal::Hash(HashVal::default()),
+                Kind::List => AggVal::List(ListVal::new()),
+                _ => AggVal::Set(SetVal::default()),
+            };
+            read_elements(r, &mut val).map_err(|e| format!("key {}: {e}", show(key)))?;
+            self.last = Some((key.into(), ty));
+            Entry::aggregate(key, expire, val)
+        };
+        store.put(entry);
+        Ok(())
+    }
+
+    fn continuation(&mut self, store: &mut Store, r: &mut Reader, kind: u8, key: &[u8], ty: Kind) -> Result<(), String> {
+        let continues = matches!(&self.last, Some((k, t)) if &k[..] == key && *t == ty);
+        if !continues || kind & HAS_EXPIRE != 0 {
+            return Err(format!("continuation record for {} does not follow its first part", show(key)));
+        }
+        let mut e = store.take_any(key).ok_or("continued key vanished")?;
+        let result = read_elements(r, e.agg_mut().expect("aggregate"));
+        store.put(e);
+        result.map_err(|err| format!("key {}: {err}", show(key)))
+    }
+
+    /// After the last chunk: the end record was seen and what was loaded
+    /// matches its key count and digest.
+    pub fn finish(&self, store: &Store) -> Result<(), SnapshotError> {
+        let Some((keys, digest)) = self.end else {
+            return Err(SnapshotError(format!("incomplete: no end record after {} chunks", self.chunks)));
+        };
+        if keys != store.len() as u64 {
+            return Err(SnapshotError(format!("end record says {keys} keys, {} were loaded", store.len())));
+        }
+        let got = store.digest();
+        if digest != got {
+            return Err(SnapshotError(format!("digest mismatch: end record says {digest:#018x}, loaded {got:#018x}")));
+        }
+        Ok(())
+    }
+}
+
+/// Reads `count` elements into an aggregate; an empty part or a repeated
+/// field or member is corruption (the writer never produces them).
+fn read_elements(r: &mut Reader, val: &mut AggVal) -> Result<(), String> {
+    let count = read_count(r)?;
+    if count == 0 {
+        return Err("empty aggregate part".into());
+    }
+    let w = |e: understudy_wire::WireError| e.to_string();
+    for _ in 0..count {
+        let a = r.bytes().map_err(w)?;
+        let fresh = match val {
+            AggVal::Hash(h) => h.insert(a.into(), r.bytes().map_err(w)?.into()).is_none(),
+            AggVal::List(l) => {
+                l.push_back(a.into());
+                true
+            }
+            AggVal::Set(s) => s.insert(a.into()),
+        };
+        if !fresh {
+            return Err(format!("duplicate element {}", show(a)));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,242 @@
+//! Snapshots for state transfer (DESIGN §3, joining): roundtrip of every
+//! type and expiry through small chunks, copy-on-write isolation from writes
+//! made while the snapshot is being written, and corrupt chunks that must be
+//! refused with an error, never a panic.
+
+mod common;
+
+use common::{args, Client, FixedCtx};
+use understudy_core::{SnapshotWriter, StateMachine};
+use understudy_kv::Kv;
+
+const T0_US: u64 = 1_700_000_000_000_000;
+
+/// Runs script lines at a fixed time.
+fn run(c: &mut Client, lines: &[&str]) {
+    let mut ctx = FixedCtx { now_us: T0_US, asks: 0 };
+    for line in lines {
+        let owned = args(line);
+        let argv: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+        c.run_at(&mut ctx, T0_US / 1000, &argv);
+    }
+}
+
+/// A store with every type, expiries, binary data, and aggregates large
+/// enough to be cut into several parts.
+fn populated() -> Client {
+    let mut c = Client::new(1);
+    run(
+        &mut c,
+        &[
+            "SET s1 hello",
+            "SET s2 \\x00\\xff\\r\\n",
+            "SET {} empty-key",
+            "SET e {}",
+            "SET t v EX 100",
+            "SET gone v PX 1",
+            "HSET h a 1 b 2 c 3",
+            "RPUSH l x y z x",
+            "SADD st m1 m2 m3",
+            "HSET ht f v",
+            "EXPIRE ht 50",
+            "RPUSH lt a",
+            "PEXPIRE lt 12345",
+            "INCR n",
+        ],
+    );
+    let big = "v".repeat(1000);
+    for i in 0..300 {
+        run(
+            &mut c,
+            &[
+                &format!("HSET bigh field{i} {big}"),
+                &format!("RPUSH bigl item{i}-{big}"),
+                &format!("SADD bigs member{i}-{big}"),
+                &format!("SET k{i} {i}"),
+            ],
+        );
+    }
+    c
+}
+
+fn chunks(kv: &Kv, max_bytes: usize) -> Vec<Vec<u8>> {
+    let mut w = kv.snapshot();
+    let mut out = Vec::new();
+    loop {
+        let mut chunk = Vec::new();
+        if !w.next_chunk(&mut chunk, max_bytes) {
+            assert!(chunk.is_empty(), "a finished writer appends nothing");
+            return out;
+        }
+        out.push(chunk);
+    }
+}
+
+fn restore(chunks: &[Vec<u8>]) -> Result<Kv, understudy_core::SnapshotError> {
+    let mut kv = Kv::new();
+    for c in chunks {
+        kv.restore_chunk(c)?;
+    }
+    kv.restore_finish()?;
+    Ok(kv)
+}
+
+#[test]
+fn roundtrip_with_small_chunks() {
+    let c = populated();
+    for max in [1, 200, 4096, 1 << 20] {
+        let parts = chunks(&c.kv, max);
+        for p in &parts {
+            // Only a single record larger than the bound may exceed it; the
+            // largest record is one aggregate part (about 64 KiB).
+            assert!(p.len() <= max.max(70 * 1024), "chunk of {} bytes for max {max}", p.len());
+        }
+        let restored = restore(&parts).expect("restore");
+        assert_eq!(restored.digest(), c.kv.digest(), "max {max}");
+        assert_eq!(restored.len(), c.kv.len());
+        assert_eq!(restored.expiring(), c.kv.expiring());
+    }
+}
+
+#[test]
+fn restored_store_answers_the_same() {
+    let c = populated();
+    let mut r = Client::new(1);
+    r.kv = restore(&chunks(&c.kv, 1000)).unwrap();
+    let now_ms = T0_US / 1000 + 10;
+    for q in [
+        "GET s2",
+        "GET {}",
+        "PTTL t",
+        "PTTL lt",
+        "HGET h b",
+        "LRANGE l 0 -1",
+        "SCARD bigs",
+        "HLEN bigh",
+        "LINDEX bigl 299",
+        "GET gone",
+        "TTL ht",
+        "TYPE st",
+        "DBSIZE",
+        "GET n",
+    ] {
+        let owned = args(q);
+        let argv: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        c.kv.read(now_ms, &argv, &mut a);
+        r.kv.read(now_ms, &argv, &mut b);
+        assert_eq!(a, b, "{q}");
+    }
+}
+
+/// Copy-on-write: what the snapshot writes is the state at `snapshot()`,
+/// whatever is written to the store while the writer runs.
+#[test]
+fn writes_after_snapshot_do_not_leak_into_it() {
+    let mut c = populated();
+    let before = c.kv.digest();
+    let mut w = c.kv.snapshot();
+    let mut parts = Vec::new();
+    let mut chunk = Vec::new();
+    assert!(w.next_chunk(&mut chunk, 500));
+    parts.push(chunk);
+    // Change keys in shards already serialized and in shards not yet.
+    run(&mut c, &["SET s1 changed", "DEL h", "RPUSH l more", "HSET bigh new v", "SET fresh 1"]);
+    for i in 0..300 {
+        run(&mut c, &[&format!("INCR k{i}")]);
+    }
+    loop {
+        let mut chunk = Vec::new();
+        if !w.next_chunk(&mut chunk, 500) {
+            break;
+        }
+        parts.push(chunk);
+        run(&mut c, &["FLUSHALL", "SET only 1"]);
+    }
+    assert_ne!(c.kv.digest(), before);
+    assert_eq!(restore(&parts).unwrap().digest(), before);
+}
+
+#[test]
+fn empty_store_roundtrip() {
+    let kv = Kv::new();
+    let parts = chunks(&kv, 100);
+    assert_eq!(parts.len(), 1, "just the end record");
+    assert_eq!(restore(&parts).unwrap().digest(), kv.digest());
+}
+
+#[test]
+fn truncated_chunks_are_errors() {
+    let parts = chunks(&populated().kv, 3000);
+    for (i, p) in parts.iter().enumerate() {
+        for cut in (0..p.len()).step_by(97).chain([p.len() - 1]) {
+            let mut bad = parts.clone();
+            bad[i].truncate(cut);
+            assert!(restore(&bad).is_err(), "chunk {i} cut at {cut} was accepted");
+        }
+    }
+}
+
+#[test]
+fn flipped_bytes_are_errors() {
+    let parts = chunks(&populated().kv, 3000);
+    for (i, p) in parts.iter().enumerate() {
+        for pos in (0..p.len()).step_by(13) {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut bad = parts.clone();
+                bad[i][pos] ^= flip;
+                assert!(restore(&bad).is_err(), "chunk {i} byte {pos} ^ {flip:#x} was accepted");
+            }
+        }
+    }
+}
+
+#[test]
+fn missing_extra_and_misplaced_chunks_are_errors() {
+    let parts = chunks(&populated().kv, 3000);
+    assert!(parts.len() > 3);
+    let mut missing = parts.clone();
+    missing.remove(1);
+    assert!(restore(&missing).is_err());
+    let mut no_end = parts.clone();
+    no_end.pop();
+    let e = restore(&no_end).err().expect("no end record");
+    assert!(e.0.contains("no end record"), "{e}");
+    let mut extra = parts.clone();
+    extra.push(parts[0].clone());
+    assert!(restore(&extra).is_err());
+    assert!(restore(&[vec![1]]).is_err(), "a chunk without records");
+    assert!(restore(&[vec![]]).is_err(), "an empty chunk");
+    assert!(restore(&[vec![9, 0x0F, 0, 0, 0, 0, 0, 0, 0, 0, 0]]).is_err(), "unknown version");
+    let mut kv = populated().kv;
+    let e = kv.restore_chunk(&parts[0]).unwrap_err();
+    assert!(e.0.contains("not empty"), "{e}");
+}
+
+#[test]
+fn hostile_lengths_are_refused_without_allocating() {
+    // A string record whose value claims 2^62 bytes.
+    let mut chunk = vec![1u8, 1, 1, b'k'];
+    chunk.extend([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40]);
+    assert!(restore(&[chunk]).is_err());
+    // A hash record claiming 2^62 elements.
+    let mut chunk = vec![1u8, 2, 1, b'h'];
+    chunk.extend([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40, 1, b'f', 1, b'v']);
+    let e = restore(&[chunk]).err().expect("hostile count");
+    assert!(e.0.contains("exceeds"), "{e}");
+}
+
+#[test]
+fn duplicate_keys_and_fields_are_errors() {
+    let string = |key: u8| vec![1u8, 1, key, 1, b'v'];
+    let mut chunk = vec![1u8];
+    chunk.extend(string(b'a'));
+    chunk.extend(string(b'a'));
+    assert!(restore(&[chunk]).is_err());
+    let chunk = vec![1u8, 4, 1, b's', 2, 1, b'm', 1, b'm'];
+    assert!(restore(&[chunk]).is_err(), "set with a repeated member");
+    let chunk = vec![1u8, 4, 1, b's', 0];
+    assert!(restore(&[chunk]).is_err(), "empty set");
+    let chunk = vec![1u8, 0x80 | 3, 1, b'l', 1, 1, b'x'];
+    assert!(restore(&[chunk]).is_err(), "continuation without a first part");
+}

@@ -1,0 +1,234 @@
+//! The logging-channel listener: authenticates every peer, then hands a
+//! joiner to the protocol core (which accepts or refuses it) or attaches a
+//! joiner's snapshot connection to the snapshot taken for it.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use understudy_core::{ConnId, Event, StateMachine};
+use understudy_wire::frame::{encode_with, FrameHeader, Kind};
+use understudy_wire::handshake::{Handshake, HandshakeError};
+use understudy_wire::msg::{Ack, Hello, Purpose, RejectCode, SnapshotBegin, SnapshotChunk, SnapshotEnd};
+use understudy_wire::FRAME_HEADER_BYTES;
+
+use crate::framed::{handshake, random_bytes, ChanError, FrameReader};
+use crate::replica::{feed, pump, PendingSnapshot, Replica};
+use crate::writer::spawn_writer;
+
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Our hello for a handshake with `purpose`.
+pub fn my_hello<M: StateMachine + Send>(r: &Replica<M>, purpose: Purpose) -> Hello {
+    Hello {
+        cluster: r.opts.cluster.clone(),
+        node: r.opts.node.clone(),
+        incarnation: r.incarnation,
+        purpose,
+        machine: r.machine_tag.clone(),
+        nonce: random_bytes(),
+    }
+}
+
+pub async fn accept_loop<M: StateMachine + Send>(rc: Rc<RefCell<Replica<M>>>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, addr)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::task::spawn_local(incoming(rc.clone(), stream, addr.to_string()));
+            }
+            Err(e) => {
+                log::warn!("accepting on the replication port: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn refuse(stream: &mut TcpStream, epoch: u64, code: RejectCode, message: String) {
+    let _ = stream.write_all(&Handshake::reject(epoch, code, message)).await;
+    let _ = stream.shutdown().await;
+}
+
+async fn incoming<M: StateMachine + Send>(rc: Rc<RefCell<Replica<M>>>, mut stream: TcpStream, addr: String) {
+    let (hs, epoch, max, cluster, machine, node) = {
+        let r = rc.borrow();
+        let epoch = r.core.epoch();
+        let hs = Handshake::acceptor(&r.opts.secret, my_hello(&r, Purpose::Accept), epoch);
+        (hs, epoch, r.opts.frame_bytes_max, r.opts.cluster.clone(), r.machine_tag.clone(), r.opts.node.clone())
+    };
+    let mut reader = FrameReader::new(max);
+    let peer = match handshake(&mut stream, &mut reader, hs, Vec::new(), HANDSHAKE_TIMEOUT).await {
+        Ok(p) => p,
+        Err(ChanError::Handshake(HandshakeError::Rejected(r))) if r.code == RejectCode::AuthFailed => {
+            log::warn!("{node}: refused {addr}: shared secret mismatch (--secret-file differs between the nodes)");
+            return;
+        }
+        Err(ChanError::Handshake(HandshakeError::AuthFailed)) => {
+            log::warn!("{node}: refused {addr}: it failed to prove the shared secret (--secret-file differs)");
+            refuse(&mut stream, epoch, RejectCode::AuthFailed, "authentication failed: check --secret-file".into()).await;
+            return;
+        }
+        Err(e) => {
+            log::warn!("{node}: refused {addr}: {e}");
+            return;
+        }
+    };
+    let h = peer.hello;
+    if h.cluster != cluster {
+        log::warn!("{node}: refused {addr}: node {:?} belongs to cluster {:?}, this is {cluster:?}", h.node, h.cluster);
+        let msg = format!("this node belongs to cluster {cluster:?}, not {:?}", h.cluster);
+        refuse(&mut stream, epoch, RejectCode::WrongCluster, msg).await;
+        return;
+    }
+    if h.machine != machine {
+        log::warn!("{node}: refused {addr}: machine {:?} differs from ours {machine:?}", h.machine);
+        let msg = format!("machines differ: this primary runs {machine:?}, the joiner {:?}", h.machine);
+        refuse(&mut stream, epoch, RejectCode::MachineMismatch, msg).await;
+        return;
+    }
+    match h.purpose {
+        Purpose::Join => channel(rc, stream, reader, h.node, h.incarnation, peer.epoch),
+        Purpose::Snapshot => {
+            let pending = {
+                let mut r = rc.borrow_mut();
+                match &r.pending_snapshot {
+                    Some(p) if p.node == h.node && p.incarnation == h.incarnation => r.pending_snapshot.take(),
+                    _ => None,
+                }
+            };
+            match pending {
+                Some(p) => send_snapshot(rc, stream, p).await,
+                None => refuse(&mut stream, epoch, RejectCode::Protocol, "no snapshot is waiting for this node".into()).await,
+            }
+        }
+        other => refuse(&mut stream, epoch, RejectCode::Protocol, format!("unexpected purpose {other:?}")).await,
+    }
+}
+
+/// A joiner's logging channel, primary side: acks in, entries out.
+fn channel<M: StateMachine + Send>(
+    rc: Rc<RefCell<Replica<M>>>,
+    stream: TcpStream,
+    reader: FrameReader,
+    node: String,
+    incarnation: u64,
+    epoch: u64,
+) {
+    let (rd, wr) = stream.into_split();
+    let conn = rc.borrow_mut().new_conn(node.clone(), incarnation).0;
+    spawn_writer(rc.clone(), conn, wr);
+    let task = tokio::task::spawn_local(read_acks(rc.clone(), conn, rd, reader));
+    rc.borrow_mut().add_task(conn, task.abort_handle());
+    feed(&rc, Event::JoinRequest { conn, node, epoch });
+}
+
+async fn read_acks<M: StateMachine + Send>(
+    rc: Rc<RefCell<Replica<M>>>,
+    conn: ConnId,
+    mut rd: tokio::net::tcp::OwnedReadHalf,
+    mut reader: FrameReader,
+) {
+    let reason = loop {
+        let mut bad = None;
+        {
+            let mut r = rc.borrow_mut();
+            let now = r.now();
+            loop {
+                match reader.next_frame() {
+                    Ok(Some((h, p))) if h.kind == Kind::Ack => match Ack::decode(p) {
+                        Ok(ack) => r.core.handle(now, Event::Ack { conn, epoch: h.epoch, ack }),
+                        Err(e) => {
+                            bad = Some(format!("bad ack: {e}"));
+                            break;
+                        }
+                    },
+                    Ok(Some((h, _))) => {
+                        bad = Some(format!("unexpected {:?} frame from the backup", h.kind));
+                        break;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        bad = Some(format!("bad frame from the backup: {e}"));
+                        break;
+                    }
+                }
+            }
+        }
+        pump(&rc);
+        if let Some(b) = bad {
+            break b;
+        }
+        if let Err(e) = reader.fill(&mut rd).await {
+            break e.to_string();
+        }
+    };
+    let known = rc.borrow().conns.contains_key(&conn);
+    if known {
+        log::warn!("{}: channel to backup closed: {reason}", rc.borrow().opts.node);
+        feed(&rc, Event::ConnClosed { conn, reason });
+        rc.borrow_mut().drop_conn(conn);
+    }
+}
+
+/// Streams a snapshot to a joiner: a thread serializes chunks from the
+/// copy-on-write snapshot while this task writes them; the event loop keeps
+/// serving meanwhile.
+async fn send_snapshot<M: StateMachine + Send>(rc: Rc<RefCell<Replica<M>>>, mut stream: TcpStream, p: PendingSnapshot) {
+    let (epoch, chunk_bytes, me) = {
+        let r = rc.borrow();
+        (r.core.epoch(), r.opts.snapshot_chunk_bytes, r.opts.node.clone())
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let PendingSnapshot { node, seq, mut writer, .. } = p;
+    let hint = writer.bytes_hint();
+    std::thread::Builder::new()
+        .name("snapshot-send".into())
+        .spawn(move || {
+            let mut frame = Vec::new();
+            encode_with(&mut frame, FrameHeader { epoch, seq, kind: Kind::SnapshotBegin }, |o| {
+                SnapshotBegin { bytes_hint: hint }.encode(o)
+            });
+            if tx.blocking_send(frame).is_err() {
+                return;
+            }
+            let (mut chunks, mut bytes) = (0u32, 0u64);
+            loop {
+                let mut frame = Vec::with_capacity(chunk_bytes + FRAME_HEADER_BYTES + 64);
+                let mut more = false;
+                encode_with(&mut frame, FrameHeader { epoch, seq, kind: Kind::SnapshotChunk }, |o| {
+                    SnapshotChunk::encode_header(chunks, o);
+                    let before = o.len();
+                    more = writer.next_chunk(o, chunk_bytes);
+                    bytes += (o.len() - before) as u64;
+                });
+                if !more {
+                    break;
+                }
+                chunks += 1;
+                if tx.blocking_send(frame).is_err() {
+                    return;
+                }
+            }
+            let mut frame = Vec::new();
+            encode_with(&mut frame, FrameHeader { epoch, seq, kind: Kind::SnapshotEnd }, |o| {
+                SnapshotEnd { chunks, bytes }.encode(o)
+            });
+            let _ = tx.blocking_send(frame);
+        })
+        .expect("spawn snapshot thread");
+    let start = Instant::now();
+    let mut progress = crate::progress::Progress::new(format!("{me}: snapshot to {node:?}"), hint);
+    while let Some(frame) = rx.recv().await {
+        if let Err(e) = stream.write_all(&frame).await {
+            log::warn!("{me}: snapshot to {node:?} failed after {} bytes: {e}", progress.done());
+            return;
+        }
+        progress.add(frame.len() as u64);
+        rc.borrow_mut().stats.snapshot_bytes_sent += frame.len() as u64;
+    }
+    let _ = stream.shutdown().await;
+    log::info!("{me}: snapshot to {node:?} sent: {} in {:.2?}", crate::progress::human(progress.done()), start.elapsed());
+}

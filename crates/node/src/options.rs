@@ -1,0 +1,77 @@
+//! What a node is told on its command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use understudy_arbiter::Arbiter;
+use understudy_core::Config;
+
+/// Everything a replica needs to run. Built by the CLI.
+#[derive(Clone)]
+pub struct NodeOptions {
+    pub cluster: String,
+    pub node: String,
+    pub arbiter: Arc<dyn Arbiter>,
+    /// Where clients connect (the KV service, or the guest's socket).
+    pub client_listen: SocketAddr,
+    /// Where the logging channel listens (joiners connect here).
+    pub repl_listen: SocketAddr,
+    /// Addresses published at the arbiter for clients and joiners.
+    pub advertise_client: String,
+    pub advertise_repl: String,
+    /// Shared secret of the logging channel (`--secret-file`); empty = none.
+    pub secret: Vec<u8>,
+    pub dir: Option<PathBuf>,
+    pub protocol: Config,
+    /// Largest frame accepted on the logging channel. `--frame-bytes-max`.
+    pub frame_bytes_max: u64,
+    /// Largest client request accepted. `--request-bytes-max`.
+    pub request_bytes_max: usize,
+    /// Snapshot chunk size of a join. `--snapshot-chunk-bytes`.
+    pub snapshot_chunk_bytes: usize,
+    /// Entries a joiner may buffer while loading its snapshot before it
+    /// gives up and starts over. `--join-buffer-bytes`.
+    pub join_buffer_bytes: usize,
+    /// Replies a client may have waiting at the output gate before the node
+    /// stops reading its requests. `--client-pending-bytes-max`.
+    pub client_pending_bytes_max: usize,
+}
+
+impl NodeOptions {
+    /// Defaults for the bounds that have flags.
+    pub const FRAME_BYTES_MAX: u64 = 64 << 20;
+    pub const REQUEST_BYTES_MAX: usize = 16 << 20;
+    pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+    pub const JOIN_BUFFER_BYTES: usize = 1 << 30;
+    pub const CLIENT_PENDING_BYTES_MAX: usize = 4 << 20;
+
+    /// Checks relations between bounds; messages name the flags.
+    pub fn validate(&self) -> Result<(), String> {
+        self.protocol.validate()?;
+        if (self.request_bytes_max as u64) + 4096 > self.frame_bytes_max {
+            return Err(format!(
+                "--request-bytes-max ({}) must be smaller than --frame-bytes-max ({}) by at least 4096: a request travels in one frame",
+                self.request_bytes_max, self.frame_bytes_max
+            ));
+        }
+        if (self.snapshot_chunk_bytes as u64) + 4096 > self.frame_bytes_max {
+            return Err(format!(
+                "--snapshot-chunk-bytes ({}) must be smaller than --frame-bytes-max ({})",
+                self.snapshot_chunk_bytes, self.frame_bytes_max
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The address to publish for a listening address: an unspecified IP
+/// (0.0.0.0) is replaced by `fallback_host`.
+pub fn advertised(listen: SocketAddr, fallback_host: Option<std::net::IpAddr>) -> String {
+    if listen.ip().is_unspecified() {
+        let host = fallback_host.filter(|h| !h.is_unspecified()).unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+        SocketAddr::new(host, listen.port()).to_string()
+    } else {
+        listen.to_string()
+    }
+}

@@ -1,0 +1,140 @@
+//! Starting a node: bind the listeners, start the arbiter lanes, the core,
+//! the ticker, and feed the core until the process ends.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc::unbounded_channel;
+use understudy_arbiter::NodeAddrs;
+use understudy_core::{Event, StateMachine};
+use understudy_kv::Kv;
+
+use crate::arbiter_lanes::ArbiterLanes;
+use crate::ctx::wall_us;
+use crate::options::NodeOptions;
+use crate::replica::{feed, pump, Factory, Replica};
+
+/// Errors that stop a node before it runs.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("invalid options: {0}")]
+    Options(String),
+    #[error("cannot listen on {addr} ({flag}): {source}")]
+    Bind { addr: String, flag: &'static str, source: std::io::Error },
+    #[error("cannot use --dir {path}: {source}")]
+    Dir { path: String, source: std::io::Error },
+    #[error("runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+async fn bind(addr: std::net::SocketAddr, flag: &'static str) -> Result<TcpListener, NodeError> {
+    TcpListener::bind(addr).await.map_err(|source| NodeError::Bind { addr: addr.to_string(), flag, source })
+}
+
+fn prepare_dir(opts: &NodeOptions) -> Result<(), NodeError> {
+    let Some(dir) = &opts.dir else { return Ok(()) };
+    let err = |source| NodeError::Dir { path: dir.display().to_string(), source };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    // Prove the directory is writable now rather than at the worst moment.
+    let probe = dir.join(".understudy-probe");
+    std::fs::write(&probe, opts.node.as_bytes()).map_err(err)?;
+    std::fs::remove_file(&probe).map_err(err)?;
+    Ok(())
+}
+
+/// Runs the key-value service as a node of a cluster. Returns only if it
+/// cannot start; a node that halts exits the process.
+pub fn run_kv(opts: NodeOptions) -> Result<(), NodeError> {
+    opts.validate().map_err(NodeError::Options)?;
+    prepare_dir(&opts)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(NodeError::Runtime)?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let client = bind(opts.client_listen, "--client-listen").await?;
+        let repl = bind(opts.repl_listen, "--repl-listen").await?;
+        let factory: Factory<Kv> = Arc::new(Kv::new);
+        let (rc, events) = start(opts, factory, "kv/1".into(), repl).await;
+        tokio::task::spawn_local(crate::kv_server::serve(rc.clone(), client));
+        tokio::task::spawn_local(expire_cycle(rc.clone()));
+        drive((rc, events)).await;
+        Ok(())
+    })
+}
+
+type Driver<M> = (Rc<RefCell<Replica<M>>>, tokio::sync::mpsc::UnboundedReceiver<Event>);
+
+async fn start<M: StateMachine + Send>(opts: NodeOptions, factory: Factory<M>, tag: String, repl: TcpListener) -> Driver<M> {
+    let (tx, rx) = unbounded_channel();
+    let me = NodeAddrs { node: opts.node.clone(), client: opts.advertise_client.clone(), repl: opts.advertise_repl.clone() };
+    let lanes = ArbiterLanes::start(opts.arbiter.clone(), opts.cluster.clone(), me, tx.clone());
+    log::info!(
+        "{}: cluster {:?}, arbiter {}, clients on {}, replication on {}",
+        opts.node,
+        opts.cluster,
+        opts.arbiter.describe(),
+        opts.advertise_client,
+        opts.advertise_repl
+    );
+    if opts.secret.is_empty() {
+        log::warn!("{}: no --secret-file: the replication channel is not authenticated", opts.node);
+    }
+    let rc = Rc::new(RefCell::new(Replica::new(Arc::new(opts), factory, tag, lanes, tx)));
+    tokio::task::spawn_local(crate::listen::accept_loop(rc.clone(), repl));
+    tokio::task::spawn_local(ticker(rc.clone()));
+    {
+        let mut r = rc.borrow_mut();
+        let now = r.now();
+        r.core.start(now);
+    }
+    pump(&rc);
+    (rc, rx)
+}
+
+async fn drive<M: StateMachine + Send>((rc, mut rx): Driver<M>) {
+    while let Some(ev) = rx.recv().await {
+        if let Event::ArbiterRead(Ok(Some(v))) = &ev {
+            rc.borrow_mut().primary_client = Some(v.primary_client.clone());
+        }
+        feed(&rc, ev);
+    }
+}
+
+/// Lets time pass in the core: heartbeats, failure detection, retries.
+async fn ticker<M: StateMachine + Send>(rc: Rc<RefCell<Replica<M>>>) {
+    let tick = Duration::from_millis((rc.borrow().opts.protocol.heartbeat_ms / 5).clamp(1, 10));
+    let mut iv = tokio::time::interval(tick);
+    iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        iv.tick().await;
+        {
+            let mut r = rc.borrow_mut();
+            let now = r.now();
+            r.core.poll(now);
+        }
+        pump(&rc);
+    }
+}
+
+/// Deletes expired keys through the log, so both replicas delete the same
+/// keys at the same point (the primary names them; the backup checks them).
+async fn expire_cycle(rc: Rc<RefCell<Replica<Kv>>>) {
+    let mut iv = tokio::time::interval(Duration::from_millis(100));
+    let mut op = Vec::new();
+    let mut reply = Vec::new();
+    loop {
+        iv.tick().await;
+        let mut r = rc.borrow_mut();
+        if !r.core.is_primary() || !r.core.intake_open() {
+            continue;
+        }
+        op.clear();
+        let now_ms = wall_us().max(r.record.floor.0) / 1000;
+        if r.machine.expire_cycle_op(now_ms, 64, &mut op) {
+            reply.clear();
+            r.apply_write(&op, &mut reply);
+        }
+    }
+}

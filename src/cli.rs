@@ -1,0 +1,263 @@
+//! The command line (DESIGN §4). Each subcommand is a thin shell over a
+//! library crate.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use understudy_arbiter::ClusterRecord;
+use understudy_core::Config;
+use understudy_node::options::advertised;
+use understudy_node::NodeOptions;
+
+#[derive(Parser)]
+#[command(
+    name = "understudy",
+    version,
+    about = "Primary/backup fault tolerance after VMware FT: a backup replays every input and takes over on failure"
+)]
+pub struct Cli {
+    /// error, warn, info, debug or trace (default: $UNDERSTUDY_LOG or info).
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Run the main job on embedded defaults: arbiter, primary and backup on
+    /// loopback, a write load, kill -9 of the primary, failover, a new backup
+    /// by state transfer, and a report. Exits non-zero if an acknowledged
+    /// write was lost.
+    Demo(crate::demo::DemoArgs),
+    /// Run the built-in arbiter (the test-and-set that picks the primary).
+    Arbiter(ArbiterArgs),
+    /// Run a node of a replicated Redis-protocol key-value service.
+    Kv(Box<KvArgs>),
+    /// Show a cluster's epoch, primary and backup as the arbiter has them.
+    Status(StatusArgs),
+}
+
+#[derive(Args)]
+pub struct ArbiterArgs {
+    /// Address to listen on, e.g. 10.0.0.9:7700.
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// Directory where epochs are persisted (fsynced before every answer).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// File holding the shared secret clients must prove.
+    #[arg(long)]
+    pub secret_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct KvArgs {
+    /// Cluster name: every node of one replicated service uses the same.
+    #[arg(long)]
+    pub cluster: String,
+    /// This node's name, distinct within the cluster.
+    #[arg(long)]
+    pub node: String,
+    /// understudy://HOST:PORT, file:///shared/dir or etcd://HOST:PORT,...
+    #[arg(long)]
+    pub arbiter: String,
+    /// Where clients connect (RESP).
+    #[arg(long)]
+    pub client_listen: SocketAddr,
+    /// Where the logging channel listens; joiners connect here.
+    #[arg(long)]
+    pub repl_listen: SocketAddr,
+    /// State directory of this node.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: NodeFlags,
+}
+
+/// Flags every node kind shares.
+#[derive(Args, Clone)]
+pub struct NodeFlags {
+    /// File holding the shared secret of the logging channel (and arbiter).
+    #[arg(long)]
+    pub secret_file: Option<PathBuf>,
+    /// Client address to publish (default: --client-listen, with 0.0.0.0
+    /// replaced by the --repl-listen host).
+    #[arg(long)]
+    pub advertise_client: Option<String>,
+    /// Replication address to publish (default: --repl-listen).
+    #[arg(long)]
+    pub advertise_repl: Option<String>,
+    /// Heartbeat interval on the logging channel.
+    #[arg(long, default_value_t = Config::default().heartbeat_ms)]
+    pub heartbeat_ms: u64,
+    /// Silence after which the peer is declared failed.
+    #[arg(long, default_value_t = Config::default().failover_timeout_ms)]
+    pub failover_timeout_ms: u64,
+    /// Flow control: most entries the backup may lag behind in execution.
+    #[arg(long, default_value_t = Config::default().lag_entries_max)]
+    pub lag_entries_max: u64,
+    /// Largest frame accepted on the logging channel.
+    #[arg(long, default_value_t = NodeOptions::FRAME_BYTES_MAX)]
+    pub frame_bytes_max: u64,
+    /// Largest client request accepted.
+    #[arg(long, default_value_t = NodeOptions::REQUEST_BYTES_MAX)]
+    pub request_bytes_max: usize,
+    /// Chunk size of the snapshot stream of a join.
+    #[arg(long, default_value_t = NodeOptions::SNAPSHOT_CHUNK_BYTES)]
+    pub snapshot_chunk_bytes: usize,
+    /// Entries a joiner may buffer while loading its snapshot.
+    #[arg(long, default_value_t = NodeOptions::JOIN_BUFFER_BYTES)]
+    pub join_buffer_bytes: usize,
+    /// Replies a client may have waiting at the output gate before the node
+    /// stops reading its requests.
+    #[arg(long, default_value_t = NodeOptions::CLIENT_PENDING_BYTES_MAX)]
+    pub client_pending_bytes_max: usize,
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    #[arg(long)]
+    pub arbiter: String,
+    #[arg(long)]
+    pub cluster: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long)]
+    pub secret_file: Option<PathBuf>,
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Demo(a) => crate::demo::run(a),
+        Cmd::Arbiter(a) => arbiter(a),
+        Cmd::Kv(a) => kv(*a),
+        Cmd::Status(a) => status(a),
+    }
+}
+
+/// Reads `--secret-file`; a trailing newline is not part of the secret.
+pub fn read_secret(path: Option<&PathBuf>) -> Result<Vec<u8>> {
+    let Some(p) = path else { return Ok(Vec::new()) };
+    let mut s = std::fs::read(p).with_context(|| format!("reading --secret-file {}", p.display()))?;
+    while s.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        s.pop();
+    }
+    if s.is_empty() {
+        bail!("--secret-file {} is empty", p.display());
+    }
+    Ok(s)
+}
+
+fn arbiter(a: ArbiterArgs) -> Result<ExitCode> {
+    let secret = read_secret(a.secret_file.as_ref())?;
+    let listener = std::net::TcpListener::bind(a.listen).with_context(|| format!("cannot listen on --listen {}", a.listen))?;
+    log::info!("arbiter listening on {}, state in {}", a.listen, a.dir.display());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    understudy_arbiter::serve(listener, &a.dir, secret, stop)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn node_options(
+    cluster: String,
+    node: String,
+    arbiter: &str,
+    client_listen: SocketAddr,
+    repl_listen: SocketAddr,
+    dir: Option<PathBuf>,
+    f: &NodeFlags,
+) -> Result<NodeOptions> {
+    understudy_arbiter::validate_name("--cluster", &cluster)?;
+    understudy_arbiter::validate_name("--node", &node)?;
+    let secret = read_secret(f.secret_file.as_ref())?;
+    let arb = understudy_arbiter::connect(arbiter, &secret).context("--arbiter")?;
+    let opts = NodeOptions {
+        cluster,
+        node,
+        arbiter: Arc::from(arb),
+        client_listen,
+        repl_listen,
+        advertise_client: f.advertise_client.clone().unwrap_or_else(|| advertised(client_listen, Some(repl_listen.ip()))),
+        advertise_repl: f.advertise_repl.clone().unwrap_or_else(|| advertised(repl_listen, Some(client_listen.ip()))),
+        secret,
+        dir,
+        protocol: Config {
+            heartbeat_ms: f.heartbeat_ms,
+            failover_timeout_ms: f.failover_timeout_ms,
+            lag_entries_max: f.lag_entries_max,
+            ..Config::default()
+        },
+        frame_bytes_max: f.frame_bytes_max,
+        request_bytes_max: f.request_bytes_max,
+        snapshot_chunk_bytes: f.snapshot_chunk_bytes,
+        join_buffer_bytes: f.join_buffer_bytes,
+        client_pending_bytes_max: f.client_pending_bytes_max,
+    };
+    opts.validate().map_err(anyhow::Error::msg)?;
+    Ok(opts)
+}
+
+fn kv(a: KvArgs) -> Result<ExitCode> {
+    let opts = node_options(a.cluster, a.node, &a.arbiter, a.client_listen, a.repl_listen, a.dir, &a.common)?;
+    understudy_node::run_kv(opts)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `status --json` document (DESIGN §4, the contract).
+pub fn status_json(cluster: &str, rec: Option<&ClusterRecord>) -> serde_json::Value {
+    use serde_json::json;
+    match rec {
+        None => json!({"cluster": cluster, "epoch": 0, "primary": null, "backup": null, "protected": false}),
+        Some(r) => json!({
+            "cluster": r.cluster,
+            "epoch": r.epoch,
+            "primary": {"node": r.primary.node, "client": r.primary.client, "repl": r.primary.repl},
+            "backup": r.backup.as_ref().map(|b| json!({
+                "node": b.node,
+                "state": match b.state { understudy_arbiter::BackupState::Joining => "joining", understudy_arbiter::BackupState::InSync => "in-sync" },
+                "lag": b.lag,
+            })),
+            "members": r.members,
+            "protected": r.protected,
+        }),
+    }
+}
+
+fn status(a: StatusArgs) -> Result<ExitCode> {
+    let secret = read_secret(a.secret_file.as_ref())?;
+    let arb = understudy_arbiter::connect(&a.arbiter, &secret).context("--arbiter")?;
+    let rec = arb.read(&a.cluster).with_context(|| format!("reading cluster {:?} at {}", a.cluster, arb.describe()))?;
+    if a.json {
+        println!("{}", status_json(&a.cluster, rec.as_ref()));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(r) = rec else {
+        println!("cluster {:?}: no primary registered (a node started for it will claim epoch 1)", a.cluster);
+        return Ok(ExitCode::SUCCESS);
+    };
+    println!("cluster   {}", r.cluster);
+    println!("epoch     {}", r.epoch);
+    println!("primary   {} (clients {}, replication {})", r.primary.node, r.primary.client, r.primary.repl);
+    match &r.backup {
+        Some(b) => println!(
+            "backup    {} ({}, lag {} entries)",
+            b.node,
+            match b.state {
+                understudy_arbiter::BackupState::Joining => "joining",
+                understudy_arbiter::BackupState::InSync => "in-sync",
+            },
+            b.lag
+        ),
+        None => println!("backup    none"),
+    }
+    println!(
+        "protected {}",
+        if r.protected { "yes: outputs wait for the backup" } else { "NO: the primary runs unprotected (no backup in sync)" }
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,300 @@
+//! Multi-process test harness: the real `understudy` binary as arbiter and
+//! nodes on loopback, signals, waits on conditions with generous deadlines
+//! (never sleep-and-hope: CI has 2 shared cores), and client load.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use understudy_arbiter::{Arbiter, BackupState, ClusterRecord};
+use understudy_client::{Cluster, Conn, Reply};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_understudy");
+pub const CLUSTER: &str = "t";
+pub const SECRET: &str = "test-secret";
+
+/// Multi-process tests run one at a time: parallel clusters on 2 cores
+/// would test the scheduler, not the protocol.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `f` until it returns Some, or panics naming `what` after `limit`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub struct Node {
+    pub name: String,
+    pub child: Option<Child>,
+    pub client: String,
+    pub repl: String,
+    pub log: PathBuf,
+}
+
+impl Node {
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+}
+
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub arbiter_addr: String,
+    arbiter: Option<Child>,
+    pub nodes: HashMap<String, Node>,
+    pub node_args: Vec<String>,
+}
+
+impl Harness {
+    /// An arbiter process on a free port, with a secret file.
+    pub fn new() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret"), SECRET).unwrap();
+        let mut h = Harness {
+            arbiter_addr: format!("127.0.0.1:{}", free_port()),
+            dir,
+            arbiter: None,
+            nodes: HashMap::new(),
+            node_args: Vec::new(),
+        };
+        h.start_arbiter();
+        h
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn arbiter_url(&self) -> String {
+        format!("understudy://{}", self.arbiter_addr)
+    }
+
+    pub fn start_arbiter(&mut self) {
+        let log = std::fs::File::create(self.path("arbiter.log")).unwrap();
+        let child = Command::new(BIN)
+            .args(["arbiter", "--listen", &self.arbiter_addr, "--secret-file"])
+            .arg(self.path("secret"))
+            .arg("--dir")
+            .arg(self.path("arbiter"))
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.arbiter = Some(child);
+        let addr = self.arbiter_addr.clone();
+        wait_for("the arbiter to listen", Duration::from_secs(20), || std::net::TcpStream::connect(&addr).ok());
+    }
+
+    pub fn kill_arbiter(&mut self) {
+        if let Some(mut c) = self.arbiter.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    pub fn arbiter(&self) -> Box<dyn Arbiter> {
+        understudy_arbiter::connect(&self.arbiter_url(), SECRET.as_bytes()).unwrap()
+    }
+
+    pub fn record(&self) -> Option<ClusterRecord> {
+        self.arbiter().read(CLUSTER).ok().flatten()
+    }
+
+    /// Starts node `name` with the harness's extra args plus `extra`.
+    pub fn start_node(&mut self, name: &str, extra: &[&str]) {
+        let (client, repl) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+        let log = self.path(&format!("{name}.log"));
+        let mut cmd = Command::new(BIN);
+        cmd.args(["kv", "--cluster", CLUSTER, "--node", name, "--arbiter", &self.arbiter_url()])
+            .args(["--client-listen", &client, "--repl-listen", &repl, "--secret-file"])
+            .arg(self.path("secret"))
+            .arg("--dir")
+            .arg(self.path(name))
+            .args(&self.node_args)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap());
+        let child = cmd.spawn().unwrap();
+        self.nodes.insert(name.to_string(), Node { name: name.into(), child: Some(child), client, repl, log });
+    }
+
+    pub fn node(&self, name: &str) -> &Node {
+        &self.nodes[name]
+    }
+
+    pub fn signal(&self, name: &str, sig: i32) {
+        let pid = self.node(name).pid();
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
+    }
+
+    pub fn kill9(&mut self, name: &str) {
+        let n = self.nodes.get_mut(name).unwrap();
+        let mut c = n.child.take().expect("node running");
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+
+    /// Waits for a node's process to end and returns its exit code.
+    pub fn wait_exit(&mut self, name: &str, limit: Duration) -> Option<i32> {
+        let n = self.nodes.get_mut(name).unwrap();
+        let c = n.child.as_mut().expect("node running");
+        let status = wait_for(&format!("node {name} to exit"), limit, || c.try_wait().unwrap());
+        n.child = None;
+        status.code()
+    }
+
+    pub fn log_of(&self, name: &str) -> String {
+        std::fs::read_to_string(&self.node(name).log).unwrap_or_default()
+    }
+
+    pub fn wait_primary(&self, name: &str) -> ClusterRecord {
+        wait_for(&format!("{name} to be primary"), Duration::from_secs(30), || {
+            let r = self.record()?;
+            (r.primary.node == name && ping(&self.node(name).client)).then_some(r)
+        })
+    }
+
+    pub fn wait_primary_after(&self, name: &str, epoch: u64) -> ClusterRecord {
+        wait_for(&format!("{name} to be primary after epoch {epoch}"), Duration::from_secs(30), || {
+            self.record().filter(|r| r.primary.node == name && r.epoch > epoch)
+        })
+    }
+
+    pub fn wait_in_sync(&self, name: &str) -> ClusterRecord {
+        wait_for(&format!("{name} to be an in-sync backup"), Duration::from_secs(60), || {
+            self.record().filter(|r| r.backup.as_ref().is_some_and(|b| b.node == name && b.state == BackupState::InSync))
+        })
+    }
+
+    pub fn conn(&self, name: &str) -> Conn {
+        Conn::connect(&self.node(name).client, Duration::from_secs(10)).unwrap()
+    }
+
+    pub fn cluster_client(&self) -> Cluster {
+        Cluster::new(self.arbiter(), CLUSTER, Duration::from_secs(5))
+    }
+
+    /// Dumps every log, for a failing test's output.
+    pub fn dump_logs(&self) {
+        for n in self.nodes.keys() {
+            eprintln!("===== log of {n} =====\n{}", self.log_of(n));
+        }
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_logs();
+        }
+        for n in self.nodes.values_mut() {
+            if let Some(mut c) = n.child.take() {
+                let _ = unsafe { libc::kill(c.id() as i32, libc::SIGCONT) };
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        self.kill_arbiter();
+    }
+}
+
+pub fn ping(addr: &str) -> bool {
+    Conn::connect(addr, Duration::from_secs(1))
+        .and_then(|mut c| c.call(&["PING"]))
+        .is_ok_and(|r| r == Reply::Simple("PONG".into()))
+}
+
+/// Writers that follow the primary and record every acknowledged SET.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<Vec<(String, String)>>>,
+    pub acked: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Load {
+    pub fn start(h: &Harness, clients: usize, prefix: &str) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let threads = (0..clients)
+            .map(|id| {
+                let (stop, acked, url, prefix) = (stop.clone(), acked.clone(), h.arbiter_url(), prefix.to_string());
+                std::thread::spawn(move || {
+                    let arb = understudy_arbiter::connect(&url, SECRET.as_bytes()).unwrap();
+                    let mut cl = Cluster::new(arb, CLUSTER, Duration::from_secs(3));
+                    let mut done = Vec::new();
+                    let mut i = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let (k, v) = (format!("{prefix}:{id}:{i}"), format!("{i}"));
+                        match cl.try_call(&["SET", k.as_str(), v.as_str()]) {
+                            Ok(Reply::Simple(s)) if s == "OK" => {
+                                done.push((k, v));
+                                acked.fetch_add(1, Ordering::Relaxed);
+                                i += 1;
+                            }
+                            Ok(other) => panic!("unexpected reply {other:?}"),
+                            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                        }
+                    }
+                    done
+                })
+            })
+            .collect();
+        Load { stop, threads, acked }
+    }
+
+    pub fn acked(&self) -> u64 {
+        self.acked.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `n` more writes were acknowledged.
+    pub fn wait_more(&self, n: u64, limit: Duration) {
+        let target = self.acked() + n;
+        wait_for(&format!("{n} more acknowledged writes"), limit, || (self.acked() >= target).then_some(()));
+    }
+
+    pub fn stop(self) -> Vec<(String, String)> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.threads.into_iter().flat_map(|t| t.join().expect("load thread")).collect()
+    }
+}
+
+/// Asserts every acknowledged write is on the node at `addr`.
+pub fn assert_all_present(addr: &str, acked: &[(String, String)]) {
+    let mut c = Conn::connect(addr, Duration::from_secs(10)).unwrap();
+    let mut missing = Vec::new();
+    for chunk in acked.chunks(500) {
+        let cmds: Vec<Vec<&str>> = chunk.iter().map(|(k, _)| vec!["GET", k.as_str()]).collect();
+        for ((k, v), r) in chunk.iter().zip(c.pipeline(&cmds).unwrap()) {
+            if r.bytes() != Some(v.as_bytes()) {
+                missing.push(format!("{k}={v} (got {r:?})"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged writes lost, e.g. {:?}",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(5)]
+    );
+}
+
+pub fn tmp_path(p: &Path) -> String {
+    p.display().to_string()
+}
