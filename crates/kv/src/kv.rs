@@ -105,10 +105,10 @@ impl Kv {
         true
     }
 
-    /// Appends the body of INFO's keyspace section, as Redis writes it
-    /// (`# Keyspace` then `db0:keys=…,expires=…,avg_ttl=0` if not empty).
+    /// Appends the body of INFO's keyspace section (after its `# Keyspace`
+    /// header) as Redis writes it: `db0:keys=…,expires=…,avg_ttl=0\r\n`, or
+    /// nothing when the store is empty.
     pub fn info_keyspace(&self, out: &mut String) {
-        out.push_str("# Keyspace\r\n");
         if !self.store.is_empty() {
             let _ = write!(out, "db0:keys={},expires={},avg_ttl=0\r\n", self.store.len(), self.store.expiring());
         }

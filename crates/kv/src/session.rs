@@ -58,10 +58,18 @@ struct Multi {
     aborted: bool,
 }
 
+/// Default bound of a transaction op, the node's default
+/// `--request-bytes-max`: a transaction travels in one log frame, like a
+/// request.
+pub const TRANSACTION_BYTES_MAX: usize = 16 << 20;
+
 /// Per-connection state.
 pub struct Session {
     /// CLIENT ID, also reported by HELLO.
     id: u64,
+    /// Bound of an encoded transaction (`--request-bytes-max`): queuing
+    /// past it aborts the transaction, so no op outgrows a log frame.
+    op_bytes_max: usize,
     /// CLIENT SETNAME / HELLO SETNAME.
     name: Option<Box<[u8]>>,
     multi: Option<Multi>,
@@ -80,7 +88,13 @@ pub fn is_ping_or_info(argv: &[&[u8]]) -> bool {
 
 impl Session {
     pub fn new(client_id: u64) -> Session {
-        Session { id: client_id, name: None, multi: None }
+        Session { id: client_id, op_bytes_max: TRANSACTION_BYTES_MAX, name: None, multi: None }
+    }
+
+    /// Bounds the encoded size of a MULTI … EXEC op; the node passes its
+    /// `--request-bytes-max`, named in the error when a transaction exceeds it.
+    pub fn set_op_bytes_max(&mut self, bytes: usize) {
+        self.op_bytes_max = bytes;
     }
 
     pub fn client_id(&self) -> u64 {
@@ -147,6 +161,7 @@ impl Session {
             write_error(out, b"ERR Command not allowed inside a transaction");
             return self.reject();
         }
+        let max = self.op_bytes_max;
         let m = self.multi.as_mut().expect("queue is called inside MULTI");
         let start = m.buf.len();
         let session = cmd.spec().kind == Kind::Session;
@@ -157,6 +172,13 @@ impl Session {
             op::put_command(&mut m.buf, cmd, &argv[1..]);
         }
         m.items.push((session, start..m.buf.len()));
+        if m.buf.len() > max {
+            m.buf = Vec::new();
+            m.items = Vec::new();
+            let bytes = start + argv.iter().map(|a| a.len()).sum::<usize>();
+            write_error(out, too_big(bytes, max).as_bytes());
+            return self.reject();
+        }
         write_simple(out, b"QUEUED");
         Dispatch::Done
     }
@@ -222,6 +244,12 @@ impl Session {
             self.connection_command(cmd, &argv, &mut reply);
             op.push(ITEM_REPLY);
             put_bytes(op, &reply);
+        }
+        if op.len() > self.op_bytes_max {
+            let msg = format!("EXECABORT Transaction discarded because of: {}", &too_big(op.len(), self.op_bytes_max)[4..]);
+            op.clear();
+            write_error(out, msg.as_bytes());
+            return Dispatch::Done;
         }
         Dispatch::Write
     }
@@ -342,6 +370,10 @@ impl Session {
             _ => help(out, "CLIENT", &["ID", "GETNAME", "SETNAME <name>", "SETINFO <LIB-NAME|LIB-VER> <value>"]),
         }
     }
+}
+
+fn too_big(bytes: usize, max: usize) -> String {
+    format!("ERR transaction of at least {bytes} bytes exceeds --request-bytes-max ({max} bytes)")
 }
 
 /// Decodes a queued connection command (as `Session::queue` encoded it).

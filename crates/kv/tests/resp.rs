@@ -17,8 +17,12 @@ fn encode(argv: &[&[u8]]) -> Vec<u8> {
     out
 }
 
-fn parse(buf: &[u8], max: usize) -> Result<Option<(usize, Vec<Vec<u8>>)>, RespError> {
-    let mut ranges: Vec<Range<usize>> = vec![0..1]; // must be cleared by the parser
+/// A parsed command: bytes consumed and the arguments.
+type Parsed = Option<(usize, Vec<Vec<u8>>)>;
+
+fn parse(buf: &[u8], max: usize) -> Result<Parsed, RespError> {
+    let mut ranges: Vec<Range<usize>> = Vec::new();
+    ranges.push(0..1); // stale: the parser must clear it
     Ok(parse_command(buf, max, &mut ranges)?.map(|n| (n, ranges.iter().map(|r| buf[r.clone()].to_vec()).collect())))
 }
 

@@ -119,7 +119,7 @@ async fn client(rc: Rc<RefCell<Replica<Kv>>>, mut stream: TcpStream) {
         }
         let open = {
             let r = rc.borrow();
-            !r.core.is_primary() || r.core.intake_open()
+            !r.core.is_primary() || r.intake_open()
         };
         let can_read = open && gated.held_bytes() < pending_max && !gated.closing;
         tokio::select! {

@@ -156,6 +156,10 @@ async fn read_acks<M: StateMachine + Send>(
                     }
                 }
             }
+            if r.intake_open() {
+                // Flow control may have reopened on executed progress alone.
+                r.intake.notify_waiters();
+            }
         }
         pump(&rc);
         if let Some(b) = bad {

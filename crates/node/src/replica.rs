@@ -32,6 +32,11 @@ pub type Factory<M> = Arc<dyn Fn() -> M + Send + Sync>;
 /// for the writer to come round.
 pub const BATCH_BYTES_MAX: usize = 1 << 20;
 
+/// Bytes queued on a logging channel beyond which the primary stops taking
+/// client requests until the writer catches up (the channel is bounded in
+/// bytes as flow control bounds it in entries).
+pub const CHANNEL_BACKLOG_BYTES_MAX: usize = 64 << 20;
+
 /// Exit code of a node that fail-stopped (lost a claim, saw a newer epoch,
 /// diverged).
 pub const HALT_EXIT_CODE: i32 = 3;
@@ -52,6 +57,8 @@ pub struct Conn {
 /// A joiner's snapshot, taken when its join was accepted, waiting for the
 /// joiner's snapshot connection.
 pub struct PendingSnapshot {
+    /// The joiner's logging channel: the snapshot dies with it.
+    pub conn: ConnId,
     pub node: String,
     pub incarnation: u64,
     pub seq: Seq,
@@ -164,11 +171,16 @@ impl<M: StateMachine + Send> Replica<M> {
         if self.batch.as_ref().is_some_and(|(c, _)| *c == id) {
             self.batch = None;
         }
+        if self.pending_snapshot.as_ref().is_some_and(|p| p.conn == id) {
+            // Holding it would keep copy-on-write copies alive for nothing.
+            self.pending_snapshot = None;
+        }
         if let Some(c) = self.conns.remove(&id) {
             for t in c.tasks {
                 t.abort();
             }
         }
+        self.intake.notify_waiters();
     }
 
     /// Seals the open batch so the writer can take the buffer. A read that
@@ -186,6 +198,13 @@ impl<M: StateMachine + Send> Replica<M> {
         self.stats.log_bytes += bw.bytes(out) as u64;
         self.stats.log_entries += bw.count();
         bw.finish(out);
+    }
+
+    /// True while the primary may take client requests: the core's flow
+    /// control allows it and the channel's send buffer is not backlogged.
+    pub fn intake_open(&self) -> bool {
+        self.core.intake_open()
+            && self.core.stream_from().and_then(|(c, _)| self.conns.get(&c)).is_none_or(|c| c.out.len() < CHANNEL_BACKLOG_BYTES_MAX)
     }
 
     /// Wakes the channel writer if a read waits for a barrier entry.
@@ -306,7 +325,7 @@ fn exec<M: StateMachine + Send>(rc: &Rc<RefCell<Replica<M>>>, c: Command) {
                 r.opts.node,
                 writer.bytes_hint()
             );
-            r.pending_snapshot = Some(PendingSnapshot { node, incarnation, seq: snapshot_seq, writer });
+            r.pending_snapshot = Some(PendingSnapshot { conn, node, incarnation, seq: snapshot_seq, writer });
             r.send_frame(conn, Kind::JoinAccepted, snapshot_seq, |_| {});
         }
         Command::Reject { conn, code, message } => {

@@ -127,7 +127,7 @@ async fn expire_cycle(rc: Rc<RefCell<Replica<Kv>>>) {
     loop {
         iv.tick().await;
         let mut r = rc.borrow_mut();
-        if !r.core.is_primary() || !r.core.intake_open() {
+        if !r.core.is_primary() || !r.intake_open() {
             continue;
         }
         op.clear();

@@ -26,7 +26,12 @@ pub fn spawn_writer<M: StateMachine + Send>(rc: Rc<RefCell<Replica<M>>>, conn: C
                 let c = r.conns.get_mut(&conn).expect("checked");
                 spare.clear();
                 let buf = std::mem::replace(&mut c.out, std::mem::take(&mut spare));
-                (buf, c.wake.clone(), c.closing)
+                let out = (buf, c.wake.clone(), c.closing);
+                if out.0.len() >= crate::replica::CHANNEL_BACKLOG_BYTES_MAX {
+                    // Intake may have paused on this backlog: it is drained now.
+                    r.intake.notify_waiters();
+                }
+                out
             };
             if buf.is_empty() {
                 if closing {

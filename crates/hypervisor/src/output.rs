@@ -1,0 +1,395 @@
+//! The output gate (DESIGN §3, output rule): every output of a recording
+//! guest (bytes sent on a connection, bytes written to stdout or stderr, a
+//! connection's shutdown or close) is tagged with the seq of the log entry
+//! that produced it and leaves the machine only once the engine has advanced
+//! [`Release`] past that seq. The guest keeps running meanwhile; a stage
+//! thread writes released outputs in order.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How long a finishing stage waits for a client that reads nothing.
+const FINISH_STALL: Duration = Duration::from_secs(10);
+
+/// A non-blocking pipe used as a doorbell between threads.
+#[derive(Debug)]
+pub(crate) struct Bell {
+    r: OwnedFd,
+    w: OwnedFd,
+}
+
+impl Bell {
+    fn new() -> Bell {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 writes two fds into the array we own.
+        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        assert_eq!(rc, 0, "pipe2 failed: {}", std::io::Error::last_os_error());
+        // SAFETY: both fds were just created and are owned by nobody else.
+        unsafe { Bell { r: OwnedFd::from_raw_fd(fds[0]), w: OwnedFd::from_raw_fd(fds[1]) } }
+    }
+
+    pub(crate) fn ring(&self) {
+        // SAFETY: writing one byte from a live buffer to an fd we own. A full
+        // pipe (EAGAIN) already means "rung".
+        unsafe { libc::write(self.w.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
+    }
+
+    pub(crate) fn fd(&self) -> RawFd {
+        self.r.as_raw_fd()
+    }
+
+    pub(crate) fn drain(&self) {
+        let mut buf = [0u8; 64];
+        // SAFETY: reading into a live buffer of the given size from an fd we own.
+        while unsafe { libc::read(self.r.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+    }
+}
+
+/// The release point of the output gate, shared between the engine (which
+/// advances it as the backup acknowledges log entries), the output stage and
+/// the guest's thread.
+#[derive(Debug)]
+pub struct Release {
+    /// Outputs tagged with a seq at or below this may leave.
+    upto: AtomicU64,
+    /// Set by the engine to halt: unreleased outputs are dropped and the
+    /// guest stops at its next host call (a deposed primary, fail-stop).
+    stopped: AtomicBool,
+    stage_sleeping: AtomicBool,
+    guest_waiting: AtomicBool,
+    /// Wakes the output stage.
+    pub(crate) stage_bell: Bell,
+    /// Wakes the guest's thread when it waits in a host call.
+    pub(crate) guest_bell: Bell,
+}
+
+impl Release {
+    /// Outputs up to `upto` may leave; later ones wait for [`Release::advance`].
+    pub fn new(upto: u64) -> Arc<Release> {
+        Arc::new(Release {
+            upto: AtomicU64::new(upto),
+            stopped: AtomicBool::new(false),
+            stage_sleeping: AtomicBool::new(false),
+            guest_waiting: AtomicBool::new(false),
+            stage_bell: Bell::new(),
+            guest_bell: Bell::new(),
+        })
+    }
+
+    /// Standalone, unprotected use: every output leaves at once.
+    pub fn everything() -> Arc<Release> {
+        Release::new(u64::MAX)
+    }
+
+    /// Lets outputs tagged up to `upto` leave. Never moves backwards.
+    pub fn advance(&self, upto: u64) {
+        let before = self.upto.fetch_max(upto, Ordering::SeqCst);
+        if upto > before && self.stage_sleeping.load(Ordering::SeqCst) {
+            self.stage_bell.ring();
+        }
+    }
+
+    pub fn upto(&self) -> u64 {
+        self.upto.load(Ordering::SeqCst)
+    }
+
+    /// Halts: nothing more leaves, the guest stops at its next host call.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.stage_bell.ring();
+        self.guest_bell.ring();
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_guest_waiting(&self, waiting: bool) {
+        self.guest_waiting.store(waiting, Ordering::SeqCst);
+    }
+}
+
+/// Where stdout or stderr of a recording guest go.
+#[derive(Debug, Clone, Default)]
+pub enum Console {
+    /// This process's own stdout/stderr.
+    #[default]
+    Inherit,
+    /// Appended to a buffer (tests, tools).
+    Capture(Arc<Mutex<Vec<u8>>>),
+    Discard,
+}
+
+impl Console {
+    fn write(&self, bytes: &[u8], stderr: bool) {
+        match self {
+            Console::Inherit if stderr => {
+                let _ = std::io::stderr().write_all(bytes);
+            }
+            Console::Inherit => {
+                let mut o = std::io::stdout().lock();
+                let _ = o.write_all(bytes).and_then(|_| o.flush());
+            }
+            Console::Capture(buf) => buf.lock().expect("capture buffer poisoned").extend_from_slice(bytes),
+            Console::Discard => {}
+        }
+    }
+}
+
+/// State of one connection shared by the guest's thread and the stage.
+#[derive(Debug, Default)]
+pub(crate) struct ConnShared {
+    /// Bytes accepted from the guest and not yet written to the socket.
+    pub pending: AtomicUsize,
+    /// A write failed: the peer is gone.
+    pub broken: AtomicBool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    Stdout,
+    Stderr,
+    Conn(u64),
+}
+
+pub(crate) enum Item {
+    Register { conn: u64, stream: TcpStream, shared: Arc<ConnShared> },
+    Data { target: Target, bytes: Vec<u8> },
+    Shutdown { conn: u64, how: Shutdown },
+    Close { conn: u64 },
+}
+
+enum Chunk {
+    Data(Vec<u8>, usize),
+    Shutdown(Shutdown),
+    Close,
+}
+
+struct ConnOut {
+    stream: TcpStream,
+    shared: Arc<ConnShared>,
+    chunks: VecDeque<Chunk>,
+}
+
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<(u64, Item)>,
+    finishing: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    release: Arc<Release>,
+}
+
+/// The output stage of a recording guest: a thread that writes released
+/// outputs in seq order.
+pub(crate) struct Stage {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Stage {
+    pub(crate) fn spawn(release: Arc<Release>, stdout: Console, stderr: Console) -> Stage {
+        let shared = Arc::new(Shared { queue: Mutex::new(Queue::default()), release });
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("guest-output".into())
+            .spawn(move || StageThread { shared: s, stdout, stderr, conns: HashMap::new() }.run())
+            .expect("spawning the output stage thread");
+        Stage { shared, thread: Some(thread) }
+    }
+
+    /// Queues an output tagged with `seq`. Seqs must not decrease.
+    pub(crate) fn push(&self, seq: u64, item: Item) {
+        let mut q = self.shared.queue.lock().expect("output queue poisoned");
+        debug_assert!(q.items.back().is_none_or(|(s, _)| *s <= seq), "output seqs must not decrease");
+        q.items.push_back((seq, item));
+        drop(q);
+        if self.shared.release.stage_sleeping.load(Ordering::SeqCst) {
+            self.shared.release.stage_bell.ring();
+        }
+    }
+
+    /// Waits until every output has been released and written (or the
+    /// release was stopped, or a client stalled for too long).
+    pub(crate) fn finish(mut self) {
+        self.shared.queue.lock().expect("output queue poisoned").finishing = true;
+        self.shared.release.stage_bell.ring();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Stage {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.shared.queue.lock().map(|mut q| q.finishing = true).ok();
+            self.shared.release.stage_bell.ring();
+        }
+    }
+}
+
+struct StageThread {
+    shared: Arc<Shared>,
+    stdout: Console,
+    stderr: Console,
+    conns: HashMap<u64, ConnOut>,
+}
+
+impl StageThread {
+    fn run(mut self) {
+        let release = self.shared.release.clone();
+        loop {
+            if release.is_stopped() {
+                return;
+            }
+            let finishing = self.take_released(release.upto());
+            if self.write_all() && release.guest_waiting.load(Ordering::SeqCst) {
+                release.guest_bell.ring();
+            }
+            let idle = self.conns.values().all(|c| c.chunks.is_empty());
+            if finishing && idle {
+                return;
+            }
+            release.stage_sleeping.store(true, Ordering::SeqCst);
+            let ready = self.has_released(release.upto());
+            if !ready && !self.sleep(&release, finishing) {
+                log::warn!("output stage: clients stalled for {FINISH_STALL:?} after the guest ended; dropping their output");
+                return;
+            }
+            release.stage_sleeping.store(false, Ordering::SeqCst);
+        }
+    }
+
+    fn has_released(&self, upto: u64) -> bool {
+        self.shared.queue.lock().expect("output queue poisoned").items.front().is_some_and(|(s, _)| *s <= upto)
+    }
+
+    /// Moves released items to their targets; returns whether the guest has
+    /// ended and nothing is left in the queue.
+    fn take_released(&mut self, upto: u64) -> bool {
+        let mut released = Vec::new();
+        let finishing = {
+            let mut q = self.shared.queue.lock().expect("output queue poisoned");
+            while q.items.front().is_some_and(|(s, _)| *s <= upto) {
+                released.push(q.items.pop_front().expect("front exists").1);
+            }
+            q.finishing && q.items.is_empty()
+        };
+        for item in released {
+            self.apply(item);
+        }
+        finishing
+    }
+
+    fn apply(&mut self, item: Item) {
+        match item {
+            Item::Register { conn, stream, shared } => {
+                self.conns.insert(conn, ConnOut { stream, shared, chunks: VecDeque::new() });
+            }
+            Item::Data { target: Target::Stdout, bytes } => self.stdout.write(&bytes, false),
+            Item::Data { target: Target::Stderr, bytes } => self.stderr.write(&bytes, true),
+            Item::Data { target: Target::Conn(id), bytes } => self.chunk(id, Chunk::Data(bytes, 0)),
+            Item::Shutdown { conn, how } => self.chunk(conn, Chunk::Shutdown(how)),
+            Item::Close { conn } => self.chunk(conn, Chunk::Close),
+        }
+    }
+
+    fn chunk(&mut self, id: u64, chunk: Chunk) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.chunks.push_back(chunk);
+        }
+    }
+
+    /// Writes what the sockets take; returns whether any pending count fell.
+    fn write_all(&mut self) -> bool {
+        let mut drained = false;
+        let mut closed = Vec::new();
+        for (id, c) in self.conns.iter_mut() {
+            drained |= c.write();
+            if matches!(c.chunks.front(), Some(Chunk::Close)) {
+                closed.push(*id);
+            }
+        }
+        for id in closed {
+            self.conns.remove(&id);
+        }
+        drained
+    }
+
+    /// Polls the doorbell and the sockets with unwritten bytes. Returns false
+    /// when finishing and nothing moved for [`FINISH_STALL`].
+    fn sleep(&mut self, release: &Release, finishing: bool) -> bool {
+        let mut fds = vec![libc::pollfd { fd: release.stage_bell.fd(), events: libc::POLLIN, revents: 0 }];
+        for c in self.conns.values() {
+            if matches!(c.chunks.front(), Some(Chunk::Data(..))) {
+                fds.push(libc::pollfd { fd: c.stream.as_raw_fd(), events: libc::POLLOUT, revents: 0 });
+            }
+        }
+        let timeout = if finishing { FINISH_STALL.as_millis() as i32 } else { -1 };
+        // SAFETY: `fds` is a live array of initialized pollfds of the given length.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        release.stage_bell.drain();
+        !(finishing && n == 0)
+    }
+}
+
+impl ConnOut {
+    /// Writes chunks until the socket would block. Returns whether bytes left.
+    fn write(&mut self) -> bool {
+        let mut wrote = false;
+        while let Some(front) = self.chunks.front_mut() {
+            match front {
+                Chunk::Data(bytes, off) => match (&self.stream).write(&bytes[*off..]) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        *off += n;
+                        self.shared.pending.fetch_sub(n, Ordering::SeqCst);
+                        wrote = true;
+                        if *off < bytes.len() {
+                            continue;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return wrote,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        log::debug!("guest connection write failed: {e}");
+                        break;
+                    }
+                },
+                Chunk::Shutdown(how) => {
+                    let _ = self.stream.shutdown(*how);
+                }
+                Chunk::Close => return wrote,
+            }
+            self.chunks.pop_front();
+        }
+        if matches!(self.chunks.front(), Some(Chunk::Data(..))) {
+            self.fail();
+            return true;
+        }
+        wrote
+    }
+
+    /// The peer is gone: drop everything unwritten, keep a pending close.
+    fn fail(&mut self) {
+        self.shared.broken.store(true, Ordering::SeqCst);
+        let close = self.chunks.iter().any(|c| matches!(c, Chunk::Close));
+        for c in self.chunks.drain(..) {
+            if let Chunk::Data(b, off) = c {
+                self.shared.pending.fetch_sub(b.len() - off, Ordering::SeqCst);
+            }
+        }
+        if close {
+            self.chunks.push_back(Chunk::Close);
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Our own `wasi_snapshot_preview1`: the virtual hardware of the guest.
+//! Every function passes the gate (see `gate.rs`); this module only turns
+//! guest memory into arguments and results into guest memory.
+//!
+//! # Layout
+//!
+//! - [`basic`]: args, environ, clocks, random, fd bookkeeping, exit.
+//! - [`io`]: stdio and socket reads and writes, accept, shutdown.
+//! - [`poll`]: `poll_oneoff`.
+
+mod basic;
+mod io;
+mod poll;
+
+use wasmtime::{Caller, Global, Linker, Memory, Module, Val};
+
+use crate::event::Func;
+use crate::gate::{Gate, Stop};
+use crate::machine::Limits;
+use crate::world::{SubKind, SubTarget};
+
+pub const MODULE: &str = "wasi_snapshot_preview1";
+
+/// preview1 errno values used here.
+pub mod errno {
+    pub const AGAIN: u16 = 6;
+    pub const BADF: u16 = 8;
+    pub const CONNABORTED: u16 = 13;
+    pub const CONNRESET: u16 = 15;
+    pub const FAULT: u16 = 21;
+    pub const INTR: u16 = 27;
+    pub const INVAL: u16 = 28;
+    pub const IO: u16 = 29;
+    pub const NFILE: u16 = 41;
+    pub const NOBUFS: u16 = 42;
+    pub const NOSYS: u16 = 52;
+    pub const NOTCONN: u16 = 53;
+    pub const NOTSOCK: u16 = 57;
+    pub const NOTSUP: u16 = 58;
+    pub const PIPE: u16 = 64;
+    pub const SPIPE: u16 = 70;
+    pub const TIMEDOUT: u16 = 73;
+}
+
+/// The store's data: the gate and what host functions need of the instance.
+pub(crate) struct Host {
+    pub gate: Gate,
+    pub memory: Option<Memory>,
+    /// Mutable globals, exported by instrumentation, for state hashes.
+    pub globals: Vec<Global>,
+    pub argv: Vec<String>,
+    pub environ: Vec<String>,
+    pub limits: Limits,
+    /// Fuel given to the store when fuel is enabled.
+    pub fuel_start: Option<u64>,
+    /// Why the guest was stopped inside a host call.
+    pub stop: Option<Stop>,
+    scratch: Vec<u8>,
+    subs: Vec<(SubKind, SubTarget)>,
+}
+
+impl Host {
+    pub(crate) fn new(gate: Gate, argv: Vec<String>, environ: Vec<String>, limits: Limits, fuel_start: Option<u64>) -> Host {
+        Host { gate, memory: None, globals: Vec::new(), argv, environ, limits, fuel_start, stop: None, scratch: Vec::new(), subs: Vec::new() }
+    }
+
+    /// Stops the guest: the reason is kept, wasmtime unwinds with an error.
+    fn halt(&mut self, s: Stop) -> wasmtime::Error {
+        self.stop = Some(s);
+        wasmtime::Error::msg("guest halted by the gate")
+    }
+}
+
+type Cx<'a> = Caller<'a, Host>;
+type Ret = wasmtime::Result<i32>;
+
+/// Guest memory and host data together.
+fn split<'a>(c: &'a mut Cx<'_>) -> (&'a mut [u8], &'a mut Host) {
+    let mem = c.data().memory.expect("memory is set before the guest runs");
+    mem.data_and_store_mut(c)
+}
+
+fn fuel_used(c: &Cx<'_>) -> Option<u64> {
+    c.data().fuel_start.map(|start| start - c.get_fuel().unwrap_or(0))
+}
+
+/// Hash of linear memory and mutable globals (verify mode).
+pub(crate) fn state_hash(c: &mut impl wasmtime::AsContextMut<Data = Host>) -> [u8; 32] {
+    let globals: Vec<Val> = c.as_context().data().globals.clone().iter().map(|g| g.get(&mut *c)).collect();
+    let mem = c.as_context().data().memory.expect("memory is set");
+    crate::state::hash(mem.data(&*c), &globals)
+}
+
+/// A pure call: counts, checks in replay that no event is due, returns `e`.
+fn pure(c: &mut Cx<'_>, func: Func, args: &[u64], e: u16) -> Ret {
+    let h = c.data_mut();
+    match h.gate.pure(func, args) {
+        Ok(()) => Ok(i32::from(e)),
+        Err(s) => Err(h.halt(s)),
+    }
+}
+
+/// Starts a recorded call; returns whether it is live.
+fn begin(c: &mut Cx<'_>, func: Func, digest: u32, args: &[u64]) -> wasmtime::Result<bool> {
+    let fuel = fuel_used(c);
+    let h = c.data_mut();
+    h.gate.begin(func, digest, args, fuel).map_err(|s| h.halt(s))
+}
+
+/// Finishes a recorded call; returns `e` to the guest.
+fn commit(c: &mut Cx<'_>, e: u16) -> Ret {
+    let state = if c.data().gate.wants_state() {
+        let s = state_hash(c);
+        Some(u64::from_le_bytes(s[..8].try_into().expect("8 bytes")))
+    } else {
+        None
+    };
+    let h = c.data_mut();
+    match h.gate.commit(state) {
+        Ok(()) => Ok(i32::from(e)),
+        Err(s) => Err(h.halt(s)),
+    }
+}
+
+/// crc32c over arguments, as recorded in each event.
+#[derive(Clone, Copy)]
+struct Dig(u32);
+
+impl Dig {
+    fn new(func: Func) -> Dig {
+        Dig(crc32c::crc32c(&[func as u8]))
+    }
+    fn u64(self, v: u64) -> Dig {
+        Dig(crc32c::crc32c_append(self.0, &v.to_le_bytes()))
+    }
+    fn bytes(self, b: &[u8]) -> Dig {
+        Dig(crc32c::crc32c_append(self.0, b))
+    }
+}
+
+fn range(mem: &[u8], ptr: i32, len: u64) -> Result<std::ops::Range<usize>, u16> {
+    let start = ptr as u32 as usize;
+    let end = start.checked_add(usize::try_from(len).map_err(|_| errno::FAULT)?).ok_or(errno::FAULT)?;
+    if end > mem.len() {
+        return Err(errno::FAULT);
+    }
+    Ok(start..end)
+}
+
+fn write_bytes(mem: &mut [u8], ptr: i32, b: &[u8]) -> Result<(), u16> {
+    let r = range(mem, ptr, b.len() as u64)?;
+    mem[r].copy_from_slice(b);
+    Ok(())
+}
+
+fn write_u32(mem: &mut [u8], ptr: i32, v: u32) -> Result<(), u16> {
+    write_bytes(mem, ptr, &v.to_le_bytes())
+}
+
+fn write_u64(mem: &mut [u8], ptr: i32, v: u64) -> Result<(), u16> {
+    write_bytes(mem, ptr, &v.to_le_bytes())
+}
+
+fn read_u32(mem: &[u8], ptr: i32) -> Result<u32, u16> {
+    let r = range(mem, ptr, 4)?;
+    Ok(u32::from_le_bytes(mem[r].try_into().expect("4 bytes")))
+}
+
+/// The `(ptr, len)` pairs of an iovec array, bounds-checked.
+fn iovecs(mem: &[u8], iovs: i32, n: i32) -> Result<Vec<(i32, u32)>, u16> {
+    let r = range(mem, iovs, u64::from(n as u32) * 8)?;
+    let mut v = Vec::with_capacity(n as u32 as usize);
+    for chunk in mem[r].chunks_exact(8) {
+        let ptr = u32::from_le_bytes(chunk[..4].try_into().expect("4 bytes"));
+        let len = u32::from_le_bytes(chunk[4..].try_into().expect("4 bytes"));
+        range(mem, ptr as i32, u64::from(len))?;
+        v.push((ptr as i32, len));
+    }
+    Ok(v)
+}
+
+/// Links every known preview1 function, and an `ENOSYS` stub for each other
+/// preview1 import of `module`. Imports outside preview1 were refused when
+/// the module was prepared.
+pub(crate) fn link(linker: &mut Linker<Host>, module: &Module) -> wasmtime::Result<()> {
+    basic::link(linker)?;
+    io::link(linker)?;
+    poll::link(linker)?;
+    for imp in module.imports() {
+        if imp.module() != MODULE || Func::ALL.iter().any(|f| f.name() == imp.name()) {
+            continue;
+        }
+        let Some(ty) = imp.ty().func().cloned() else { continue };
+        let name = imp.name().to_string();
+        linker.func_new(MODULE, imp.name(), ty, move |mut c, _params, results| {
+            let h = c.data_mut();
+            h.gate.note_unsupported(&name);
+            if let Err(s) = h.gate.pure(Func::Unsupported, &[]) {
+                return Err(h.halt(s));
+            }
+            if let Some(r) = results.first_mut() {
+                *r = Val::I32(i32::from(errno::NOSYS));
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,280 @@
+//! Determinism of replay (DESIGN §2–3): a backup that applies the
+//! primary's logged ops with the primary's recorded time reaches the same
+//! state (digest) and produces the same replies, asks for time exactly when
+//! the primary did, and a joiner restored from a snapshot taken mid-way
+//! converges too. Also: writes ask for time only when they need it.
+
+mod common;
+
+use common::{args, Client};
+use proptest::prelude::*;
+use understudy_core::{Ctx, StateMachine};
+use understudy_kv::Kv;
+
+const T0_US: u64 = 1_700_000_000_000_000;
+
+/// Hands out one time per op and remembers whether it was asked: the
+/// primary's recording context, or the backup's replaying one.
+struct OpCtx {
+    now_us: u64,
+    asked: bool,
+}
+
+impl Ctx for OpCtx {
+    fn now_us(&mut self) -> u64 {
+        self.asked = true;
+        self.now_us
+    }
+    fn random_u64(&mut self) -> u64 {
+        panic!("the key-value store never draws random values")
+    }
+}
+
+/// One logged op: its bytes, its time, whether it read the clock, and the
+/// primary's reply.
+struct Logged {
+    op: Vec<u8>,
+    now_us: u64,
+    asked: bool,
+    reply: Vec<u8>,
+}
+
+const TEMPLATES: &[&str] = &[
+    "SET K V",
+    "SET K V EX 2",
+    "SET K V PX 1500 NX",
+    "SET K V XX KEEPTTL",
+    "SET K V GET",
+    "GETSET K V",
+    "GETDEL K",
+    "GETEX K PX 900",
+    "GETEX K PERSIST",
+    "MSET K V K2 V",
+    "MSETNX K V K2 V",
+    "DEL K K2",
+    "INCR K",
+    "DECRBY K 3",
+    "APPEND K V",
+    "SETRANGE K 3 V",
+    "EXPIRE K 1",
+    "PEXPIRE K 700 GT",
+    "EXPIREAT K 1700000001",
+    "PERSIST K",
+    "HSET K f V g V",
+    "HSETNX K f V",
+    "HDEL K f",
+    "HINCRBY K n 2",
+    "LPUSH K V V",
+    "RPUSH K V",
+    "LPOP K",
+    "RPOP K 2",
+    "LSET K 0 V",
+    "SADD K V V2",
+    "SREM K V",
+    "RENAME K K2",
+    "RENAMENX K K2",
+    "FLUSHALL",
+    "MULTI",
+    "EXEC",
+    "DISCARD",
+    "GET K",
+    "TTL K",
+    "LRANGE K 0 -1",
+    "HGET K f",
+    "SISMEMBER K V",
+];
+
+fn command(template: usize, key: u8, key2: u8, val: u8) -> Vec<Vec<u8>> {
+    let line = TEMPLATES[template % TEMPLATES.len()]
+        .replace("K2", &format!("k{key2}"))
+        .replace('K', &format!("k{key}"))
+        .replace("V2", &format!("{}", val / 2))
+        .replace('V', &format!("{val}"));
+    args(&line)
+}
+
+/// Runs `steps` on a primary, logging its writes as the node would.
+fn run_primary(steps: &[(usize, u8, u8, u8, u16)], expire_every: usize) -> (Client, Vec<Logged>) {
+    let mut primary = Client::new(1);
+    let mut log = Vec::new();
+    let mut now_us = T0_US;
+    for (i, &(t, k, k2, v, advance_ms)) in steps.iter().enumerate() {
+        now_us += u64::from(advance_ms) * 1000;
+        let argv_owned = command(t, k % 5, k2 % 5, v % 7);
+        let argv: Vec<&[u8]> = argv_owned.iter().map(Vec::as_slice).collect();
+        let mut ctx = OpCtx { now_us, asked: false };
+        let before = primary.log.len();
+        let reply = primary.run_at(&mut ctx, now_us / 1000, &argv);
+        if primary.log.len() > before {
+            let op = primary.log.last().unwrap().clone();
+            log.push(Logged { op, now_us, asked: ctx.asked, reply });
+        }
+        if expire_every > 0 && i % expire_every == 0 {
+            let mut op = Vec::new();
+            if primary.kv.expire_cycle_op(now_us / 1000, 3, &mut op) {
+                let mut ctx = OpCtx { now_us, asked: false };
+                let mut reply = Vec::new();
+                primary.kv.apply(&mut ctx, &op, &mut reply);
+                log.push(Logged { op, now_us, asked: ctx.asked, reply });
+            }
+        }
+    }
+    (primary, log)
+}
+
+/// Applies `log` to `kv` as a backup does, checking each op's clock use
+/// and reply against the primary's.
+fn replay(kv: &mut Kv, log: &[Logged]) -> Result<(), TestCaseError> {
+    for (i, entry) in log.iter().enumerate() {
+        let mut ctx = OpCtx { now_us: entry.now_us, asked: false };
+        let mut reply = Vec::new();
+        kv.apply(&mut ctx, &entry.op, &mut reply);
+        prop_assert_eq!(ctx.asked, entry.asked, "op {} asked for time differently", i);
+        prop_assert_eq!(&reply, &entry.reply, "op {} replied differently", i);
+    }
+    Ok(())
+}
+
+fn steps() -> impl Strategy<Value = Vec<(usize, u8, u8, u8, u16)>> {
+    proptest::collection::vec((0..TEMPLATES.len(), any::<u8>(), any::<u8>(), any::<u8>(), 0u16..800), 1..120)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn backup_replaying_the_log_converges(steps in steps()) {
+        let (primary, log) = run_primary(&steps, 7);
+        let mut backup = Kv::new();
+        replay(&mut backup, &log)?;
+        prop_assert_eq!(backup.digest(), primary.kv.digest());
+        prop_assert_eq!(backup.len(), primary.kv.len());
+    }
+
+    #[test]
+    fn joiner_from_a_mid_way_snapshot_converges(steps in steps(), cut in any::<prop::sample::Index>()) {
+        let (primary, log) = run_primary(&steps, 5);
+        let cut = cut.index(log.len() + 1);
+        let mut source = Kv::new();
+        replay(&mut source, &log[..cut])?;
+        let mut writer = source.snapshot();
+        let mut joiner = Kv::new();
+        let mut chunk = Vec::new();
+        while writer.next_chunk(&mut chunk, 64) {
+            joiner.restore_chunk(&chunk).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            chunk.clear();
+        }
+        joiner.restore_finish().map_err(|e| TestCaseError::fail(e.to_string()))?;
+        replay(&mut joiner, &log[cut..])?;
+        prop_assert_eq!(joiner.digest(), primary.kv.digest());
+    }
+}
+
+/// Each time read costs log bytes: writes that touch no expiry must not ask.
+#[test]
+fn writes_ask_for_time_only_when_needed() {
+    let mut c = Client::new(1);
+    let asked = |c: &mut Client, line: &str| {
+        let owned = args(line);
+        let argv: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+        let mut ctx = OpCtx { now_us: T0_US, asked: false };
+        c.run_at(&mut ctx, T0_US / 1000, &argv);
+        ctx.asked
+    };
+    for line in [
+        "SET a 1",
+        "SET a 2",
+        "INCR a",
+        "APPEND a x",
+        "MSET a 1 b 2",
+        "DEL b",
+        "HSET h f v",
+        "LPUSH l x",
+        "SADD s m",
+        "GETSET a 3",
+        "FLUSHALL",
+        "SET a 1",
+        "RENAME a b",
+        "HDEL h f",
+        "EXPIREAT nokey 1",
+    ] {
+        assert!(!asked(&mut c, line), "{line} read the clock");
+    }
+    for line in ["SET t v EX 10", "INCR t", "GET t", "DEL t", "EXPIRE a 10", "SET a 1 PX 5", "EXPIREAT b 1"] {
+        let is_read = line.starts_with("GET ");
+        assert_eq!(asked(&mut c, line), !is_read, "{line}");
+    }
+}
+
+/// The expire cycle reclaims expired keys on both replicas alike, names
+/// only expired keys, and leaves live ones alone.
+#[test]
+fn expire_cycle_reclaims_only_expired_keys() {
+    let mut c = Client::new(1);
+    let mut ctx = OpCtx { now_us: T0_US, asked: false };
+    for i in 0..1000 {
+        let ttl = if i % 2 == 0 { "PX 100" } else { "EX 1000" };
+        let owned = args(&format!("SET k{i} v {ttl}"));
+        let argv: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+        c.run_at(&mut ctx, T0_US / 1000, &argv);
+    }
+    c.run_at(&mut ctx, T0_US / 1000, &[b"SET", b"forever", b"v"]);
+    let mut backup = Kv::new();
+    for op in &c.log {
+        backup.apply(&mut OpCtx { now_us: T0_US, asked: false }, op, &mut Vec::new());
+    }
+    let later_ms = T0_US / 1000 + 101;
+    let mut op = Vec::new();
+    assert!(!c.kv.expire_cycle_op(T0_US / 1000 + 100, 50, &mut op), "nothing has expired at +100 ms");
+    let mut rounds = 0;
+    while c.kv.expire_cycle_op(later_ms, 50, &mut op) {
+        rounds += 1;
+        assert!(rounds < 1000, "the cycle does not converge");
+        for kv in [&mut c.kv, &mut backup] {
+            let mut reply = Vec::new();
+            kv.apply(&mut OpCtx { now_us: later_ms * 1000, asked: false }, &op, &mut reply);
+            let deleted: usize = std::str::from_utf8(&reply[1..reply.len() - 2]).unwrap().parse().unwrap();
+            assert!(deleted > 0 && deleted <= 50, "reply {reply:?}");
+        }
+    }
+    assert_eq!(c.kv.len(), 501);
+    assert_eq!(backup.digest(), c.kv.digest());
+    // Applied at a time before the keys expire, the same op deletes nothing.
+    let mut fresh = Client::new(1);
+    fresh.run_at(&mut ctx, T0_US / 1000, &[b"SET", b"x", b"v", b"PX", b"100"]);
+    assert!(fresh.kv.expire_cycle_op(later_ms, 10, &mut op));
+    let mut reply = Vec::new();
+    fresh.kv.apply(&mut OpCtx { now_us: T0_US, asked: false }, &op, &mut reply);
+    assert_eq!(reply, b":0\r\n");
+}
+
+/// Corrupt ops never panic: they get an error reply and change nothing.
+#[test]
+fn garbage_ops_are_refused() {
+    let mut kv = Kv::new();
+    let d = kv.digest();
+    for op in [
+        &b""[..],
+        b"\x09",
+        b"\x01",
+        b"\x01\xff\x00",
+        b"\x01\x00\x05\x01a",
+        b"\x02\x05\x00",
+        b"\x03\xff\xff\x03",
+        b"\x02\x01\x07",
+        b"\x01\x1c\x02\x01k\x01v\x00",
+    ] {
+        let mut reply = Vec::new();
+        kv.apply(&mut OpCtx { now_us: T0_US, asked: false }, op, &mut reply);
+        assert!(reply.starts_with(b"-ERR corrupt operation"), "{op:?} -> {:?}", String::from_utf8_lossy(&reply));
+    }
+    assert_eq!(kv.digest(), d);
+}
+
+proptest! {
+    #[test]
+    fn random_ops_never_panic(op in proptest::collection::vec(any::<u8>(), 0..64)) {
+        let mut kv = Kv::new();
+        kv.apply(&mut OpCtx { now_us: T0_US, asked: false }, &op, &mut Vec::new());
+    }
+}
