@@ -163,16 +163,16 @@ impl Harness {
         std::fs::read_to_string(&self.node(name).log).unwrap_or_default()
     }
 
+    /// Waits until the arbiter names `name` primary and the node itself
+    /// serves as primary (it may still be draining after winning its claim).
     pub fn wait_primary(&self, name: &str) -> ClusterRecord {
-        wait_for(&format!("{name} to be primary"), Duration::from_secs(30), || {
-            let r = self.record()?;
-            (r.primary.node == name && ping(&self.node(name).client)).then_some(r)
-        })
+        self.wait_primary_after(name, 0)
     }
 
     pub fn wait_primary_after(&self, name: &str, epoch: u64) -> ClusterRecord {
         wait_for(&format!("{name} to be primary after epoch {epoch}"), Duration::from_secs(30), || {
-            self.record().filter(|r| r.primary.node == name && r.epoch > epoch)
+            let r = self.record().filter(|r| r.primary.node == name && r.epoch > epoch)?;
+            serves_as_primary(&self.node(name).client).then_some(r)
         })
     }
 
@@ -212,6 +212,13 @@ impl Drop for Harness {
         }
         self.kill_arbiter();
     }
+}
+
+/// The node says `role:master` in INFO.
+pub fn serves_as_primary(addr: &str) -> bool {
+    Conn::connect(addr, Duration::from_secs(1))
+        .and_then(|mut c| c.call(&["INFO", "replication"]))
+        .is_ok_and(|r| r.bytes().is_some_and(|b| String::from_utf8_lossy(b).contains("role:master")))
 }
 
 pub fn ping(addr: &str) -> bool {

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 pub enum ArbiterError {
     /// Could not reach the arbiter, or the connection broke. `reason` says
     /// whether the request may have been applied.
-    #[error("arbiter {url} is unreachable: {reason} (is `understudy arbiter` running there, and is --arbiter right?)")]
+    #[error("arbiter {url} is unreachable: {reason} ({})", unreachable_hint(url))]
     Unreachable { url: String, reason: String },
 
     /// The arbiter's storage failed (on the server for `understudy://`, on the
@@ -19,10 +19,9 @@ pub enum ArbiterError {
     #[error("arbiter storage: cannot {action} {}: {source}{}", path.display(), io_hint(source))]
     Io { action: String, path: PathBuf, source: io::Error },
 
-    /// The shared secrets differ.
-    #[error(
-        "arbiter {url} and this process do not share the same secret: authentication failed (give both the same --secret-file)"
-    )]
+    /// The credentials were refused: the shared secrets differ
+    /// (`understudy://`), or the etcd user or password is wrong (`etcd://`).
+    #[error("{}", auth_message(url))]
     Auth { url: String },
 
     /// The peer does not speak the arbiter protocol (or broke it).
@@ -53,6 +52,12 @@ pub enum ArbiterError {
     #[error("arbiter state {} is unreadable: {reason} (inspect or restore it by hand; the arbiter will not guess an epoch)", path.display())]
     Corrupt { path: PathBuf, reason: String },
 
+    /// A read-modify-write kept losing to concurrent writers (`etcd://`: the
+    /// record changed between each read and its conditional transaction).
+    /// Nothing was changed by this request; it is safe to repeat.
+    #[error("arbiter {url}: the record of cluster {cluster:?} changed under each of {attempts} attempts; nothing was changed by this request (try again)")]
+    Busy { url: String, cluster: String, attempts: u32 },
+
     /// The server's listening socket failed.
     #[error("arbiter server: cannot {action} on {addr}: {source}")]
     Net { action: String, addr: String, source: io::Error },
@@ -61,6 +66,28 @@ pub enum ArbiterError {
     /// epochs independently (Promise 2).
     #[error("another arbiter is already serving --dir {} (it holds the lock on {}); stop it or choose another --dir", dir.display(), dir.join(crate::store::LOCK_FILE).display())]
     DirLocked { dir: PathBuf },
+}
+
+/// What to check when an arbiter does not answer, by backend.
+fn unreachable_hint(url: &str) -> &'static str {
+    if url.starts_with("etcd://") {
+        "is etcd running at those endpoints with a quorum, and is --arbiter right?"
+    } else {
+        "is `understudy arbiter` running there, and is --arbiter right?"
+    }
+}
+
+/// The message of [`ArbiterError::Auth`], naming the credentials to fix.
+fn auth_message(url: &str) -> String {
+    if url.starts_with("etcd://") {
+        format!(
+            "etcd {url} refused our credentials: authentication failed (check the user and password: etcd://USER:PASSWORD@HOST:PORT, or UNDERSTUDY_ETCD_USER and UNDERSTUDY_ETCD_PASSWORD)"
+        )
+    } else {
+        format!(
+            "arbiter {url} and this process do not share the same secret: authentication failed (give both the same --secret-file)"
+        )
+    }
 }
 
 /// A remedy appended to I/O errors whose cause is common and fixable.

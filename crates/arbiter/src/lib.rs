@@ -17,13 +17,14 @@
 //! | --- | --- | --- |
 //! | `understudy://HOST:PORT` | [`ArbiterClient`] of [`server`] (`understudy arbiter`) | one mutex, durable before the reply |
 //! | `file:///shared/dir` | [`FileArbiter`] | `link(2)` of `epoch-<N>`, which fails if it exists |
-//! | `etcd://HOST:PORT[,…]` | not yet built in | (a transaction on a key) |
+//! | `etcd://HOST:PORT[,…]` | [`EtcdArbiter`] (cargo feature `etcd`, on by default) | one etcd transaction comparing the record's revision |
 //!
 //! # Layout
 //!
 //! - [`record`]: the record, the answers, the [`Arbiter`] trait.
 //! - [`rules`]: the test-and-set rules as pure functions (and name checks).
 //! - [`file`](mod@file): the shared-filesystem backend.
+//! - [`etcd`]: the etcd backend (URL syntax, key layout, transactions).
 //! - [`server`], [`store`]: the built-in server and its durable state.
 //! - [`client`]: the built-in server's client.
 //! - [`proto`]: the messages between them, over `understudy_wire` frames.
@@ -32,6 +33,8 @@
 pub mod client;
 mod durable;
 mod error;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod file;
 pub mod proto;
 pub mod record;
@@ -43,19 +46,23 @@ use std::path::Path;
 
 pub use client::ArbiterClient;
 pub use error::ArbiterError;
+#[cfg(feature = "etcd")]
+pub use etcd::EtcdArbiter;
 pub use file::FileArbiter;
 pub use record::{Arbiter, BackupInfo, BackupState, Claim, ClusterRecord, NodeAddrs, Update};
 pub use rules::validate_name;
 pub use server::{serve, RunningServer, Server};
 
 /// What [`connect`] accepts, for error messages.
-const SCHEMES: &str = "understudy://HOST:PORT (the built-in `understudy arbiter`), file:///shared/dir, or etcd://HOST:PORT";
+const SCHEMES: &str =
+    "understudy://HOST:PORT (the built-in `understudy arbiter`), file:///shared/dir, or etcd://HOST:PORT[,HOST:PORT…]";
 
 /// Opens the arbiter named by `url` (the `--arbiter` flag). `secret` is the
 /// content of `--secret-file`; the file backend does not use it.
 ///
-/// Nothing is contacted yet for `understudy://` (the arbiter may be down while
-/// the pair is healthy); `file://` checks that the directory exists.
+/// Nothing is contacted yet for `understudy://` and `etcd://` (the arbiter
+/// may be down while the pair is healthy); `file://` checks that the
+/// directory exists.
 pub fn connect(url: &str, secret: &[u8]) -> Result<Box<dyn Arbiter>, ArbiterError> {
     let bad = |reason: String| ArbiterError::BadUrl { url: url.to_string(), reason };
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -73,9 +80,11 @@ pub fn connect(url: &str, secret: &[u8]) -> Result<Box<dyn Arbiter>, ArbiterErro
             }
             Ok(Box::new(FileArbiter::open(Path::new(rest))?))
         }
-        // The dispatch point for the etcd backend, when it is built in.
+        #[cfg(feature = "etcd")]
+        "etcd" => Ok(Box::new(EtcdArbiter::open(url)?)),
+        #[cfg(not(feature = "etcd"))]
         "etcd" => Err(bad(format!(
-            "the etcd backend is not built into this version of understudy yet; use {}",
+            "this build has no etcd backend (cargo feature `etcd` of understudy-arbiter); use {}",
             "understudy://HOST:PORT (run `understudy arbiter`) or file:///shared/dir"
         ))),
         other => Err(bad(format!("unknown scheme {other:?}; expected {SCHEMES}"))),
@@ -83,9 +92,9 @@ pub fn connect(url: &str, secret: &[u8]) -> Result<Box<dyn Arbiter>, ArbiterErro
 }
 
 /// Checks `HOST:PORT` (HOST may be a name, an IPv4 address or `[IPv6]`).
-fn check_host_port(addr: &str) -> Result<(), String> {
+pub(crate) fn check_host_port(addr: &str) -> Result<(), String> {
     let Some((host, port)) = addr.rsplit_once(':') else {
-        return Err("expected HOST:PORT after understudy://".into());
+        return Err(format!("expected HOST:PORT, got {addr:?}"));
     };
     if host.is_empty() || host.contains('/') || (host.contains(':') && !host.starts_with('[')) {
         return Err(format!("bad host {host:?} (write an IPv6 address as [::1])"));
@@ -116,11 +125,16 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let url = format!("file://{}", d.path().display());
         assert_eq!(connect(&url, b"").unwrap().describe(), url);
+        #[cfg(feature = "etcd")]
+        assert_eq!(connect("etcd://127.0.0.1:2379,[::1]:2379", b"").unwrap().describe(), "etcd://127.0.0.1:2379,[::1]:2379");
     }
 
     #[test]
     fn bad_urls_name_the_fix() {
-        assert!(bad_url_reason("etcd://127.0.0.1:2379").contains("not built into this version"));
+        #[cfg(not(feature = "etcd"))]
+        assert!(bad_url_reason("etcd://127.0.0.1:2379").contains("cargo feature `etcd`"));
+        #[cfg(feature = "etcd")]
+        assert!(bad_url_reason("etcd://127.0.0.1:2379,h2").contains("endpoint \"h2\""));
         assert!(bad_url_reason("http://x:1").contains("understudy://HOST:PORT"));
         assert!(bad_url_reason("127.0.0.1:7700").contains("file:///"));
         assert!(bad_url_reason("understudy://host").contains("HOST:PORT"));

@@ -108,6 +108,11 @@ impl Core {
             Event::Executed { upto } => self.on_executed(now, upto),
             Event::ConnClosed { conn: c, reason } if Some(c) == conn => self.backup_channel_lost(now, reason),
             Event::ClaimDone { epoch, outcome } => self.on_go_live_claim(now, epoch, outcome),
+            Event::JoinRequest { conn, .. } => self.refuse_join(conn),
+            // A join attempt that outlived its timeout: not ours any more.
+            Event::Joined { conn: c, .. } if Some(c) != conn => {
+                self.emit(Command::Close { conn: c, reason: "stale join".into() })
+            }
             _ => {}
         }
     }
@@ -145,7 +150,7 @@ impl Core {
         if let Some(conn) = self.backup_mut().conn.take() {
             self.emit(Command::Close { conn, reason: "starting over".into() });
         }
-        self.role = Role::Starting;
+        self.role = Role::Starting { joining_since: None };
         self.last_seq = 0;
         self.executed = 0;
         self.emit(Command::ResetMachine);

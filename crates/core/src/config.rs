@@ -19,6 +19,8 @@ pub struct Config {
     pub catchup_entries: u64,
     /// Back-off between retries of an arbiter call or a join attempt.
     pub retry_ms: u64,
+    /// A join attempt unanswered for this long is given up and retried.
+    pub join_timeout_ms: u64,
     /// Interval at which the primary refreshes the backup's lag at the
     /// arbiter for `status` (only when it changed).
     pub status_publish_ms: u64,
@@ -32,6 +34,7 @@ impl Default for Config {
             lag_entries_max: 100_000,
             catchup_entries: 1_000,
             retry_ms: 200,
+            join_timeout_ms: 5_000,
             status_publish_ms: 1_000,
         }
     }

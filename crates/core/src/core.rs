@@ -17,8 +17,11 @@ use crate::primary::Primary;
 /// The role a node plays right now.
 #[derive(Debug)]
 pub(crate) enum Role {
-    /// Reading the arbiter, claiming epoch 1, or trying to join.
-    Starting,
+    /// Reading the arbiter, claiming epoch 1, or trying to join (since the
+    /// given time, if a `Connect` is out).
+    Starting {
+        joining_since: Option<Millis>,
+    },
     Primary(Primary),
     Backup(Backup),
     /// Fail-stopped; every further event is ignored.
@@ -87,7 +90,16 @@ pub struct Core {
 
 impl Core {
     pub fn new(cfg: Config, node: impl Into<String>) -> Self {
-        Core { cfg, node: node.into(), epoch: 0, role: Role::Starting, last_seq: 0, executed: 0, retry: None, out: Vec::new() }
+        Core {
+            cfg,
+            node: node.into(),
+            epoch: 0,
+            role: Role::Starting { joining_since: None },
+            last_seq: 0,
+            executed: 0,
+            retry: None,
+            out: Vec::new(),
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -104,7 +116,7 @@ impl Core {
 
     /// Begins: find out from the arbiter whether to serve or to join.
     pub fn start(&mut self, _now: Millis) {
-        assert!(matches!(self.role, Role::Starting));
+        assert!(matches!(self.role, Role::Starting { .. }));
         self.emit(Command::ReadArbiter);
     }
 
@@ -144,7 +156,7 @@ impl Core {
             return;
         }
         match self.role {
-            Role::Starting => self.starting_handle(now, ev),
+            Role::Starting { .. } => self.starting_handle(now, ev),
             Role::Primary(_) => self.primary_handle(now, ev),
             Role::Backup(_) => self.backup_handle(now, ev),
             Role::Halted(_) => {}
@@ -165,7 +177,8 @@ impl Core {
         match self.role {
             Role::Primary(_) => self.primary_poll(now),
             Role::Backup(_) => self.backup_poll(now),
-            Role::Starting | Role::Halted(_) => {}
+            Role::Starting { .. } => self.starting_poll(now),
+            Role::Halted(_) => {}
         }
     }
 
@@ -176,7 +189,7 @@ impl Core {
                 self.epoch
             )),
             Role::Backup(_) => self.backup_abandon(now, format!("epoch {epoch} superseded our primary's epoch {}", self.epoch)),
-            Role::Starting | Role::Halted(_) => {}
+            Role::Starting { .. } | Role::Halted(_) => {}
         }
     }
 
@@ -214,7 +227,7 @@ impl Core {
 
     pub fn role_name(&self) -> RoleName {
         match &self.role {
-            Role::Starting => RoleName::Starting,
+            Role::Starting { .. } => RoleName::Starting,
             Role::Primary(_) => RoleName::Primary,
             Role::Backup(b) if b.going_live.is_some() => RoleName::GoingLive,
             Role::Backup(b) if b.in_sync => RoleName::Backup,

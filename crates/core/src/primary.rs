@@ -209,6 +209,15 @@ impl Core {
     }
 
     fn on_join_request(&mut self, now: Millis, conn: ConnId, node: String, epoch: Epoch) {
+        if epoch > self.epoch && self.primary().claiming == Some(epoch) {
+            // The joiner read the record of the epoch we are claiming: our
+            // grant is at the arbiter but its answer has not reached us yet.
+            // (Found by the simulator, seed 35: halting here lost the only
+            // copy of the state.)
+            let message = format!("the primary is still claiming epoch {epoch}; retry");
+            self.emit(Command::Reject { conn, code: RejectCode::NotPrimary, message });
+            return;
+        }
         if epoch > self.epoch {
             self.emit(Command::Reject {
                 conn,

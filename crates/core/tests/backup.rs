@@ -139,3 +139,45 @@ fn arbiter_unreachable_at_start_is_retried() {
     c.poll(50);
     assert_eq!(c.take_commands(), vec![Command::ReadArbiter]);
 }
+
+/// Simulator seed 153: the grant of epoch 1 was applied at the arbiter and
+/// its answer lost. The node must ask for the claim again (the arbiter
+/// answers a repeated claim as the first), not re-read the record and wait
+/// for a "dead former self".
+#[test]
+fn lost_answer_to_the_first_claim_is_asked_again() {
+    let mut c = Core::new(cfg(), "a");
+    c.start(0);
+    c.take_commands();
+    c.handle(0, Event::ArbiterRead(Ok(None)));
+    c.take_commands();
+    c.handle(1, Event::ClaimDone { epoch: 1, outcome: ClaimOutcome::Error("timeout".into()) });
+    c.poll(60);
+    assert_eq!(c.take_commands(), vec![Command::Claim { epoch: 1 }]);
+    c.handle(61, Event::ClaimDone { epoch: 1, outcome: ClaimOutcome::Granted });
+    assert!(c.is_primary());
+}
+
+/// Simulator seed 443: a joiner reached a node that had won its claim but
+/// was still draining; the join was never answered. Non-primaries refuse
+/// joins, and an unanswered join is given up after the join timeout.
+#[test]
+fn joins_reaching_a_non_primary_are_refused_and_unanswered_ones_time_out() {
+    let mut b = in_sync_backup(5);
+    b.handle(20, Event::JoinRequest { conn: 9, node: "c".into(), epoch: 1 });
+    let cmds = b.take_commands();
+    assert!(matches!(&cmds[..], [Command::Reject { conn: 9, .. }]), "{cmds:?}");
+
+    let mut c = Core::new(cfg(), "c");
+    c.start(0);
+    c.take_commands();
+    c.handle(0, Event::ArbiterRead(Ok(Some(view(1, "a")))));
+    assert_eq!(c.take_commands(), vec![Command::Connect { repl: "a:7701".into(), epoch: 1 }]);
+    c.poll(900);
+    assert_eq!(c.take_commands(), vec![]);
+    c.poll(1001);
+    assert_eq!(c.take_commands(), vec![Command::ReadArbiter]);
+    // The old attempt's acceptance arrives late: it is closed, not adopted.
+    c.handle(1002, Event::Joined { conn: 4, primary: "a".into(), epoch: 1, snapshot_seq: 0 });
+    assert!(matches!(&c.take_commands()[..], [Command::Close { conn: 4, .. }]));
+}

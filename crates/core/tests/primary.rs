@@ -272,3 +272,22 @@ fn higher_epoch_stops_a_primary_at_once() {
     c.handle(10, Event::Ack { conn: 7, epoch: 1, ack: ack(3, 3) });
     assert_eq!(c.take_commands(), vec![], "a halted node ignores everything");
 }
+
+/// Simulator seed 35: the primary's grant of epoch 2 reached the arbiter but
+/// its answer was lost; a joiner that read the new record connects with
+/// epoch 2. That epoch is the primary's own: it must not halt.
+#[test]
+fn joiner_with_the_epoch_being_claimed_is_asked_to_retry() {
+    let mut c = protected_primary(3);
+    c.handle(5, Event::ConnClosed { conn: 7, reason: "reset".into() });
+    assert_eq!(c.take_commands(), vec![Command::Claim { epoch: 2 }]);
+    c.handle(6, Event::ClaimDone { epoch: 2, outcome: ClaimOutcome::Error("reply lost".into()) });
+    c.handle(7, Event::JoinRequest { conn: 8, node: "c".into(), epoch: 2 });
+    let cmds = c.take_commands();
+    assert!(matches!(&cmds[..], [Command::Reject { conn: 8, code: RejectCode::NotPrimary, .. }]), "{cmds:?}");
+    assert!(!c.is_halted());
+    c.poll(60);
+    assert_eq!(c.take_commands(), vec![Command::Claim { epoch: 2 }]);
+    c.handle(61, Event::ClaimDone { epoch: 2, outcome: ClaimOutcome::Granted });
+    assert_eq!(c.epoch(), 2);
+}

@@ -122,7 +122,7 @@ pub fn engine_config(guest: &GuestConfig) -> wasmtime::Config {
     c.max_wasm_stack(guest.stack_bytes_max);
     // Trap messages are part of what both replicas report; without backtraces
     // they are the plain trap description.
-    c.wasm_backtrace(false);
+    c.wasm_backtrace_max_frames(None);
     c.cranelift_opt_level(wasmtime::OptLevel::Speed);
     c
 }
@@ -175,4 +175,35 @@ pub fn fingerprint(guest: &GuestConfig) -> Result<String, crate::HypervisorError
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_covers_what_must_be_equal() {
+        let module: &[u8] = b"\0asm\x01\0\0\0";
+        let base = GuestConfig::new(module.to_vec());
+        let fp = fingerprint(&base).unwrap();
+        assert_eq!(fp, fingerprint(&base.clone()).unwrap(), "stable");
+        let mut variants =
+            vec![base.clone().with_args(["x"]), base.clone().with_env("K", "V"), GuestConfig::new(b"\0asm\x01\0\0\0\0".to_vec())];
+        let mut c = base.clone();
+        c.memory_bytes_max /= 2;
+        variants.push(c);
+        let mut c = base.clone();
+        c.fuel.enabled = true;
+        variants.push(c.clone());
+        c.fuel.limit = Some(10);
+        variants.push(c);
+        let mut c = base.clone();
+        c.stack_bytes_max *= 2;
+        variants.push(c);
+        for v in variants {
+            assert_ne!(fingerprint(&v).unwrap(), fp, "{v:?}");
+        }
+        // Args and env are not confused with each other.
+        assert_ne!(fingerprint(&base.clone().with_args(["K=V"])).unwrap(), fingerprint(&base.with_env("K", "V")).unwrap());
+    }
 }

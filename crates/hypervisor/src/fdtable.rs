@@ -14,7 +14,12 @@ pub enum FdKind {
     Stderr,
     Listener,
     /// An accepted connection. `id` is its deterministic connection number.
-    Conn { id: u64, read_shut: bool, write_shut: bool, reset: bool },
+    Conn {
+        id: u64,
+        read_shut: bool,
+        write_shut: bool,
+        reset: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,14 +85,6 @@ impl FdTable {
             }
         }
         n
-    }
-
-    /// Open connections, for the world after go-live.
-    pub fn conn_ids(&self) -> impl Iterator<Item = u64> + '_ {
-        self.fds.iter().flatten().filter_map(|f| match f.kind {
-            FdKind::Conn { id, .. } => Some(id),
-            _ => None,
-        })
     }
 }
 

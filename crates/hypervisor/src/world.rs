@@ -427,7 +427,14 @@ impl Live {
         }
     }
 
-    fn readiness(&self, kind: &SubKind, target: &SubTarget, revents: i16, deadline: Option<Instant>, now: Instant) -> Option<PollEvent> {
+    fn readiness(
+        &self,
+        kind: &SubKind,
+        target: &SubTarget,
+        revents: i16,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> Option<PollEvent> {
         let ready = |nbytes: u64, flags: u8| Some(PollEvent { index: 0, errno: 0, nbytes, flags });
         let failed = |errno: u16| Some(PollEvent { index: 0, errno, nbytes: 0, flags: 0 });
         match (kind, target) {

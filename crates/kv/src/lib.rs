@@ -8,9 +8,11 @@
 //! against a real `redis-server` by `tests/redis_differential.rs`).
 //!
 //! The node owns the sockets. Per connection it calls
-//! [`resp::parse_command`] on the input, [`Session::dispatch`] on each
-//! command, and then, as [`Dispatch`] says, [`Kv::read`] for a read or logs
-//! the op and calls `Kv::apply` for a write.
+//! [`resp::parse_command`] (or a resumable [`resp::CommandParser`]) on the
+//! input, [`Session::dispatch`] on each command, and then, as [`Dispatch`]
+//! says, [`Kv::read`] for a read or logs the op and calls `Kv::apply` for a
+//! write. On the primary it calls [`Kv::expire_cycle_op`] now and then and
+//! logs the op it returns, so expired keys are reclaimed on both replicas.
 //!
 //! # Layout
 //!
@@ -43,5 +45,5 @@ mod snapshot;
 mod store;
 
 pub use kv::Kv;
-pub use resp::{parse_command, RespError};
+pub use resp::{parse_command, CommandParser, RespError};
 pub use session::{command_name, is_ping_or_info, Dispatch, Session};

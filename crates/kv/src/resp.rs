@@ -76,13 +76,68 @@ impl RespError {
 /// argument, or `Ok(None)` if the command is not complete yet. `args` may be
 /// empty after a blank inline line or a `*0`/`*-1` header: Redis silently
 /// skips those, and so should the caller. Accepts multibulk arrays (what
-/// clients send) and inline commands (telnet, `PING\r\n`).
+/// clients send) and inline commands (telnet, `PING\r\n`). Stateless: an
+/// incomplete command is parsed again from its start on the next call; see
+/// [`CommandParser`] to resume instead.
 pub fn parse_command(buf: &[u8], request_bytes_max: usize, args: &mut Vec<Range<usize>>) -> Result<Option<usize>, RespError> {
-    args.clear();
-    match buf.first() {
-        None => Ok(None),
-        Some(b'*') => parse_multibulk(buf, request_bytes_max, args),
-        Some(_) => parse_inline(buf, request_bytes_max, args),
+    CommandParser::new().parse(buf, request_bytes_max, args)
+}
+
+/// Where an incomplete multibulk command stopped: the offset of the next
+/// argument's header and how many arguments are still to come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Resume {
+    pos: usize,
+    left: u64,
+}
+
+enum Progress {
+    Done(usize),
+    Incomplete(Option<Resume>),
+}
+
+/// [`parse_command`] for one connection, remembering how far an incomplete
+/// multibulk command was parsed (as Redis keeps `multibulklen`/`bulklen`),
+/// so a large command arriving in many reads is scanned once rather than
+/// once per read.
+///
+/// Between a call that returned `Ok(None)` and the next, the caller keeps
+/// `args` as it is and the start of `buf` in place (it may only append).
+#[derive(Debug, Default, Clone)]
+pub struct CommandParser {
+    resume: Option<Resume>,
+}
+
+impl CommandParser {
+    pub fn new() -> Self {
+        CommandParser::default()
+    }
+
+    /// As [`parse_command`], resuming where the previous call stopped.
+    pub fn parse(
+        &mut self,
+        buf: &[u8],
+        request_bytes_max: usize,
+        args: &mut Vec<Range<usize>>,
+    ) -> Result<Option<usize>, RespError> {
+        let progress = match self.resume.take() {
+            Some(at) if at.pos <= buf.len() && buf.first() == Some(&b'*') => parse_bulks(buf, request_bytes_max, args, at)?,
+            _ => {
+                args.clear();
+                match buf.first() {
+                    None => return Ok(None),
+                    Some(b'*') => parse_multibulk(buf, request_bytes_max, args)?,
+                    Some(_) => return parse_inline(buf, request_bytes_max, args),
+                }
+            }
+        };
+        match progress {
+            Progress::Done(n) => Ok(Some(n)),
+            Progress::Incomplete(resume) => {
+                self.resume = resume;
+                Ok(None)
+            }
+        }
     }
 }
 
@@ -99,30 +154,35 @@ fn header_end(buf: &[u8], from: usize, too_big: RespError) -> Result<Option<usiz
     }
 }
 
-fn too_large(bytes: u64, max: usize) -> Result<Option<usize>, RespError> {
+fn too_large<T>(bytes: u64, max: usize) -> Result<T, RespError> {
     Err(RespError::RequestTooLarge { bytes, max })
 }
 
-fn parse_multibulk(buf: &[u8], max: usize, args: &mut Vec<Range<usize>>) -> Result<Option<usize>, RespError> {
+fn parse_multibulk(buf: &[u8], max: usize, args: &mut Vec<Range<usize>>) -> Result<Progress, RespError> {
     let Some(cr) = header_end(buf, 1, RespError::TooBigMultibulkCount)? else {
-        return Ok(None);
+        return Ok(Progress::Incomplete(None));
     };
     let count = match crate::num::parse_i64(&buf[1..cr]) {
         Some(n) if n <= i64::from(i32::MAX) => n,
         _ => return Err(RespError::InvalidMultibulkLength),
     };
-    let mut pos = cr + 2;
+    let pos = cr + 2;
     if count <= 0 {
-        return Ok(Some(pos));
+        return Ok(Progress::Done(pos));
     }
-    let mut left = count as u64;
-    let at_least = pos as u64 + left * MIN_BULK_BYTES;
+    let at_least = pos as u64 + count as u64 * MIN_BULK_BYTES;
     if at_least > max as u64 {
         return too_large(at_least, max);
     }
-    while left > 0 {
+    parse_bulks(buf, max, args, Resume { pos, left: count as u64 })
+}
+
+/// Parses the `$len\r\ndata\r\n` arguments of a multibulk command from `at`.
+fn parse_bulks(buf: &[u8], max: usize, args: &mut Vec<Range<usize>>, mut at: Resume) -> Result<Progress, RespError> {
+    while at.left > 0 {
+        let pos = at.pos;
         let Some(cr) = header_end(buf, pos, RespError::TooBigBulkCount)? else {
-            return Ok(None);
+            return Ok(Progress::Incomplete(Some(at)));
         };
         if buf[pos] != b'$' {
             return Err(RespError::ExpectedDollar { got: buf[pos] });
@@ -131,21 +191,20 @@ fn parse_multibulk(buf: &[u8], max: usize, args: &mut Vec<Range<usize>>) -> Resu
             Some(n) if (0..=BULK_BYTES_MAX).contains(&n) => n as u64,
             _ => return Err(RespError::InvalidBulkLength),
         };
-        left -= 1;
         let start = cr + 2;
-        let at_least = start as u64 + len + 2 + left * MIN_BULK_BYTES;
+        let at_least = start as u64 + len + 2 + (at.left - 1) * MIN_BULK_BYTES;
         if at_least > max as u64 {
             return too_large(at_least, max);
         }
         let end = start + len as usize;
         // Like Redis, the two bytes after the data are skipped unchecked.
         if buf.len() < end + 2 {
-            return Ok(None);
+            return Ok(Progress::Incomplete(Some(at)));
         }
         args.push(start..end);
-        pos = end + 2;
+        at = Resume { pos: end + 2, left: at.left - 1 };
     }
-    Ok(Some(pos))
+    Ok(Progress::Done(at.pos))
 }
 
 /// `isspace` in the C locale, which Redis uses to skip blanks between

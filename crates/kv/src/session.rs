@@ -36,7 +36,7 @@ pub enum Dispatch {
     /// A write: `op` holds the encoded op; the caller logs it and runs
     /// `kv.apply(ctx, op, out)`.
     Write,
-    /// INFO [section]: the caller writes the reply (it knows the
+    /// `INFO [section]`: the caller writes the reply (it knows the
     /// replication state); see `Kv::info_keyspace`.
     Info,
     /// QUIT: `out` holds +OK; close after writing it.
@@ -473,8 +473,7 @@ fn auth(argv: &[&[u8]], out: &mut Vec<u8>) {
 }
 
 /// Configuration parameters CONFIG GET reports: what redis-benchmark asks
-/// at start, answered as a server without persistence. Listed in the order
-/// Redis happens to reply them in.
+/// at start, answered as a server without persistence.
 const CONFIG: &[(&str, &str)] = &[("appendonly", "no"), ("save", "")];
 
 fn config(argv: &[&[u8]], out: &mut Vec<u8>) {

@@ -5,7 +5,7 @@
 use std::ops::Range;
 
 use proptest::prelude::*;
-use understudy_kv::resp::{parse_command, RespError, INLINE_BYTES_MAX};
+use understudy_kv::resp::{parse_command, CommandParser, RespError, INLINE_BYTES_MAX};
 
 fn encode(argv: &[&[u8]]) -> Vec<u8> {
     let mut out = format!("*{}\r\n", argv.len()).into_bytes();
@@ -163,6 +163,32 @@ proptest! {
         input.truncate(cut);
         input.extend(tail);
         let _ = parse_command(&input, 1 << 16, &mut Vec::new());
+    }
+
+    /// A command fed in arbitrary pieces to a resumable parser gives what
+    /// the stateless parser gives for the whole; the next command follows.
+    #[test]
+    fn resumable_parser_matches_stateless(
+        argv in argv_strategy(),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..6),
+    ) {
+        let refs: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
+        let mut input = encode(&refs);
+        let first_len = input.len();
+        input.extend_from_slice(b"PING\r\n");
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c.index(first_len)).collect();
+        cuts.sort_unstable();
+        let mut parser = CommandParser::new();
+        let mut ranges = Vec::new();
+        for cut in cuts {
+            prop_assert_eq!(parser.parse(&input[..cut], 1 << 20, &mut ranges), Ok(None));
+        }
+        prop_assert_eq!(parser.parse(&input, 1 << 20, &mut ranges), Ok(Some(first_len)));
+        let got: Vec<Vec<u8>> = ranges.iter().map(|r| input[r.clone()].to_vec()).collect();
+        prop_assert_eq!(got, argv);
+        let rest = &input[first_len..];
+        prop_assert_eq!(parser.parse(rest, 1 << 20, &mut ranges), Ok(Some(rest.len())));
+        prop_assert_eq!(ranges.len(), 1);
     }
 
     #[test]

@@ -50,7 +50,9 @@ async fn join<M: StateMachine + Send>(rc: Rc<RefCell<Replica<M>>>, repl: String,
     let me = rc.borrow().opts.node.clone();
     let attempt = async {
         let (mut stream, mut reader, peer) = open(&rc, &repl, epoch, Purpose::Join).await?;
-        let (h, payload) = reader.read_frame(&mut stream).await?;
+        let limit = Duration::from_secs(10);
+        let (h, payload) =
+            tokio::time::timeout(limit, reader.read_frame(&mut stream)).await.map_err(|_| ChanError::Timeout(limit))??;
         match h.kind {
             Kind::JoinAccepted => Ok((stream, reader, peer, h.seq)),
             Kind::Reject => Err(ChanError::Handshake(HandshakeError::Rejected(Reject::decode(&payload)?))),
@@ -128,6 +130,12 @@ fn drain_frames<M: StateMachine + Send>(r: &mut Replica<M>, conn: ConnId, reader
         let ev = match h.kind {
             Kind::Entries => match validate(h.seq, p) {
                 Ok(last) => {
+                    r.core.handle(now, Event::Entries { conn, epoch: h.epoch, first: h.seq, last });
+                    if r.core.received() != last || r.core.channel() != Some(conn) {
+                        // The core refused them (a gap, another epoch): they
+                        // must never reach the machine.
+                        return Some(format!("entries {}..={last} refused by the protocol", h.seq));
+                    }
                     r.exec.push(h.seq, p.to_vec());
                     if r.exec.bytes > r.opts.join_buffer_bytes {
                         return Some(format!(
@@ -135,7 +143,7 @@ fn drain_frames<M: StateMachine + Send>(r: &mut Replica<M>, conn: ConnId, reader
                             r.exec.bytes, r.opts.join_buffer_bytes
                         ));
                     }
-                    Event::Entries { conn, epoch: h.epoch, first: h.seq, last }
+                    continue;
                 }
                 Err(e) => return Some(format!("bad entries from the primary: {e}")),
             },

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use understudy_core::Seq;
-use understudy_kv::resp::{parse_command, write_bulk, write_error};
+use understudy_kv::resp::{write_bulk, write_error, CommandParser};
 use understudy_kv::session::{is_ping_or_info, Dispatch, Session};
 use understudy_kv::Kv;
 
@@ -91,9 +91,12 @@ async fn client(rc: Rc<RefCell<Replica<Kv>>>, mut stream: TcpStream) {
     let (mut rd, mut wr) = stream.split();
     let mut inbuf: Vec<u8> = Vec::with_capacity(16 << 10);
     let mut session = Session::new(next_client_id());
+    let mut parse = Parse::default();
     let mut gated = Gated::default();
     let (gate, intake, pending_max) = {
         let r = rc.borrow();
+        // A transaction travels as one entry: bound it like a request.
+        session.set_op_bytes_max(r.opts.request_bytes_max);
         (r.gate.clone(), r.intake.clone(), r.opts.client_pending_bytes_max)
     };
     loop {
@@ -129,7 +132,7 @@ async fn client(rc: Rc<RefCell<Replica<Kv>>>, mut stream: TcpStream) {
                     Ok(_) => {}
                 }
                 let mut r = rc.borrow_mut();
-                if let Err(fatal) = process(&mut r, &mut session, &mut inbuf, &mut gated) {
+                if let Err(fatal) = process(&mut r, &mut session, &mut parse, &mut inbuf, &mut gated) {
                     // Protocol error: reply, then close (as Redis does).
                     gated.buf.extend_from_slice(&fatal);
                     gated.mark(gated.last_tag);
@@ -150,16 +153,30 @@ async fn client(rc: Rc<RefCell<Replica<Kv>>>, mut stream: TcpStream) {
     }
 }
 
+/// A connection's parser state: a large command arriving in many reads is
+/// scanned once, not from its start on every read.
+#[derive(Default)]
+struct Parse {
+    parser: CommandParser,
+    args: Vec<std::ops::Range<usize>>,
+}
+
 /// Executes every complete command in `inbuf`. Returns the error reply of a
 /// protocol error, after which the connection closes.
-fn process(r: &mut Replica<Kv>, session: &mut Session, inbuf: &mut Vec<u8>, gated: &mut Gated) -> Result<(), Vec<u8>> {
-    let mut args = Vec::new();
+fn process(
+    r: &mut Replica<Kv>,
+    session: &mut Session,
+    parse: &mut Parse,
+    inbuf: &mut Vec<u8>,
+    gated: &mut Gated,
+) -> Result<(), Vec<u8>> {
+    let Parse { parser, args } = parse;
     let mut argv: Vec<&[u8]> = Vec::with_capacity(8);
     let mut op = Vec::new();
     let mut consumed = 0;
     let max = r.opts.request_bytes_max;
     let result = loop {
-        let n = match parse_command(&inbuf[consumed..], max, &mut args) {
+        let n = match parser.parse(&inbuf[consumed..], max, args) {
             Ok(Some(n)) => n,
             Ok(None) => break Ok(()),
             Err(e) => break Err(e.to_resp()),

@@ -204,7 +204,11 @@ impl<M: StateMachine + Send> Replica<M> {
     /// control allows it and the channel's send buffer is not backlogged.
     pub fn intake_open(&self) -> bool {
         self.core.intake_open()
-            && self.core.stream_from().and_then(|(c, _)| self.conns.get(&c)).is_none_or(|c| c.out.len() < CHANNEL_BACKLOG_BYTES_MAX)
+            && self
+                .core
+                .stream_from()
+                .and_then(|(c, _)| self.conns.get(&c))
+                .is_none_or(|c| c.out.len() < CHANNEL_BACKLOG_BYTES_MAX)
     }
 
     /// Wakes the channel writer if a read waits for a barrier entry.

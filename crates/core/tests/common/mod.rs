@@ -12,6 +12,7 @@ pub fn cfg() -> Config {
         lag_entries_max: 100,
         catchup_entries: 5,
         retry_ms: 50,
+        join_timeout_ms: 1000,
         status_publish_ms: 1000,
     }
 }

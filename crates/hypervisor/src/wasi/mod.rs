@@ -4,9 +4,9 @@
 //!
 //! # Layout
 //!
-//! - [`basic`]: args, environ, clocks, random, fd bookkeeping, exit.
-//! - [`io`]: stdio and socket reads and writes, accept, shutdown.
-//! - [`poll`]: `poll_oneoff`.
+//! - `basic`: args, environ, clocks, random, fd bookkeeping, exit.
+//! - `io`: stdio and socket reads and writes, accept, shutdown.
+//! - `poll`: `poll_oneoff`.
 
 mod basic;
 mod io;
@@ -36,7 +36,6 @@ pub mod errno {
     pub const NOSYS: u16 = 52;
     pub const NOTCONN: u16 = 53;
     pub const NOTSOCK: u16 = 57;
-    pub const NOTSUP: u16 = 58;
     pub const PIPE: u16 = 64;
     pub const SPIPE: u16 = 70;
     pub const TIMEDOUT: u16 = 73;
@@ -61,7 +60,18 @@ pub(crate) struct Host {
 
 impl Host {
     pub(crate) fn new(gate: Gate, argv: Vec<String>, environ: Vec<String>, limits: Limits, fuel_start: Option<u64>) -> Host {
-        Host { gate, memory: None, globals: Vec::new(), argv, environ, limits, fuel_start, stop: None, scratch: Vec::new(), subs: Vec::new() }
+        Host {
+            gate,
+            memory: None,
+            globals: Vec::new(),
+            argv,
+            environ,
+            limits,
+            fuel_start,
+            stop: None,
+            scratch: Vec::new(),
+            subs: Vec::new(),
+        }
     }
 
     /// Stops the guest: the reason is kept, wasmtime unwinds with an error.
@@ -76,7 +86,16 @@ type Ret = wasmtime::Result<i32>;
 
 /// Guest memory and host data together.
 fn split<'a>(c: &'a mut Cx<'_>) -> (&'a mut [u8], &'a mut Host) {
-    let mem = c.data().memory.expect("memory is set before the guest runs");
+    let mem = match c.data().memory {
+        Some(m) => m,
+        None => {
+            // A start function runs before `run` stored the memory; its
+            // presence was checked before instantiation.
+            let m = c.get_export("memory").and_then(|e| e.into_memory()).expect("the module exports its memory");
+            c.data_mut().memory = Some(m);
+            m
+        }
+    };
     mem.data_and_store_mut(c)
 }
 
@@ -159,11 +178,6 @@ fn write_u32(mem: &mut [u8], ptr: i32, v: u32) -> Result<(), u16> {
 
 fn write_u64(mem: &mut [u8], ptr: i32, v: u64) -> Result<(), u16> {
     write_bytes(mem, ptr, &v.to_le_bytes())
-}
-
-fn read_u32(mem: &[u8], ptr: i32) -> Result<u32, u16> {
-    let r = range(mem, ptr, 4)?;
-    Ok(u32::from_le_bytes(mem[r].try_into().expect("4 bytes")))
 }
 
 /// The `(ptr, len)` pairs of an iovec array, bounds-checked.

@@ -11,6 +11,8 @@ pub const SCRIPTS: &[(&str, &[&str])] = &[
         "MGET k3 k4", "MSET k1 v1 k2", "MSETNX k1", "SET bin \\x00\\xff\\r\\n", "GET bin", "STRLEN bin",
         "SET {} empty", "GET {}", "SET e {}", "GET e", "STRLEN e", "LPUSH l x", "GET l", "GETSET l v",
         "GETDEL l", "MGET l a", "STRLEN l", "APPEND l x", "SETNX l x", "TYPE l",
+        "MSET d 1 d 2", "GET d", "SET m v EX 10 GET", "TTL m", "SET m w PX 20000 GET", "TTL m", "GETDEL m", "TTL m",
+        "MGET", "MSETNX d 1 d 2", "SETNX {} x", "GETSET {} {}", "GET {}",
     ]),
     ("set options", &[
         "SET s v NX", "SET s v NX", "SET s w XX", "GET s", "SET s2 v XX", "GET s2", "SET s v2 GET",

@@ -1,0 +1,121 @@
+//! Session behaviour that the Redis differential test cannot check:
+//! where understudy deliberately differs from Redis (RESP3, WATCH, INFO in
+//! MULTI, the transaction bound) and what `dispatch` tells the node.
+
+mod common;
+
+use common::{one_reply, Client, V};
+use understudy_kv::{command_name, is_ping_or_info, Dispatch, Session};
+
+fn dispatch(s: &mut Session, argv: &[&[u8]]) -> (Dispatch, Vec<u8>, Vec<u8>) {
+    let (mut op, mut out) = (vec![0xAA], Vec::new());
+    let d = s.dispatch(argv, &mut op, &mut out);
+    (d, op, out)
+}
+
+#[test]
+fn dispatch_classifies_commands() {
+    let mut s = Session::new(7);
+    assert_eq!(dispatch(&mut s, &[b"get", b"k"]), (Dispatch::Read, vec![], vec![]));
+    let (d, op, out) = dispatch(&mut s, &[b"SET", b"k", b"v"]);
+    assert_eq!((d, out.is_empty()), (Dispatch::Write, true));
+    assert!(!op.is_empty());
+    assert_eq!(dispatch(&mut s, &[b"PING"]), (Dispatch::Done, vec![], b"+PONG\r\n".to_vec()));
+    assert_eq!(dispatch(&mut s, &[b"info", b"keyspace"]).0, Dispatch::Info);
+    assert_eq!(dispatch(&mut s, &[b"QUIT"]), (Dispatch::Close, vec![], b"+OK\r\n".to_vec()));
+    assert_eq!(dispatch(&mut s, &[]), (Dispatch::Done, vec![], vec![]), "a blank line does nothing");
+    let (d, _, out) = dispatch(&mut s, &[b"GET"]);
+    assert_eq!((d, &out[..]), (Dispatch::Done, &b"-ERR wrong number of arguments for 'get' command\r\n"[..]));
+}
+
+#[test]
+fn helpers_name_commands() {
+    assert_eq!(command_name(&[b"hGeTaLl", b"h"]), Some("hgetall"));
+    assert_eq!(command_name(&[b"nosuch"]), None);
+    assert_eq!(command_name(&[]), None);
+    assert!(is_ping_or_info(&[b"ping"]) && is_ping_or_info(&[b"INFO", b"replication"]));
+    assert!(!is_ping_or_info(&[b"get", b"k"]) && !is_ping_or_info(&[]));
+}
+
+#[test]
+fn hello_keeps_clients_on_resp2() {
+    let mut c = Client::new(42);
+    assert_eq!(c.run(&[b"HELLO", b"3"]), b"-NOPROTO unsupported protocol version\r\n");
+    let V::Arr(Some(items)) = one_reply(&c.run(&[b"HELLO"])) else { panic!("HELLO reply") };
+    assert_eq!(items[5], V::Int(2), "proto");
+    assert_eq!(items[7], V::Int(42), "id");
+    assert_eq!(c.run(&[b"CLIENT", b"ID"]), b":42\r\n");
+    assert_eq!(c.run(&[b"CLIENT", b"SETINFO", b"LIB-NAME", b"redis-py"]), b"+OK\r\n");
+    assert_eq!(c.run(&[b"CLIENT", b"SETINFO", b"color", b"red"]), b"-ERR Unrecognized option 'color'\r\n");
+}
+
+#[test]
+fn watch_is_refused_not_ignored() {
+    let mut c = Client::new(1);
+    let reply = c.run(&[b"WATCH", b"k"]);
+    assert!(reply.starts_with(b"-ERR WATCH is not supported"), "{}", String::from_utf8_lossy(&reply));
+    assert_eq!(c.run(&[b"UNWATCH"]), b"+OK\r\n");
+}
+
+#[test]
+fn info_inside_multi_aborts_the_transaction() {
+    let mut c = Client::new(1);
+    c.run(&[b"MULTI"]);
+    assert_eq!(c.run(&[b"INFO"]), b"-ERR Command not allowed inside a transaction\r\n");
+    assert_eq!(c.run(&[b"EXEC"]), b"-EXECABORT Transaction discarded because of previous errors.\r\n");
+}
+
+#[test]
+fn transactions_are_bounded_by_the_request_flag() {
+    let mut c = Client::new(1);
+    // The default matches the node's default --request-bytes-max.
+    assert_eq!(understudy_kv::session::TRANSACTION_BYTES_MAX, 16 << 20);
+    c.session.set_op_bytes_max(1000);
+    c.run(&[b"MULTI"]);
+    let big = vec![b'v'; 400];
+    assert_eq!(c.run(&[b"SET", b"a", &big]), b"+QUEUED\r\n");
+    assert_eq!(c.run(&[b"SET", b"b", &big]), b"+QUEUED\r\n");
+    let err = String::from_utf8(c.run(&[b"SET", b"c", &big])).unwrap();
+    assert!(err.contains("exceeds --request-bytes-max (1000 bytes)"), "{err}");
+    assert_eq!(c.run(&[b"EXEC"]), b"-EXECABORT Transaction discarded because of previous errors.\r\n");
+    assert_eq!(c.run(&[b"DBSIZE"]), b":0\r\n");
+}
+
+#[test]
+fn exec_is_one_atomic_write_with_reads_inside() {
+    let mut c = Client::new(1);
+    for cmd in [&[&b"MULTI"[..]][..], &[b"SET", b"n", b"1"], &[b"INCR", b"n"], &[b"GET", b"n"], &[b"PING"], &[b"ECHO", b"e"]] {
+        c.run(cmd);
+    }
+    let before = c.log.len();
+    assert_eq!(c.run(&[b"EXEC"]), b"*5\r\n+OK\r\n:2\r\n$1\r\n2\r\n+PONG\r\n$1\r\ne\r\n");
+    assert_eq!(c.log.len(), before + 1, "the whole transaction is one op");
+    // The same op replayed on a fresh store gives the same reply.
+    let mut replica = understudy_kv::Kv::new();
+    let mut out = Vec::new();
+    understudy_core::StateMachine::apply(&mut replica, &mut common::RealCtx, c.log.last().unwrap(), &mut out);
+    assert_eq!(out, b"*5\r\n+OK\r\n:2\r\n$1\r\n2\r\n+PONG\r\n$1\r\ne\r\n");
+}
+
+#[test]
+fn command_replies_are_well_formed() {
+    let mut c = Client::new(1);
+    let V::Arr(Some(all)) = one_reply(&c.run(&[b"COMMAND"])) else { panic!("COMMAND") };
+    assert_eq!(one_reply(&c.run(&[b"COMMAND", b"COUNT"])), V::Int(all.len() as i64));
+    assert!(all.iter().all(|e| matches!(e, V::Arr(Some(f)) if f.len() == 10)));
+    assert_eq!(c.run(&[b"COMMAND", b"INFO", b"nosuch"]), b"*1\r\n$-1\r\n");
+    // Unknown, so redis-cli falls back to its built-in help.
+    assert_eq!(c.run(&[b"COMMAND", b"DOCS"]), b"-ERR unknown subcommand 'DOCS'. Try COMMAND HELP.\r\n");
+    assert_eq!(c.run(&[b"CONFIG", b"GET", b"*"]), b"*4\r\n$10\r\nappendonly\r\n$2\r\nno\r\n$4\r\nsave\r\n$0\r\n\r\n");
+}
+
+#[test]
+fn reset_leaves_multi_and_name() {
+    let mut c = Client::new(9);
+    c.run(&[b"CLIENT", b"SETNAME", b"n"]);
+    c.run(&[b"MULTI"]);
+    assert_eq!(c.run(&[b"RESET"]), b"+RESET\r\n");
+    assert!(!c.session.in_multi());
+    assert_eq!(c.session.name(), None);
+    assert_eq!(c.session.client_id(), 9);
+}

@@ -1,0 +1,150 @@
+//! # understudy-sim
+//!
+//! A seeded simulator of the protocol core (the way FoundationDB's
+//! simulation and TigerBeetle's VOPR work): the real [`understudy_core::Core`]
+//! of every node, over a simulated network, clock and arbiter (applying the
+//! arbiter crate's real rules), with crashes, restarts, freezes, partitions,
+//! arbiter outages and — in some runs — a transport that duplicates and
+//! reorders. Everything is drawn from one seed: a failure prints `seed=N`,
+//! and `run(N, cfg)` reproduces it exactly.
+//!
+//! Invariants ([`check`]) are checked after every step; after the fault
+//! phase the network heals and the cluster must converge.
+//!
+//! # Layout
+//!
+//! - `world`: the scheduler, nodes and the runtime's command handling.
+//! - `io`: connections, the arbiter, the backup's execution.
+//! - `faults`: clients and the nemesis.
+//! - [`check`]: the invariants. [`model`]: log values and outputs.
+
+pub mod check;
+mod faults;
+mod io;
+pub mod model;
+mod net;
+mod rng;
+mod world;
+
+use understudy_core::{Config, RoleName};
+
+pub use world::World;
+
+/// What one simulation does.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub nodes: usize,
+    /// Milliseconds of faults.
+    pub run_ms: u64,
+    /// Milliseconds after healing in which the cluster must converge.
+    pub settle_ms: u64,
+    pub protocol: Config,
+    /// Fraction of runs whose transport duplicates and reorders.
+    pub lossy_runs: f64,
+    /// Upper bound of the backup's per-slice execution delay (a slow backup).
+    pub exec_delay_ms: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig { nodes: 3, run_ms: 20_000, settle_ms: 20_000, protocol: Config::default(), lossy_runs: 0.2, exec_delay_ms: 5 }
+    }
+}
+
+/// What a passing run did.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub steps: u64,
+    pub writes_acked: usize,
+    pub reads_released: u64,
+    pub epochs: u64,
+}
+
+/// A violated invariant, with the seed that reproduces it.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub seed: u64,
+    pub at_ms: u64,
+    pub message: String,
+    pub trace: Vec<String>,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "seed={} at {} ms: {}", self.seed, self.at_ms, self.message)?;
+        writeln!(f, "last events:")?;
+        for t in &self.trace {
+            writeln!(f, "  {t}")?;
+        }
+        write!(f, "reproduce: understudy sim --seed {}", self.seed)
+    }
+}
+
+/// Runs one seed. A panic inside the core (a broken assertion) is a
+/// failure too: callers run this under `catch_unwind` to keep the seed.
+pub fn run(seed: u64, cfg: &SimConfig) -> Result<Report, Failure> {
+    let mut w = World::new(seed, cfg.clone());
+    let fail = |w: &World, message: String| Failure { seed, at_ms: w.now, message, trace: w.trace.iter().cloned().collect() };
+    if let Err(m) = w.run_until(cfg.run_ms) {
+        return Err(fail(&w, m));
+    }
+    w.heal_all();
+    if let Err(m) = w.run_until(cfg.run_ms + cfg.settle_ms) {
+        return Err(fail(&w, m));
+    }
+    if let Err(m) = w.converged() {
+        return Err(fail(&w, format!("no convergence {} ms after healing: {m}", cfg.settle_ms)));
+    }
+    Ok(Report {
+        steps: w.steps,
+        writes_acked: w.check.acked.len(),
+        reads_released: w.check.reads_released,
+        epochs: w.record.as_ref().map_or(0, |r| r.epoch),
+    })
+}
+
+impl World {
+    /// End of the fault phase: every link and the arbiter come back, frozen
+    /// nodes resume, dead ones are (or will soon be) restarted.
+    pub fn heal_all(&mut self) {
+        self.healed = true;
+        self.net.heal();
+        let now = self.now;
+        for i in 0..self.nodes.len() {
+            self.nodes[i].stalled_until = self.nodes[i].stalled_until.min(now);
+            if !self.nodes[i].alive {
+                let d = self.rng.range(1, 100);
+                self.at(d, world::Action::Restart { node: i });
+            }
+        }
+    }
+
+    /// One primary, known to the arbiter; with two or more nodes, an in-sync
+    /// backup whose log agrees with the primary's.
+    pub fn converged(&self) -> Result<(), String> {
+        let primaries: Vec<usize> =
+            (0..self.nodes.len()).filter(|&i| self.nodes[i].alive && self.nodes[i].core.is_primary()).collect();
+        let [p] = primaries[..] else { return Err(format!("primaries: {primaries:?}")) };
+        let r = self.record.as_ref().ok_or("no record")?;
+        if r.primary.node != format!("n{p}") || r.epoch != self.nodes[p].core.epoch() {
+            return Err(format!("the arbiter names {} (epoch {}), the primary is n{p}", r.primary.node, r.epoch));
+        }
+        let alive = self.nodes.iter().filter(|n| n.alive).count();
+        if alive >= 2 {
+            let s = self.nodes[p].core.status();
+            if !s.protected {
+                return Err(format!("primary n{p} is not protected: {s:?}"));
+            }
+            let b: usize = s.peer.as_deref().ok_or("no peer")?.trim_start_matches('n').parse().map_err(|_| "peer name")?;
+            let bn = &self.nodes[b];
+            if bn.core.role_name() != RoleName::Backup {
+                return Err(format!("n{b} is {:?}, not an in-sync backup", bn.core.role_name()));
+            }
+            let k = bn.executed as usize;
+            if bn.log[..k] != self.nodes[p].log[..k] {
+                return Err(format!("backup n{b}'s log differs from primary n{p}'s in the first {k} entries"));
+            }
+        }
+        Ok(())
+    }
+}
