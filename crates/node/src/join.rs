@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
-use understudy_core::{ConnId, Event, Seq, SnapshotError, StateMachine};
+use understudy_core::{ConnId, Event, Seq, SnapshotError};
 use understudy_wire::frame::Kind;
 use understudy_wire::handshake::{Handshake, HandshakeError};
 use understudy_wire::msg::{Heartbeat, Purpose, Reject, SnapshotBegin, SnapshotChunk, SnapshotEnd};
@@ -15,17 +15,18 @@ use understudy_wire::msg::{Heartbeat, Purpose, Reject, SnapshotBegin, SnapshotCh
 use crate::exec::validate;
 use crate::framed::{handshake, ChanError, FrameReader};
 use crate::listen::{my_hello, HANDSHAKE_TIMEOUT};
+use crate::machine::Machine;
 use crate::replica::{feed, pump, Factory, Replica};
 use crate::writer::spawn_writer;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub fn spawn_join<M: StateMachine + Send>(rc: Rc<RefCell<Replica<M>>>, repl: String, epoch: u64, gen: u64) {
+pub fn spawn_join<M: Machine>(rc: Rc<RefCell<Replica<M>>>, repl: String, epoch: u64, gen: u64) {
     tokio::task::spawn_local(join(rc, repl, epoch, gen));
 }
 
 /// Connects and authenticates with `purpose`.
-async fn open<M: StateMachine + Send>(
+async fn open<M: Machine>(
     rc: &Rc<RefCell<Replica<M>>>,
     repl: &str,
     epoch: u64,
@@ -46,7 +47,7 @@ async fn open<M: StateMachine + Send>(
     Ok((stream, reader, peer))
 }
 
-async fn join<M: StateMachine + Send>(rc: Rc<RefCell<Replica<M>>>, repl: String, epoch: u64, gen: u64) {
+async fn join<M: Machine>(rc: Rc<RefCell<Replica<M>>>, repl: String, epoch: u64, gen: u64) {
     let me = rc.borrow().opts.node.clone();
     let attempt = async {
         let (mut stream, mut reader, peer) = open(&rc, &repl, epoch, Purpose::Join).await?;
@@ -89,7 +90,7 @@ async fn join<M: StateMachine + Send>(rc: Rc<RefCell<Replica<M>>>, repl: String,
 
 /// Backup side of the logging channel: entries, heartbeats and the in-sync
 /// notice in; an ack out after every read.
-async fn read_entries<M: StateMachine + Send>(
+async fn read_entries<M: Machine>(
     rc: Rc<RefCell<Replica<M>>>,
     conn: ConnId,
     mut rd: tokio::net::tcp::OwnedReadHalf,
@@ -119,7 +120,7 @@ async fn read_entries<M: StateMachine + Send>(
     }
 }
 
-fn drain_frames<M: StateMachine + Send>(r: &mut Replica<M>, conn: ConnId, reader: &mut FrameReader) -> Option<String> {
+fn drain_frames<M: Machine>(r: &mut Replica<M>, conn: ConnId, reader: &mut FrameReader) -> Option<String> {
     let now = r.now();
     loop {
         let (h, p) = match reader.next_frame() {
@@ -165,9 +166,8 @@ fn drain_frames<M: StateMachine + Send>(r: &mut Replica<M>, conn: ConnId, reader
 }
 
 /// Replays received entries in slices, so acks and heartbeats keep flowing.
-async fn execute<M: StateMachine + Send>(rc: Rc<RefCell<Replica<M>>>, conn: ConnId, gen: u64) {
+async fn execute<M: Machine>(rc: Rc<RefCell<Replica<M>>>, conn: ConnId, gen: u64) {
     const SLICE: usize = 2048;
-    let mut scratch = Vec::new();
     loop {
         let wake = {
             let mut r = rc.borrow_mut();
@@ -177,7 +177,7 @@ async fn execute<M: StateMachine + Send>(rc: Rc<RefCell<Replica<M>>>, conn: Conn
             let loaded = r.snapshot_loaded;
             if loaded && !r.exec.is_empty() {
                 let Replica { exec, machine, record, .. } = &mut *r;
-                match exec.run(machine, &mut record.floor, &mut scratch, SLICE) {
+                match machine.replay(exec, &mut record.floor, SLICE) {
                     Ok(Some(upto)) => {
                         let now = r.now();
                         r.core.handle(now, Event::Executed { upto });
@@ -200,14 +200,7 @@ async fn execute<M: StateMachine + Send>(rc: Rc<RefCell<Replica<M>>>, conn: Conn
 
 /// Loads the snapshot from a second connection. Restoring is CPU work, so
 /// a thread does it into a fresh machine that replaces ours when complete.
-async fn receive_snapshot<M: StateMachine + Send>(
-    rc: Rc<RefCell<Replica<M>>>,
-    repl: String,
-    epoch: u64,
-    seq: Seq,
-    gen: u64,
-    conn: ConnId,
-) {
+async fn receive_snapshot<M: Machine>(rc: Rc<RefCell<Replica<M>>>, repl: String, epoch: u64, seq: Seq, gen: u64, conn: ConnId) {
     let me = rc.borrow().opts.node.clone();
     match load_snapshot(&rc, &repl, epoch, seq).await {
         Ok((machine, bytes, took)) => {
@@ -216,11 +209,13 @@ async fn receive_snapshot<M: StateMachine + Send>(
                 return;
             }
             log::info!("{me}: snapshot at seq {seq} loaded: {} in {took:.2?}", crate::progress::human(bytes));
-            r.machine = machine;
+            let applied = r.machine.install(machine, seq);
             r.snapshot_loaded = true;
             r.stats.snapshot_bytes_received += bytes;
-            let now = r.now();
-            r.core.handle(now, Event::SnapshotLoaded { seq });
+            if applied {
+                let now = r.now();
+                r.core.handle(now, Event::SnapshotLoaded { seq });
+            }
             r.exec_wake.notify_one();
             drop(r);
             pump(&rc);
@@ -235,7 +230,7 @@ async fn receive_snapshot<M: StateMachine + Send>(
     }
 }
 
-async fn load_snapshot<M: StateMachine + Send>(
+async fn load_snapshot<M: Machine>(
     rc: &Rc<RefCell<Replica<M>>>,
     repl: &str,
     epoch: u64,
@@ -269,8 +264,12 @@ async fn load_snapshot<M: StateMachine + Send>(
         .expect("spawn snapshot thread");
     let mut progress = crate::progress::Progress::new(format!("{me}: snapshot from the primary"), hint);
     let (mut chunks, mut bytes) = (0u32, 0u64);
+    // A stream that stops making progress is given up (the join starts
+    // over), or the joiner would wait forever beside a healthy channel.
+    let stall = Duration::from_secs(30);
     loop {
-        let (h, p) = reader.read_frame(&mut stream).await?;
+        let (h, p) =
+            tokio::time::timeout(stall, reader.read_frame(&mut stream)).await.map_err(|_| ChanError::Timeout(stall))??;
         match h.kind {
             Kind::SnapshotChunk => {
                 let c = SnapshotChunk::decode(&p)?;

@@ -20,6 +20,7 @@ use understudy_kv::session::{is_ping_or_info, Dispatch, Session};
 use understudy_kv::Kv;
 
 use crate::ctx::wall_us;
+use crate::machine::App;
 use crate::replica::Replica;
 
 /// Replies waiting at the output gate, oldest first.
@@ -72,7 +73,7 @@ fn next_client_id() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-pub async fn serve(rc: Rc<RefCell<Replica<Kv>>>, listener: TcpListener) {
+pub async fn serve(rc: Rc<RefCell<Replica<App<Kv>>>>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
@@ -87,7 +88,7 @@ pub async fn serve(rc: Rc<RefCell<Replica<Kv>>>, listener: TcpListener) {
     }
 }
 
-async fn client(rc: Rc<RefCell<Replica<Kv>>>, mut stream: TcpStream) {
+async fn client(rc: Rc<RefCell<Replica<App<Kv>>>>, mut stream: TcpStream) {
     let (mut rd, mut wr) = stream.split();
     let mut inbuf: Vec<u8> = Vec::with_capacity(16 << 10);
     let mut session = Session::new(next_client_id());
@@ -164,7 +165,7 @@ struct Parse {
 /// Executes every complete command in `inbuf`. Returns the error reply of a
 /// protocol error, after which the connection closes.
 fn process(
-    r: &mut Replica<Kv>,
+    r: &mut Replica<App<Kv>>,
     session: &mut Session,
     parse: &mut Parse,
     inbuf: &mut Vec<u8>,
@@ -197,7 +198,7 @@ fn process(
 }
 
 /// Executes one command; returns false after QUIT.
-fn command(r: &mut Replica<Kv>, session: &mut Session, argv: &[&[u8]], op: &mut Vec<u8>, gated: &mut Gated) -> bool {
+fn command(r: &mut Replica<App<Kv>>, session: &mut Session, argv: &[&[u8]], op: &mut Vec<u8>, gated: &mut Gated) -> bool {
     if !r.core.is_primary() && !is_ping_or_info(argv) {
         let primary = r.primary_client.clone().unwrap_or_else(|| "unknown (no primary yet)".into());
         let msg = format!("READONLY You can't write against a read only replica. primary at {primary}");
@@ -210,7 +211,7 @@ fn command(r: &mut Replica<Kv>, session: &mut Session, argv: &[&[u8]], op: &mut 
         Dispatch::Done => gated.mark(gated.last_tag),
         Dispatch::Read => {
             let now_ms = wall_us().max(r.record.floor.0) / 1000;
-            r.machine.read(now_ms, argv, &mut gated.buf);
+            r.machine.sm.read(now_ms, argv, &mut gated.buf);
             let tag = r.core.read_tag();
             gated.mark(tag);
         }
@@ -234,7 +235,7 @@ fn command(r: &mut Replica<Kv>, session: &mut Session, argv: &[&[u8]], op: &mut 
 }
 
 /// INFO, with a replication section that says what understudy knows.
-fn info(r: &Replica<Kv>, section: Option<&[u8]>) -> String {
+fn info(r: &Replica<App<Kv>>, section: Option<&[u8]>) -> String {
     let s = r.core.status();
     let want = |name: &str| section.is_none_or(|x| x.eq_ignore_ascii_case(name.as_bytes()) || x.eq_ignore_ascii_case(b"all"));
     let mut t = String::new();
@@ -264,7 +265,7 @@ fn info(r: &Replica<Kv>, section: Option<&[u8]>) -> String {
     }
     if want("keyspace") {
         t.push_str("# Keyspace\r\n");
-        r.machine.info_keyspace(&mut t);
+        r.machine.sm.info_keyspace(&mut t);
     }
     t
 }

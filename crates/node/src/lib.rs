@@ -23,6 +23,7 @@ pub mod framed;
 mod join;
 pub mod kv_server;
 mod listen;
+pub mod machine;
 pub mod options;
 pub mod progress;
 pub mod replica;

@@ -8,20 +8,21 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use understudy_core::{ConnId, Event, StateMachine};
+use understudy_core::{ConnId, Event};
 use understudy_wire::frame::{encode_with, FrameHeader, Kind};
 use understudy_wire::handshake::{Handshake, HandshakeError};
 use understudy_wire::msg::{Ack, Hello, Purpose, RejectCode, SnapshotBegin, SnapshotChunk, SnapshotEnd};
 use understudy_wire::FRAME_HEADER_BYTES;
 
 use crate::framed::{handshake, random_bytes, ChanError, FrameReader};
+use crate::machine::Machine;
 use crate::replica::{feed, pump, PendingSnapshot, Replica};
 use crate::writer::spawn_writer;
 
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Our hello for a handshake with `purpose`.
-pub fn my_hello<M: StateMachine + Send>(r: &Replica<M>, purpose: Purpose) -> Hello {
+pub fn my_hello<M: Machine>(r: &Replica<M>, purpose: Purpose) -> Hello {
     Hello {
         cluster: r.opts.cluster.clone(),
         node: r.opts.node.clone(),
@@ -32,7 +33,7 @@ pub fn my_hello<M: StateMachine + Send>(r: &Replica<M>, purpose: Purpose) -> Hel
     }
 }
 
-pub async fn accept_loop<M: StateMachine + Send>(rc: Rc<RefCell<Replica<M>>>, listener: TcpListener) {
+pub async fn accept_loop<M: Machine>(rc: Rc<RefCell<Replica<M>>>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
@@ -52,7 +53,7 @@ async fn refuse(stream: &mut TcpStream, epoch: u64, code: RejectCode, message: S
     let _ = stream.shutdown().await;
 }
 
-async fn incoming<M: StateMachine + Send>(rc: Rc<RefCell<Replica<M>>>, mut stream: TcpStream, addr: String) {
+async fn incoming<M: Machine>(rc: Rc<RefCell<Replica<M>>>, mut stream: TcpStream, addr: String) {
     let (hs, epoch, max, cluster, machine, node) = {
         let r = rc.borrow();
         let epoch = r.core.epoch();
@@ -109,7 +110,7 @@ async fn incoming<M: StateMachine + Send>(rc: Rc<RefCell<Replica<M>>>, mut strea
 }
 
 /// A joiner's logging channel, primary side: acks in, entries out.
-fn channel<M: StateMachine + Send>(
+fn channel<M: Machine>(
     rc: Rc<RefCell<Replica<M>>>,
     stream: TcpStream,
     reader: FrameReader,
@@ -125,7 +126,7 @@ fn channel<M: StateMachine + Send>(
     feed(&rc, Event::JoinRequest { conn, node, epoch });
 }
 
-async fn read_acks<M: StateMachine + Send>(
+async fn read_acks<M: Machine>(
     rc: Rc<RefCell<Replica<M>>>,
     conn: ConnId,
     mut rd: tokio::net::tcp::OwnedReadHalf,
@@ -180,7 +181,7 @@ async fn read_acks<M: StateMachine + Send>(
 /// Streams a snapshot to a joiner: a thread serializes chunks from the
 /// copy-on-write snapshot while this task writes them; the event loop keeps
 /// serving meanwhile.
-async fn send_snapshot<M: StateMachine + Send>(rc: Rc<RefCell<Replica<M>>>, mut stream: TcpStream, p: PendingSnapshot) {
+async fn send_snapshot<M: Machine>(rc: Rc<RefCell<Replica<M>>>, mut stream: TcpStream, p: PendingSnapshot) {
     let (epoch, chunk_bytes, me) = {
         let r = rc.borrow();
         (r.core.epoch(), r.opts.snapshot_chunk_bytes, r.opts.node.clone())

@@ -15,6 +15,8 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use understudy_core::{Command, ConnId, Core, Event, Millis, Seq, SnapshotWriter, StateMachine};
+
+use crate::machine::App;
 use understudy_wire::entry::{BatchWriter, EntryKind, OpEntry};
 use understudy_wire::frame::{encode_with, FrameHeader, Kind};
 use understudy_wire::handshake::Handshake;
@@ -23,6 +25,7 @@ use understudy_wire::msg::{Heartbeat, RejectCode};
 use crate::arbiter_lanes::ArbiterLanes;
 use crate::ctx::{RecordCtx, TimeFloor};
 use crate::exec::ExecQueue;
+use crate::machine::Machine;
 use crate::options::NodeOptions;
 
 /// Creates an empty machine (on start, on a reset, in a restore thread).
@@ -74,7 +77,7 @@ pub struct Stats {
     pub snapshot_bytes_received: u64,
 }
 
-pub struct Replica<M: StateMachine + Send> {
+pub struct Replica<M: Machine> {
     pub core: Core,
     pub machine: M,
     pub factory: Factory<M>,
@@ -109,7 +112,7 @@ pub struct Replica<M: StateMachine + Send> {
     pub stats: Stats,
 }
 
-impl<M: StateMachine + Send> Replica<M> {
+impl<M: Machine> Replica<M> {
     pub fn new(
         opts: Arc<NodeOptions>,
         factory: Factory<M>,
@@ -263,17 +266,21 @@ impl<M: StateMachine + Send> Replica<M> {
             }
         }
     }
+}
 
+impl<S: StateMachine + Send> Replica<App<S>> {
     /// Primary: applies a write through the machine in record mode and logs
     /// it; returns the seq that tags its reply.
     pub fn apply_write(&mut self, op: &[u8], reply: &mut Vec<u8>) -> Seq {
         let seq = self.core.append();
         self.record.reset();
-        self.machine.apply(&mut self.record, op, reply);
+        self.machine.sm.apply(&mut self.record, op, reply);
         self.log_op(seq, op);
         seq
     }
+}
 
+impl<M: Machine> Replica<M> {
     /// Fail-stop: nothing held at the output gate is ever released.
     pub fn halt(&self, reason: &str) -> ! {
         log::error!("{}: halting: {reason}", self.opts.node);
@@ -286,7 +293,7 @@ impl<M: StateMachine + Send> Replica<M> {
 }
 
 /// Feeds an event to the core and performs what follows.
-pub fn feed<M: StateMachine + Send>(rc: &Rc<RefCell<Replica<M>>>, ev: Event) {
+pub fn feed<M: Machine>(rc: &Rc<RefCell<Replica<M>>>, ev: Event) {
     {
         let mut r = rc.borrow_mut();
         let now = r.now();
@@ -296,7 +303,7 @@ pub fn feed<M: StateMachine + Send>(rc: &Rc<RefCell<Replica<M>>>, ev: Event) {
 }
 
 /// Performs every command the core has produced, until it produces no more.
-pub fn pump<M: StateMachine + Send>(rc: &Rc<RefCell<Replica<M>>>) {
+pub fn pump<M: Machine>(rc: &Rc<RefCell<Replica<M>>>) {
     let mut cmds = Vec::new();
     loop {
         rc.borrow_mut().core.drain_commands(&mut cmds);
@@ -309,7 +316,7 @@ pub fn pump<M: StateMachine + Send>(rc: &Rc<RefCell<Replica<M>>>) {
     }
 }
 
-fn exec<M: StateMachine + Send>(rc: &Rc<RefCell<Replica<M>>>, c: Command) {
+fn exec<M: Machine>(rc: &Rc<RefCell<Replica<M>>>, c: Command) {
     let mut r = rc.borrow_mut();
     if r.lanes.submit(&c) {
         return;

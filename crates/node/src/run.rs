@@ -9,11 +9,12 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::unbounded_channel;
 use understudy_arbiter::NodeAddrs;
-use understudy_core::{Event, StateMachine};
+use understudy_core::Event;
 use understudy_kv::Kv;
 
 use crate::arbiter_lanes::ArbiterLanes;
 use crate::ctx::wall_us;
+use crate::machine::{App, Machine};
 use crate::options::NodeOptions;
 use crate::replica::{feed, pump, Factory, Replica};
 
@@ -55,7 +56,7 @@ pub fn run_kv(opts: NodeOptions) -> Result<(), NodeError> {
     local.block_on(&rt, async move {
         let client = bind(opts.client_listen, "--client-listen").await?;
         let repl = bind(opts.repl_listen, "--repl-listen").await?;
-        let factory: Factory<Kv> = Arc::new(Kv::new);
+        let factory: Factory<App<Kv>> = Arc::new(|| App::new(Kv::new()));
         let (rc, events) = start(opts, factory, "kv/1".into(), repl).await;
         tokio::task::spawn_local(crate::kv_server::serve(rc.clone(), client));
         tokio::task::spawn_local(expire_cycle(rc.clone()));
@@ -66,7 +67,7 @@ pub fn run_kv(opts: NodeOptions) -> Result<(), NodeError> {
 
 type Driver<M> = (Rc<RefCell<Replica<M>>>, tokio::sync::mpsc::UnboundedReceiver<Event>);
 
-async fn start<M: StateMachine + Send>(opts: NodeOptions, factory: Factory<M>, tag: String, repl: TcpListener) -> Driver<M> {
+async fn start<M: Machine>(opts: NodeOptions, factory: Factory<M>, tag: String, repl: TcpListener) -> Driver<M> {
     let (tx, rx) = unbounded_channel();
     let me = NodeAddrs { node: opts.node.clone(), client: opts.advertise_client.clone(), repl: opts.advertise_repl.clone() };
     let lanes = ArbiterLanes::start(opts.arbiter.clone(), opts.cluster.clone(), me, tx.clone());
@@ -93,7 +94,7 @@ async fn start<M: StateMachine + Send>(opts: NodeOptions, factory: Factory<M>, t
     (rc, rx)
 }
 
-async fn drive<M: StateMachine + Send>((rc, mut rx): Driver<M>) {
+async fn drive<M: Machine>((rc, mut rx): Driver<M>) {
     while let Some(ev) = rx.recv().await {
         if let Event::ArbiterRead(Ok(Some(v))) = &ev {
             rc.borrow_mut().primary_client = Some(v.primary_client.clone());
@@ -103,7 +104,7 @@ async fn drive<M: StateMachine + Send>((rc, mut rx): Driver<M>) {
 }
 
 /// Lets time pass in the core: heartbeats, failure detection, retries.
-async fn ticker<M: StateMachine + Send>(rc: Rc<RefCell<Replica<M>>>) {
+async fn ticker<M: Machine>(rc: Rc<RefCell<Replica<M>>>) {
     let tick = Duration::from_millis((rc.borrow().opts.protocol.heartbeat_ms / 5).clamp(1, 10));
     let mut iv = tokio::time::interval(tick);
     iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -120,7 +121,7 @@ async fn ticker<M: StateMachine + Send>(rc: Rc<RefCell<Replica<M>>>) {
 
 /// Deletes expired keys through the log, so both replicas delete the same
 /// keys at the same point (the primary names them; the backup checks them).
-async fn expire_cycle(rc: Rc<RefCell<Replica<Kv>>>) {
+async fn expire_cycle(rc: Rc<RefCell<Replica<App<Kv>>>>) {
     let mut iv = tokio::time::interval(Duration::from_millis(100));
     let mut op = Vec::new();
     let mut reply = Vec::new();
@@ -132,7 +133,7 @@ async fn expire_cycle(rc: Rc<RefCell<Replica<Kv>>>) {
         }
         op.clear();
         let now_ms = wall_us().max(r.record.floor.0) / 1000;
-        if r.machine.expire_cycle_op(now_ms, 64, &mut op) {
+        if r.machine.sm.expire_cycle_op(now_ms, 64, &mut op) {
             reply.clear();
             r.apply_write(&op, &mut reply);
         }

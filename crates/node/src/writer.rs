@@ -8,11 +8,12 @@ use std::rc::Rc;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
-use understudy_core::{ConnId, Event, StateMachine};
+use understudy_core::{ConnId, Event};
 
+use crate::machine::Machine;
 use crate::replica::{feed, Replica};
 
-pub fn spawn_writer<M: StateMachine + Send>(rc: Rc<RefCell<Replica<M>>>, conn: ConnId, mut wr: OwnedWriteHalf) {
+pub fn spawn_writer<M: Machine>(rc: Rc<RefCell<Replica<M>>>, conn: ConnId, mut wr: OwnedWriteHalf) {
     let rc2 = rc.clone();
     let task = tokio::task::spawn_local(async move {
         let mut spare: Vec<u8> = Vec::new();

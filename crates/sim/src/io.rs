@@ -52,13 +52,16 @@ impl World {
         };
         let delay = self.rng.range(1, 3) + size;
         let mut at = start + delay;
-        let reorder = self.net.lossy && self.rng.chance(0.01);
+        // The snapshot travels on its own connection (opened after the join
+        // was accepted), so the misbehaving transport does not touch it.
+        let lossy = self.net.lossy && !matches!(msg, Msg::Snapshot { .. });
+        let reorder = lossy && self.rng.chance(0.01);
         if !reorder {
             let c = self.conns.get_mut(&conn).expect("exists");
             at = at.max(c.last_at[dir]);
             c.last_at[dir] = at;
         }
-        let dup = self.net.lossy && self.rng.chance(0.01);
+        let dup = lossy && self.rng.chance(0.01);
         let a = Action::Deliver { conn, to, inc, msg };
         if dup {
             self.at(at - self.now + 1, a.clone());
@@ -95,6 +98,7 @@ impl World {
                     return Ok(());
                 }
                 self.conns.get_mut(&conn).expect("exists").joined = true;
+                self.note(format!("n{to} joins n{} (conn {conn}, snapshot at seq {seq}, epoch {epoch})", c.primary.0));
                 let n = &mut self.nodes[to];
                 n.snapshot_seq = seq;
                 n.prebuf.clear();
@@ -111,9 +115,11 @@ impl World {
                 }
                 let mut full = log;
                 full.append(&mut n.prebuf);
+                let note = format!("n{to} loaded the snapshot at seq {seq} (conn {conn})");
                 n.log = full;
                 n.loaded = true;
                 n.executed = seq;
+                self.note(note);
                 self.feed(to, Event::SnapshotLoaded { seq })?;
                 self.schedule_exec(to);
                 Ok(())

@@ -110,6 +110,10 @@ enum Written {
 
 /// The etcd backend. The secret of `--secret-file` is not used: etcd has its
 /// own users and TLS.
+///
+/// Like every [`Arbiter`], its calls block: call them from plain threads or
+/// `spawn_blocking`, never from inside an async task (tokio refuses to
+/// block a thread that drives tasks).
 pub struct EtcdArbiter {
     /// The URL without password.
     shown: String,

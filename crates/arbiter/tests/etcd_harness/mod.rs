@@ -61,6 +61,7 @@ impl Etcd {
     }
 
     /// Like [`Etcd::start`], serving clients over TLS with `cert` and `key`.
+    #[cfg(feature = "etcd-tls")]
     pub fn start_tls(n: usize, cert: &Path, key: &Path) -> Etcd {
         Etcd::start_with(n, Some((cert.to_path_buf(), key.to_path_buf())))
     }
