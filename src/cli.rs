@@ -38,6 +38,12 @@ pub enum Cmd {
     Arbiter(ArbiterArgs),
     /// Run a node of a replicated Redis-protocol key-value service.
     Kv(Box<KvArgs>),
+    /// Run a wasm32-wasip1 program: replicated (--cluster …), or standalone
+    /// and recorded (--record LOG), or standalone and unprotected.
+    Wasm(Box<crate::wasm_cli::WasmArgs>),
+    /// Re-execute a recorded guest from its log and verify outputs, exit
+    /// code and memory.
+    Replay(crate::wasm_cli::ReplayArgs),
     /// Show a cluster's epoch, primary and backup as the arbiter has them.
     Status(StatusArgs),
     /// Run the seeded simulator of the protocol core (crashes, partitions,
@@ -156,6 +162,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Demo(a) => crate::demo::run(a),
         Cmd::Arbiter(a) => arbiter(a),
         Cmd::Kv(a) => kv(*a),
+        Cmd::Wasm(a) => crate::wasm_cli::wasm(*a),
+        Cmd::Replay(a) => crate::wasm_cli::replay(a),
         Cmd::Status(a) => status(a),
         Cmd::Sim(a) => sim(a),
     }

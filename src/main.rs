@@ -4,6 +4,7 @@
 mod cli;
 mod demo;
 mod logger;
+mod wasm_cli;
 
 use std::process::ExitCode;
 

@@ -24,6 +24,31 @@ pub fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Builds the C guests (once per test binary) with guests/build.sh and
+/// returns the path of `guests/build/<name>.wasm` (or `<name>-native`).
+/// Fails, never skips, when the toolchain is missing.
+pub fn guest_path(name: &str) -> PathBuf {
+    static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let built = BUILT.get_or_init(|| {
+        let out = Command::new("sh").arg(root.join("guests/build.sh")).output().map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "guests/build.sh failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    });
+    if let Err(e) = built {
+        panic!("{e}\ninstall the Debian packages clang lld wasi-libc libclang-rt-14-dev-wasm32 (scripts/install-deps does)");
+    }
+    let file = if name.ends_with("-native") { name.to_string() } else { format!("{name}.wasm") };
+    root.join("guests/build").join(file)
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -40,7 +65,16 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>
     }
 }
 
+/// What a node runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Kv,
+    /// A WebAssembly guest speaking RESP (PING answers when it serves).
+    Wasm,
+}
+
 pub struct Node {
+    pub kind: Kind,
     pub name: String,
     pub child: Option<Child>,
     pub client: String,
@@ -131,7 +165,28 @@ impl Harness {
             .stdout(Stdio::null())
             .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap());
         let child = cmd.spawn().unwrap();
-        self.nodes.insert(name.to_string(), Node { name: name.into(), child: Some(child), client, repl, log });
+        self.nodes.insert(name.to_string(), Node { kind: Kind::Kv, name: name.into(), child: Some(child), client, repl, log });
+    }
+
+    /// Starts node `name` running the WebAssembly guest `guest` (built from
+    /// guests/) as a replica; clients reach the guest at `client`.
+    pub fn start_wasm_node(&mut self, name: &str, guest: &str, extra: &[&str]) {
+        let (client, repl) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+        let log = self.path(&format!("{name}.log"));
+        let mut cmd = Command::new(BIN);
+        cmd.arg("wasm")
+            .arg(guest_path(guest))
+            .args(["--cluster", CLUSTER, "--node", name, "--arbiter", &self.arbiter_url()])
+            .args(["--guest-listen", &client, "--repl-listen", &repl, "--secret-file"])
+            .arg(self.path("secret"))
+            .arg("--dir")
+            .arg(self.path(name))
+            .args(&self.node_args)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap());
+        let child = cmd.spawn().unwrap();
+        self.nodes.insert(name.to_string(), Node { kind: Kind::Wasm, name: name.into(), child: Some(child), client, repl, log });
     }
 
     pub fn node(&self, name: &str) -> &Node {
@@ -172,7 +227,13 @@ impl Harness {
     pub fn wait_primary_after(&self, name: &str, epoch: u64) -> ClusterRecord {
         wait_for(&format!("{name} to be primary after epoch {epoch}"), Duration::from_secs(30), || {
             let r = self.record().filter(|r| r.primary.node == name && r.epoch > epoch)?;
-            serves_as_primary(&self.node(name).client).then_some(r)
+            let n = self.node(name);
+            // A WebAssembly backup does not listen: answering at all means serving.
+            let serving = match n.kind {
+                Kind::Kv => serves_as_primary(&n.client),
+                Kind::Wasm => ping(&n.client),
+            };
+            serving.then_some(r)
         })
     }
 

@@ -72,6 +72,14 @@ impl ExecQueue {
         }
     }
 
+    /// Takes the next entry out of the queue (for machines that execute
+    /// elsewhere: a WebAssembly guest on its own thread).
+    pub fn pop(&mut self) -> Option<(Seq, EntryKind, Vec<u8>)> {
+        let (seq, kind, range) = self.next_entry()?;
+        let body = self.frames.front().expect("entry's frame").1[range].to_vec();
+        Some((seq, kind, body))
+    }
+
     /// Replays up to `max` entries into `machine`. Returns the seq of the
     /// last one executed, or a divergence report.
     pub fn run<M: StateMachine>(

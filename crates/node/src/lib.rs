@@ -15,6 +15,7 @@
 //! - `ctx`: record and replay of the clock and randomness.
 //! - `kv_server`: the Redis-protocol front end and its output gate.
 //! - `arbiter_lanes`: arbiter calls off the event loop.
+//! - [`machine`]: what is replicated; [`wasm`]: the WebAssembly guest as a machine.
 
 pub mod arbiter_lanes;
 pub mod ctx;
@@ -28,6 +29,7 @@ pub mod options;
 pub mod progress;
 pub mod replica;
 pub mod run;
+pub mod wasm;
 mod writer;
 
 pub use options::NodeOptions;

@@ -23,6 +23,13 @@ pub trait Machine: Send + 'static {
     /// After the last chunk.
     fn restore_finish(&mut self) -> Result<(), SnapshotError>;
 
+    /// This node becomes primary: the machine switches to record mode; its
+    /// next entry will have seq `next_seq`. An error halts the node.
+    fn on_primary(&mut self, next_seq: Seq) -> Result<(), String> {
+        let _ = next_seq;
+        Ok(())
+    }
+
     /// Replaces this (empty) machine with a restored one taken at `seq`.
     /// Returns true if the snapshot is applied now; false if the machine
     /// applies it asynchronously and reports when it has.

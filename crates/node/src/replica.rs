@@ -387,6 +387,10 @@ fn exec<M: Machine>(rc: &Rc<RefCell<Replica<M>>>, c: Command) {
                 log::info!("{}: primary of epoch {epoch} (unprotected until a backup joins)", r.opts.node);
             }
             r.primary_client = Some(r.opts.advertise_client.clone());
+            let next_seq = r.core.status().last_seq + 1;
+            if let Err(e) = r.machine.on_primary(next_seq) {
+                r.halt(&e);
+            }
             r.gate.notify_waiters();
             r.intake.notify_waiters();
         }

@@ -31,11 +31,11 @@ pub enum NodeError {
     Runtime(std::io::Error),
 }
 
-async fn bind(addr: std::net::SocketAddr, flag: &'static str) -> Result<TcpListener, NodeError> {
+pub(crate) async fn bind(addr: std::net::SocketAddr, flag: &'static str) -> Result<TcpListener, NodeError> {
     TcpListener::bind(addr).await.map_err(|source| NodeError::Bind { addr: addr.to_string(), flag, source })
 }
 
-fn prepare_dir(opts: &NodeOptions) -> Result<(), NodeError> {
+pub(crate) fn prepare_dir(opts: &NodeOptions) -> Result<(), NodeError> {
     let Some(dir) = &opts.dir else { return Ok(()) };
     let err = |source| NodeError::Dir { path: dir.display().to_string(), source };
     std::fs::create_dir_all(dir).map_err(err)?;
@@ -65,9 +65,9 @@ pub fn run_kv(opts: NodeOptions) -> Result<(), NodeError> {
     })
 }
 
-type Driver<M> = (Rc<RefCell<Replica<M>>>, tokio::sync::mpsc::UnboundedReceiver<Event>);
+pub(crate) type Driver<M> = (Rc<RefCell<Replica<M>>>, tokio::sync::mpsc::UnboundedReceiver<Event>);
 
-async fn start<M: Machine>(opts: NodeOptions, factory: Factory<M>, tag: String, repl: TcpListener) -> Driver<M> {
+pub(crate) async fn start<M: Machine>(opts: NodeOptions, factory: Factory<M>, tag: String, repl: TcpListener) -> Driver<M> {
     let (tx, rx) = unbounded_channel();
     let me = NodeAddrs { node: opts.node.clone(), client: opts.advertise_client.clone(), repl: opts.advertise_repl.clone() };
     let lanes = ArbiterLanes::start(opts.arbiter.clone(), opts.cluster.clone(), me, tx.clone());
@@ -94,7 +94,7 @@ async fn start<M: Machine>(opts: NodeOptions, factory: Factory<M>, tag: String, 
     (rc, rx)
 }
 
-async fn drive<M: Machine>((rc, mut rx): Driver<M>) {
+pub(crate) async fn drive<M: Machine>((rc, mut rx): Driver<M>) {
     while let Some(ev) = rx.recv().await {
         if let Event::ArbiterRead(Ok(Some(v))) = &ev {
             rc.borrow_mut().primary_client = Some(v.primary_client.clone());

@@ -1,0 +1,104 @@
+//! The two seams between the event loop and a guest's thread:
+//! [`Feed`]/[`FeedSource`] hand replayed entries to a backup's guest, and
+//! [`ChannelSink`] carries a primary guest's recorded events to the event
+//! loop, which logs them. Both are a lock and a queue: one hand-off per
+//! host call.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedSender;
+use understudy_core::Seq;
+use understudy_hypervisor::{EventSink, EventSource, LiveWorld, Next};
+
+pub enum FeedItem {
+    Event(Seq, Vec<u8>),
+    /// A no-op entry: only its seq counts.
+    Barrier(Seq),
+    GoLive(LiveWorld),
+    End,
+}
+
+/// Entries waiting for a replaying guest.
+#[derive(Default)]
+pub struct Feed {
+    items: Mutex<VecDeque<FeedItem>>,
+    ready: Condvar,
+    /// Seq of the last entry the guest consumed.
+    pub executed: AtomicU64,
+}
+
+impl Feed {
+    pub fn push(&self, item: FeedItem) {
+        self.items.lock().expect("feed lock").push_back(item);
+        self.ready.notify_one();
+    }
+}
+
+pub struct FeedSource(pub Arc<Feed>);
+
+impl EventSource for FeedSource {
+    fn next(&mut self) -> Next {
+        let feed = &self.0;
+        let mut q = feed.items.lock().expect("feed lock");
+        loop {
+            match q.pop_front() {
+                Some(FeedItem::Event(seq, body)) => {
+                    feed.executed.store(seq, Ordering::Release);
+                    return Next::Event(body);
+                }
+                Some(FeedItem::Barrier(seq)) => feed.executed.store(seq, Ordering::Release),
+                Some(FeedItem::GoLive(world)) => return Next::GoLive(world),
+                Some(FeedItem::End) => return Next::End,
+                None => q = feed.ready.wait(q).expect("feed lock"),
+            }
+        }
+    }
+}
+
+/// Flow control for a recording guest: the event loop closes it while the
+/// backup lags; the guest waits in its next host call.
+#[derive(Default)]
+pub struct Intake {
+    open: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Intake {
+    pub fn set(&self, open: bool) {
+        let mut g = self.open.lock().expect("intake lock");
+        if *g != open {
+            *g = open;
+            self.changed.notify_all();
+        }
+    }
+
+    fn wait_open(&self) {
+        let mut g = self.open.lock().expect("intake lock");
+        while !*g {
+            g = self.changed.wait_timeout(g, Duration::from_millis(100)).expect("intake lock").0;
+        }
+    }
+}
+
+/// A recording guest's sink: numbers events (the seq tags the outputs they
+/// produce) and sends them to the event loop, which appends them to the
+/// log under the same seqs.
+pub struct ChannelSink {
+    pub tx: UnboundedSender<(Seq, Vec<u8>)>,
+    pub next: Seq,
+    pub intake: Arc<Intake>,
+}
+
+impl EventSink for ChannelSink {
+    fn append(&mut self, event: &[u8]) -> u64 {
+        self.intake.wait_open();
+        let seq = self.next;
+        self.next += 1;
+        // The loop outlives the guest; if it is gone the process is ending.
+        let _ = self.tx.send((seq, event.to_vec()));
+        seq
+    }
+}

@@ -1,0 +1,192 @@
+//! The machine level: a WebAssembly guest replicated by deterministic replay
+//! (DESIGN §2). The guest runs on its own thread through the hypervisor's
+//! record/replay gate; this module connects that thread to the engine.
+//!
+//! - primary: the gate records each host call as an event; [`feed::ChannelSink`]
+//!   numbers it and hands it to the event loop, which appends it to the log
+//!   under the same seq (an `Event` entry). Outputs the event produced wait
+//!   in the hypervisor's output gate until [`Release`] passes their seq.
+//! - backup: received entries go through a [`feed::Feed`] to the replaying
+//!   guest; how far it consumed is its *executed* seq.
+//! - go-live: the feed hands the guest a live world (`Next::GoLive`).
+//! - join: the joiner receives the retained log from the guest's start and
+//!   replays it ([`retained`]).
+
+pub mod feed;
+pub mod retained;
+pub mod run;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::mpsc::UnboundedSender;
+use understudy_core::{Seq, SnapshotError, SnapshotWriter};
+use understudy_hypervisor::{Console, GuestConfig, GuestEnd, LiveWorld, Mode, Release, RunOptions, Stdin};
+use understudy_wire::entry::EntryKind;
+
+use crate::ctx::TimeFloor;
+use crate::exec::{Divergence, ExecQueue};
+use crate::machine::Machine;
+use feed::{ChannelSink, Feed, FeedItem, FeedSource, Intake};
+use retained::Retained;
+
+/// What every incarnation of the guest machine shares with the event loop.
+pub struct WasmShared {
+    pub guest: GuestConfig,
+    pub guest_listen: SocketAddr,
+    pub verify_memory: bool,
+    /// Recorded events, to the event loop.
+    pub events: UnboundedSender<(Seq, Vec<u8>)>,
+    /// How a guest thread ended: (machine generation, ending).
+    pub ends: UnboundedSender<(u64, Result<GuestEnd, String>)>,
+    pub release: Arc<Release>,
+    pub intake: Arc<Intake>,
+}
+
+/// Identifies machine instances, so the ending of a guest whose machine was
+/// reset is not taken for the current one's.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+pub struct WasmMachine {
+    shared: Arc<WasmShared>,
+    pub retained: Retained,
+    /// Backup: the replaying guest's feed.
+    feed: Option<Arc<Feed>>,
+    /// Backup: the snapshot (retained log) is loaded once the guest has
+    /// replayed up to this seq.
+    pub loading_upto: Option<Seq>,
+    pub gen: u64,
+    /// A guest thread runs (replaying or recording).
+    running: bool,
+}
+
+impl WasmMachine {
+    pub fn new(shared: Arc<WasmShared>) -> Self {
+        WasmMachine {
+            shared,
+            retained: Retained::default(),
+            feed: None,
+            loading_upto: None,
+            gen: GENERATION.fetch_add(1, Ordering::Relaxed),
+            running: false,
+        }
+    }
+
+    /// Seq of the last entry the replaying guest consumed.
+    pub fn replayed(&self) -> Option<Seq> {
+        self.feed.as_ref().map(|f| f.executed.load(Ordering::Acquire))
+    }
+
+    fn spawn(&mut self, mode: Mode) {
+        let (shared, gen) = (self.shared.clone(), self.gen);
+        self.running = true;
+        std::thread::Builder::new()
+            .name("guest".into())
+            .spawn(move || {
+                let opts = RunOptions { verify_memory: shared.verify_memory };
+                let end = understudy_hypervisor::run(&shared.guest, mode, opts).map_err(|e| e.to_string());
+                let _ = shared.ends.send((gen, end));
+            })
+            .expect("spawn the guest thread");
+    }
+
+    /// A live world: the guest's listening socket (fd 3), real stdio, events
+    /// numbered from `next_seq`, outputs behind the shared release point.
+    fn live_world(&self, next_seq: Seq) -> Result<LiveWorld, String> {
+        let listener = TcpListener::bind(self.shared.guest_listen)
+            .map_err(|e| format!("cannot listen on --guest-listen {}: {e}", self.shared.guest_listen))?;
+        let sink = ChannelSink { tx: self.shared.events.clone(), next: next_seq, intake: self.shared.intake.clone() };
+        Ok(LiveWorld::new(sink)
+            .with_release(self.shared.release.clone())
+            .with_listener(listener)
+            .with_stdin(Stdin::Inherit)
+            .with_console(Console::Inherit, Console::Inherit))
+    }
+
+    /// This node becomes primary: a fresh guest starts recording, or the
+    /// replaying guest goes live.
+    pub fn become_primary(&mut self, next_seq: Seq) -> Result<(), String> {
+        let world = self.live_world(next_seq)?;
+        match &self.feed {
+            Some(feed) => feed.push(FeedItem::GoLive(world)),
+            None => {
+                assert_eq!(next_seq, self.retained.count() + 1, "a fresh guest starts the log");
+                self.spawn(Mode::Record(world));
+            }
+        }
+        Ok(())
+    }
+
+    /// Primary: an event the recording guest produced, now in the log.
+    pub fn retain(&mut self, seq: Seq, event: &[u8]) {
+        self.retained.push(seq, EntryKind::Event, event);
+    }
+}
+
+impl Drop for WasmMachine {
+    fn drop(&mut self) {
+        // A reset machine's replaying guest ends (its ending is ignored).
+        if let Some(f) = &self.feed {
+            f.push(FeedItem::End);
+        }
+    }
+}
+
+impl Machine for WasmMachine {
+    fn replay(&mut self, queue: &mut ExecQueue, _floor: &mut TimeFloor, budget: usize) -> Result<Option<Seq>, Divergence> {
+        let feed = self.feed.clone().expect("a backup's guest replays once its snapshot is installed");
+        for _ in 0..budget {
+            let Some((seq, kind, body)) = queue.pop() else { break };
+            match kind {
+                EntryKind::Event => {
+                    self.retained.push(seq, kind, &body);
+                    feed.push(FeedItem::Event(seq, body));
+                }
+                EntryKind::Barrier => {
+                    self.retained.push(seq, kind, &body);
+                    feed.push(FeedItem::Barrier(seq));
+                }
+                other => return Err(Divergence { seq, detail: format!("a {other:?} entry in a WebAssembly guest's log") }),
+            }
+        }
+        // Progress is the guest's: reported from `Feed::executed`.
+        Ok(None)
+    }
+
+    fn on_primary(&mut self, next_seq: Seq) -> Result<(), String> {
+        self.become_primary(next_seq)
+    }
+
+    fn snapshot(&self) -> Box<dyn SnapshotWriter> {
+        self.retained.snapshot()
+    }
+
+    fn restore_chunk(&mut self, chunk: &[u8]) -> Result<(), SnapshotError> {
+        self.retained.restore_chunk(chunk)
+    }
+
+    fn restore_finish(&mut self) -> Result<(), SnapshotError> {
+        Ok(())
+    }
+
+    fn install(&mut self, restored: Self, seq: Seq) -> bool {
+        assert_eq!(restored.retained.count(), seq, "the retained log ends at the snapshot's seq");
+        let feed = Arc::new(Feed::default());
+        for (i, (kind, body)) in restored.retained.entries().enumerate() {
+            let s = i as Seq + 1;
+            feed.push(match kind {
+                EntryKind::Barrier => FeedItem::Barrier(s),
+                _ => FeedItem::Event(s, body.to_vec()),
+            });
+        }
+        self.retained = restored.retained.clone();
+        self.feed = Some(feed.clone());
+        self.spawn(Mode::Replay(Box::new(FeedSource(feed))));
+        if seq == 0 {
+            return true;
+        }
+        self.loading_upto = Some(seq);
+        false
+    }
+}

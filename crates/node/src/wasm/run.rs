@@ -1,0 +1,170 @@
+//! `understudy wasm GUEST.wasm --cluster …`: a replicated WebAssembly guest.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use understudy_core::{Event, Seq};
+use understudy_hypervisor::{fingerprint, Ending, GuestConfig, GuestEnd, Release};
+use understudy_wire::entry::EntryKind;
+
+use super::feed::Intake;
+use super::{WasmMachine, WasmShared};
+use crate::options::NodeOptions;
+use crate::replica::{pump, Factory, Replica};
+use crate::run::{bind, drive, prepare_dir, start, NodeError};
+
+/// Exit code of a node whose guest trapped (as a process killed by SIGABRT).
+pub const TRAP_EXIT_CODE: i32 = 134;
+
+pub struct WasmNodeOptions {
+    pub node: NodeOptions,
+    pub guest: GuestConfig,
+    pub guest_listen: SocketAddr,
+    pub verify_memory: bool,
+}
+
+type Rep = Rc<RefCell<Replica<WasmMachine>>>;
+
+/// Runs a replicated guest. Returns the process exit code: the guest's
+/// (the primary's guest exited, or the backup replayed it to the same end).
+pub fn run_wasm(opts: WasmNodeOptions) -> Result<i32, NodeError> {
+    opts.node.validate().map_err(NodeError::Options)?;
+    prepare_dir(&opts.node)?;
+    let tag = format!("wasm/{}", fingerprint(&opts.guest).map_err(|e| NodeError::Options(e.to_string()))?);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(NodeError::Runtime)?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let repl = bind(opts.node.repl_listen, "--repl-listen").await?;
+        let (events_tx, events_rx) = unbounded_channel();
+        let (ends_tx, mut ends_rx) = unbounded_channel();
+        let shared = Arc::new(WasmShared {
+            guest: opts.guest,
+            guest_listen: opts.guest_listen,
+            verify_memory: opts.verify_memory,
+            events: events_tx,
+            ends: ends_tx,
+            release: Release::new(0),
+            intake: Arc::new(Intake::default()),
+        });
+        let s2 = shared.clone();
+        let factory: Factory<WasmMachine> = Arc::new(move || WasmMachine::new(s2.clone()));
+        let (rc, driver) = start(opts.node, factory, tag, repl).await;
+        tokio::task::spawn_local(events(rc.clone(), events_rx, shared.release.clone()));
+        tokio::task::spawn_local(progress(rc.clone(), shared.clone()));
+        tokio::task::spawn_local(drive((rc.clone(), driver)));
+        loop {
+            let (gen, end) = ends_rx.recv().await.expect("the machine keeps the channel open");
+            if gen != rc.borrow().machine.gen {
+                continue; // a reset machine's guest
+            }
+            if let Some(code) = ended(&rc, end).await {
+                return Ok(code);
+            }
+        }
+    })
+}
+
+/// Primary: the recording guest's events enter the log under the seqs the
+/// guest gave them.
+async fn events(rc: Rep, mut rx: UnboundedReceiver<(Seq, Vec<u8>)>, release: Arc<Release>) {
+    while let Some(first) = rx.recv().await {
+        let mut r = rc.borrow_mut();
+        let mut next = Some(first);
+        while let Some((seq, ev)) = next {
+            let s = r.core.append();
+            assert_eq!(s, seq, "the guest's event seq and the log's seq agree");
+            r.machine.retain(seq, &ev);
+            if r.push_entry(seq, EntryKind::Event, ev.len(), |o| o.extend_from_slice(&ev)) {
+                if let Some((conn, _)) = r.core.stream_from() {
+                    r.seal_batch(conn);
+                }
+            }
+            next = rx.try_recv().ok();
+        }
+        release.advance(r.core.release_upto());
+    }
+}
+
+/// Keeps the guest's thread and the core in step: the output gate's release
+/// point and flow control on a primary; replay progress on a backup.
+async fn progress(rc: Rep, shared: Arc<WasmShared>) {
+    let gate = rc.borrow().gate.clone();
+    loop {
+        let notified = gate.notified();
+        {
+            let mut r = rc.borrow_mut();
+            let now = r.now();
+            if r.core.is_primary() {
+                shared.release.advance(r.core.release_upto());
+                shared.intake.set(r.intake_open());
+            } else if let Some(done) = r.machine.replayed() {
+                if let Some(s) = r.machine.loading_upto {
+                    if done >= s {
+                        r.machine.loading_upto = None;
+                        log::info!("{}: the guest replayed the retained log up to seq {s}", r.opts.node);
+                        r.core.handle(now, Event::SnapshotLoaded { seq: s });
+                    }
+                } else if done > r.core.status().executed {
+                    r.core.handle(now, Event::Executed { upto: done });
+                }
+            }
+        }
+        pump(&rc);
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep(Duration::from_millis(2)) => {}
+        }
+    }
+}
+
+/// The current guest ended. Returns the exit code when the node should end.
+async fn ended(rc: &Rep, end: Result<GuestEnd, String>) -> Option<i32> {
+    let (node, primary) = {
+        let r = rc.borrow();
+        (r.opts.node.clone(), r.core.is_primary())
+    };
+    let end = match end {
+        Ok(e) => e,
+        Err(e) => {
+            log::error!("{node}: the guest could not run: {e}");
+            return Some(1);
+        }
+    };
+    let code = match &end.ending {
+        Ending::Exited(c) => *c,
+        Ending::Trapped { message, .. } => {
+            log::error!("{node}: the guest trapped: {message}");
+            TRAP_EXIT_CODE
+        }
+        Ending::Diverged(d) => rc.borrow().halt(&format!("divergence: {d}")),
+        Ending::Stopped | Ending::EndOfLog => return None,
+        Ending::HostFailure(m) => {
+            log::error!("{node}: host failure under the guest: {m}");
+            return Some(1);
+        }
+    };
+    if primary {
+        wait_backup_caught_up(rc).await;
+        log::info!("{node}: the guest ended (exit code {code}) after {} host calls, {} events", end.calls, end.events);
+    } else {
+        log::info!("{node}: the backup replayed the guest to the same end: exit code {code}, {} events", end.events);
+    }
+    Some(code)
+}
+
+/// Before a primary whose guest ended exits, its in-sync backup should hold
+/// (and have replayed) the whole log, so it confirms the same end.
+async fn wait_backup_caught_up(rc: &Rep) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let s = rc.borrow().core.status();
+        if !s.peer_in_sync || s.lag == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

@@ -1,0 +1,187 @@
+//! `understudy wasm` and `understudy replay`: the machine level from the
+//! command line — replicated, standalone (recorded or not), and replayed.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use understudy_hypervisor::{
+    record_file, replay_file, run, Ending, EventSink, Fuel, GuestConfig, GuestEnd, LiveWorld, Mode, ReplayOptions, RunOptions,
+    Stdin,
+};
+use understudy_node::wasm::run::{run_wasm, WasmNodeOptions, TRAP_EXIT_CODE};
+
+use crate::cli::{node_options, NodeFlags};
+
+#[derive(Args)]
+pub struct WasmArgs {
+    /// The guest module (wasm32-wasip1).
+    pub guest: PathBuf,
+    /// Standalone: record the run to this log (replay it with `understudy replay`).
+    #[arg(long)]
+    pub record: Option<PathBuf>,
+    /// Replicated: the cluster this node belongs to (with --node, --arbiter, --repl-listen).
+    #[arg(long)]
+    pub cluster: Option<String>,
+    #[arg(long)]
+    pub node: Option<String>,
+    #[arg(long)]
+    pub arbiter: Option<String>,
+    /// Where clients reach the guest's listening socket (its fd 3).
+    #[arg(long)]
+    pub guest_listen: Option<SocketAddr>,
+    #[arg(long)]
+    pub repl_listen: Option<SocketAddr>,
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Environment variable for the guest, K=V (repeatable).
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// memory.grow beyond this fails, identically on every replica.
+    #[arg(long, default_value_t = 1 << 30)]
+    pub memory_bytes_max: u64,
+    /// Count instructions (fuel): positions in divergence reports; costs guest CPU.
+    #[arg(long)]
+    pub fuel: bool,
+    /// Trap the guest after this much fuel (implies --fuel).
+    #[arg(long)]
+    pub fuel_limit: Option<u64>,
+    /// Record a hash of memory and globals with every event (replay checks each).
+    #[arg(long)]
+    pub verify_memory: bool,
+    #[command(flatten)]
+    pub common: NodeFlags,
+    /// Arguments for the guest, after `--`.
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct ReplayArgs {
+    /// The guest module that was recorded.
+    pub guest: PathBuf,
+    /// The log `understudy wasm --record` wrote.
+    pub log: PathBuf,
+    /// Replay even if the module or its configuration differ (to see where the runs part).
+    #[arg(long)]
+    pub ignore_fingerprint: bool,
+}
+
+fn guest_config(a: &WasmArgs) -> Result<GuestConfig> {
+    let module = std::fs::read(&a.guest).with_context(|| format!("reading the guest module {}", a.guest.display()))?;
+    let mut g = GuestConfig::new(module).with_args(a.args.clone());
+    g.program_name = a.guest.file_name().map_or_else(|| "guest.wasm".into(), |n| n.to_string_lossy().into_owned());
+    for kv in &a.env {
+        let Some((k, v)) = kv.split_once('=') else { bail!("--env {kv:?}: expected K=V") };
+        g = g.with_env(k, v);
+    }
+    g.memory_bytes_max = a.memory_bytes_max;
+    g.fuel = Fuel { enabled: a.fuel || a.fuel_limit.is_some(), limit: a.fuel_limit };
+    Ok(g)
+}
+
+/// The process exit code for a guest's ending.
+fn exit_code(end: &GuestEnd) -> i32 {
+    match &end.ending {
+        Ending::Exited(c) => *c,
+        Ending::Trapped { message, .. } => {
+            eprintln!("understudy: the guest trapped: {message}");
+            TRAP_EXIT_CODE
+        }
+        Ending::Diverged(d) => {
+            eprintln!("understudy: divergence: {d}");
+            4
+        }
+        Ending::HostFailure(m) => {
+            eprintln!("understudy: host failure: {m}");
+            1
+        }
+        Ending::Stopped | Ending::EndOfLog => 1,
+    }
+}
+
+fn code(c: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(c & 0xff).unwrap_or(1))
+}
+
+/// Events counted and dropped: an unprotected, unrecorded run through the
+/// same gate (the baseline a pair is compared with).
+struct Discard(u64);
+
+impl EventSink for Discard {
+    fn append(&mut self, _event: &[u8]) -> u64 {
+        self.0 += 1;
+        self.0
+    }
+}
+
+pub fn wasm(a: WasmArgs) -> Result<ExitCode> {
+    let guest = guest_config(&a)?;
+    if let Some(cluster) = a.cluster.clone() {
+        for (missing, flag) in [
+            (a.node.is_none(), "--node"),
+            (a.arbiter.is_none(), "--arbiter"),
+            (a.guest_listen.is_none(), "--guest-listen"),
+            (a.repl_listen.is_none(), "--repl-listen"),
+        ] {
+            if missing {
+                bail!("a replicated guest (--cluster) needs {flag}");
+            }
+        }
+        if a.record.is_some() {
+            bail!("--record is for a standalone run; a replicated guest's log goes to its backup");
+        }
+        let (gl, rl) = (a.guest_listen.expect("checked"), a.repl_listen.expect("checked"));
+        let node = node_options(
+            cluster,
+            a.node.clone().expect("checked"),
+            a.arbiter.as_deref().expect("checked"),
+            gl,
+            rl,
+            a.dir.clone(),
+            &a.common,
+        )?;
+        let c = run_wasm(WasmNodeOptions { node, guest, guest_listen: gl, verify_memory: a.verify_memory })?;
+        return Ok(code(c));
+    }
+    let listener = match a.guest_listen {
+        Some(addr) => Some(TcpListener::bind(addr).with_context(|| format!("cannot listen on --guest-listen {addr}"))?),
+        None => None,
+    };
+    let opts = RunOptions { verify_memory: a.verify_memory };
+    let end = match &a.record {
+        Some(log) => record_file(&guest, log, listener, opts)?,
+        None => {
+            let mut world = LiveWorld::new(Discard(0)).with_stdin(Stdin::Inherit);
+            world.listener = listener;
+            run(&guest, Mode::Record(world), opts)?
+        }
+    };
+    Ok(code(exit_code(&end)))
+}
+
+pub fn replay(a: ReplayArgs) -> Result<ExitCode> {
+    let module = std::fs::read(&a.guest).with_context(|| format!("reading the guest module {}", a.guest.display()))?;
+    let opts = ReplayOptions { ignore_fingerprint: a.ignore_fingerprint, ..Default::default() };
+    let rep = replay_file(&module, &a.log, &opts).with_context(|| format!("replaying {}", a.log.display()))?;
+    let e = &rep.end;
+    println!("replayed {} events ({} host calls) of {}", e.events, e.calls, a.log.display());
+    println!("ending: {:?}", e.ending);
+    println!("outputs: {} bytes, digest {}", e.output_bytes, hex(&e.outputs_digest));
+    println!("memory and globals: {}", hex(&e.state_hash));
+    if rep.is_faithful() {
+        println!("faithful: same events, outputs, ending, and final memory as recorded");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for m in &rep.mismatches {
+            println!("MISMATCH: {m}");
+        }
+        Ok(ExitCode::from(4))
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

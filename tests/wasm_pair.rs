@@ -1,0 +1,148 @@
+//! The machine level with the real binary: an unmodified C server compiled
+//! to wasm32-wasip1, replicated by deterministic replay. kill -9 of the
+//! primary under load, SIGSTOP/SIGCONT of the primary, kill -9 of the
+//! backup, a join under load (by replaying the retained log), the output
+//! rule with a frozen backup, and a second server written in another style.
+
+mod common;
+use common::*;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+use understudy_client::{Conn, Reply};
+
+fn wasm_pair(guest: &str) -> Harness {
+    let mut h = Harness::new();
+    h.start_wasm_node("a", guest, &[]);
+    wait_for("a to be primary", Duration::from_secs(60), || h.record().filter(|r| r.primary.node == "a"));
+    h.start_wasm_node("b", guest, &[]);
+    h.wait_in_sync("b");
+    h
+}
+
+#[test]
+fn kill9_of_the_primary_guest_loses_no_acknowledged_write() {
+    let _s = serial();
+    let mut h = wasm_pair("kvserver");
+    h.wait_primary("a");
+    let load = Load::start(&h, 4, "w");
+    load.wait_more(1500, Duration::from_secs(60));
+    h.kill9("a");
+    let r = h.wait_primary_after("b", 1);
+    assert!(!r.protected);
+    load.wait_more(300, Duration::from_secs(60));
+    let acked = load.stop();
+    assert_all_present(&h.node("b").client, &acked);
+}
+
+#[test]
+fn join_under_load_by_replaying_the_retained_log_then_kill9() {
+    let _s = serial();
+    let mut h = Harness::new();
+    h.start_wasm_node("a", "kvserver", &[]);
+    h.wait_primary("a");
+    let load = Load::start(&h, 4, "j");
+    load.wait_more(2000, Duration::from_secs(60));
+    h.start_wasm_node("c", "kvserver", &[]);
+    let r = h.wait_in_sync("c");
+    load.wait_more(500, Duration::from_secs(60));
+    h.kill9("a");
+    h.wait_primary_after("c", r.epoch);
+    load.wait_more(300, Duration::from_secs(60));
+    let acked = load.stop();
+    assert_all_present(&h.node("c").client, &acked);
+    assert!(h.log_of("c").contains("replayed the retained log"), "the joiner replayed from the guest's start");
+}
+
+#[test]
+fn kill9_of_the_backup_leaves_the_guest_serving_unprotected() {
+    let _s = serial();
+    let mut h = wasm_pair("kvserver");
+    let mut c = h.conn("a");
+    assert_eq!(c.call(&["SET", "k", "1"]).unwrap(), Reply::Simple("OK".into()));
+    h.kill9("b");
+    wait_for("a to re-claim alone", Duration::from_secs(30), || h.record().filter(|r| r.epoch == 2 && r.backup.is_none()));
+    assert_eq!(c.call(&["SET", "k", "2"]).unwrap(), Reply::Simple("OK".into()));
+    assert_eq!(c.call(&["GET", "k"]).unwrap().bytes(), Some(&b"2"[..]));
+}
+
+/// A frozen primary's guest may process requests after the backup went live,
+/// but nothing it sends reaches a client: its outputs wait for acks that
+/// never come, and it halts when it learns it lost.
+#[test]
+fn frozen_primary_guest_never_answers_after_failover() {
+    let _s = serial();
+    let mut h = wasm_pair("kvserver");
+    let r = h.wait_primary("a");
+    let mut c = Conn::connect(&h.node("a").client, Duration::from_secs(20)).unwrap();
+    assert_eq!(c.call(&["SET", "k", "before"]).unwrap(), Reply::Simple("OK".into()));
+    h.signal("a", libc::SIGSTOP);
+    c.send_raw(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nstale\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n").unwrap();
+    h.wait_primary_after("b", r.epoch);
+    h.signal("a", libc::SIGCONT);
+    assert_eq!(h.wait_exit("a", Duration::from_secs(30)), Some(3), "the deposed primary fail-stops");
+    let rest = c.read_to_end().unwrap_or_default();
+    assert!(rest.is_empty(), "the stale guest's reply left: {:?}", String::from_utf8_lossy(&rest));
+    let mut nb = h.conn("b");
+    assert_eq!(nb.call(&["GET", "k"]).unwrap().bytes(), Some(&b"before"[..]));
+}
+
+/// Output rule at the machine level: with the backup frozen, the guest's
+/// reply is held until the primary has won the next epoch alone.
+#[test]
+fn guest_output_waits_for_the_backup() {
+    let _s = serial();
+    let mut h = Harness::new();
+    h.node_args = vec!["--failover-timeout-ms".into(), "3000".into()];
+    h.start_wasm_node("a", "kvserver", &[]);
+    h.wait_primary("a");
+    h.start_wasm_node("b", "kvserver", &[]);
+    h.wait_in_sync("b");
+    let mut c = Conn::connect(&h.node("a").client, Duration::from_millis(800)).unwrap();
+    assert_eq!(c.call(&["SET", "k", "1"]).unwrap(), Reply::Simple("OK".into()));
+    h.signal("b", libc::SIGSTOP);
+    let t0 = Instant::now();
+    c.send_raw(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n2\r\n").unwrap();
+    assert!(c.read_reply().is_err(), "the guest's reply left before the backup had the entries behind it");
+    let mut late = Conn::connect(&h.node("a").client, Duration::from_secs(30)).unwrap();
+    assert_eq!(late.call(&["GET", "k"]).unwrap().bytes(), Some(&b"2"[..]));
+    assert!(t0.elapsed() >= Duration::from_millis(2500));
+    h.signal("b", libc::SIGCONT);
+    assert_eq!(h.wait_exit("b", Duration::from_secs(30)), Some(3));
+}
+
+fn line_call(s: &mut BufReader<TcpStream>, cmd: &str) -> std::io::Result<String> {
+    s.get_mut().write_all(format!("{cmd}\n").as_bytes())?;
+    let mut line = String::new();
+    if s.read_line(&mut line)? == 0 {
+        return Err(std::io::Error::other("closed"));
+    }
+    Ok(line.trim_end().to_string())
+}
+
+/// A server in another style (select, read/write, O_NONBLOCK, a line
+/// protocol): acknowledged increments survive kill -9 of the primary.
+#[test]
+fn a_select_based_line_server_survives_kill9() {
+    let _s = serial();
+    let mut h = Harness::new();
+    h.start_wasm_node("a", "lineserver", &[]);
+    wait_for("a to serve", Duration::from_secs(60), || {
+        let r = h.record().filter(|r| r.primary.node == "a")?;
+        TcpStream::connect(&h.node("a").client).ok().map(|_| r)
+    });
+    h.start_wasm_node("b", "lineserver", &[]);
+    h.wait_in_sync("b");
+    let mut s = BufReader::new(TcpStream::connect(&h.node("a").client).unwrap());
+    let mut acked = 0;
+    for i in 1..=300 {
+        assert_eq!(line_call(&mut s, "INCR hits").unwrap(), i.to_string());
+        acked = i;
+    }
+    h.kill9("a");
+    let addr = h.node("b").client.clone();
+    let mut s = wait_for("b to serve", Duration::from_secs(30), || TcpStream::connect(&addr).ok().map(BufReader::new));
+    let got: u64 = line_call(&mut s, "GET hits").unwrap().parse().unwrap();
+    assert!(got >= acked, "acknowledged {acked} increments, the survivor has {got}");
+    assert_eq!(line_call(&mut s, "INCR hits").unwrap(), (got + 1).to_string());
+}
