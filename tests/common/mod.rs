@@ -91,6 +91,9 @@ impl Node {
 pub struct Harness {
     pub dir: tempfile::TempDir,
     pub arbiter_addr: String,
+    /// Set when the cluster uses another arbiter (etcd) than the built-in
+    /// one this harness starts.
+    pub external_arbiter: Option<String>,
     arbiter: Option<Child>,
     pub nodes: HashMap<String, Node>,
     pub node_args: Vec<String>,
@@ -103,6 +106,7 @@ impl Harness {
         std::fs::write(dir.path().join("secret"), SECRET).unwrap();
         let mut h = Harness {
             arbiter_addr: format!("127.0.0.1:{}", free_port()),
+            external_arbiter: None,
             dir,
             arbiter: None,
             nodes: HashMap::new(),
@@ -116,8 +120,26 @@ impl Harness {
         self.dir.path().join(name)
     }
 
+    /// A harness whose nodes use the arbiter at `url` (e.g. etcd); no
+    /// built-in arbiter is started.
+    pub fn with_arbiter(url: &str) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret"), SECRET).unwrap();
+        Harness {
+            arbiter_addr: String::new(),
+            external_arbiter: Some(url.to_string()),
+            dir,
+            arbiter: None,
+            nodes: HashMap::new(),
+            node_args: Vec::new(),
+        }
+    }
+
     pub fn arbiter_url(&self) -> String {
-        format!("understudy://{}", self.arbiter_addr)
+        match &self.external_arbiter {
+            Some(u) => u.clone(),
+            None => format!("understudy://{}", self.arbiter_addr),
+        }
     }
 
     pub fn start_arbiter(&mut self) {
