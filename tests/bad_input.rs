@@ -183,3 +183,73 @@ fn full_disk_under_dir_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--dir") && err.contains("No space left"), "{err}");
 }
+
+/// A proxy on the logging channel that can flip one bit of what the primary
+/// sends, after the handshake: the corrupted frame must never reach the
+/// backup's machine; the channel breaks with the reason logged, and the
+/// pair resolves it like any channel failure — exactly one side serves and
+/// nothing acknowledged is lost.
+#[test]
+fn a_corrupted_frame_on_the_channel_never_reaches_the_machine() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let _s = serial();
+    let mut h = Harness::new();
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_addr = proxy.local_addr().unwrap().to_string();
+    let corrupt = Arc::new(AtomicBool::new(false));
+    h.start_node("a", &["--advertise-repl", &proxy_addr]);
+    h.wait_primary("a");
+    let target = h.node("a").repl.clone();
+    let flag = corrupt.clone();
+    std::thread::spawn(move || {
+        for conn in proxy.incoming() {
+            let Ok(down) = conn else { return };
+            let Ok(up) = TcpStream::connect(&target) else { return };
+            let (mut d2, mut u2) = (down.try_clone().unwrap(), up.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut d2, &mut u2);
+            });
+            let flag = flag.clone();
+            std::thread::spawn(move || {
+                let (mut from, mut to) = (up, down);
+                let mut buf = [0u8; 65536];
+                while let Ok(n) = from.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if flag.swap(false, Ordering::SeqCst) {
+                        buf[n / 2] ^= 0x10;
+                    }
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    h.start_node("b", &[]);
+    let r = h.wait_in_sync("b");
+    let mut c = h.conn("a");
+    for i in 0..100 {
+        let k = format!("k{i}");
+        assert_eq!(c.call(&["SET", k.as_str(), "v"]).unwrap(), Reply::Simple("OK".into()));
+    }
+    corrupt.store(true, Ordering::SeqCst);
+    // Traffic (a write, or at least a heartbeat) carries the flipped bit.
+    let _ = c.call(&["SET", "after", "x"]);
+    wait_for("the backup to report the bad frame", Duration::from_secs(20), || {
+        h.log_of("b").contains("checksum").then_some(())
+    });
+    let winner = wait_for("one side to win the next epoch", Duration::from_secs(30), || {
+        h.record().filter(|x| x.epoch > r.epoch).map(|x| x.primary.node)
+    });
+    let loser = if winner == "a" { "b" } else { "a" };
+    assert_eq!(h.wait_exit(loser, Duration::from_secs(30)), Some(3), "the loser of the race halts");
+    h.wait_primary_after(&winner, r.epoch);
+    let mut w = h.conn(&winner);
+    for i in 0..100 {
+        let k = format!("k{i}");
+        assert_eq!(w.call(&["GET", k.as_str()]).unwrap().bytes(), Some(&b"v"[..]), "acknowledged write {k} lost");
+    }
+}
