@@ -238,9 +238,7 @@ fn a_corrupted_frame_on_the_channel_never_reaches_the_machine() {
     corrupt.store(true, Ordering::SeqCst);
     // Traffic (a write, or at least a heartbeat) carries the flipped bit.
     let _ = c.call(&["SET", "after", "x"]);
-    wait_for("the backup to report the bad frame", Duration::from_secs(20), || {
-        h.log_of("b").contains("checksum").then_some(())
-    });
+    wait_for("the backup to report the bad frame", Duration::from_secs(20), || h.log_of("b").contains("checksum").then_some(()));
     let winner = wait_for("one side to win the next epoch", Duration::from_secs(30), || {
         h.record().filter(|x| x.epoch > r.epoch).map(|x| x.primary.node)
     });

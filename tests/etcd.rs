@@ -21,7 +21,8 @@ impl Etcd {
     fn start(n: usize) -> Etcd {
         let ok = Command::new("etcd").arg("--version").output().is_ok_and(|o| o.status.success());
         assert!(ok, "these tests start a real etcd: install Debian's package etcd-server (scripts/install-deps does)");
-        let mut e = Etcd { dir: tempfile::tempdir().unwrap(), members: (0..n).map(|_| (free_port(), free_port(), None)).collect() };
+        let mut e =
+            Etcd { dir: tempfile::tempdir().unwrap(), members: (0..n).map(|_| (free_port(), free_port(), None)).collect() };
         for i in 0..n {
             e.spawn(i);
         }
@@ -36,14 +37,25 @@ impl Etcd {
     }
 
     fn spawn(&mut self, i: usize) {
-        let cluster: Vec<String> = self.members.iter().enumerate().map(|(j, m)| format!("m{j}=http://127.0.0.1:{}", m.1)).collect();
+        let cluster: Vec<String> =
+            self.members.iter().enumerate().map(|(j, m)| format!("m{j}=http://127.0.0.1:{}", m.1)).collect();
         let (c, p, _) = self.members[i];
         let log = std::fs::File::create(self.dir.path().join(format!("m{i}.log"))).unwrap();
         let child = Command::new("etcd")
             .args(["--name", &format!("m{i}"), "--data-dir"])
             .arg(self.data(i))
-            .args(["--listen-client-urls", &format!("http://127.0.0.1:{c}"), "--advertise-client-urls", &format!("http://127.0.0.1:{c}")])
-            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{p}"), "--initial-advertise-peer-urls", &format!("http://127.0.0.1:{p}")])
+            .args([
+                "--listen-client-urls",
+                &format!("http://127.0.0.1:{c}"),
+                "--advertise-client-urls",
+                &format!("http://127.0.0.1:{c}"),
+            ])
+            .args([
+                "--listen-peer-urls",
+                &format!("http://127.0.0.1:{p}"),
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{p}"),
+            ])
             .args(["--initial-cluster", &cluster.join(","), "--initial-cluster-state", "new", "--initial-cluster-token"])
             .arg(self.dir.path().file_name().unwrap())
             .stdout(Stdio::null())
