@@ -146,3 +146,18 @@ fn a_select_based_line_server_survives_kill9() {
     assert!(got >= acked, "acknowledged {acked} increments, the survivor has {got}");
     assert_eq!(line_call(&mut s, "INCR hits").unwrap(), (got + 1).to_string());
 }
+
+/// A guest that ends (kvserver's SHUTDOWN calls exit(0)) ends the pair: the
+/// primary exits with the guest's code once its backup holds the whole log,
+/// and the backup confirms it replayed the guest to the same end.
+#[test]
+fn the_backup_replays_the_guest_to_the_same_end() {
+    let _s = serial();
+    let mut h = wasm_pair("kvserver");
+    let mut c = h.conn("a");
+    assert_eq!(c.call(&["SET", "k", "v"]).unwrap(), Reply::Simple("OK".into()));
+    c.send_raw(b"SHUTDOWN\r\n").unwrap();
+    assert_eq!(h.wait_exit("a", Duration::from_secs(30)), Some(0), "the primary exits with the guest's exit code");
+    assert_eq!(h.wait_exit("b", Duration::from_secs(30)), Some(0), "the backup ends with the same code");
+    assert!(h.log_of("b").contains("replayed the guest to the same end"), "{}", h.log_of("b"));
+}

@@ -73,6 +73,11 @@ impl WasmMachine {
         }
     }
 
+    /// The guest was started to replay (this node joined as a backup).
+    pub fn replays(&self) -> bool {
+        self.feed.is_some()
+    }
+
     /// Seq of the last entry the replaying guest consumed.
     pub fn replayed(&self) -> Option<Seq> {
         self.feed.as_ref().map(|f| f.executed.load(Ordering::Acquire))

@@ -123,10 +123,7 @@ async fn progress(rc: Rep, shared: Arc<WasmShared>) {
 
 /// The current guest ended. Returns the exit code when the node should end.
 async fn ended(rc: &Rep, end: Result<GuestEnd, String>) -> Option<i32> {
-    let (node, primary) = {
-        let r = rc.borrow();
-        (r.opts.node.clone(), r.core.is_primary())
-    };
+    let node = rc.borrow().opts.node.clone();
     let end = match end {
         Ok(e) => e,
         Err(e) => {
@@ -147,7 +144,10 @@ async fn ended(rc: &Rep, end: Result<GuestEnd, String>) -> Option<i32> {
             return Some(1);
         }
     };
-    if primary {
+    // A guest started to replay that never went live ended in replay: this
+    // backup reached the end the primary recorded.
+    let recorded_here = !(rc.borrow().machine.replays() && end.went_live_at_call.is_none());
+    if recorded_here {
         wait_backup_caught_up(rc).await;
         log::info!("{node}: the guest ended (exit code {code}) after {} host calls, {} events", end.calls, end.events);
     } else {
