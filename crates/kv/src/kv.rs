@@ -13,6 +13,8 @@ use understudy_core::{Ctx, SnapshotError, SnapshotWriter, StateMachine};
 use understudy_wire::codec::Reader;
 
 use crate::cmd::{exec_read, exec_write, write_arity_error, Cmd, Exec, Kind};
+use crate::exactly_once::commands::{self as session_ops, is_session_command};
+use crate::exactly_once::{SessionLimits, SessionTable};
 use crate::op::{self, read_command, read_count, Argv};
 use crate::resp::{write_array_len, write_error, write_int};
 use crate::snapshot::{KvSnapshotWriter, Restore};
@@ -39,6 +41,9 @@ const EXPIRE_SCAN_SHARDS_MAX: usize = 64;
 #[derive(Default)]
 pub struct Kv {
     store: Store,
+    /// Exactly-once client sessions: each session's last replies, so a
+    /// retried request is answered, not applied again (`exactly_once`).
+    sessions: SessionTable,
     /// Where the primary's expire-cycle scan resumes. Local to this
     /// process: the ops it produces name their keys, so replicas never need
     /// to agree on it.
@@ -50,6 +55,17 @@ pub struct Kv {
 impl Kv {
     pub fn new() -> Kv {
         Kv::default()
+    }
+
+    /// A store whose session table has other bounds than the defaults.
+    /// Every replica of a cluster must use the same.
+    pub fn with_session_limits(limits: SessionLimits) -> Kv {
+        Kv { sessions: SessionTable::new(limits), ..Kv::default() }
+    }
+
+    /// The exactly-once session table.
+    pub fn sessions(&self) -> &SessionTable {
+        &self.sessions
     }
 
     /// Keys held, including expired ones not reclaimed yet (as DBSIZE).
@@ -70,6 +86,9 @@ impl Kv {
     /// appends its reply. Mutates nothing: an expired key reads as absent
     /// and stays until a write or the expire cycle reclaims it.
     pub fn read(&self, now_ms: u64, argv: &[&[u8]], out: &mut Vec<u8>) {
+        if argv.first().is_some_and(|n| is_session_command(n)) {
+            return session_ops::read(&self.sessions, now_ms, argv, out);
+        }
         let Some(cmd) = argv.first().and_then(|n| Cmd::lookup(n)) else {
             return write_error(out, b"ERR internal: Kv::read called without a known command");
         };
@@ -86,22 +105,31 @@ impl Kv {
 
     /// On the primary: encodes into `op` an expire-cycle op naming up to
     /// `max_keys` keys expired at `now_ms` (expiry < now, as Redis), found
-    /// by an incremental scan that skips shards with nothing due. Returns
+    /// by an incremental scan that skips shards with nothing due, or else
+    /// naming up to `max_keys` client sessions idle at `now_ms`. Returns
     /// false (and leaves `op` empty) if there is nothing to reclaim. The op
-    /// names keys explicitly because the backup's shard order differs.
+    /// names keys explicitly because the backup's shard order differs; the
+    /// backup re-checks each against the op's recorded time.
     pub fn expire_cycle_op(&self, now_ms: u64, max_keys: usize, op: &mut Vec<u8>) -> bool {
         op.clear();
-        if max_keys == 0 || self.store.expiring() == 0 {
+        if max_keys == 0 {
             return false;
         }
-        let mut cursor = self.expire_cursor.load(Ordering::Relaxed) % SHARDS;
-        let mut keys = Vec::new();
-        self.store.expired_keys(now_ms, max_keys, &mut cursor, EXPIRE_SCAN_SHARDS_MAX, &mut keys);
-        self.expire_cursor.store(cursor, Ordering::Relaxed);
-        if keys.is_empty() {
+        if self.store.expiring() > 0 {
+            let mut cursor = self.expire_cursor.load(Ordering::Relaxed) % SHARDS;
+            let mut keys = Vec::new();
+            self.store.expired_keys(now_ms, max_keys, &mut cursor, EXPIRE_SCAN_SHARDS_MAX, &mut keys);
+            self.expire_cursor.store(cursor, Ordering::Relaxed);
+            if !keys.is_empty() {
+                op::encode_expire(op, &keys);
+                return true;
+            }
+        }
+        let ids = self.sessions.idle_sessions(now_ms, max_keys);
+        if ids.is_empty() {
             return false;
         }
-        op::encode_expire(op, &keys);
+        session_ops::encode_expire(op, &ids);
         true
     }
 
@@ -127,6 +155,9 @@ impl Kv {
             }
             op::OP_TRANSACTION => self.apply_transaction(clock, r, reply),
             op::OP_EXPIRE => self.apply_expire(clock, r, reply),
+            session_ops::OP_SESSION_OPEN..=session_ops::OP_SESSION_EXPIRE => {
+                session_ops::apply(tag, &mut self.store, &mut self.sessions, clock, r, reply)
+            }
             other => Err(format!("unknown op tag {other}")),
         }
     }
@@ -202,18 +233,19 @@ impl StateMachine for Kv {
     }
 
     fn snapshot(&self) -> Box<dyn SnapshotWriter> {
-        Box::new(KvSnapshotWriter::new(&self.store))
+        Box::new(KvSnapshotWriter::new(&self.store, self.sessions.snapshot()))
     }
 
     fn restore_chunk(&mut self, chunk: &[u8]) -> Result<(), SnapshotError> {
-        self.restore.chunk(&mut self.store, chunk)
+        self.restore.chunk(&mut self.store, &mut self.sessions, chunk)
     }
 
     fn restore_finish(&mut self) -> Result<(), SnapshotError> {
-        self.restore.finish(&self.store)
+        self.restore.finish(&self.store, &self.sessions)
     }
 
+    /// The keyspace's digest plus the session table's (0 when empty).
     fn digest(&self) -> u64 {
-        self.store.digest()
+        self.store.digest().wrapping_add(self.sessions.digest())
     }
 }

@@ -18,6 +18,8 @@
 //!
 //! - [`resp`]: the RESP2 request parser and reply encoders.
 //! - [`session`]: per-connection state (MULTI queue, HELLO, CLIENT, …).
+//! - [`exactly_once`]: the replicated table of client sessions that makes
+//!   retried requests exactly-once (`US.SESSION`, `US.CALL`, …).
 //! - [`kv`]: [`Kv`], the state machine: apply, read, expire cycle, snapshots.
 //! - `cmd`: the command table and the command implementations.
 //! - `store` and `entry`: the sharded copy-on-write keyspace.
@@ -36,6 +38,7 @@
 
 mod cmd;
 mod entry;
+pub mod exactly_once;
 pub mod kv;
 mod num;
 mod op;
@@ -44,6 +47,7 @@ pub mod session;
 mod snapshot;
 mod store;
 
+pub use exactly_once::{SessionLimits, SessionTable};
 pub use kv::Kv;
 pub use resp::{parse_command, CommandParser, RespError};
 pub use session::{command_name, is_ping_or_info, Dispatch, Session};

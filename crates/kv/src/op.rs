@@ -1,7 +1,7 @@
 //! The encoding of the operations the engine logs and replays.
 //!
 //! ```text
-//! op          = command | transaction | expire
+//! op          = command | transaction | expire | session-op
 //! command     = 0x01 cmd-item
 //! transaction = 0x02 count:varint item*count          (MULTI … EXEC)
 //! expire      = 0x03 count:varint key:bytes*count     (expire cycle)
@@ -9,6 +9,7 @@
 //!                                                       answer, fixed at EXEC time)
 //! cmd-item    = id:u8 argc:varint arg:bytes*argc      (arguments after the name)
 //! bytes       = len:varint byte*len
+//! session-op  = 0x04 … 0x07                           (exactly_once::commands)
 //! ```
 //!
 //! The command is named by its index in the command table (one byte, not

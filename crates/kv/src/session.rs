@@ -7,6 +7,9 @@
 //! Arity errors and unknown commands are answered here, with Redis's exact
 //! messages, so they never reach the log.
 //!
+//! The exactly-once session commands (`US.SESSION`, `US.CALL`, …) are
+//! parsed by `exactly_once::commands`; they are refused inside MULTI.
+//!
 //! Inside MULTI, commands are queued as Redis does; EXEC turns the queue into
 //! ONE transaction op, applied atomically by `Kv::apply`. Connection
 //! commands queued in a transaction (PING, CLIENT SETNAME…) run at EXEC time
@@ -22,6 +25,7 @@ use understudy_wire::codec::{put_bytes, put_varint, Reader};
 
 use crate::cmd::keyspace::c_str;
 use crate::cmd::{write_arity_error, Cmd, Kind, NOT_INT, SPECS};
+use crate::exactly_once::commands as exactly_once;
 use crate::op::{self, ITEM_COMMAND, ITEM_REPLY, OP_TRANSACTION};
 use crate::resp::{write_array_len, write_bulk, write_error, write_int, write_null, write_ok, write_simple};
 
@@ -115,6 +119,13 @@ impl Session {
     pub fn dispatch(&mut self, argv: &[&[u8]], op: &mut Vec<u8>, out: &mut Vec<u8>) -> Dispatch {
         op.clear();
         let Some(name) = argv.first() else { return Dispatch::Done };
+        if exactly_once::is_session_command(name) {
+            if self.multi.is_some() {
+                write_error(out, b"ERR US.* session commands are not allowed inside MULTI");
+                return self.reject();
+            }
+            return exactly_once::dispatch(argv, op, out);
+        }
         let Some(cmd) = Cmd::lookup(name) else {
             unknown_command(argv, out);
             return self.reject();

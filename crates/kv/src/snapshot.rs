@@ -5,6 +5,7 @@
 //! chunk   = version:u8 (=1) record+                    each chunk decodes on its own
 //! record  = kind:u8 key:bytes [expire:u64 LE] body     expire iff kind & 0x40
 //!         | 0x0F keys:varint digest:u64 LE             end: the last record of all
+//!         | 0x10 …                                      a client session (exactly_once::records)
 //! kind    = type (1 string, 2 hash, 3 list, 4 set) | 0x40 has expire | 0x80 continuation
 //! body    = value:bytes                                string
 //!         | count:varint element*count                 aggregate (hash: field, value)
@@ -13,8 +14,9 @@
 //! A large aggregate is cut into parts of about [`PART_BYTES`]: the first
 //! record creates the key, continuation records (same key, right after)
 //! append elements, so no record and hence no chunk grows without bound.
-//! The end record carries the key count and digest of the snapshot, which
-//! `restore_finish` checks against what was loaded.
+//! The end record carries the key count and digest of the snapshot (keys
+//! and sessions, as `Kv::digest`), which `restore_finish` checks against
+//! what was loaded. Session records come after every key's.
 
 use std::sync::Arc;
 
@@ -22,6 +24,8 @@ use understudy_core::{SnapshotError, SnapshotWriter};
 use understudy_wire::codec::{put_bytes, put_varint, Reader};
 
 use crate::entry::{AggVal, Bytes, Entry, HashVal, Kind, ListVal, SetVal};
+use crate::exactly_once::records::{read_session, session_digest, write_session, RECORD_SESSION};
+use crate::exactly_once::{Id, SessionTable, State as SessionState};
 use crate::op::read_count;
 use crate::store::{Shard, Store};
 
@@ -31,6 +35,9 @@ const CONTINUATION: u8 = 0x80;
 const END: u8 = 0x0F;
 /// Target size of one aggregate part.
 pub const PART_BYTES: usize = 64 * 1024;
+/// Session records serialized per refill, so the pending buffer stays
+/// small (a session record holds at most `window` replies).
+const SESSIONS_PER_REFILL: usize = 64;
 
 fn type_code(k: Kind) -> u8 {
     match k {
@@ -46,6 +53,8 @@ fn type_code(k: Kind) -> u8 {
 pub struct KvSnapshotWriter {
     shards: Vec<Option<Arc<Shard>>>,
     next_shard: usize,
+    /// The client sessions as of the snapshot (shared, copy-on-write).
+    sessions: std::vec::IntoIter<(Id, Arc<SessionState>)>,
     /// The records of the shard being emitted, and where each ends.
     pending: Vec<u8>,
     ends: Vec<usize>,
@@ -57,12 +66,13 @@ pub struct KvSnapshotWriter {
 }
 
 impl KvSnapshotWriter {
-    pub fn new(store: &Store) -> Self {
+    pub fn new(store: &Store, sessions: Vec<(Id, Arc<SessionState>)>) -> Self {
         let shards: Vec<Option<Arc<Shard>>> = store.shards().iter().map(|s| Some(Arc::clone(s))).collect();
         let hint = store.shards().iter().map(|s| s.bytes).sum();
         KvSnapshotWriter {
             shards,
             next_shard: 0,
+            sessions: sessions.into_iter(),
             pending: Vec::new(),
             ends: Vec::new(),
             emitted: 0,
@@ -88,6 +98,16 @@ impl KvSnapshotWriter {
                 write_entry(&mut self.pending, &mut self.ends, e);
             }
             return true; // `shard` is dropped here: written shards are no longer shared
+        }
+        let mut wrote = false;
+        for (id, state) in self.sessions.by_ref().take(SESSIONS_PER_REFILL) {
+            self.digest = self.digest.wrapping_add(session_digest(&id, &state));
+            write_session(&mut self.pending, &id, &state);
+            self.ends.push(self.pending.len());
+            wrote = true;
+        }
+        if wrote {
+            return true;
         }
         if self.end_written {
             return false;
@@ -187,6 +207,8 @@ pub struct Restore {
     last: Option<(Bytes, Kind)>,
     /// Key count and digest from the end record, once seen.
     end: Option<(u64, u64)>,
+    /// A session record was read: only sessions and the end may follow.
+    in_sessions: bool,
 }
 
 fn corrupt(chunk: u64, detail: impl std::fmt::Display) -> SnapshotError {
@@ -200,9 +222,9 @@ fn show(key: &[u8]) -> String {
 
 impl Restore {
     /// Loads one chunk into `store`.
-    pub fn chunk(&mut self, store: &mut Store, chunk: &[u8]) -> Result<(), SnapshotError> {
+    pub fn chunk(&mut self, store: &mut Store, sessions: &mut SessionTable, chunk: &[u8]) -> Result<(), SnapshotError> {
         let n = self.chunks;
-        if n == 0 && !store.is_empty() {
+        if n == 0 && (!store.is_empty() || !sessions.is_empty()) {
             return Err(corrupt(n, "restore target is not empty"));
         }
         self.chunks += 1;
@@ -219,19 +241,28 @@ impl Restore {
             return Err(corrupt(n, "chunk holds no record"));
         }
         while !r.is_empty() {
-            self.record(store, &mut r).map_err(|e| corrupt(n, e))?;
+            self.record(store, sessions, &mut r).map_err(|e| corrupt(n, e))?;
         }
         Ok(())
     }
 
-    fn record(&mut self, store: &mut Store, r: &mut Reader) -> Result<(), String> {
+    fn record(&mut self, store: &mut Store, sessions: &mut SessionTable, r: &mut Reader) -> Result<(), String> {
         let kind = r.u8().map_err(|e| e.to_string())?;
+        if kind == RECORD_SESSION {
+            self.last = None;
+            self.in_sessions = true;
+            let (id, state) = read_session(r)?;
+            return sessions.restore(id, state).map_err(|e| format!("session record: {e}"));
+        }
         if kind == END {
             let keys = r.varint().map_err(|e| e.to_string())?;
             let digest = r.u64().map_err(|e| e.to_string())?;
             r.finish().map_err(|_| "bytes after the end record".to_string())?;
             self.end = Some((keys, digest));
             return Ok(());
+        }
+        if self.in_sessions {
+            return Err(format!("record kind {kind:#04x} after the session records"));
         }
         let ty = match kind & 0x3F {
             1 => Kind::String,
@@ -278,14 +309,14 @@ impl Restore {
 
     /// After the last chunk: the end record was seen and what was loaded
     /// matches its key count and digest.
-    pub fn finish(&self, store: &Store) -> Result<(), SnapshotError> {
+    pub fn finish(&self, store: &Store, sessions: &SessionTable) -> Result<(), SnapshotError> {
         let Some((keys, digest)) = self.end else {
             return Err(SnapshotError(format!("incomplete: no end record after {} chunks", self.chunks)));
         };
         if keys != store.len() as u64 {
             return Err(SnapshotError(format!("end record says {keys} keys, {} were loaded", store.len())));
         }
-        let got = store.digest();
+        let got = store.digest().wrapping_add(sessions.digest());
         if digest != got {
             return Err(SnapshotError(format!("digest mismatch: end record says {digest:#018x}, loaded {got:#018x}")));
         }

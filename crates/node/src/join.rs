@@ -82,9 +82,11 @@ async fn join<M: Machine>(rc: Rc<RefCell<Replica<M>>>, repl: String, epoch: u64,
     spawn_writer(rc.clone(), conn, wr);
     feed(&rc, Event::Joined { conn, primary, epoch: peer.epoch, snapshot_seq });
     tokio::task::spawn_local(receive_snapshot(rc.clone(), repl, peer.epoch, snapshot_seq, gen, conn));
-    let exec_task = tokio::task::spawn_local(execute(rc.clone(), conn, gen));
+    // Not tied to the connection: when the channel closes, what was received
+    // must still be executed before this node may go live. The task ends by
+    // itself once the queue is drained without a channel, or on a reset.
+    tokio::task::spawn_local(execute(rc.clone(), conn, gen));
     let me_task = tokio::task::spawn_local(read_entries(rc.clone(), conn, rd, reader));
-    rc.borrow_mut().add_task(conn, exec_task.abort_handle());
     rc.borrow_mut().add_task(conn, me_task.abort_handle());
 }
 

@@ -400,6 +400,8 @@ fn exec<M: Machine>(rc: &Rc<RefCell<Replica<M>>>, c: Command) {
             r.join_gen += 1;
             r.snapshot_loaded = false;
             r.record = RecordCtx::default();
+            // The abandoned join's executor sees the new generation and ends.
+            r.exec_wake.notify_waiters();
         }
         Command::Halt { reason } => r.halt(&reason),
         Command::ReadArbiter | Command::Claim { .. } | Command::AddMember { .. } | Command::Publish { .. } => {
