@@ -43,6 +43,7 @@ pub mod kv;
 mod num;
 mod op;
 pub mod resp;
+pub mod resp3;
 pub mod session;
 mod snapshot;
 mod store;

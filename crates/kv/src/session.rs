@@ -18,8 +18,9 @@
 //! Not implemented, by choice: WATCH (optimistic locking would need
 //! per-key versions in the replicated state; WATCH answers an error rather
 //! than a silent no-op that would make a client's check-and-set unsafe),
-//! RESP3 (HELLO 3 answers `-NOPROTO`, so clients stay on RESP2), INFO inside
-//! MULTI (the node writes INFO; queuing it aborts the transaction).
+//! INFO inside MULTI (the node writes INFO; queuing it aborts the
+//! transaction). `HELLO 3` switches the connection to RESP3: replies are
+//! produced in RESP2 and converted on the way out (`crate::resp3`).
 
 use understudy_wire::codec::{put_bytes, put_varint, Reader};
 
@@ -28,6 +29,7 @@ use crate::cmd::{write_arity_error, Cmd, Kind, NOT_INT, SPECS};
 use crate::exactly_once::commands as exactly_once;
 use crate::op::{self, ITEM_COMMAND, ITEM_REPLY, OP_TRANSACTION};
 use crate::resp::{write_array_len, write_bulk, write_error, write_int, write_null, write_ok, write_simple};
+use crate::resp3::Shape;
 
 /// What the node does with a dispatched command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +62,8 @@ struct Multi {
     items: Vec<(bool, std::ops::Range<usize>)>,
     /// A command failed to queue (unknown, wrong arity…): EXEC aborts.
     aborted: bool,
+    /// RESP3 shape of each queued command's reply, for EXEC's reply.
+    shapes: Vec<Shape>,
 }
 
 /// Default bound of a transaction op, the node's default
@@ -77,6 +81,10 @@ pub struct Session {
     /// CLIENT SETNAME / HELLO SETNAME.
     name: Option<Box<[u8]>>,
     multi: Option<Multi>,
+    /// HELLO 3: replies go out in RESP3 (converted by `resp3`).
+    resp3: bool,
+    /// The shapes of the transaction EXEC just turned into an op.
+    exec_shapes: Vec<Shape>,
 }
 
 /// The canonical (lowercase) name of a known command, for metrics and logs.
@@ -92,7 +100,38 @@ pub fn is_ping_or_info(argv: &[&[u8]]) -> bool {
 
 impl Session {
     pub fn new(client_id: u64) -> Session {
-        Session { id: client_id, op_bytes_max: TRANSACTION_BYTES_MAX, name: None, multi: None }
+        Session {
+            id: client_id,
+            op_bytes_max: TRANSACTION_BYTES_MAX,
+            name: None,
+            multi: None,
+            resp3: false,
+            exec_shapes: Vec::new(),
+        }
+    }
+
+    /// The client asked for RESP3 (`HELLO 3`): convert replies with
+    /// [`crate::resp3`] before they go out.
+    pub fn resp3(&self) -> bool {
+        self.resp3
+    }
+
+    /// Puts the reply of `argv`, written at `buf[start..]`, in the
+    /// connection's protocol: a RESP3 connection gets it converted (the
+    /// commands and the log only ever produce RESP2).
+    pub fn finish_reply(&mut self, argv: &[&[u8]], buf: &mut Vec<u8>, start: usize) {
+        let shapes = std::mem::take(&mut self.exec_shapes);
+        if !self.resp3 || buf.len() == start {
+            return;
+        }
+        let reply = buf.split_off(start);
+        let name = command_name(argv).unwrap_or("");
+        let used = if name == "exec" && !shapes.is_empty() {
+            crate::resp3::convert_exec(&reply, &shapes, buf)
+        } else {
+            crate::resp3::convert(&reply, crate::resp3::shape_of(name, argv), buf)
+        };
+        debug_assert_eq!(used, reply.len(), "one command, one reply");
     }
 
     /// Bounds the encoded size of a MULTI … EXEC op; the node passes its
@@ -183,6 +222,7 @@ impl Session {
             op::put_command(&mut m.buf, cmd, &argv[1..]);
         }
         m.items.push((session, start..m.buf.len()));
+        m.shapes.push(crate::resp3::shape_of(cmd.spec().name, argv));
         if m.buf.len() > max {
             m.buf = Vec::new();
             m.items = Vec::new();
@@ -217,7 +257,8 @@ impl Session {
                 return Dispatch::Close;
             }
             Cmd::Reset => {
-                *self = Session::new(self.id);
+                // Back to RESP2 and a fresh connection state, as Redis does.
+                *self = Session { op_bytes_max: self.op_bytes_max, ..Session::new(self.id) };
                 write_simple(out, b"RESET");
             }
             Cmd::Info => return Dispatch::Info,
@@ -239,6 +280,7 @@ impl Session {
             write_array_len(out, 0);
             return Dispatch::Done;
         }
+        self.exec_shapes = m.shapes.clone();
         op.push(OP_TRANSACTION);
         put_varint(op, m.items.len() as u64);
         let mut reply = Vec::new();
@@ -293,12 +335,13 @@ impl Session {
         }
     }
 
-    /// HELLO [protover [AUTH user pass] [SETNAME name]]: we speak RESP2 only.
+    /// HELLO [protover [AUTH user pass] [SETNAME name]]: RESP2 or RESP3.
     fn hello(&mut self, argv: &[&[u8]], out: &mut Vec<u8>) {
+        let mut proto = None;
         if let Some(v) = argv.get(1) {
             match crate::num::parse_i64(v) {
                 None => return write_error(out, b"ERR Protocol version is not an integer or out of range"),
-                Some(2) => {}
+                Some(p @ (2 | 3)) => proto = Some(p),
                 Some(_) => return write_error(out, b"NOPROTO unsupported protocol version"),
             }
         }
@@ -330,8 +373,11 @@ impl Session {
             write_bulk(out, k.as_bytes());
             write_bulk(out, v.as_bytes());
         }
+        if let Some(p) = proto {
+            self.resp3 = p == 3;
+        }
         write_bulk(out, b"proto");
-        write_int(out, 2);
+        write_int(out, if self.resp3 { 3 } else { 2 });
         write_bulk(out, b"id");
         write_int(out, self.id as i64);
         for (k, v) in [("mode", "standalone"), ("role", "master")] {

@@ -135,8 +135,20 @@ fn close_enough(cmd: &str, a: &V, b: &V) -> bool {
 
 /// Runs one script on both sides; returns the mismatches.
 fn run_script(redis: &Redis, name: &str, lines: &[&str]) -> Vec<String> {
+    run_script_in(redis, name, lines, 2)
+}
+
+/// Runs one script on both sides after `HELLO proto`.
+fn run_script_in(redis: &Redis, name: &str, lines: &[&str], proto: u8) -> Vec<String> {
     let (mut conn, mut ours) = pair(redis);
     let mut failures = Vec::new();
+    if proto == 3 {
+        let hello: [&[u8]; 2] = [b"HELLO", b"3"];
+        let (theirs, mine) = (conn.call(&hello), ours.run(&hello));
+        if theirs != mine {
+            failures.push(format!("[{name}] HELLO 3\n    redis: {}\n    ours:  {}", show(&theirs), show(&mine)));
+        }
+    }
     for line in lines {
         let (loose, line) = match line.strip_prefix('~') {
             Some(rest) => (true, rest),
@@ -176,6 +188,19 @@ fn command_scripts_match_redis() {
     let mut failures = Vec::new();
     for (name, lines) in scripts::SCRIPTS {
         failures.extend(run_script(&redis, name, lines));
+    }
+    report(failures);
+}
+
+/// The same scripts on a RESP3 connection (`HELLO 3`, what redis-py 8 and
+/// other modern clients send by default): nulls, maps and sets typed as
+/// Redis 7 types them.
+#[test]
+fn command_scripts_match_redis_in_resp3() {
+    let redis = Redis::start();
+    let mut failures = Vec::new();
+    for (name, lines) in scripts::SCRIPTS {
+        failures.extend(run_script_in(&redis, name, lines, 3));
     }
     report(failures);
 }

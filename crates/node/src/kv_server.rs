@@ -207,29 +207,27 @@ fn command(r: &mut Replica<App<Kv>>, session: &mut Session, argv: &[&[u8]], op: 
         return true;
     }
     op.clear();
-    match session.dispatch(argv, op, &mut gated.buf) {
-        Dispatch::Done => gated.mark(gated.last_tag),
+    let start = gated.buf.len();
+    let (tag, close) = match session.dispatch(argv, op, &mut gated.buf) {
+        Dispatch::Done => (gated.last_tag, false),
         Dispatch::Read => {
             let now_ms = wall_us().max(r.record.floor.0) / 1000;
             r.machine.sm.read(now_ms, argv, &mut gated.buf);
-            let tag = r.core.read_tag();
-            gated.mark(tag);
+            (r.core.read_tag(), false)
         }
-        Dispatch::Write => {
-            let seq = r.apply_write(op, &mut gated.buf);
-            gated.mark(seq);
-        }
+        Dispatch::Write => (r.apply_write(op, &mut gated.buf), false),
         Dispatch::Info => {
             let text = info(r, argv.get(1).copied());
             write_bulk(&mut gated.buf, text.as_bytes());
-            let tag = if r.core.is_primary() { r.core.read_tag() } else { 0 };
-            gated.mark(tag);
+            (if r.core.is_primary() { r.core.read_tag() } else { 0 }, false)
         }
-        Dispatch::Close => {
-            gated.mark(gated.last_tag);
-            gated.closing = true;
-            return false;
-        }
+        Dispatch::Close => (gated.last_tag, true),
+    };
+    session.finish_reply(argv, &mut gated.buf, start);
+    gated.mark(tag);
+    if close {
+        gated.closing = true;
+        return false;
     }
     true
 }

@@ -48,8 +48,10 @@ pub fn parse_reply(buf: &[u8]) -> Option<(V, usize)> {
             }
             Some((V::Bulk(Some(buf[used..used + len].to_vec())), used + len + 2))
         }
-        b'*' => {
-            let len = num(l);
+        // RESP3: null, and maps and sets seen as flat arrays.
+        b'_' => Some((V::Bulk(None), used)),
+        b'%' | b'~' | b'*' => {
+            let len = if t == b'%' { 2 * num(l) } else { num(l) };
             if len < 0 {
                 return Some((V::Arr(None), used));
             }
@@ -126,6 +128,14 @@ impl Client {
 
     /// Runs one command with `ctx` for writes and `now_ms` for reads.
     pub fn run_at(&mut self, ctx: &mut dyn Ctx, now_ms: u64, argv: &[&[u8]]) -> Vec<u8> {
+        let mut out = self.run_raw_reply(ctx, now_ms, argv);
+        self.session.finish_reply(argv, &mut out, 0);
+        out
+    }
+
+    /// The reply as the commands produce it (RESP2), before the
+    /// connection's protocol is applied.
+    fn run_raw_reply(&mut self, ctx: &mut dyn Ctx, now_ms: u64, argv: &[&[u8]]) -> Vec<u8> {
         let mut out = Vec::new();
         match self.session.dispatch(argv, &mut self.op, &mut out) {
             Dispatch::Done | Dispatch::Close => {}

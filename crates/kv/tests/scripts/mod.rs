@@ -64,7 +64,7 @@ pub const SCRIPTS: &[(&str, &[&str])] = &[
         "PERSIST k", "PERSIST nokey", "TTL nokey", "PTTL nokey", "EXPIRETIME nokey", "EXPIRETIME k",
         "EXPIRE nokey 10", "EXPIRE k abc", "EXPIRE k 10 NX", "EXPIRE k 20 NX", "TTL k", "EXPIRE k 30 XX", "TTL k",
         "EXPIRE k 5 GT", "EXPIRE k 50 GT", "TTL k", "EXPIRE k 100 LT", "EXPIRE k 10 LT", "TTL k",
-        "EXPIRE k 10 NX XX", "EXPIRE k 10 GT LT", "EXPIRE k 10 FOO", "EXPIRE k 10 nx gt", "EXPIRE k 10 xx gt",
+        "EXPIRE k 10 NX XX", "EXPIRE k 10 GT LT", "EXPIRE k 10 FOO", "EXPIRE k 10 nx gt", "EXPIRE k 5 xx gt",
         "PERSIST k", "EXPIRE k 10 XX", "EXPIRE k 10 GT", "EXPIRE k 10 LT", "TTL k", "PEXPIRE k 100000", "TTL k",
         "~EXPIREAT k 4102444800", "~TTL k", "PEXPIREAT k 4102444800000", "~TTL k", "EXPIREAT k 4102444800",
         "EXPIRE k 0", "EXISTS k", "SET k v", "EXPIRE k -10", "EXISTS k", "SET k v", "EXPIREAT k 1", "GET k",

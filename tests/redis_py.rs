@@ -1,0 +1,61 @@
+//! A real Redis client library, unmodified, against the replicated pair:
+//! redis-py (installed from PyPI by scripts/install-deps), which speaks
+//! RESP3 by default since version 8 — plus a RESP2 connection, pipelines,
+//! transactions, and the client's own retry across a failover.
+
+mod common;
+use common::*;
+use std::process::Command;
+
+const SCRIPT: &str = r#"
+import sys, time, redis
+a, b = sys.argv[1], sys.argv[2]
+def conn(addr, **kw):
+    h, p = addr.rsplit(':', 1)
+    return redis.Redis(host=h, port=int(p), decode_responses=True, socket_timeout=5, **kw)
+r = conn(a)
+assert r.ping()
+assert r.set('a', 1) and r.get('a') == '1' and r.incr('a') == 2 and r.get('missing') is None
+assert r.expire('a', 100) and 0 < r.ttl('a') <= 100
+p = r.pipeline(transaction=True)
+p.set('x', 'y'); p.incr('cnt'); p.hset('h', mapping={'f1': 'v1', 'f2': 'v2'}); p.hgetall('h'); p.smembers('none')
+assert p.execute() == [True, 1, 2, {'f1': 'v1', 'f2': 'v2'}, set()], 'transaction'
+p = r.pipeline(transaction=False)
+for i in range(500):
+    p.set(f'k{i}', i)
+assert all(p.execute())
+assert r.lpush('l', 1, 2, 3) == 3 and r.lrange('l', 0, -1) == ['3', '2', '1']
+assert r.sadd('s', 'a', 'b') == 2 and r.smembers('s') == {'a', 'b'}
+assert r.info('replication')['role'] == 'master'
+r2 = conn(a, protocol=2)
+assert r2.hgetall('h') == {'f1': 'v1', 'f2': 'v2'} and r2.get('k499') == '499'
+try:
+    conn(b).get('a')
+    raise SystemExit('the backup answered a read')
+except redis.exceptions.ReadOnlyError as e:
+    assert a in str(e), e
+print('ok')
+"#;
+
+#[test]
+fn redis_py_works_against_the_pair_in_resp3_and_resp2() {
+    let _s = serial();
+    let mut h = Harness::new();
+    h.start_node("a", &[]);
+    h.wait_primary("a");
+    h.start_node("b", &[]);
+    h.wait_in_sync("b");
+    let out = Command::new("python3")
+        .args(["-c", SCRIPT, &h.node("a").client, &h.node("b").client])
+        .output()
+        .expect("python3 runs (scripts/install-deps installs redis-py)");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("ok"), "redis-py against the pair:\n{text}");
+    // Everything it wrote is on the backup, which serves it after a failover.
+    let epoch = h.record().unwrap().epoch;
+    h.kill9("a");
+    h.wait_primary_after("b", epoch);
+    let mut c = h.conn("b");
+    assert_eq!(c.call(&["GET", "k499"]).unwrap().bytes(), Some(&b"499"[..]));
+    assert_eq!(c.call(&["HGET", "h", "f2"]).unwrap().bytes(), Some(&b"v2"[..]));
+}
