@@ -49,6 +49,10 @@ pub enum Cmd {
     /// Run the seeded simulator of the protocol core (crashes, partitions,
     /// freezes, arbiter outages) and check every invariant.
     Sim(SimArgs),
+    /// Measure understudy side by side with its baselines (Redis, the
+    /// unprotected binary, native and wasmtime guests): a table, JSON and
+    /// an SVG plot. See docs/PERFORMANCE.md.
+    Bench(Box<crate::bench::BenchArgs>),
 }
 
 #[derive(Args)]
@@ -142,6 +146,10 @@ pub struct NodeFlags {
     /// stops reading its requests.
     #[arg(long, default_value_t = NodeOptions::CLIENT_PENDING_BYTES_MAX)]
     pub client_pending_bytes_max: usize,
+    /// Serve Prometheus metrics (role, epoch, lag, output-gate delay, log
+    /// and state-transfer bytes) at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Args)]
@@ -166,6 +174,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Replay(a) => crate::wasm_cli::replay(a),
         Cmd::Status(a) => status(a),
         Cmd::Sim(a) => sim(a),
+        Cmd::Bench(a) => crate::bench::run(*a),
     }
 }
 
@@ -225,6 +234,7 @@ pub fn node_options(
         snapshot_chunk_bytes: f.snapshot_chunk_bytes,
         join_buffer_bytes: f.join_buffer_bytes,
         client_pending_bytes_max: f.client_pending_bytes_max,
+        metrics_listen: f.metrics_listen,
     };
     opts.validate().map_err(anyhow::Error::msg)?;
     Ok(opts)
@@ -257,37 +267,47 @@ pub fn status_json(cluster: &str, rec: Option<&ClusterRecord>) -> serde_json::Va
 }
 
 fn status(a: StatusArgs) -> Result<ExitCode> {
+    use std::fmt::Write as _;
     let secret = read_secret(a.secret_file.as_ref())?;
     let arb = understudy_arbiter::connect(&a.arbiter, &secret).context("--arbiter")?;
     let rec = arb.read(&a.cluster).with_context(|| format!("reading cluster {:?} at {}", a.cluster, arb.describe()))?;
+    let mut t = String::new();
     if a.json {
-        println!("{}", status_json(&a.cluster, rec.as_ref()));
-        return Ok(ExitCode::SUCCESS);
+        writeln!(t, "{}", status_json(&a.cluster, rec.as_ref()))?;
+    } else if let Some(r) = rec {
+        writeln!(t, "cluster   {}", r.cluster)?;
+        writeln!(t, "epoch     {}", r.epoch)?;
+        writeln!(t, "primary   {} (clients {}, replication {})", r.primary.node, r.primary.client, r.primary.repl)?;
+        match &r.backup {
+            Some(b) => {
+                let state = match b.state {
+                    understudy_arbiter::BackupState::Joining => "joining",
+                    understudy_arbiter::BackupState::InSync => "in-sync",
+                };
+                writeln!(t, "backup    {} ({state}, lag {} entries)", b.node, b.lag)?
+            }
+            None => writeln!(t, "backup    none")?,
+        }
+        let protection = if r.protected {
+            "yes: outputs wait for the backup"
+        } else {
+            "NO: the primary runs unprotected (no backup in sync)"
+        };
+        writeln!(t, "protected {protection}")?;
+    } else {
+        writeln!(t, "cluster {:?}: no primary registered (a node started for it will claim epoch 1)", a.cluster)?;
     }
-    let Some(r) = rec else {
-        println!("cluster {:?}: no primary registered (a node started for it will claim epoch 1)", a.cluster);
-        return Ok(ExitCode::SUCCESS);
-    };
-    println!("cluster   {}", r.cluster);
-    println!("epoch     {}", r.epoch);
-    println!("primary   {} (clients {}, replication {})", r.primary.node, r.primary.client, r.primary.repl);
-    match &r.backup {
-        Some(b) => println!(
-            "backup    {} ({}, lag {} entries)",
-            b.node,
-            match b.state {
-                understudy_arbiter::BackupState::Joining => "joining",
-                understudy_arbiter::BackupState::InSync => "in-sync",
-            },
-            b.lag
-        ),
-        None => println!("backup    none"),
-    }
-    println!(
-        "protected {}",
-        if r.protected { "yes: outputs wait for the backup" } else { "NO: the primary runs unprotected (no backup in sync)" }
-    );
+    print_out(&t)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes to stdout; a reader that went away (`status | head`) is not an error.
+pub fn print_out(t: &str) -> Result<()> {
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(t.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
 }
 
 fn sim(a: SimArgs) -> Result<ExitCode> {

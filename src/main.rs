@@ -1,6 +1,7 @@
 //! `understudy`: keeps a running program alive when the machine under it
 //! dies. See README.md for the commands; `understudy --help` for flags.
 
+mod bench;
 mod cli;
 mod demo;
 mod logger;

@@ -50,7 +50,7 @@ pub fn convert(reply: &[u8], shape: Shape, out: &mut Vec<u8>) -> usize {
         Some(b'*') => {
             let n: usize = parse(&line[1..]);
             match shape {
-                Shape::Map if n % 2 == 0 => header(out, b'%', n / 2),
+                Shape::Map if n.is_multiple_of(2) => header(out, b'%', n / 2),
                 Shape::Set => header(out, b'~', n),
                 _ => header(out, b'*', n),
             }

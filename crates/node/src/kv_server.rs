@@ -94,6 +94,7 @@ async fn client(rc: Rc<RefCell<Replica<App<Kv>>>>, mut stream: TcpStream) {
     let mut session = Session::new(next_client_id());
     let mut parse = Parse::default();
     let mut gated = Gated::default();
+    let mut clock = crate::metrics::GateClock::default();
     let (gate, intake, pending_max) = {
         let r = rc.borrow();
         // A transaction travels as one entry: bound it like a request.
@@ -105,7 +106,9 @@ async fn client(rc: Rc<RefCell<Replica<App<Kv>>>>, mut stream: TcpStream) {
         let intake_wait = intake.notified();
         // Write what the gate lets out.
         let upto = rc.borrow().core.release_upto();
+        let held = gated.marks.len();
         let end = gated.releasable(upto);
+        clock.released(held - gated.marks.len());
         if end > gated.sent {
             if wr.write_all(&gated.buf[gated.sent..end]).await.is_err() {
                 return;
@@ -132,6 +135,7 @@ async fn client(rc: Rc<RefCell<Replica<App<Kv>>>>, mut stream: TcpStream) {
                     Ok(0) | Err(_) => return,
                     Ok(_) => {}
                 }
+                let held = gated.marks.len();
                 let mut r = rc.borrow_mut();
                 if let Err(fatal) = process(&mut r, &mut session, &mut parse, &mut inbuf, &mut gated) {
                     // Protocol error: reply, then close (as Redis does).
@@ -139,6 +143,7 @@ async fn client(rc: Rc<RefCell<Replica<App<Kv>>>>, mut stream: TcpStream) {
                     gated.mark(gated.last_tag);
                     gated.closing = true;
                 }
+                clock.queued(gated.marks.len() - held);
                 r.kick_barrier();
             }
             _ = gate_wait, if gated.unreleased() => {}

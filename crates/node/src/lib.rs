@@ -15,6 +15,7 @@
 //! - `ctx`: record and replay of the clock and randomness.
 //! - `kv_server`: the Redis-protocol front end and its output gate.
 //! - `arbiter_lanes`: arbiter calls off the event loop.
+//! - [`metrics`]: Prometheus metrics on `--metrics-listen`.
 //! - [`machine`]: what is replicated; [`wasm`]: the WebAssembly guest as a machine.
 
 pub mod arbiter_lanes;
@@ -25,6 +26,7 @@ mod join;
 pub mod kv_server;
 mod listen;
 pub mod machine;
+pub mod metrics;
 pub mod options;
 pub mod progress;
 pub mod replica;

@@ -68,13 +68,19 @@ pub struct PendingSnapshot {
     pub writer: Box<dyn SnapshotWriter>,
 }
 
-/// Counters exposed in INFO and the demo report.
+/// Counters exposed in INFO, the demo report and the metrics page.
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
     pub log_bytes: u64,
     pub log_entries: u64,
     pub snapshot_bytes_sent: u64,
     pub snapshot_bytes_received: u64,
+    /// Estimated size of the last snapshot taken for a joiner (progress of
+    /// a state transfer is `snapshot_bytes_sent` against it).
+    pub snapshot_bytes_hint: u64,
+    /// Joins accepted as primary, and joiners that became in-sync members.
+    pub joins_accepted: u64,
+    pub joins_in_sync: u64,
 }
 
 pub struct Replica<M: Machine> {
@@ -336,6 +342,8 @@ fn exec<M: Machine>(rc: &Rc<RefCell<Replica<M>>>, c: Command) {
                 r.opts.node,
                 writer.bytes_hint()
             );
+            r.stats.snapshot_bytes_hint = writer.bytes_hint();
+            r.stats.joins_accepted += 1;
             r.pending_snapshot = Some(PendingSnapshot { conn, node, incarnation, seq: snapshot_seq, writer });
             r.send_frame(conn, Kind::JoinAccepted, snapshot_seq, |_| {});
         }
@@ -364,6 +372,7 @@ fn exec<M: Machine>(rc: &Rc<RefCell<Replica<M>>>, c: Command) {
                 r.opts.node,
                 r.conns.get(&conn).map(|c| c.peer.clone())
             );
+            r.stats.joins_in_sync += 1;
             r.send_frame(conn, Kind::InSync, 0, |_| {});
         }
         Command::Release { .. } => {

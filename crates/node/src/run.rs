@@ -35,6 +35,21 @@ pub(crate) async fn bind(addr: std::net::SocketAddr, flag: &'static str) -> Resu
     TcpListener::bind(addr).await.map_err(|source| NodeError::Bind { addr: addr.to_string(), flag, source })
 }
 
+/// Binds `--metrics-listen`, if given.
+pub(crate) async fn bind_metrics(opts: &NodeOptions) -> Result<Option<TcpListener>, NodeError> {
+    match opts.metrics_listen {
+        Some(addr) => Ok(Some(bind(addr, "--metrics-listen").await?)),
+        None => Ok(None),
+    }
+}
+
+/// Serves the metrics page on the bound `--metrics-listen`, if any.
+pub(crate) fn serve_metrics<M: Machine>(rc: &Rc<RefCell<Replica<M>>>, listener: Option<TcpListener>) {
+    if let Some(l) = listener {
+        tokio::task::spawn_local(crate::metrics::serve(rc.clone(), l));
+    }
+}
+
 pub(crate) fn prepare_dir(opts: &NodeOptions) -> Result<(), NodeError> {
     let Some(dir) = &opts.dir else { return Ok(()) };
     let err = |source| NodeError::Dir { path: dir.display().to_string(), source };
@@ -56,8 +71,10 @@ pub fn run_kv(opts: NodeOptions) -> Result<(), NodeError> {
     local.block_on(&rt, async move {
         let client = bind(opts.client_listen, "--client-listen").await?;
         let repl = bind(opts.repl_listen, "--repl-listen").await?;
+        let metrics = bind_metrics(&opts).await?;
         let factory: Factory<App<Kv>> = Arc::new(|| App::new(Kv::new()));
         let (rc, events) = start(opts, factory, "kv/1".into(), repl).await;
+        serve_metrics(&rc, metrics);
         tokio::task::spawn_local(crate::kv_server::serve(rc.clone(), client));
         tokio::task::spawn_local(expire_cycle(rc.clone()));
         drive((rc, events)).await;
@@ -109,7 +126,10 @@ async fn ticker<M: Machine>(rc: Rc<RefCell<Replica<M>>>) {
     let mut iv = tokio::time::interval(tick);
     iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        iv.tick().await;
+        let due = iv.tick().await;
+        // How late the tick came: the event loop was busy, or the process
+        // was not scheduled (a silence the peer may take for a failure).
+        crate::metrics::LOOP_LAG.observe_n(due.elapsed(), 1);
         {
             let mut r = rc.borrow_mut();
             let now = r.now();

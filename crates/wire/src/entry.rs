@@ -147,7 +147,7 @@ impl<'a> Iterator for EntryIter<'a> {
             // Stop after the first error: the rest of the payload is unframed.
             self.r.rest();
         }
-        self.next_seq += 1;
+        self.next_seq = self.next_seq.wrapping_add(1); // past u64::MAX: refused downstream (last < first)
         Some(e)
     }
 }

@@ -13,9 +13,10 @@ use understudy_wire::entry::EntryKind;
 
 use super::feed::Intake;
 use super::{WasmMachine, WasmShared};
+use crate::metrics::SeqClock;
 use crate::options::NodeOptions;
 use crate::replica::{pump, Factory, Replica};
-use crate::run::{bind, drive, prepare_dir, start, NodeError};
+use crate::run::{bind, bind_metrics, drive, prepare_dir, serve_metrics, start, NodeError};
 
 /// Exit code of a node whose guest trapped (as a process killed by SIGABRT).
 pub const TRAP_EXIT_CODE: i32 = 134;
@@ -39,6 +40,7 @@ pub fn run_wasm(opts: WasmNodeOptions) -> Result<i32, NodeError> {
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
         let repl = bind(opts.node.repl_listen, "--repl-listen").await?;
+        let metrics = bind_metrics(&opts.node).await?;
         let (events_tx, events_rx) = unbounded_channel();
         let (ends_tx, mut ends_rx) = unbounded_channel();
         let shared = Arc::new(WasmShared {
@@ -53,8 +55,10 @@ pub fn run_wasm(opts: WasmNodeOptions) -> Result<i32, NodeError> {
         let s2 = shared.clone();
         let factory: Factory<WasmMachine> = Arc::new(move || WasmMachine::new(s2.clone()));
         let (rc, driver) = start(opts.node, factory, tag, repl).await;
-        tokio::task::spawn_local(events(rc.clone(), events_rx, shared.release.clone()));
-        tokio::task::spawn_local(progress(rc.clone(), shared.clone()));
+        serve_metrics(&rc, metrics);
+        let clock = Rc::new(RefCell::new(SeqClock::default()));
+        tokio::task::spawn_local(events(rc.clone(), events_rx, shared.release.clone(), clock.clone()));
+        tokio::task::spawn_local(progress(rc.clone(), shared.clone(), clock));
         tokio::task::spawn_local(drive((rc.clone(), driver)));
         loop {
             let (gen, end) = ends_rx.recv().await.expect("the machine keeps the channel open");
@@ -70,11 +74,13 @@ pub fn run_wasm(opts: WasmNodeOptions) -> Result<i32, NodeError> {
 
 /// Primary: the recording guest's events enter the log under the seqs the
 /// guest gave them.
-async fn events(rc: Rep, mut rx: UnboundedReceiver<(Seq, Vec<u8>)>, release: Arc<Release>) {
+async fn events(rc: Rep, mut rx: UnboundedReceiver<(Seq, Vec<u8>)>, release: Arc<Release>, clock: Rc<RefCell<SeqClock>>) {
     while let Some(first) = rx.recv().await {
         let mut r = rc.borrow_mut();
         let mut next = Some(first);
+        let (mut last, mut n) = (0, 0);
         while let Some((seq, ev)) = next {
+            (last, n) = (seq, n + 1);
             let s = r.core.append();
             assert_eq!(s, seq, "the guest's event seq and the log's seq agree");
             r.machine.retain(seq, &ev);
@@ -85,13 +91,17 @@ async fn events(rc: Rep, mut rx: UnboundedReceiver<(Seq, Vec<u8>)>, release: Arc
             }
             next = rx.try_recv().ok();
         }
-        release.advance(r.core.release_upto());
+        let upto = r.core.release_upto();
+        let mut clock = clock.borrow_mut();
+        clock.appended(last, n);
+        clock.released(upto);
+        release.advance(upto);
     }
 }
 
 /// Keeps the guest's thread and the core in step: the output gate's release
 /// point and flow control on a primary; replay progress on a backup.
-async fn progress(rc: Rep, shared: Arc<WasmShared>) {
+async fn progress(rc: Rep, shared: Arc<WasmShared>, clock: Rc<RefCell<SeqClock>>) {
     let gate = rc.borrow().gate.clone();
     loop {
         let notified = gate.notified();
@@ -99,7 +109,9 @@ async fn progress(rc: Rep, shared: Arc<WasmShared>) {
             let mut r = rc.borrow_mut();
             let now = r.now();
             if r.core.is_primary() {
-                shared.release.advance(r.core.release_upto());
+                let upto = r.core.release_upto();
+                clock.borrow_mut().released(upto);
+                shared.release.advance(upto);
                 shared.intake.set(r.intake_open());
             } else if let Some(done) = r.machine.replayed() {
                 if let Some(s) = r.machine.loading_upto {

@@ -1,0 +1,280 @@
+//! `understudy bench`: side-by-side measurements of understudy against its
+//! baselines, in one run, alternating the systems under test so that drift
+//! of the machine falls on all of them alike. Prints a table and writes
+//! `bench.json`, `bench.txt` and `bench.svg` (docs/PERFORMANCE.md).
+//!
+//! # Layout
+//!
+//! - `sys`: the processes under test (an in-process arbiter, nodes, Redis,
+//!   native builds) and what /proc says about them.
+//! - `load`: redis-benchmark runs, a pipelined filler, a stall probe.
+//! - `matrix`: alternated redis-benchmark runs over several systems.
+//! - one module per section: `kv` (with the replication cost), `wasm`,
+//!   `failover`, `join`, `memory`.
+//! - `stats` (medians, spreads), `plot` (the SVG).
+
+mod failover;
+mod join;
+mod kv;
+mod load;
+mod matrix;
+mod memory;
+mod plot;
+mod stats;
+mod sys;
+mod wasm;
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use serde_json::{json, Value};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+pub enum Section {
+    /// KV pair vs unprotected vs Redis + async replica (redis-benchmark).
+    Kv,
+    /// WebAssembly: RESP guest and CPU-bound guest.
+    Wasm,
+    /// kill -9 of the primary to the first acknowledged write.
+    Failover,
+    /// Join by state transfer: time to in-sync, stall, peak memory.
+    Join,
+    /// Log bytes and backup CPU per operation.
+    Cost,
+    /// Resident memory next to Redis; the hypervisor's overhead.
+    Memory,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Sections to run, comma-separated (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub only: Vec<Section>,
+    /// A short run: one repetition, few requests, small states, few trials.
+    #[arg(long)]
+    pub quick: bool,
+    /// Alternated repetitions of every measurement (default 3; 1 with --quick).
+    #[arg(long)]
+    pub reps: Option<usize>,
+    /// Failover trials (default 20; 3 with --quick).
+    #[arg(long)]
+    pub failover_trials: Option<usize>,
+    /// State sizes of the join section, MiB (default 100,1024; 100 with --quick).
+    #[arg(long, value_delimiter = ',')]
+    pub join_mib: Vec<u64>,
+    /// Where bench.json, bench.txt and bench.svg go.
+    #[arg(long, default_value = "target/bench")]
+    pub out: PathBuf,
+    /// Directory of the built guests (default: guests/build of the source
+    /// tree, built with guests/build.sh first).
+    #[arg(long)]
+    pub guests: Option<PathBuf>,
+    /// The wasmtime CLI (version 48) for the CPU-bound baseline; skipped if absent.
+    #[arg(long, default_value = "wasmtime")]
+    pub wasmtime: String,
+    /// Keep the working directory (node logs) afterwards.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// The options every section reads.
+pub struct Opts {
+    pub quick: bool,
+    pub reps: usize,
+    pub failover_trials: usize,
+    pub join_mib: Vec<u64>,
+    pub guests: PathBuf,
+    pub wasmtime: String,
+}
+
+/// What a run found: printed as it goes, then written out.
+pub struct Report {
+    start: Instant,
+    sections: serde_json::Map<String, Value>,
+    targets: Vec<Value>,
+    texts: Vec<String>,
+    pub plot: plot::Plot,
+    /// Keep the node logs: something worth reading happened.
+    pub keep_logs: bool,
+}
+
+impl Report {
+    pub fn say(&self, msg: String) {
+        println!("[{:6.1}s] {msg}", self.start.elapsed().as_secs_f64());
+    }
+
+    /// A finished table.
+    pub fn text(&mut self, t: String) {
+        println!("\n{t}");
+        self.texts.push(t);
+    }
+
+    pub fn section(&mut self, name: &str, v: Value) {
+        self.sections.insert(name.into(), v);
+    }
+
+    /// A target of the issue and where we stand on it.
+    pub fn target(&mut self, name: &str, goal: &str, value: f64, met: bool, shown: String) {
+        self.targets.push(
+            json!({"target": name, "goal": goal, "value": stats::finite(value), "shown": shown, "met": value.is_finite() && met}),
+        );
+    }
+
+    pub fn target_missing(&mut self, name: &str, goal: &str, why: &str) {
+        self.targets.push(json!({"target": name, "goal": goal, "value": null, "shown": why, "met": null}));
+    }
+
+    fn targets_table(&self) -> String {
+        let mut t = String::from("Targets (issue 6)\n");
+        for v in &self.targets {
+            let mark = match v["met"].as_bool() {
+                Some(true) => "met",
+                Some(false) => "MISSED",
+                None => "n/a",
+            };
+            t.push_str(&format!(
+                "  {:<54} {:>10}  {:>24}  {}\n",
+                v["target"].as_str().unwrap_or(""),
+                v["goal"].as_str().unwrap_or(""),
+                v["shown"].as_str().unwrap_or(""),
+                mark
+            ));
+        }
+        t
+    }
+}
+
+/// The source tree this binary was built from (guests/ lives there).
+fn source_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn build_guests() -> Result<()> {
+    let script = source_root().join("guests/build.sh");
+    let out = Command::new("sh").arg(&script).output().with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!("{} failed: {}{}", script.display(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// /proc/loadavg's first three fields.
+fn loadavg() -> Value {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| json!(s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")))
+        .unwrap_or(Value::Null)
+}
+
+fn version_of(cmd: &str) -> Value {
+    Command::new(cmd)
+        .arg("--version")
+        .output()
+        .ok()
+        .map_or(Value::Null, |o| json!(String::from_utf8_lossy(&o.stdout).trim().to_string()))
+}
+
+pub fn run(a: BenchArgs) -> Result<ExitCode> {
+    let all = [Section::Kv, Section::Wasm, Section::Failover, Section::Join, Section::Cost, Section::Memory];
+    let only: Vec<Section> = if a.only.is_empty() { all.to_vec() } else { a.only.clone() };
+    let o = Opts {
+        quick: a.quick,
+        reps: a.reps.unwrap_or(if a.quick { 1 } else { 3 }).max(1),
+        failover_trials: a.failover_trials.unwrap_or(if a.quick { 3 } else { 20 }).max(1),
+        join_mib: if !a.join_mib.is_empty() {
+            a.join_mib.clone()
+        } else if a.quick {
+            vec![100]
+        } else {
+            vec![100, 1024]
+        },
+        guests: a.guests.clone().unwrap_or_else(|| source_root().join("guests/build")),
+        wasmtime: a.wasmtime.clone(),
+    };
+    // The nodes' and the embedded arbiter's log lines go to files, not here.
+    if std::env::var_os("UNDERSTUDY_LOG").is_none() {
+        log::set_max_level(log::LevelFilter::Error);
+    }
+    let load_start = loadavg();
+    let dir = std::env::temp_dir().join(format!("understudy-bench-{}", std::process::id()));
+    let env = sys::Env::new(&dir)?;
+    let mut report = Report {
+        start: Instant::now(),
+        sections: serde_json::Map::new(),
+        targets: Vec::new(),
+        texts: Vec::new(),
+        plot: plot::Plot::default(),
+        keep_logs: false,
+    };
+    report.say(format!(
+        "understudy bench: sections {only:?}, {} repetitions{}; load average {}; node logs in {}",
+        o.reps,
+        if o.quick { " (quick)" } else { "" },
+        load_start.as_str().unwrap_or("?"),
+        dir.display()
+    ));
+    if (only.contains(&Section::Wasm) || only.contains(&Section::Memory)) && o.guests == source_root().join("guests/build") {
+        build_guests()?;
+    }
+    let has = |s| only.contains(&s);
+    let mut failed = Vec::new();
+    let mut attempt = |name: &str, report: &mut Report, f: &dyn Fn(&mut Report) -> Result<()>| {
+        if let Err(e) = f(report) {
+            report.say(format!("section {name} failed: {e:#}"));
+            report.section(name, json!({"error": format!("{e:#}")}));
+            failed.push(name.to_string());
+        }
+    };
+    if has(Section::Kv) || has(Section::Cost) {
+        attempt("kv", &mut report, &|r| kv::run(&env, &o, r, has(Section::Kv), has(Section::Cost)));
+    }
+    if has(Section::Wasm) {
+        attempt("wasm", &mut report, &|r| wasm::run(&env, &o, r));
+    }
+    if has(Section::Failover) {
+        attempt("failover", &mut report, &|r| failover::run(&env, &o, r));
+    }
+    if has(Section::Join) {
+        attempt("join", &mut report, &|r| join::run(&env, &o, r));
+    }
+    if has(Section::Memory) {
+        attempt("memory", &mut report, &|r| memory::run(&env, &o, r));
+    }
+    let keep_logs = report.keep_logs;
+    let targets = report.targets_table();
+    report.text(targets);
+    let elapsed = report.start.elapsed().as_secs_f64();
+    let doc = json!({
+        "meta": {
+            "understudy_version": env!("CARGO_PKG_VERSION"),
+            "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            // Other work on the machine skews everything: say how busy it was.
+            "loadavg_at_start": load_start,
+            "loadavg_at_end": loadavg(),
+            "quick": o.quick,
+            "reps": o.reps,
+            "sections": only.iter().map(|s| format!("{s:?}").to_lowercase()).collect::<Vec<_>>(),
+            "seconds": elapsed,
+            "redis_server": version_of("redis-server"),
+            "redis_benchmark": version_of("redis-benchmark"),
+            "failed_sections": failed,
+        },
+        "sections": report.sections,
+        "targets": report.targets,
+    });
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating --out {}", a.out.display()))?;
+    std::fs::write(a.out.join("bench.json"), serde_json::to_string_pretty(&doc)? + "\n")?;
+    std::fs::write(a.out.join("bench.txt"), report.texts.join("\n"))?;
+    std::fs::write(a.out.join("bench.svg"), report.plot.svg("understudy bench"))?;
+    println!("wrote {}/bench.json, bench.txt, bench.svg in {elapsed:.0} s", a.out.display());
+    drop(env);
+    if failed.is_empty() && !a.keep && !keep_logs {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        println!("node logs kept in {}", dir.display());
+    }
+    Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

@@ -1,0 +1,386 @@
+//! The systems under test as processes: an in-process arbiter, understudy
+//! nodes (KV and WebAssembly), Redis, the native guest build; and what the
+//! kernel tells about them (resident memory, CPU time).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use understudy_arbiter::{Arbiter, BackupState, ClusterRecord, RunningServer, Server};
+
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+pub fn free_addr() -> Result<String> {
+    Ok(format!("127.0.0.1:{}", free_port()?))
+}
+
+/// A child process, killed (SIGKILL) when dropped.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+    pub pid: u32,
+    /// The client address it serves (RESP), if any.
+    pub addr: String,
+    /// Its `--metrics-listen`, if any.
+    pub metrics: Option<String>,
+}
+
+impl Proc {
+    pub fn start(name: &str, cmd: &mut Command, addr: String, metrics: Option<String>) -> Result<Proc> {
+        let child = cmd.spawn().with_context(|| format!("starting {name} ({cmd:?})"))?;
+        Ok(Proc { name: name.into(), pid: child.id(), child, addr, metrics })
+    }
+
+    /// kill -9, and reap.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.child.stdin.take()
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, limit: Duration) -> Result<i32> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(s) = self.child.try_wait()? {
+                return Ok(s.code().unwrap_or(-1));
+            }
+            if Instant::now() > deadline {
+                bail!("{} did not exit within {limit:?}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    pub fn rss(&self) -> u64 {
+        rss_bytes(self.pid).unwrap_or(0)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Resident memory of a process (VmRSS), in bytes.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// User plus system CPU time of a process, all threads.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let (utime, stime): (u64, u64) = (f.get(11)?.parse().ok()?, f.get(12)?.parse().ok()?);
+    // USER_HZ is 100 in the Linux user ABI on every architecture we run on.
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
+/// A WebAssembly guest's linear memory in a process: wasmtime reserves
+/// gigabytes of address space for it (far more than any other mapping);
+/// the accessible part is a read-write mapping right below the inaccessible
+/// rest. Returns (accessible bytes, resident bytes) of that part.
+pub fn linear_memory_rss(pid: u32) -> Option<(u64, u64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    // (start, end, writable, rss) of every mapping.
+    let mut maps: Vec<(u64, u64, bool, u64)> = Vec::new();
+    for line in s.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if let Some((a, b)) = first.split_once('-') {
+            if let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) {
+                let writable = line.split_whitespace().nth(1).is_some_and(|p| p.starts_with("rw"));
+                maps.push((a, b, writable, 0));
+                continue;
+            }
+        }
+        if let Some(v) = line.strip_prefix("Rss:") {
+            let rss = v.split_whitespace().next()?.parse::<u64>().ok()? * 1024;
+            if let Some(m) = maps.last_mut() {
+                m.3 = rss;
+            }
+        }
+    }
+    let largest = maps.iter().max_by_key(|m| m.1 - m.0)?;
+    let below = maps.iter().find(|m| m.1 == largest.0 && m.2)?;
+    Some((below.1 - below.0, below.3))
+}
+
+/// Polls until a TCP connection to `addr` succeeds.
+pub fn wait_port(addr: &str, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if TcpStream::connect(addr).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("nothing listens on {addr} after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Polls until a process has used no CPU for `quiet` (it compiled its
+/// guest and now blocks, e.g. reading stdin).
+pub fn wait_idle(pid: u32, quiet: Duration, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    let mut last = cpu_time(pid).context("process gone")?;
+    let mut since = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = cpu_time(pid).context("process gone")?;
+        if now != last {
+            (last, since) = (now, Instant::now());
+        } else if since.elapsed() >= quiet {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("process {pid} still busy after {limit:?}");
+        }
+    }
+}
+
+/// One scrape of a node's `/metrics`: `name value` pairs (labels kept in the name).
+pub fn scrape(addr: &str) -> Result<Vec<(String, f64)>> {
+    let mut s = TcpStream::connect(addr).with_context(|| format!("metrics at {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    Ok(body
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect())
+}
+
+pub fn metric(m: &[(String, f64)], name: &str) -> f64 {
+    m.iter().find(|(k, _)| k == name).map_or(0.0, |(_, v)| *v)
+}
+
+/// The worst event-loop lag a node saw (upper bound of the highest
+/// non-empty bucket of `understudy_event_loop_lag_seconds`), in seconds.
+pub fn worst_loop_lag(m: &[(String, f64)]) -> f64 {
+    let prefix = "understudy_event_loop_lag_seconds_bucket{le=\"";
+    let mut buckets: Vec<(f64, f64)> = m
+        .iter()
+        .filter_map(|(k, v)| {
+            let le = k.strip_prefix(prefix)?.strip_suffix("\"}")?;
+            Some((if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? }, *v))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last().map_or(0.0, |b| b.1);
+    buckets.iter().find(|(_, c)| *c >= total).map_or(f64::NAN, |(le, _)| *le)
+}
+
+/// The worst event-loop lag of each of `procs` (by their metrics).
+pub fn loop_lags(procs: &[Proc]) -> Vec<(String, f64)> {
+    procs.iter().filter_map(|p| Some((p.name.clone(), worst_loop_lag(&scrape(p.metrics.as_deref()?).ok()?)))).collect()
+}
+
+/// The gate-delay histogram of a scrape: (upper bound in seconds, cumulative count).
+pub fn gate_buckets(m: &[(String, f64)]) -> Vec<(f64, f64)> {
+    let prefix = "understudy_output_gate_delay_seconds_bucket{le=\"";
+    m.iter()
+        .filter_map(|(k, v)| {
+            let le = k.strip_prefix(prefix)?.strip_suffix("\"}")?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, *v))
+        })
+        .collect()
+}
+
+/// Where everything of one bench run lives: the working directory, the
+/// arbiter (in this process), and the `understudy` binary to start nodes with.
+pub struct Env {
+    pub dir: PathBuf,
+    pub bin: PathBuf,
+    pub arbiter_url: String,
+    pub arbiter: Box<dyn Arbiter>,
+    server: Option<RunningServer>,
+    secret: PathBuf,
+}
+
+impl Env {
+    pub fn new(dir: &Path) -> Result<Env> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let secret = b"bench-secret".to_vec();
+        std::fs::write(dir.join("secret"), &secret)?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let server = Server::open(&dir.join("arbiter"), secret.clone())?.spawn(listener)?;
+        let arbiter_url = server.url();
+        Ok(Env {
+            dir: dir.to_path_buf(),
+            bin: std::env::current_exe()?,
+            arbiter: understudy_arbiter::connect(&arbiter_url, &secret)?,
+            arbiter_url,
+            server: Some(server),
+            secret: dir.join("secret"),
+        })
+    }
+
+    pub fn log(&self, name: &str) -> Result<std::fs::File> {
+        Ok(std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(format!("{name}.log")))?)
+    }
+
+    fn node_args(&self, cluster: &str, node: &str, repl: &str) -> Vec<String> {
+        let mut a: Vec<String> = ["--cluster", cluster, "--node", node, "--arbiter", &self.arbiter_url, "--repl-listen", repl]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        a.push("--secret-file".into());
+        a.push(self.secret.display().to_string());
+        a
+    }
+
+    /// A KV node of `cluster` (it claims epoch 1 if the cluster has no
+    /// primary, else joins as backup), with a metrics listener.
+    pub fn kv(&self, cluster: &str, node: &str, extra: &[&str]) -> Result<Proc> {
+        let (client, repl, metrics) = (free_addr()?, free_addr()?, free_addr()?);
+        let mut c = Command::new(&self.bin);
+        c.arg("kv").args(self.node_args(cluster, node, &repl));
+        c.args(["--client-listen", &client, "--metrics-listen", &metrics]).args(extra);
+        c.stdout(Stdio::null()).stderr(self.log(&format!("{cluster}-{node}"))?);
+        let p = Proc::start(node, &mut c, client.clone(), Some(metrics))?;
+        wait_port(&client, Duration::from_secs(30))?;
+        Ok(p)
+    }
+
+    /// A replicated WebAssembly node running `guest`; stdin piped if `stdin`.
+    pub fn wasm_node(&self, cluster: &str, node: &str, guest: &Path, args: &[String], stdin: bool) -> Result<Proc> {
+        let (client, repl, metrics) = (free_addr()?, free_addr()?, free_addr()?);
+        let mut c = Command::new(&self.bin);
+        c.arg("wasm").arg(guest);
+        c.args(self.node_args(cluster, node, &repl));
+        c.args(["--guest-listen", &client, "--metrics-listen", &metrics]);
+        if !args.is_empty() {
+            c.arg("--").args(args);
+        }
+        c.stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::null())
+            .stderr(self.log(&format!("{cluster}-{node}"))?);
+        Proc::start(node, &mut c, client, Some(metrics))
+    }
+
+    /// An unprotected WebAssembly guest: no cluster, the same gate.
+    pub fn wasm_alone(&self, name: &str, guest: &Path, listen: Option<&str>, args: &[String], stdin: bool) -> Result<Proc> {
+        let mut c = Command::new(&self.bin);
+        c.arg("wasm").arg(guest);
+        if let Some(l) = listen {
+            c.args(["--guest-listen", l]);
+        }
+        if !args.is_empty() {
+            c.arg("--").args(args);
+        }
+        c.stdin(if stdin { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::null()).stderr(self.log(name)?);
+        Proc::start(name, &mut c, listen.unwrap_or_default().to_string(), None)
+    }
+
+    /// redis-server without persistence; a replica of `primary` if given.
+    pub fn redis(&self, name: &str, primary: Option<&str>) -> Result<Proc> {
+        let port = free_port()?;
+        let addr = format!("127.0.0.1:{port}");
+        let mut c = Command::new("redis-server");
+        c.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--daemonize", "no", "--protected-mode", "no", "--dir"])
+            .arg(&self.dir)
+            .args(["--dbfilename", &format!("{name}.rdb"), "--logfile", ""]);
+        if let Some(p) = primary {
+            let (h, pp) = p.rsplit_once(':').context("host:port")?;
+            c.args(["--replicaof", h, pp]);
+        }
+        c.stdout(self.log(name)?).stderr(self.log(name)?);
+        let p = Proc::start(name, &mut c, addr.clone(), None).context("redis-server (Debian package redis-server)")?;
+        wait_port(&addr, Duration::from_secs(20))?;
+        Ok(p)
+    }
+
+    pub fn record(&self, cluster: &str) -> Option<ClusterRecord> {
+        self.arbiter.read(cluster).ok().flatten()
+    }
+
+    /// Polls the arbiter until `pred` holds.
+    pub fn wait_for(
+        &self,
+        cluster: &str,
+        what: &str,
+        limit: Duration,
+        pred: impl Fn(&ClusterRecord) -> bool,
+    ) -> Result<ClusterRecord> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(r) = self.record(cluster).filter(|r| pred(r)) {
+                return Ok(r);
+            }
+            if Instant::now() > deadline {
+                bail!("timed out after {limit:?} waiting for {what}; logs in {}", self.dir.display());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn wait_primary(&self, cluster: &str, node: &str) -> Result<ClusterRecord> {
+        self.wait_for(cluster, &format!("{node} to be primary of {cluster}"), Duration::from_secs(60), |r| r.primary.node == node)
+    }
+
+    /// Waits until a KV node serves as primary: the arbiter grants the
+    /// epoch a moment before the node itself acts on the grant.
+    pub fn wait_serving(&self, cluster: &str, p: &Proc) -> Result<()> {
+        self.wait_primary(cluster, &p.name)?;
+        let m = p.metrics.as_deref().context("a node with --metrics-listen")?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !scrape(m).is_ok_and(|m| metric(&m, "understudy_primary") == 1.0) {
+            if Instant::now() > deadline {
+                bail!("{} is primary at the arbiter but does not serve after 30 s", p.name);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(())
+    }
+
+    pub fn wait_in_sync(&self, cluster: &str, node: &str) -> Result<ClusterRecord> {
+        self.wait_for(cluster, &format!("{node} to be in sync in {cluster}"), Duration::from_secs(120), |r| {
+            r.backup.as_ref().is_some_and(|b| b.node == node && b.state == BackupState::InSync)
+        })
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            let _ = s.stop();
+        }
+    }
+}
+
+/// Waits until a Redis replica reports its link to the primary up and in sync.
+pub fn wait_redis_replica(addr: &str, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let info = crate::bench::load::call(addr, &["INFO", "replication"]).unwrap_or_default();
+        if info.contains("master_link_status:up") && !info.contains("master_sync_in_progress:1") {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the Redis replica at {addr} did not sync within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,49 @@
+//! `understudy bench` runs end to end and writes what docs/PERFORMANCE.md
+//! promises: a JSON document with the expected fields and an SVG plot. No
+//! timing is asserted: the bench measures, the tests check correctness.
+
+use std::process::Command;
+
+#[test]
+fn quick_kv_bench_writes_json_and_svg_with_the_expected_fields() {
+    let out = tempfile::tempdir().unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_understudy"))
+        .args(["bench", "--quick", "--only", "kv,cost", "--out"])
+        .arg(out.path())
+        .output()
+        .expect("runs understudy bench");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "bench failed:\n{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    assert!(stdout.contains("Targets (issue 6)"), "{stdout}");
+
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("bench.json")).unwrap()).unwrap();
+    assert_eq!(doc["meta"]["quick"], true);
+    assert_eq!(doc["meta"]["failed_sections"].as_array().unwrap().len(), 0);
+    let rows = doc["sections"]["kv"]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 12, "SET and GET, -P 1 and -P 16, on three systems");
+    for system in ["understudy pair", "understudy unprotected", "redis + async replica"] {
+        assert_eq!(rows.iter().filter(|r| r["system"] == system).count(), 4, "{system}");
+    }
+    for r in rows {
+        assert!(r["rps"]["median"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["p50_ms"]["median"].as_f64().is_some() && r["p99_ms"]["median"].as_f64().is_some(), "{r}");
+        assert_eq!(r["rps"]["n"], 1);
+    }
+    for key in ["set_P1", "set_P16", "get_P1", "get_P16"] {
+        let ratio = &doc["sections"]["kv"]["ratios"][key];
+        assert!(ratio["pair_over_redis"]["median"].as_f64().is_some(), "{key}: {ratio}");
+        assert!(ratio["pair_over_unprotected"]["median"].as_f64().is_some(), "{key}: {ratio}");
+    }
+    assert_eq!(doc["sections"]["kv"]["false_failovers"], 0);
+    let cost = doc["sections"]["cost"]["rows"].as_array().unwrap();
+    let set = cost.iter().find(|r| r["test"] == "set" && r["pipeline"] == 1).unwrap();
+    assert!(set["log_bytes_per_op"]["median"].as_f64().unwrap() > 0.0, "{set}");
+    assert!((set["log_entries_per_op"]["median"].as_f64().unwrap() - 1.0).abs() < 0.01, "one entry per SET: {set}");
+    let targets = doc["targets"].as_array().unwrap();
+    assert!(targets.iter().any(|t| t["target"].as_str().unwrap().contains("Redis")), "{targets:?}");
+    assert!(targets.iter().all(|t| t["goal"].is_string() && t.get("met").is_some()));
+
+    let svg = std::fs::read_to_string(out.path().join("bench.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert!(std::fs::read_to_string(out.path().join("bench.txt")).unwrap().contains("understudy pair"));
+}
