@@ -188,6 +188,7 @@ impl Core {
     pub(crate) fn backup_poll(&mut self, now: Millis) {
         let (hb, timeout) = (self.cfg.heartbeat_ms, self.cfg.failover_timeout_ms);
         let (received, executed) = (self.last_seq, self.executed);
+        let lag_step = (self.cfg.lag_entries_max / 8).max(1);
         let b = self.backup_mut();
         let Some(conn) = b.conn else { return };
         if now.saturating_sub(b.last_heard) > timeout {
@@ -195,7 +196,16 @@ impl Core {
             return;
         }
         let ack = Ack { received, executed: if b.loaded { executed } else { 0 }, snapshot_loaded: b.loaded };
-        if ack != b.acked || now.saturating_sub(b.last_ack) >= hb {
+        // Received gates the primary's outputs: acked at once. Executed only
+        // feeds flow control and status: acked with the next received-ack,
+        // the heartbeat, or when it moved a good part of the lag bound —
+        // not once more per batch, which would double the acks.
+        let executed_moved = ack.executed - b.acked.executed.min(ack.executed) >= lag_step;
+        if ack.received != b.acked.received
+            || ack.snapshot_loaded != b.acked.snapshot_loaded
+            || executed_moved
+            || now.saturating_sub(b.last_ack) >= hb
+        {
             b.acked = ack;
             b.last_ack = now;
             self.emit(Command::SendAck { conn, ack });

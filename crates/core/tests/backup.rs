@@ -14,11 +14,15 @@ fn entries_are_acked_as_received_before_execution() {
     assert_eq!(c.take_commands(), vec![Command::SendAck { conn: 3, ack: ack(9, 5) }]);
     c.handle(12, Event::Executed { upto: 9 });
     c.poll(12);
-    assert_eq!(c.take_commands(), vec![Command::SendAck { conn: 3, ack: ack(9, 9) }]);
+    assert_eq!(c.take_commands(), vec![], "executed progress alone waits for the next ack (it gates nothing)");
+    c.handle(13, Event::Entries { conn: 3, epoch: 1, first: 10, last: 10 });
     c.poll(13);
+    assert_eq!(c.take_commands(), vec![Command::SendAck { conn: 3, ack: ack(10, 9) }], "it rides on the next received-ack");
+    c.poll(14);
     assert_eq!(c.take_commands(), vec![], "nothing new and the heartbeat interval has not passed");
-    c.poll(22);
-    assert_eq!(c.take_commands(), vec![Command::SendAck { conn: 3, ack: ack(9, 9) }], "liveness ack");
+    c.handle(15, Event::Executed { upto: 10 });
+    c.poll(23);
+    assert_eq!(c.take_commands(), vec![Command::SendAck { conn: 3, ack: ack(10, 10) }], "liveness ack");
 }
 
 #[test]
@@ -180,4 +184,20 @@ fn joins_reaching_a_non_primary_are_refused_and_unanswered_ones_time_out() {
     // The old attempt's acceptance arrives late: it is closed, not adopted.
     c.handle(1002, Event::Joined { conn: 4, primary: "a".into(), epoch: 1, snapshot_seq: 0 });
     assert!(matches!(&c.take_commands()[..], [Command::Close { conn: 4, .. }]));
+}
+
+/// Flow control still hears of execution that moves a good part of the lag
+/// bound, without waiting for the heartbeat.
+#[test]
+fn large_executed_progress_is_acked_at_once() {
+    let mut c = in_sync_backup(0);
+    c.handle(11, Event::Entries { conn: 3, epoch: 1, first: 1, last: 40 });
+    c.poll(11);
+    assert_eq!(c.take_commands(), vec![Command::SendAck { conn: 3, ack: ack(40, 0) }]);
+    c.handle(12, Event::Executed { upto: 5 });
+    c.poll(12);
+    assert_eq!(c.take_commands(), vec![], "5 < lag_entries_max / 8");
+    c.handle(13, Event::Executed { upto: 20 });
+    c.poll(13);
+    assert_eq!(c.take_commands(), vec![Command::SendAck { conn: 3, ack: ack(40, 20) }]);
 }

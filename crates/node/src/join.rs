@@ -104,10 +104,12 @@ async fn read_entries<M: Machine>(
             let bad = drain_frames(&mut r, conn, &mut reader);
             let now = r.now();
             r.core.poll(now);
-            r.exec_wake.notify_one();
             bad
         };
+        // The ack first (it gates the primary's replies), then execution:
+        // the writer is woken before the executor, so it runs first.
         pump(&rc);
+        rc.borrow().exec_wake.notify_one();
         if let Some(b) = bad {
             break b;
         }
