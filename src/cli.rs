@@ -288,11 +288,8 @@ fn status(a: StatusArgs) -> Result<ExitCode> {
             }
             None => writeln!(t, "backup    none")?,
         }
-        let protection = if r.protected {
-            "yes: outputs wait for the backup"
-        } else {
-            "NO: the primary runs unprotected (no backup in sync)"
-        };
+        let protection =
+            if r.protected { "yes: outputs wait for the backup" } else { "NO: the primary runs unprotected (no backup in sync)" };
         writeln!(t, "protected {protection}")?;
     } else {
         writeln!(t, "cluster {:?}: no primary registered (a node started for it will claim epoch 1)", a.cluster)?;
