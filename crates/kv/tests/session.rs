@@ -38,12 +38,22 @@ fn helpers_name_commands() {
 }
 
 #[test]
-fn hello_keeps_clients_on_resp2() {
+fn hello_negotiates_resp2_or_resp3() {
     let mut c = Client::new(42);
-    assert_eq!(c.run(&[b"HELLO", b"3"]), b"-NOPROTO unsupported protocol version\r\n");
+    assert_eq!(c.run(&[b"HELLO", b"4"]), b"-NOPROTO unsupported protocol version\r\n");
     let V::Arr(Some(items)) = one_reply(&c.run(&[b"HELLO"])) else { panic!("HELLO reply") };
     assert_eq!(items[5], V::Int(2), "proto");
     assert_eq!(items[7], V::Int(42), "id");
+    // HELLO 3 answers in RESP3 (a map) and switches the connection.
+    let hello3 = c.run(&[b"HELLO", b"3"]);
+    assert!(hello3.starts_with(b"%7\r\n$6\r\nserver\r\n"), "{}", String::from_utf8_lossy(&hello3));
+    assert!(String::from_utf8_lossy(&hello3).contains("proto\r\n:3\r\n"), "{}", String::from_utf8_lossy(&hello3));
+    assert!(c.session.resp3());
+    assert_eq!(c.run(&[b"GET", b"nokey"]), b"_\r\n", "RESP3 null");
+    assert_eq!(c.run(&[b"HSET", b"h", b"f", b"v"]), b":1\r\n");
+    assert_eq!(c.run(&[b"HGETALL", b"h"]), b"%1\r\n$1\r\nf\r\n$1\r\nv\r\n", "RESP3 map");
+    assert_eq!(c.run(&[b"HELLO", b"2"])[..2], *b"*1", "back to RESP2");
+    assert_eq!(c.run(&[b"GET", b"nokey"]), b"$-1\r\n");
     assert_eq!(c.run(&[b"CLIENT", b"ID"]), b":42\r\n");
     assert_eq!(c.run(&[b"CLIENT", b"SETINFO", b"LIB-NAME", b"redis-py"]), b"+OK\r\n");
     assert_eq!(c.run(&[b"CLIENT", b"SETINFO", b"color", b"red"]), b"-ERR Unrecognized option 'color'\r\n");
