@@ -2,7 +2,7 @@
 //! to wasm32-wasip1, replicated by deterministic replay. kill -9 of the
 //! primary under load, SIGSTOP/SIGCONT of the primary, kill -9 of the
 //! backup, a join under load (by replaying the retained log), the output
-//! rule with a frozen backup, and a second server written in another style.
+//! rule with a frozen backup, and servers written in two other styles.
 
 mod common;
 use common::*;
@@ -120,20 +120,28 @@ fn line_call(s: &mut BufReader<TcpStream>, cmd: &str) -> std::io::Result<String>
     Ok(line.trim_end().to_string())
 }
 
+/// A pair of a line-protocol guest (not RESP, so the harness's RESP probes
+/// do not apply): a serves, b is in sync; a client connected to a.
+fn line_pair(guest: &str) -> (Harness, BufReader<TcpStream>) {
+    let mut h = Harness::new();
+    h.start_wasm_node("a", guest, &[]);
+    wait_for("a to serve", Duration::from_secs(60), || {
+        let r = h.record().filter(|r| r.primary.node == "a")?;
+        TcpStream::connect(&h.node("a").client).ok().map(|_| r)
+    });
+    h.start_wasm_node("b", guest, &[]);
+    h.wait_in_sync("b");
+    let s = BufReader::new(TcpStream::connect(&h.node("a").client).unwrap());
+    s.get_ref().set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    (h, s)
+}
+
 /// A server in another style (select, read/write, O_NONBLOCK, a line
 /// protocol): acknowledged increments survive kill -9 of the primary.
 #[test]
 fn a_select_based_line_server_survives_kill9() {
     let _s = serial();
-    let mut h = Harness::new();
-    h.start_wasm_node("a", "lineserver", &[]);
-    wait_for("a to serve", Duration::from_secs(60), || {
-        let r = h.record().filter(|r| r.primary.node == "a")?;
-        TcpStream::connect(&h.node("a").client).ok().map(|_| r)
-    });
-    h.start_wasm_node("b", "lineserver", &[]);
-    h.wait_in_sync("b");
-    let mut s = BufReader::new(TcpStream::connect(&h.node("a").client).unwrap());
+    let (mut h, mut s) = line_pair("lineserver");
     let mut acked = 0;
     for i in 1..=300 {
         assert_eq!(line_call(&mut s, "INCR hits").unwrap(), i.to_string());
@@ -145,6 +153,38 @@ fn a_select_based_line_server_survives_kill9() {
     let got: u64 = line_call(&mut s, "GET hits").unwrap().parse().unwrap();
     assert!(got >= acked, "acknowledged {acked} increments, the survivor has {got}");
     assert_eq!(line_call(&mut s, "INCR hits").unwrap(), (got + 1).to_string());
+}
+
+/// The simplest style of server (blocking accept, then blocking read/write
+/// on one connection at a time): the primary dies while a client holds a
+/// connection and the backup's guest is blocked in a replayed read on it.
+/// Going live resets that connection (a recorded event), so the guest's
+/// read returns, it goes back to accept, and serves the reconnected client;
+/// nothing acknowledged is lost and the old connection does not hang.
+#[test]
+fn a_blocking_one_connection_server_survives_kill9_with_a_client_connected() {
+    let _s = serial();
+    let (mut h, mut s) = line_pair("blockserver");
+    for i in 1..=200 {
+        assert_eq!(line_call(&mut s, "INCR").unwrap(), i.to_string());
+    }
+    let acked = 200u64;
+    h.kill9("a");
+    // (`wait_primary_after` pings in RESP, which this server does not speak.)
+    wait_for("b to win epoch 2", Duration::from_secs(30), || h.record().filter(|r| r.primary.node == "b" && r.epoch > 1));
+    // The old connection ends (its server is gone) instead of hanging.
+    let mut rest = String::new();
+    let ended = s.read_line(&mut rest);
+    assert!(matches!(ended, Ok(0) | Err(_)), "the dead primary's connection answered {rest:?}");
+    let addr = h.node("b").client.clone();
+    let mut s = wait_for("b's guest to accept", Duration::from_secs(30), || {
+        let mut s = BufReader::new(TcpStream::connect(&addr).ok()?);
+        s.get_mut().set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+        line_call(&mut s, "GET").ok().map(|got| (s, got))
+    });
+    let got: u64 = s.1.parse().unwrap();
+    assert!(got >= acked, "acknowledged {acked} increments, the survivor has {got}");
+    assert_eq!(line_call(&mut s.0, "INCR").unwrap(), (got + 1).to_string());
 }
 
 /// A guest that ends (kvserver's SHUTDOWN calls exit(0)) ends the pair: the

@@ -44,3 +44,17 @@ fn the_same_seed_replays_the_same_run() {
     let b = run(7, &cfg).map(|r| (r.steps, r.writes_acked, r.reads_released, r.epochs)).map_err(|f| f.to_string());
     assert_eq!(a, b);
 }
+
+/// Seeds that once found a bug, beyond the CI range: each must pass for good.
+/// 35, 153, 443: bugs in the core (docs/TESTING.md); 107904: the model let a
+/// snapshot overtake its JoinAccepted, so the joiner dropped it and waited
+/// forever (no convergence after healing).
+#[test]
+fn seeds_that_found_bugs_pass() {
+    let cfg = SimConfig::default();
+    for seed in [35, 153, 443, 107_904] {
+        if let Err(f) = run(seed, &cfg) {
+            panic!("{f}");
+        }
+    }
+}
