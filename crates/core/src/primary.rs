@@ -316,6 +316,11 @@ impl Core {
             UpdateOutcome::Applied => {
                 self.primary_mut().link.as_mut().expect("checked").phase = LinkPhase::InSync;
                 self.emit(Command::SendInSync { conn });
+                // Publishes run on their own lane, concurrently with this
+                // add-member: one sent at the join ("joining") may land after
+                // it and overwrite "in sync". Publishing now orders a newer
+                // status after any such stale one.
+                self.publish(now);
             }
             UpdateOutcome::Superseded { current } => {
                 self.halt(format!("the arbiter holds epoch {current}; this primary's epoch {epoch} is over"))

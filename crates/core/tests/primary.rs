@@ -77,7 +77,10 @@ fn caught_up_joiner_gates_outputs_then_becomes_member() {
     c.handle(4, Event::Ack { conn: 7, epoch: 1, ack: ack(11, 11) });
     assert_eq!(c.take_commands(), vec![Command::Release { upto: 11 }]);
     c.handle(5, Event::AddMemberDone { epoch: 1, node: "b".into(), outcome: UpdateOutcome::Applied });
-    assert_eq!(c.take_commands(), vec![Command::SendInSync { conn: 7 }]);
+    // The status published at the join said "joining" and may reach the
+    // arbiter after the add-member: a newer one follows it.
+    let in_sync = Command::Publish { epoch: 1, backup: Some(("b".into(), BackupPhase::InSync, 0)), protected: true };
+    assert_eq!(c.take_commands(), vec![Command::SendInSync { conn: 7 }, in_sync]);
     assert!(c.status().protected);
 }
 
