@@ -2,15 +2,18 @@
 //! guest (bytes sent on a connection, bytes written to stdout or stderr, a
 //! connection's shutdown or close) is tagged with the seq of the log entry
 //! that produced it and leaves the machine only once the engine has advanced
-//! [`Release`] past that seq. The guest keeps running meanwhile; a stage
-//! thread writes released outputs in order.
+//! [`Release`] past that seq. The guest keeps running meanwhile; released
+//! outputs leave in order, written by whoever holds the stage's writer: the
+//! engine's thread inside [`Release::advance`] (connection bytes, without
+//! blocking) or the stage's own thread (console output, full sockets, the
+//! guest's end).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -67,6 +70,19 @@ pub struct Release {
     pub(crate) stage_bell: Bell,
     /// Wakes the guest's thread when it waits in a host call.
     pub(crate) guest_bell: Bell,
+    /// The live output stage, so [`Release::advance`] can write what it
+    /// releases itself instead of waking the stage's thread.
+    stage: StageLink,
+}
+
+/// A weak link from the release point to the output stage it drives.
+#[derive(Default)]
+struct StageLink(Mutex<Weak<Shared>>);
+
+impl std::fmt::Debug for StageLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StageLink")
+    }
 }
 
 impl Release {
@@ -79,6 +95,7 @@ impl Release {
             guest_waiting: AtomicBool::new(false),
             stage_bell: Bell::new(),
             guest_bell: Bell::new(),
+            stage: StageLink::default(),
         })
     }
 
@@ -88,10 +105,26 @@ impl Release {
     }
 
     /// Lets outputs tagged up to `upto` leave. Never moves backwards.
+    ///
+    /// Connection outputs this releases are written by the caller, without
+    /// blocking (the sockets are non-blocking), when the stage's thread is
+    /// not writing at that moment: one thread hop less between the backup's
+    /// acknowledgement and the client. Whatever cannot be written at once
+    /// (console output, a full socket, a finishing stage) is left to the
+    /// stage's thread, which is woken for it.
     pub fn advance(&self, upto: u64) {
         let before = self.upto.fetch_max(upto, Ordering::SeqCst);
-        if upto > before && self.stage_sleeping.load(Ordering::SeqCst) {
-            self.stage_bell.ring();
+        if upto <= before {
+            return;
+        }
+        let stage = self.stage.0.lock().expect("stage link poisoned").upgrade();
+        match stage {
+            // Woken even if it seems awake: it may have listed the sockets
+            // to poll before this call left bytes in one.
+            Some(stage) if !stage.flush_inline(self) => self.stage_bell.ring(),
+            Some(_) => {}
+            None if self.stage_sleeping.load(Ordering::SeqCst) => self.stage_bell.ring(),
+            None => {}
         }
     }
 
@@ -185,7 +218,44 @@ struct Queue {
 
 struct Shared {
     queue: Mutex<Queue>,
+    /// The targets; whoever holds this lock writes (the stage's thread or
+    /// [`Release::advance`]), so outputs leave in seq order.
+    writer: Mutex<Writer>,
     release: Arc<Release>,
+}
+
+impl Shared {
+    /// Writes the released connection outputs from the caller's thread;
+    /// returns whether nothing is left for the stage's thread to do.
+    fn flush_inline(&self, release: &Release) -> bool {
+        let Ok(mut w) = self.writer.try_lock() else { return false };
+        if release.is_stopped() {
+            return true;
+        }
+        let upto = release.upto();
+        {
+            let mut q = self.queue.lock().expect("output queue poisoned");
+            if q.finishing {
+                return false;
+            }
+            while let Some((s, item)) = q.items.front() {
+                if *s > upto || matches!(item, Item::Data { target: Target::Stdout | Target::Stderr, .. }) {
+                    break;
+                }
+                let (_, item) = q.items.pop_front().expect("front exists");
+                w.apply(item);
+            }
+            if q.items.front().is_some_and(|(s, _)| *s <= upto) {
+                // Console output waits for the stage's thread (a console
+                // may block); what follows it keeps its order behind it.
+                drop(q);
+                w.write_all(release);
+                return false;
+            }
+        }
+        w.write_all(release);
+        w.idle()
+    }
 }
 
 /// The output stage of a recording guest: a thread that writes released
@@ -197,11 +267,13 @@ pub(crate) struct Stage {
 
 impl Stage {
     pub(crate) fn spawn(release: Arc<Release>, stdout: Console, stderr: Console) -> Stage {
-        let shared = Arc::new(Shared { queue: Mutex::new(Queue::default()), release });
+        let writer = Mutex::new(Writer { stdout, stderr, conns: HashMap::new() });
+        let shared = Arc::new(Shared { queue: Mutex::new(Queue::default()), writer, release: release.clone() });
+        *release.stage.0.lock().expect("stage link poisoned") = Arc::downgrade(&shared);
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("guest-output".into())
-            .spawn(move || StageThread { shared: s, stdout, stderr, conns: HashMap::new() }.run())
+            .spawn(move || stage_thread(&s))
             .expect("spawning the output stage thread");
         Stage { shared, thread: Some(thread) }
     }
@@ -237,48 +309,62 @@ impl Drop for Stage {
     }
 }
 
-struct StageThread {
-    shared: Arc<Shared>,
+/// The targets outputs are written to.
+struct Writer {
     stdout: Console,
     stderr: Console,
     conns: HashMap<u64, ConnOut>,
 }
 
-impl StageThread {
-    fn run(mut self) {
-        let release = self.shared.release.clone();
-        loop {
-            if release.is_stopped() {
-                return;
-            }
-            let finishing = self.take_released(release.upto());
-            if self.write_all() && release.guest_waiting.load(Ordering::SeqCst) {
-                release.guest_bell.ring();
-            }
-            let idle = self.conns.values().all(|c| c.chunks.is_empty());
-            if finishing && idle {
-                return;
-            }
-            release.stage_sleeping.store(true, Ordering::SeqCst);
-            let ready = self.has_released(release.upto());
-            if !ready && !self.sleep(&release, finishing) {
-                log::warn!("output stage: clients stalled for {FINISH_STALL:?} after the guest ended; dropping their output");
-                return;
-            }
-            release.stage_sleeping.store(false, Ordering::SeqCst);
+fn stage_thread(shared: &Shared) {
+    let release = &*shared.release;
+    loop {
+        if release.is_stopped() {
+            return;
         }
+        let (finishing, idle, fds) = {
+            let mut w = shared.writer.lock().expect("output writer poisoned");
+            let finishing = w.take_released(shared, release.upto());
+            w.write_all(release);
+            (finishing, w.idle(), w.blocked_fds())
+        };
+        if finishing && idle {
+            return;
+        }
+        release.stage_sleeping.store(true, Ordering::SeqCst);
+        let ready = has_released(shared, release.upto());
+        if !ready && !sleep(release, fds, finishing) {
+            log::warn!("output stage: clients stalled for {FINISH_STALL:?} after the guest ended; dropping their output");
+            return;
+        }
+        release.stage_sleeping.store(false, Ordering::SeqCst);
     }
+}
 
-    fn has_released(&self, upto: u64) -> bool {
-        self.shared.queue.lock().expect("output queue poisoned").items.front().is_some_and(|(s, _)| *s <= upto)
-    }
+fn has_released(shared: &Shared, upto: u64) -> bool {
+    shared.queue.lock().expect("output queue poisoned").items.front().is_some_and(|(s, _)| *s <= upto)
+}
 
+/// Polls the doorbell and the sockets with unwritten bytes (`fds`, taken
+/// under the writer's lock; one closed meanwhile only wakes the poll).
+/// Returns false when finishing and nothing moved for [`FINISH_STALL`].
+fn sleep(release: &Release, fds: Vec<RawFd>, finishing: bool) -> bool {
+    let mut polled = vec![libc::pollfd { fd: release.stage_bell.fd(), events: libc::POLLIN, revents: 0 }];
+    polled.extend(fds.into_iter().map(|fd| libc::pollfd { fd, events: libc::POLLOUT, revents: 0 }));
+    let timeout = if finishing { FINISH_STALL.as_millis() as i32 } else { -1 };
+    // SAFETY: `polled` is a live array of initialized pollfds of the given length.
+    let n = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, timeout) };
+    release.stage_bell.drain();
+    !(finishing && n == 0)
+}
+
+impl Writer {
     /// Moves released items to their targets; returns whether the guest has
     /// ended and nothing is left in the queue.
-    fn take_released(&mut self, upto: u64) -> bool {
+    fn take_released(&mut self, shared: &Shared, upto: u64) -> bool {
         let mut released = Vec::new();
         let finishing = {
-            let mut q = self.shared.queue.lock().expect("output queue poisoned");
+            let mut q = shared.queue.lock().expect("output queue poisoned");
             while q.items.front().is_some_and(|(s, _)| *s <= upto) {
                 released.push(q.items.pop_front().expect("front exists").1);
             }
@@ -309,8 +395,9 @@ impl StageThread {
         }
     }
 
-    /// Writes what the sockets take; returns whether any pending count fell.
-    fn write_all(&mut self) -> bool {
+    /// Writes what the sockets take, and wakes the guest if it waits for
+    /// its unwritten bytes to fall.
+    fn write_all(&mut self, release: &Release) {
         let mut drained = false;
         let mut closed = Vec::new();
         for (id, c) in self.conns.iter_mut() {
@@ -322,23 +409,18 @@ impl StageThread {
         for id in closed {
             self.conns.remove(&id);
         }
-        drained
+        if drained && release.guest_waiting.load(Ordering::SeqCst) {
+            release.guest_bell.ring();
+        }
     }
 
-    /// Polls the doorbell and the sockets with unwritten bytes. Returns false
-    /// when finishing and nothing moved for [`FINISH_STALL`].
-    fn sleep(&mut self, release: &Release, finishing: bool) -> bool {
-        let mut fds = vec![libc::pollfd { fd: release.stage_bell.fd(), events: libc::POLLIN, revents: 0 }];
-        for c in self.conns.values() {
-            if matches!(c.chunks.front(), Some(Chunk::Data(..))) {
-                fds.push(libc::pollfd { fd: c.stream.as_raw_fd(), events: libc::POLLOUT, revents: 0 });
-            }
-        }
-        let timeout = if finishing { FINISH_STALL.as_millis() as i32 } else { -1 };
-        // SAFETY: `fds` is a live array of initialized pollfds of the given length.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
-        release.stage_bell.drain();
-        !(finishing && n == 0)
+    fn idle(&self) -> bool {
+        self.conns.values().all(|c| c.chunks.is_empty())
+    }
+
+    /// Sockets with bytes the kernel did not take yet.
+    fn blocked_fds(&self) -> Vec<RawFd> {
+        self.conns.values().filter(|c| matches!(c.chunks.front(), Some(Chunk::Data(..)))).map(|c| c.stream.as_raw_fd()).collect()
     }
 }
 
