@@ -232,30 +232,20 @@ impl Shared {
         if release.is_stopped() {
             return true;
         }
-        let upto = release.upto();
-        {
-            let mut q = self.queue.lock().expect("output queue poisoned");
-            if q.finishing {
-                return false;
-            }
-            while let Some((s, item)) = q.items.front() {
-                if *s > upto || matches!(item, Item::Data { target: Target::Stdout | Target::Stderr, .. }) {
-                    break;
-                }
-                let (_, item) = q.items.pop_front().expect("front exists");
-                w.apply(item);
-            }
-            if q.items.front().is_some_and(|(s, _)| *s <= upto) {
-                // Console output waits for the stage's thread (a console
-                // may block); what follows it keeps its order behind it.
-                drop(q);
-                w.write_all(release);
-                return false;
-            }
-        }
+        let taken = w.take_released(self, release.upto(), true);
         w.write_all(release);
-        w.idle()
+        !taken.ended && !taken.held && w.idle()
     }
+}
+
+/// What [`Writer::take_released`] left behind.
+struct Taken {
+    /// The guest has ended (the stage is finishing).
+    ended: bool,
+    /// Nothing is queued any more.
+    empty: bool,
+    /// A released console output waits for the stage's thread.
+    held: bool,
 }
 
 /// The output stage of a recording guest: a thread that writes released
@@ -324,7 +314,8 @@ fn stage_thread(shared: &Shared) {
         }
         let (finishing, idle, fds) = {
             let mut w = shared.writer.lock().expect("output writer poisoned");
-            let finishing = w.take_released(shared, release.upto());
+            let taken = w.take_released(shared, release.upto(), false);
+            let finishing = taken.ended && taken.empty;
             w.write_all(release);
             (finishing, w.idle(), w.blocked_fds())
         };
@@ -359,21 +350,24 @@ fn sleep(release: &Release, fds: Vec<RawFd>, finishing: bool) -> bool {
 }
 
 impl Writer {
-    /// Moves released items to their targets; returns whether the guest has
-    /// ended and nothing is left in the queue.
-    fn take_released(&mut self, shared: &Shared, upto: u64) -> bool {
+    /// Moves released items to their targets, in order. With `conns_only`
+    /// (the engine's thread, which must not block) it stops at the first
+    /// console output: that one and all behind it wait for the stage's thread.
+    fn take_released(&mut self, shared: &Shared, upto: u64, conns_only: bool) -> Taken {
         let mut released = Vec::new();
-        let finishing = {
+        let taken = {
             let mut q = shared.queue.lock().expect("output queue poisoned");
-            while q.items.front().is_some_and(|(s, _)| *s <= upto) {
+            let console = |i: &Item| matches!(i, Item::Data { target: Target::Stdout | Target::Stderr, .. });
+            while q.items.front().is_some_and(|(s, i)| *s <= upto && !(conns_only && console(i))) {
                 released.push(q.items.pop_front().expect("front exists").1);
             }
-            q.finishing && q.items.is_empty()
+            let held = q.items.front().is_some_and(|(s, _)| *s <= upto);
+            Taken { ended: q.finishing, empty: q.items.is_empty(), held }
         };
         for item in released {
             self.apply(item);
         }
-        finishing
+        taken
     }
 
     fn apply(&mut self, item: Item) {
