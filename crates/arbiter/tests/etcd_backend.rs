@@ -7,7 +7,6 @@
 mod common;
 mod etcd_harness;
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use common::addrs;
@@ -17,15 +16,6 @@ use understudy_arbiter::{connect, Arbiter, ArbiterError, ClusterRecord};
 
 fn open(url: &str) -> Box<dyn Arbiter> {
     connect(url, b"").unwrap()
-}
-
-/// Runs `f` on a throwaway runtime, for talking to etcd directly.
-fn block_on<F: Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
-}
-
-async fn etcd_client(endpoint: &str) -> etcd_client::Client {
-    etcd_client::Client::connect([endpoint], None).await.unwrap()
 }
 
 /// Retries `f` while etcd is unreachable (as a node does), for up to 30 s.
@@ -67,20 +57,12 @@ fn etcd_keys_are_the_documented_layout() {
     assert!(a.claim("c", 1, &addrs("a")).unwrap().is_granted());
     assert!(a.add_member("c", 1, "a", "b").unwrap().is_applied());
     let record = a.read("c").unwrap().unwrap();
-    let (stored, primary, all) = block_on(async {
-        let mut e = etcd_client(&etcd.endpoint(0)).await;
-        let get = |k: String| {
-            let mut e = e.clone();
-            async move { e.get(k, None).await.unwrap().kvs()[0].value().to_vec() }
-        };
-        let (stored, primary) = (get(record_key("c")).await, get(primary_key("c")).await);
-        let opts = etcd_client::GetOptions::new().with_prefix().with_keys_only();
-        let all = e.get("/understudy/", Some(opts)).await.unwrap();
-        let keys: Vec<String> = all.kvs().iter().map(|kv| kv.key_str().unwrap().to_string()).collect();
-        (stored, primary, keys)
-    });
-    assert_eq!(serde_json::from_slice::<ClusterRecord>(&stored).unwrap(), record);
-    let primary: serde_json::Value = serde_json::from_slice(&primary).unwrap();
+    let get = |k: String| etcd.etcdctl(0, &["get", "--print-value-only", &k]);
+    let (stored, primary) = (get(record_key("c")), get(primary_key("c")));
+    let all = etcd.etcdctl(0, &["get", "--prefix", "--keys-only", "/understudy/"]);
+    let all: Vec<&str> = all.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(serde_json::from_str::<ClusterRecord>(stored.trim_end()).unwrap(), record);
+    let primary: serde_json::Value = serde_json::from_str(primary.trim_end()).unwrap();
     assert_eq!((primary["epoch"].as_u64(), primary["primary"]["client"].as_str()), (Some(1), Some(addrs("a").client.as_str())));
     assert_eq!(all, ["/understudy/c/primary", "/understudy/c/record"]);
 }
@@ -90,7 +72,7 @@ fn etcd_keys_are_the_documented_layout() {
 #[test]
 fn a_corrupt_record_is_refused() {
     let etcd = Etcd::start(1);
-    block_on(async { etcd_client(&etcd.endpoint(0)).await.put(record_key("c"), "{not json", None).await.unwrap() });
+    etcd.etcdctl(0, &["put", &record_key("c"), "{not json"]);
     let a = open(&etcd.url());
     for result in [a.read("c").map(|_| ()), a.claim("c", 1, &addrs("a")).map(|_| ())] {
         match result {
@@ -173,16 +155,14 @@ fn a_frozen_etcd_is_unreachable_within_the_budget() {
 
 /// The etcd member that leads Raft, by asking each live member.
 fn leader_index(etcd: &Etcd, n: usize) -> usize {
-    block_on(async {
-        let mut ids = Vec::new();
-        let mut leader = 0;
-        for i in 0..n {
-            let s = etcd_client(&etcd.endpoint(i)).await.status().await.unwrap();
-            ids.push(s.header().unwrap().member_id());
-            leader = s.leader();
-        }
-        ids.iter().position(|id| *id == leader).expect("the leader is one of the members")
-    })
+    let mut ids = Vec::new();
+    let mut leader = 0;
+    for i in 0..n {
+        let s: serde_json::Value = serde_json::from_str(&etcd.etcdctl(i, &["endpoint", "status", "-w", "json"])).unwrap();
+        ids.push(s[0]["Status"]["header"]["member_id"].as_u64().unwrap());
+        leader = s[0]["Status"]["leader"].as_u64().unwrap();
+    }
+    ids.iter().position(|id| *id == leader).expect("the leader is one of the members")
 }
 
 /// A 3-member etcd keeps granting with one member (its leader) dead, grants
@@ -223,13 +203,10 @@ fn etcd_three_members_survive_losing_the_leader() {
 #[test]
 fn etcd_users_and_passwords() {
     let etcd = Etcd::start(1);
-    block_on(async {
-        let mut e = etcd_client(&etcd.endpoint(0)).await;
-        e.user_add("root", "r00t-pw", None).await.unwrap();
-        e.user_grant_role("root", "root").await.unwrap();
-        e.user_add("guest", "guest-pw", None).await.unwrap();
-        e.auth_enable().await.unwrap();
-    });
+    etcd.etcdctl(0, &["user", "add", "root:r00t-pw"]);
+    etcd.etcdctl(0, &["user", "grant-role", "root", "root"]);
+    etcd.etcdctl(0, &["user", "add", "guest:guest-pw"]);
+    etcd.etcdctl(0, &["auth", "enable"]);
     let ep = etcd.endpoint(0);
     let root = open(&format!("etcd://root:r00t-pw@{ep}"));
     assert_eq!(root.describe(), format!("etcd://root@{ep}"));
@@ -249,6 +226,23 @@ fn etcd_users_and_passwords() {
         other => panic!("guest without permission: expected Rejected, got {other:?}"),
     }
     assert_eq!(root.read("c").unwrap().unwrap().epoch, 1, "refused calls changed nothing");
+}
+
+/// A token that etcd expired (here after 1 s; 5 min by default) is fetched
+/// again: a node that has not called the arbiter for a long time can still
+/// claim an epoch when its primary dies.
+#[test]
+fn an_expired_auth_token_is_renewed() {
+    let etcd = Etcd::start_with_flags(1, &["--auth-token-ttl=1"]);
+    etcd.etcdctl(0, &["user", "add", "root:r00t-pw"]);
+    etcd.etcdctl(0, &["user", "grant-role", "root", "root"]);
+    etcd.etcdctl(0, &["auth", "enable"]);
+    let root = open(&format!("etcd://root:r00t-pw@{}", etcd.endpoint(0)));
+    assert!(root.claim("c", 1, &addrs("a")).unwrap().is_granted());
+    // etcd checks token expiry about once a second after the TTL.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(root.add_member("c", 1, "a", "b").unwrap().is_applied(), "the call after the token expired");
+    assert_eq!(root.read("c").unwrap().unwrap().members, ["a", "b"]);
 }
 
 /// Writes a CA and a server certificate for 127.0.0.1 with openssl(1).

@@ -1,10 +1,9 @@
 //! Requests to the etcd members: one client per endpoint, failover between
 //! them, bounded time, and etcd's errors turned into ours.
 //!
-//! etcd-client can balance one client over all endpoints, but it keeps
-//! sending requests to a dead member (each fails with a connect error), so a
-//! 3-member etcd that has lost one member would fail a third of our calls.
-//! Instead each endpoint gets its own client; a request goes to the member
+//! Each endpoint gets its own client (a client balanced over all endpoints
+//! keeps sending requests to a dead member, so a 3-member etcd that has lost
+//! one member would fail a third of our calls); a request goes to the member
 //! that answered last and, when that one is unreachable or has no leader,
 //! to the next, all within [`CALL_BUDGET`].
 //!
@@ -15,11 +14,11 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, ConnectOptions};
+use tonic::{Code, Status};
 
+use super::rpc::{chain, Client, Settings};
 use super::url::EtcdTarget;
 use super::{CONNECT_TIMEOUT, KEY_PREFIX, REQUEST_TIMEOUT};
 use crate::ArbiterError;
@@ -53,9 +52,9 @@ pub(super) struct Members {
     /// The URL without password, for messages.
     url: String,
     endpoints: Vec<String>,
-    options: ConnectOptions,
-    /// One per endpoint, connected on first use; clones share the channel.
-    clients: Vec<Mutex<Option<Client>>>,
+    /// One per endpoint, connected by its first call; clones share the
+    /// connection.
+    clients: Vec<Client>,
     /// The endpoint that answered last, tried first.
     preferred: AtomicUsize,
 }
@@ -64,28 +63,16 @@ impl Members {
     /// Prepares clients for `target`; contacts nobody. The error is the
     /// reason for [`ArbiterError::BadUrl`] (an unreadable TLS file).
     pub(super) fn new(target: &EtcdTarget) -> Result<Self, String> {
-        let mut options = ConnectOptions::new()
-            .with_connect_timeout(CONNECT_TIMEOUT)
-            .with_timeout(REQUEST_TIMEOUT)
-            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
-            // A member cut off from its leader answers at once instead of
-            // hanging, and we move on to the next one.
-            .with_require_leader(true);
-        if let Some(c) = &target.credentials {
-            options = options.with_user(c.user.clone(), c.password.clone()).with_auto_token_refresh(true);
-        }
-        #[cfg(feature = "etcd-tls")]
-        if let Some(t) = &target.tls {
-            options = options.with_tls(tls_options(t)?);
-        }
-        let clients = target.endpoints.iter().map(|_| Mutex::new(None)).collect();
-        Ok(Members {
-            url: target.shown.clone(),
-            endpoints: target.endpoints.clone(),
-            options,
-            clients,
-            preferred: AtomicUsize::new(0),
-        })
+        let settings = Settings {
+            connect_timeout: CONNECT_TIMEOUT,
+            request_timeout: REQUEST_TIMEOUT,
+            keep_alive: Duration::from_secs(2),
+            credentials: target.credentials.as_ref().map(|c| (c.user.clone(), c.password.clone())),
+            #[cfg(feature = "etcd-tls")]
+            tls: target.tls.as_ref().map(tls_config).transpose()?,
+        };
+        let clients = target.endpoints.iter().map(|e| Client::new(e, settings.clone())).collect::<Result<_, _>>()?;
+        Ok(Members { url: target.shown.clone(), endpoints: target.endpoints.clone(), clients, preferred: AtomicUsize::new(0) })
     }
 
     /// Runs `request` against the preferred member, then the others, until
@@ -93,7 +80,7 @@ impl Members {
     pub(super) async fn request<T, F, Fut>(&self, op: Op, cluster: &str, request: F) -> Result<T, ArbiterError>
     where
         F: Fn(Client) -> Fut,
-        Fut: Future<Output = Result<T, etcd_client::Error>>,
+        Fut: Future<Output = Result<T, Status>>,
     {
         let n = self.endpoints.len();
         let first = self.preferred.load(Ordering::Relaxed);
@@ -105,8 +92,7 @@ impl Members {
                 break;
             }
             let limit = left.min(REQUEST_TIMEOUT);
-            let attempt = async { request(self.client(i).await?).await };
-            let reason = match tokio::time::timeout(limit, attempt).await {
+            let reason = match tokio::time::timeout(limit, request(self.clients[i].clone())).await {
                 Ok(Ok(v)) => {
                     self.preferred.store(i, Ordering::Relaxed);
                     return Ok(v);
@@ -122,32 +108,11 @@ impl Members {
         Err(ArbiterError::Unreachable { url: self.url.clone(), reason })
     }
 
-    /// The client of endpoint `i`. Connecting contacts nobody, except with
-    /// credentials, when it authenticates.
-    async fn client(&self, i: usize) -> Result<Client, etcd_client::Error> {
-        let slot = &self.clients[i];
-        if let Some(c) = slot.lock().unwrap_or_else(PoisonError::into_inner).clone() {
-            return Ok(c);
-        }
-        let c = Client::connect([&self.endpoints[i]], Some(self.options.clone())).await?;
-        *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(c.clone());
-        Ok(c)
-    }
-
-    /// Sorts an etcd-client error: `Ok(reason)` when another member may do
-    /// better (this one is down, unreachable or without a leader), `Err` when
-    /// the answer would be the same everywhere.
-    fn classify(&self, e: etcd_client::Error, op: Op, cluster: &str) -> Result<String, ArbiterError> {
-        use etcd_client::Error as E;
-        use tonic::Code;
+    /// Sorts an etcd error: `Ok(reason)` when another member may do better
+    /// (this one is down, unreachable or without a leader), `Err` when the
+    /// answer would be the same everywhere.
+    fn classify(&self, status: Status, op: Op, cluster: &str) -> Result<String, ArbiterError> {
         let url = self.url.clone();
-        let status = match e {
-            E::GRpcStatus(s) => s,
-            E::TransportError(e) => return Ok(e.to_string()),
-            E::IoError(e) => return Ok(e.to_string()),
-            E::InvalidArgs(reason) | E::EndpointError(reason) => return Err(ArbiterError::BadUrl { url, reason }),
-            other => return Err(ArbiterError::Protocol { peer: url, detail: format!("{}: {other}", op.what()) }),
-        };
         let (code, msg) = (status.code(), status.message());
         match code {
             Code::Unauthenticated => Err(ArbiterError::Auth { url }),
@@ -165,19 +130,20 @@ impl Members {
             Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange | Code::Unimplemented => {
                 Err(ArbiterError::Protocol { peer: url, detail: format!("{}: {msg} ({code:?})", op.what()) })
             }
-            // Unavailable (down, no leader, leader changed), deadline, etc.
-            _ => Ok(format!("{msg} ({code:?})")),
+            // Unavailable (down, unreachable, no leader, leader changed),
+            // deadline, etc.; a transport error's causes say which.
+            _ => Ok(format!("{} ({code:?})", chain(&status))),
         }
     }
 }
 
 #[cfg(feature = "etcd-tls")]
-fn tls_options(t: &super::url::TlsFiles) -> Result<etcd_client::TlsOptions, String> {
-    use etcd_client::{Certificate, Identity, TlsOptions};
+fn tls_config(t: &super::url::TlsFiles) -> Result<tonic::transport::ClientTlsConfig, String> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
     let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
-    let mut o = TlsOptions::new().ca_certificate(Certificate::from_pem(read(&t.ca)?));
+    let mut c = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(&t.ca)?));
     if let Some((cert, key)) = &t.identity {
-        o = o.identity(Identity::from_pem(read(cert)?, read(key)?));
+        c = c.identity(Identity::from_pem(read(cert)?, read(key)?));
     }
-    Ok(o)
+    Ok(c)
 }

@@ -34,6 +34,12 @@ impl Driver {
         Ok(Driver { handle, stop: Some(stop), thread: Some(thread) })
     }
 
+    /// Makes the runtime current on this thread while the guard lives:
+    /// creating a lazily connected gRPC channel spawns its task on it.
+    pub(super) fn enter(&self) -> tokio::runtime::EnterGuard<'_> {
+        self.handle.enter()
+    }
+
     /// Runs `f` to completion on the calling thread. Must not be called from
     /// inside an async task (tokio panics): async callers use
     /// `spawn_blocking`, as the trait's docs ask.

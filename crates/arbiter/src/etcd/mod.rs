@@ -43,7 +43,9 @@
 //!
 //! # Threads and time
 //!
-//! etcd-client is async; a private runtime thread drives it (`driver`).
+//! The gRPC client (`rpc`: the three calls the arbiter makes, written out
+//! so that building needs no protobuf compiler) is async; a private runtime
+//! thread drives it (`driver`).
 //! Each member gets its own client (`conn`), connected lazily (a node may
 //! start while etcd is down); a request goes to the member that answered
 //! last, else to the next. Every request is bounded ([`CONNECT_TIMEOUT`],
@@ -52,17 +54,18 @@
 
 mod conn;
 mod driver;
+pub mod rpc;
 pub mod url;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, KeyValue, Txn, TxnOp, TxnOpResponse};
 use serde::Serialize;
 
 pub use self::conn::CALL_BUDGET;
 use self::conn::{Members, Op};
 use self::driver::Driver;
+use self::rpc::{Client, Compare, KeyValue, OpResponse, RequestOp, TxnRequest};
 use crate::rules::{self, Decision};
 use crate::{Arbiter, ArbiterError, BackupInfo, Claim, ClusterRecord, NodeAddrs, Update};
 
@@ -137,20 +140,23 @@ impl EtcdArbiter {
         if target.tls.is_some() && !cfg!(feature = "etcd-tls") {
             return Err(bad("ca= asks for TLS, but this build has no TLS for etcd (cargo feature `etcd-tls`)".into()));
         }
-        let members = Members::new(&target).map_err(bad)?;
         let driver = Driver::start().map_err(|e| bad(format!("cannot start the etcd client's thread: {e}")))?;
+        let members = {
+            let _runtime = driver.enter();
+            Members::new(&target).map_err(bad)?
+        };
         Ok(EtcdArbiter { shown: target.shown, members, driver })
     }
 
     /// The current record of `cluster`, linearizable.
     async fn get(&self, cluster: &str) -> Result<Option<Stored>, ArbiterError> {
         let key = record_key(cluster);
-        let get = |mut c: Client| {
+        let get = |c: Client| {
             let key = key.clone();
-            async move { c.get(key, None).await }
+            async move { c.get(&key).await }
         };
         let resp = self.members.request(Op::Read, cluster, get).await?;
-        resp.kvs().first().map(|kv| decode(cluster, kv)).transpose()
+        resp.kvs.first().map(|kv| decode(cluster, kv)).transpose()
     }
 
     /// `IF the record is still as read THEN put next ELSE get`; the claim
@@ -164,32 +170,32 @@ impl EtcdArbiter {
     ) -> Result<Written, ArbiterError> {
         let key = record_key(cluster);
         let unchanged = match read {
-            None => Compare::create_revision(key.as_str(), CompareOp::Equal, 0),
-            Some(s) => Compare::mod_revision(key.as_str(), CompareOp::Equal, s.mod_revision),
+            None => Compare::absent(&key),
+            Some(s) => Compare::modified_at(&key, s.mod_revision),
         };
-        let mut puts = vec![TxnOp::put(key.as_str(), to_json(next), None)];
+        let mut puts = vec![RequestOp::put(&key, to_json(next))];
         if claim {
             let p = PrimaryKey { cluster, epoch: next.epoch, primary: &next.primary };
-            puts.push(TxnOp::put(primary_key(cluster), to_json(&p), None));
+            puts.push(RequestOp::put(&primary_key(cluster), to_json(&p)));
         }
-        let txn = Txn::new().when([unchanged]).and_then(puts).or_else([TxnOp::get(key.as_str(), None)]);
-        let send = |mut c: Client| {
+        let txn = TxnRequest { compare: vec![unchanged], success: puts, failure: vec![RequestOp::get(&key)] };
+        let send = |c: Client| {
             let txn = txn.clone();
             async move { c.txn(txn).await }
         };
         let resp = self.members.request(Op::Write, cluster, send).await?;
-        if resp.succeeded() {
+        if resp.succeeded {
             return Ok(Written::Applied);
         }
-        let now = resp.op_responses().into_iter().find_map(|r| match r {
-            TxnOpResponse::Get(g) => Some(g),
+        let now = resp.responses.into_iter().find_map(|r| match r.response {
+            Some(OpResponse::Range(g)) => Some(g),
             _ => None,
         });
         let Some(now) = now else {
             let detail = "a failed transaction did not return its ELSE branch".to_string();
             return Err(ArbiterError::Protocol { peer: self.shown.clone(), detail });
         };
-        Ok(Written::Lost(now.kvs().first().map(|kv| decode(cluster, kv)).transpose()?))
+        Ok(Written::Lost(now.kvs.first().map(|kv| decode(cluster, kv)).transpose()?))
     }
 
     /// Read, decide with `decide`, conditionally write; again on the fresh
@@ -232,13 +238,13 @@ impl EtcdArbiter {
 /// an epoch could hand it out twice (Promise 2).
 fn decode(cluster: &str, kv: &KeyValue) -> Result<Stored, ArbiterError> {
     let path = PathBuf::from(record_key(cluster));
-    let record: ClusterRecord = serde_json::from_slice(kv.value()).map_err(|e| ArbiterError::corrupt(&path, e))?;
+    let record: ClusterRecord = serde_json::from_slice(&kv.value).map_err(|e| ArbiterError::corrupt(&path, e))?;
     if record.cluster != cluster || record.epoch == 0 {
         let why =
             format!("names cluster {:?} epoch {}, expected cluster {cluster:?} and an epoch ≥ 1", record.cluster, record.epoch);
         return Err(ArbiterError::corrupt(&path, why));
     }
-    Ok(Stored { record, mod_revision: kv.mod_revision() })
+    Ok(Stored { record, mod_revision: kv.mod_revision })
 }
 
 fn to_json<T: Serialize>(v: &T) -> Vec<u8> {

@@ -1,14 +1,21 @@
 //! Real etcd processes for the etcd backend's tests (DESIGN §7, rung 6:
 //! "Debian's `etcd-server` for the etcd arbiter"): one or three members on
-//! free loopback ports, each with its own data directory, killed with SIGKILL
-//! when the guard drops.
+//! loopback, each with its own data directory, killed with SIGKILL when the
+//! guard drops. Tests talk to etcd directly with Debian's `etcdctl`, a
+//! client independent of ours.
+//!
+//! Ports: etcd cannot listen on port 0 and report it, and a port found by
+//! binding port 0 and closing it can be taken by a parallel test before
+//! etcd binds it. So the ports are drawn at random *below* the kernel's
+//! ephemeral range, where no port-0 listener of any test lands; two etcds
+//! drawing the same port are told apart by identity (every member name
+//! carries this cluster's unique token, checked in `member list`), and a
+//! start that finds a port taken starts again on other ports.
 //!
 //! A missing `etcd` binary fails the test with the package to install: a
 //! skipped test would hide that the etcd backend is unchecked.
 
 use std::fs::{self, File};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -32,6 +39,8 @@ pub struct Etcd {
     members: Vec<Member>,
     /// Server certificate and key: clients then speak TLS (peers do not).
     tls: Option<(PathBuf, PathBuf)>,
+    /// More flags for every member.
+    extra: Vec<String>,
     initial_cluster: String,
     token: String,
     _dir: tempfile::TempDir,
@@ -48,49 +57,72 @@ fn require_etcd() {
     }
 }
 
-/// `n` distinct free loopback ports (all bound at once, then released).
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
+/// `n` distinct ports drawn at random from 20000–32767: below Linux's
+/// ephemeral range (32768–60999), so never one a port-0 listener was given.
+fn random_ports(n: usize) -> Vec<u16> {
+    let mut ports: Vec<u16> = Vec::with_capacity(n);
+    while ports.len() < n {
+        let mut b = [0u8; 2];
+        getrandom::fill(&mut b).unwrap();
+        let p = 20000 + u16::from_le_bytes(b) % 12768;
+        if !ports.contains(&p) {
+            ports.push(p);
+        }
+    }
+    ports
 }
+
+/// Starts this many times on fresh ports before giving up.
+const START_ATTEMPTS: usize = 8;
 
 impl Etcd {
     /// Starts an `n`-member cluster and waits until every member is healthy.
     pub fn start(n: usize) -> Etcd {
-        Etcd::start_with(n, None)
+        Etcd::start_with(n, None, &[])
+    }
+
+    /// Like [`Etcd::start`], with more flags for every member.
+    #[allow(dead_code)]
+    pub fn start_with_flags(n: usize, flags: &[&str]) -> Etcd {
+        Etcd::start_with(n, None, flags)
     }
 
     /// Like [`Etcd::start`], serving clients over TLS with `cert` and `key`.
     #[cfg(feature = "etcd-tls")]
     pub fn start_tls(n: usize, cert: &Path, key: &Path) -> Etcd {
-        Etcd::start_with(n, Some((cert.to_path_buf(), key.to_path_buf())))
+        Etcd::start_with(n, Some((cert.to_path_buf(), key.to_path_buf())), &[])
     }
 
-    fn start_with(n: usize, tls: Option<(PathBuf, PathBuf)>) -> Etcd {
+    fn start_with(n: usize, tls: Option<(PathBuf, PathBuf)>, flags: &[&str]) -> Etcd {
         require_etcd();
-        let dir = tempfile::tempdir().unwrap();
-        let ports = free_ports(2 * n);
-        let members: Vec<Member> = (0..n)
-            .map(|i| Member {
-                name: format!("m{i}"),
-                client_port: ports[2 * i],
-                peer_port: ports[2 * i + 1],
-                data_dir: dir.path().join(format!("m{i}.etcd")),
-                log: dir.path().join(format!("m{i}.log")),
-                child: None,
-            })
-            .collect();
-        let initial_cluster =
-            members.iter().map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port)).collect::<Vec<_>>().join(",");
-        let token = format!("understudy-test-{}", dir.path().file_name().unwrap().to_string_lossy());
-        let mut etcd = Etcd { members, tls, initial_cluster, token, _dir: dir };
-        for i in 0..n {
-            etcd.spawn(i);
+        for attempt in 1..=START_ATTEMPTS {
+            let dir = tempfile::tempdir().unwrap();
+            let unique = dir.path().file_name().unwrap().to_string_lossy().replace('.', "");
+            let ports = random_ports(2 * n);
+            let members: Vec<Member> = (0..n)
+                .map(|i| Member {
+                    name: format!("m{i}-{unique}"),
+                    client_port: ports[2 * i],
+                    peer_port: ports[2 * i + 1],
+                    data_dir: dir.path().join(format!("m{i}.etcd")),
+                    log: dir.path().join(format!("m{i}.log")),
+                    child: None,
+                })
+                .collect();
+            let initial_cluster =
+                members.iter().map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port)).collect::<Vec<_>>().join(",");
+            let token = format!("understudy-test-{unique}");
+            let extra = flags.iter().map(|f| f.to_string()).collect();
+            let mut etcd = Etcd { members, tls: tls.clone(), extra, initial_cluster, token, _dir: dir };
+            for i in 0..n {
+                etcd.spawn(i);
+            }
+            match (0..n).try_for_each(|i| etcd.try_wait_healthy(i)) {
+                Ok(()) => return etcd,
+                Err(why) => eprintln!("etcd start attempt {attempt}: {why}; again on other ports"),
+            }
         }
-        for i in 0..n {
-            etcd.wait_healthy(i);
-        }
-        etcd
+        panic!("etcd did not start in {START_ATTEMPTS} attempts on random ports (see the messages above)");
     }
 
     fn spawn(&mut self, i: usize) {
@@ -104,6 +136,7 @@ impl Etcd {
             cmd.arg("--cert-file").arg(cert).arg("--key-file").arg(key);
         }
         let child = cmd
+            .args(&self.extra)
             .args(["--name", &m.name, "--data-dir"])
             .arg(&m.data_dir)
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
@@ -129,9 +162,30 @@ impl Etcd {
         format!("etcd://127.0.0.1:{}", self.members[i].client_port)
     }
 
-    /// `HOST:PORT` of member `i`, for etcd-client in the tests.
+    /// `HOST:PORT` of member `i`.
     pub fn endpoint(&self, i: usize) -> String {
         format!("127.0.0.1:{}", self.members[i].client_port)
+    }
+
+    /// Runs `etcdctl ARGS` against member `i` and returns its stdout; panics
+    /// with its stderr when it fails.
+    pub fn etcdctl(&self, i: usize, args: &[&str]) -> String {
+        let out = self.etcdctl_command(i, args).output().expect("running etcdctl (Debian package etcd-client)");
+        assert!(out.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn etcdctl_command(&self, i: usize, args: &[&str]) -> Command {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut cmd = Command::new("etcdctl");
+        cmd.env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={scheme}://{}", self.endpoint(i)))
+            .args(["--dial-timeout=2s", "--command-timeout=3s"]);
+        if self.tls.is_some() {
+            cmd.args(["--insecure-transport=false", "--insecure-skip-tls-verify"]);
+        }
+        cmd.args(args).stdin(Stdio::null());
+        cmd
     }
 
     /// SIGKILL, as a crash: no chance to flush anything.
@@ -157,26 +211,40 @@ impl Etcd {
         self.wait_healthy(i);
     }
 
-    /// Waits until member `i` answers `/health` with a leader (with TLS:
-    /// accepts connections; the test then retries its first call), or fails
+    /// Waits until member `i` answers as itself, with a leader, or fails
     /// with the tail of its log.
     pub fn wait_healthy(&mut self, i: usize) {
+        if let Err(why) = self.try_wait_healthy(i) {
+            panic!("{why}");
+        }
+    }
+
+    /// Waits until member `i` answers: `member list` names this cluster's
+    /// members (not another test's etcd on the same port) and `endpoint
+    /// health` (a linearizable read) succeeds. `Err` when a port was taken
+    /// or the member did not come up in time, with the tail of its log.
+    fn try_wait_healthy(&mut self, i: usize) -> Result<(), String> {
         let deadline = Instant::now() + HEALTHY_WITHIN;
-        let port = self.members[i].client_port;
         loop {
-            let up = match self.tls {
-                None => health(port),
-                Some(_) => TcpStream::connect(("127.0.0.1", port)).is_ok(),
-            };
-            if up {
-                return;
+            let listed = self.etcdctl_command(i, &["member", "list"]).output();
+            let ours = matches!(&listed, Ok(o) if o.status.success()
+                && String::from_utf8_lossy(&o.stdout).contains(&self.members[i].name));
+            if let (true, Ok(o)) = (ours, self.etcdctl_command(i, &["endpoint", "health"]).output()) {
+                if o.status.success() {
+                    return Ok(());
+                }
             }
             let m = &mut self.members[i];
             if let Some(status) = m.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("etcd member {} exited ({status}) before it was healthy; its log:\n{}", m.name, tail(&m.log));
+                m.child = None;
+                return Err(format!(
+                    "etcd member {} exited ({status}) before it was healthy; its log:\n{}",
+                    m.name,
+                    tail(&m.log)
+                ));
             }
             if Instant::now() > deadline {
-                panic!("etcd member {} not healthy within {HEALTHY_WITHIN:?}; its log:\n{}", m.name, tail(&m.log));
+                return Err(format!("etcd member {} not healthy within {HEALTHY_WITHIN:?}; its log:\n{}", m.name, tail(&m.log)));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -189,20 +257,6 @@ impl Drop for Etcd {
             self.kill(i);
         }
     }
-}
-
-/// `GET /health` on a client port: true once the member has a leader.
-fn health(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body.contains("\"health\":\"true\"")
 }
 
 /// The last lines of a log, for failure messages.
