@@ -5,8 +5,9 @@
  * (systemd socket activation style), so the same source runs:
  *   - as a wasm32-wasip1 guest under understudy (fd 3 is preopened), and
  *   - natively (gcc): if LISTEN_ADDR=host:port is set, it binds that address
- *     itself and dup2()s the socket onto fd 3; otherwise fd 3 must already be
- *     a listening socket.
+ *     itself (port 0: any free port), prints "kvserver: listening on
+ *     HOST:PORT" to stderr and dup2()s the socket onto fd 3; otherwise fd 3
+ *     must already be a listening socket.
  *
  * Commands: PING [msg], ECHO, SET k v [EX s|PX ms ignored], GET, DEL k..,
  * EXISTS k.., INCR, INCRBY, DECR, DBSIZE, FLUSHALL, CONFIG GET (empty),
@@ -396,6 +397,12 @@ static void bind_listen_addr(const char *addr) {
     if (s < 0 || bind(s, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(s, 1024) < 0) {
         perror("kvserver: bind/listen");
         exit(2);
+    }
+    /* Port 0 picks a free port: say which, for whoever started us. */
+    socklen_t salen = sizeof sa;
+    if (getsockname(s, (struct sockaddr *)&sa, &salen) == 0) {
+        fprintf(stderr, "kvserver: listening on %s:%u\n", host, (unsigned)ntohs(sa.sin_port));
+        fflush(stderr);
     }
     if (s != LISTEN_FD && (dup2(s, LISTEN_FD) < 0 || close(s) < 0)) {
         perror("kvserver: dup2");

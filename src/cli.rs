@@ -10,7 +10,6 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use understudy_arbiter::ClusterRecord;
 use understudy_core::Config;
-use understudy_node::options::advertised;
 use understudy_node::NodeOptions;
 
 #[derive(Parser)]
@@ -73,8 +72,9 @@ pub struct SimArgs {
 
 #[derive(Args)]
 pub struct ArbiterArgs {
-    /// Address to listen on, e.g. 10.0.0.9:7700.
-    #[arg(long)]
+    /// Address to listen on, e.g. 10.0.0.9:7700 (port 0: any free port,
+    /// reported in the log and in DIR/listening.json).
+    #[arg(long, value_parser = listen_addr)]
     pub listen: SocketAddr,
     /// Directory where epochs are persisted (fsynced before every answer).
     #[arg(long)]
@@ -95,11 +95,12 @@ pub struct KvArgs {
     /// understudy://HOST:PORT, file:///shared/dir or etcd://HOST:PORT,...
     #[arg(long)]
     pub arbiter: String,
-    /// Where clients connect (RESP).
-    #[arg(long)]
+    /// Where clients connect (RESP). Port 0: any free port, reported in the
+    /// log, at the arbiter and in DIR/listening.json.
+    #[arg(long, value_parser = listen_addr)]
     pub client_listen: SocketAddr,
     /// Where the logging channel listens; joiners connect here.
-    #[arg(long)]
+    #[arg(long, value_parser = listen_addr)]
     pub repl_listen: SocketAddr,
     /// State directory of this node.
     #[arg(long)]
@@ -148,7 +149,7 @@ pub struct NodeFlags {
     pub client_pending_bytes_max: usize,
     /// Serve Prometheus metrics (role, epoch, lag, output-gate delay, log
     /// and state-transfer bytes) at http://ADDR/metrics.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = listen_addr)]
     pub metrics_listen: Option<SocketAddr>,
 }
 
@@ -178,6 +179,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// Parses a listening address: `IP:PORT` or `HOST:PORT` (resolved now; the
+/// first address wins). Port 0 asks the kernel for a free port.
+pub fn listen_addr(s: &str) -> std::result::Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs as _;
+    let bad = |why: String| format!("{s:?} is not HOST:PORT (e.g. 127.0.0.1:6379, localhost:0, [::1]:7700): {why}");
+    if !s.contains(':') {
+        return Err(bad("no port".into()));
+    }
+    let mut addrs = s.to_socket_addrs().map_err(|e| bad(e.to_string()))?;
+    addrs.next().ok_or_else(|| bad("the name resolves to no address".into()))
+}
+
 /// Reads `--secret-file`; a trailing newline is not part of the secret.
 pub fn read_secret(path: Option<&PathBuf>) -> Result<Vec<u8>> {
     let Some(p) = path else { return Ok(Vec::new()) };
@@ -194,7 +207,11 @@ pub fn read_secret(path: Option<&PathBuf>) -> Result<Vec<u8>> {
 fn arbiter(a: ArbiterArgs) -> Result<ExitCode> {
     let secret = read_secret(a.secret_file.as_ref())?;
     let listener = std::net::TcpListener::bind(a.listen).with_context(|| format!("cannot listen on --listen {}", a.listen))?;
-    log::info!("arbiter listening on {}, state in {}", a.listen, a.dir.display());
+    let bound = listener.local_addr().context("the arbiter's listening address")?;
+    std::fs::create_dir_all(&a.dir).with_context(|| format!("cannot create --dir {}", a.dir.display()))?;
+    understudy_node::listening::announce_arbiter(&a.dir, bound)
+        .with_context(|| format!("cannot write {} in --dir {}", understudy_node::listening::LISTENING_FILE, a.dir.display()))?;
+    log::info!("arbiter listening on {bound}, state in {}", a.dir.display());
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     understudy_arbiter::serve(listener, &a.dir, secret, stop)?;
     Ok(ExitCode::SUCCESS)
@@ -219,8 +236,8 @@ pub fn node_options(
         arbiter: Arc::from(arb),
         client_listen,
         repl_listen,
-        advertise_client: f.advertise_client.clone().unwrap_or_else(|| advertised(client_listen, Some(repl_listen.ip()))),
-        advertise_repl: f.advertise_repl.clone().unwrap_or_else(|| advertised(repl_listen, Some(client_listen.ip()))),
+        advertise_client: f.advertise_client.clone().unwrap_or_default(),
+        advertise_repl: f.advertise_repl.clone().unwrap_or_default(),
         secret,
         dir,
         protocol: Config {

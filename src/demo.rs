@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use understudy_arbiter::{Arbiter, BackupState, ClusterRecord, RunningServer, Server};
 use understudy_client::{Cluster, Conn, Reply};
+use understudy_node::listening::{Document as _, Listening};
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -52,32 +53,33 @@ struct Demo {
     nodes: Nodes,
 }
 
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 impl Demo {
     fn say(&self, msg: impl AsRef<str>) {
         println!("[{:5.1}s] {}", self.start.elapsed().as_secs_f64(), msg.as_ref());
     }
 
+    /// Starts node `name` on port 0 and returns its client address, as the
+    /// node reports it in `listening.json`.
     fn spawn_node(&mut self, name: &str) -> Result<String> {
-        let (cp, rp) = (free_port()?, free_port()?);
-        let client = format!("127.0.0.1:{cp}");
         let log = std::fs::File::create(self.dir.join(format!("{name}.log")))?;
+        let node_dir = self.dir.join(name);
         let child = Command::new(std::env::current_exe()?)
             .args(["kv", "--cluster", CLUSTER, "--node", name, "--arbiter", &self.arbiter_url])
-            .args(["--client-listen", &client, "--repl-listen", &format!("127.0.0.1:{rp}")])
+            .args(["--client-listen", "127.0.0.1:0", "--repl-listen", "127.0.0.1:0"])
             .arg("--dir")
-            .arg(self.dir.join(name))
+            .arg(&node_dir)
             .arg("--secret-file")
             .arg(self.dir.join("secret"))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .context("starting a node")?;
+        let pid = child.id();
         self.nodes.children.push((name.to_string(), child));
-        Ok(client)
+        let l = Listening::wait(&node_dir, pid, Duration::from_secs(20)).map_err(|e| {
+            anyhow::anyhow!("node {name} did not report its addresses: {e}; its log is {}/{name}.log", self.dir.display())
+        })?;
+        Ok(l.client.to_string())
     }
 
     fn record(&self) -> Option<ClusterRecord> {

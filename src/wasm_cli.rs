@@ -29,11 +29,13 @@ pub struct WasmArgs {
     pub node: Option<String>,
     #[arg(long)]
     pub arbiter: Option<String>,
-    /// Where clients reach the guest's listening socket (its fd 3).
-    #[arg(long)]
+    /// Where clients reach the guest's listening socket (its fd 3). Port 0:
+    /// any free port, reported in the log (and in DIR/listening.json).
+    #[arg(long, value_parser = crate::cli::listen_addr)]
     pub guest_listen: Option<SocketAddr>,
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::listen_addr)]
     pub repl_listen: Option<SocketAddr>,
+    /// State directory (replicated); standalone, where listening.json goes.
     #[arg(long)]
     pub dir: Option<PathBuf>,
     /// Environment variable for the guest, K=V (repeatable).
@@ -147,7 +149,16 @@ pub fn wasm(a: WasmArgs) -> Result<ExitCode> {
         return Ok(code(c));
     }
     let listener = match a.guest_listen {
-        Some(addr) => Some(TcpListener::bind(addr).with_context(|| format!("cannot listen on --guest-listen {addr}"))?),
+        Some(addr) => {
+            let l = TcpListener::bind(addr).with_context(|| format!("cannot listen on --guest-listen {addr}"))?;
+            let bound = l.local_addr().context("the guest's listening address")?;
+            log::info!("the guest listens on {bound} (its fd 3)");
+            if let Some(dir) = &a.dir {
+                understudy_node::listening::announce_guest(dir, bound)
+                    .with_context(|| format!("cannot write listening.json in --dir {}", dir.display()))?;
+            }
+            Some(l)
+        }
         None => None,
     };
     let opts = RunOptions { verify_memory: a.verify_memory };

@@ -132,7 +132,8 @@ fn understudy_wire_probe(repl: &str, secret: &[u8], cluster: &str) -> String {
 #[test]
 fn unreachable_arbiter_is_retried_and_named() {
     let _s = serial();
-    let port = free_port();
+    let refusing = refusing_port();
+    let port = refusing.port;
     let out = Command::new(BIN)
         .args(["status", "--arbiter", &format!("understudy://127.0.0.1:{port}"), "--cluster", "x"])
         .output()

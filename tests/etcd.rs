@@ -5,107 +5,16 @@
 //! 3-member etcd that loses a member.
 
 mod common;
+// The etcd processes of the arbiter crate's tests: random ports below the
+// ephemeral range, each member checked to be this test's own.
+// (Its TLS part is for the arbiter crate's `etcd-tls` feature.)
+#[allow(unexpected_cfgs)]
+#[path = "../crates/arbiter/tests/etcd_harness/mod.rs"]
+mod etcd_harness;
 use common::*;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use etcd_harness::Etcd;
 use std::time::{Duration, Instant};
 use understudy_client::Reply;
-
-/// A local etcd cluster of `n` members on free loopback ports.
-struct Etcd {
-    dir: tempfile::TempDir,
-    members: Vec<(u16, u16, Option<Child>)>,
-}
-
-impl Etcd {
-    fn start(n: usize) -> Etcd {
-        let ok = Command::new("etcd").arg("--version").output().is_ok_and(|o| o.status.success());
-        assert!(ok, "these tests start a real etcd: install Debian's package etcd-server (scripts/install-deps does)");
-        let mut e =
-            Etcd { dir: tempfile::tempdir().unwrap(), members: (0..n).map(|_| (free_port(), free_port(), None)).collect() };
-        for i in 0..n {
-            e.spawn(i);
-        }
-        for i in 0..n {
-            e.wait_healthy(i);
-        }
-        e
-    }
-
-    fn data(&self, i: usize) -> PathBuf {
-        self.dir.path().join(format!("m{i}"))
-    }
-
-    fn spawn(&mut self, i: usize) {
-        let cluster: Vec<String> =
-            self.members.iter().enumerate().map(|(j, m)| format!("m{j}=http://127.0.0.1:{}", m.1)).collect();
-        let (c, p, _) = self.members[i];
-        let log = std::fs::File::create(self.dir.path().join(format!("m{i}.log"))).unwrap();
-        let child = Command::new("etcd")
-            .args(["--name", &format!("m{i}"), "--data-dir"])
-            .arg(self.data(i))
-            .args([
-                "--listen-client-urls",
-                &format!("http://127.0.0.1:{c}"),
-                "--advertise-client-urls",
-                &format!("http://127.0.0.1:{c}"),
-            ])
-            .args([
-                "--listen-peer-urls",
-                &format!("http://127.0.0.1:{p}"),
-                "--initial-advertise-peer-urls",
-                &format!("http://127.0.0.1:{p}"),
-            ])
-            .args(["--initial-cluster", &cluster.join(","), "--initial-cluster-state", "new", "--initial-cluster-token"])
-            .arg(self.dir.path().file_name().unwrap())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.members[i].2 = Some(child);
-    }
-
-    fn wait_healthy(&self, i: usize) {
-        let port = self.members[i].0;
-        wait_for("etcd to be healthy", Duration::from_secs(60), || {
-            let out = Command::new("etcdctl")
-                .env("ETCDCTL_API", "3")
-                .args(["--endpoints", &format!("127.0.0.1:{port}"), "endpoint", "health"])
-                .output()
-                .ok()?;
-            out.status.success().then_some(())
-        });
-    }
-
-    fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.members[i].2.take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-    }
-
-    fn restart(&mut self, i: usize) {
-        self.spawn(i);
-        self.wait_healthy(i);
-    }
-
-    fn url(&self) -> String {
-        let eps: Vec<String> = self.members.iter().map(|m| format!("127.0.0.1:{}", m.0)).collect();
-        format!("etcd://{}", eps.join(","))
-    }
-
-    fn _dir(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        for i in 0..self.members.len() {
-            self.kill(i);
-        }
-    }
-}
 
 fn pair(h: &mut Harness) -> u64 {
     h.start_node("a", &[]);

@@ -125,15 +125,21 @@ fn line_call(s: &mut BufReader<TcpStream>, cmd: &str) -> std::io::Result<String>
 fn line_pair(guest: &str) -> (Harness, BufReader<TcpStream>) {
     let mut h = Harness::new();
     h.start_wasm_node("a", guest, &[]);
-    wait_for("a to serve", Duration::from_secs(60), || {
-        let r = h.record().filter(|r| r.primary.node == "a")?;
-        TcpStream::connect(&h.node("a").client).ok().map(|_| r)
-    });
+    let addr = h.node("a").client.clone();
+    drop(wait_for("a to serve", Duration::from_secs(60), || line_serving(&addr)));
     h.start_wasm_node("b", guest, &[]);
     h.wait_in_sync("b");
-    let s = BufReader::new(TcpStream::connect(&h.node("a").client).unwrap());
-    s.get_ref().set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let s = wait_for("a to serve", Duration::from_secs(30), || line_serving(&addr));
     (h, s)
+}
+
+/// A connection to a line-protocol guest that answered a line: a node that
+/// is not primary yet accepts and closes at once.
+fn line_serving(addr: &str) -> Option<BufReader<TcpStream>> {
+    let mut s = BufReader::new(TcpStream::connect(addr).ok()?);
+    s.get_ref().set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    line_call(&mut s, "GET").ok()?;
+    Some(s)
 }
 
 /// A server in another style (select, read/write, O_NONBLOCK, a line
@@ -149,7 +155,7 @@ fn a_select_based_line_server_survives_kill9() {
     }
     h.kill9("a");
     let addr = h.node("b").client.clone();
-    let mut s = wait_for("b to serve", Duration::from_secs(30), || TcpStream::connect(&addr).ok().map(BufReader::new));
+    let mut s = wait_for("b to serve", Duration::from_secs(30), || line_serving(&addr));
     let got: u64 = line_call(&mut s, "GET hits").unwrap().parse().unwrap();
     assert!(got >= acked, "acknowledged {acked} increments, the survivor has {got}");
     assert_eq!(line_call(&mut s, "INCR hits").unwrap(), (got + 1).to_string());

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::load::{call, fill};
 use super::stats::mib;
-use super::sys::{free_addr, linear_memory_rss, metric, scrape, wait_port, wait_redis_replica, Env};
+use super::sys::{linear_memory_rss, metric, scrape, wait_redis_replica, Env};
 use super::{Opts, Report};
 
 fn wait(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Result<()> {
@@ -73,9 +73,8 @@ pub fn run(env: &Env, o: &Opts, report: &mut Report) -> Result<()> {
     drop((a, b, r, rr));
 
     // The hypervisor beyond the guest's linear memory.
-    let addr = free_addr()?;
-    let w = env.wasm_alone("mem-wasm", &o.guests.join("kvserver.wasm"), Some(&addr), &[], false)?;
-    wait_port(&addr, Duration::from_secs(30))?;
+    let w = env.wasm_alone("mem-wasm", &o.guests.join("kvserver.wasm"), true, &[], false)?;
+    let addr = w.addr.clone();
     let wkeys = keys / 10;
     fill(&addr, "key:", wkeys, 100, 1000)?;
     std::thread::sleep(Duration::from_millis(300));

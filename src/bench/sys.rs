@@ -10,13 +10,25 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use understudy_arbiter::{Arbiter, BackupState, ClusterRecord, RunningServer, Server};
+use understudy_node::listening::{Document, GuestListening, Listening};
 
-pub fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// How long a started process may take to report where it listens.
+const LISTENING_WITHIN: Duration = Duration::from_secs(30);
+
+/// Waits for process `pid` to write `dir/listening.json`.
+fn listening<D: Document>(dir: &Path, pid: u32, name: &str) -> Result<D> {
+    D::wait(dir, pid, LISTENING_WITHIN).map_err(|e| anyhow::anyhow!("{name} did not report its addresses: {e}"))
 }
 
-pub fn free_addr() -> Result<String> {
-    Ok(format!("127.0.0.1:{}", free_port()?))
+/// A port for a third-party server that cannot listen on port 0 and say
+/// which port it got (Redis with a replica, which needs TCP): drawn at
+/// random below Linux's ephemeral range (32768–60999), where no port-0
+/// listener ever lands. The caller checks that the process answering is
+/// its own and draws again otherwise.
+pub fn random_low_port() -> Result<u16> {
+    let mut b = [0u8; 2];
+    getrandom::fill(&mut b).context("reading the OS random source")?;
+    Ok(20000 + u16::from_le_bytes(b) % 12768)
 }
 
 /// A child process, killed (SIGKILL) when dropped.
@@ -117,20 +129,6 @@ pub fn linear_memory_rss(pid: u32) -> Option<(u64, u64)> {
     let largest = maps.iter().max_by_key(|m| m.1 - m.0)?;
     let below = maps.iter().find(|m| m.1 == largest.0 && m.2)?;
     Some((below.1 - below.0, below.3))
-}
-
-/// Polls until a TCP connection to `addr` succeeds.
-pub fn wait_port(addr: &str, limit: Duration) -> Result<()> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if TcpStream::connect(addr).is_ok() {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("nothing listens on {addr} after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// Polls until a process has used no CPU for `quiet` (it compiled its
@@ -240,76 +238,115 @@ impl Env {
         Ok(std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(format!("{name}.log")))?)
     }
 
-    fn node_args(&self, cluster: &str, node: &str, repl: &str) -> Vec<String> {
-        let mut a: Vec<String> = ["--cluster", cluster, "--node", node, "--arbiter", &self.arbiter_url, "--repl-listen", repl]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        a.push("--secret-file".into());
-        a.push(self.secret.display().to_string());
+    fn node_args(&self, cluster: &str, node: &str, dir: &Path) -> Vec<String> {
+        let mut a: Vec<String> =
+            ["--cluster", cluster, "--node", node, "--arbiter", &self.arbiter_url, "--repl-listen", "127.0.0.1:0"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        a.extend(["--secret-file".into(), self.secret.display().to_string(), "--dir".into(), dir.display().to_string()]);
         a
     }
 
     /// A KV node of `cluster` (it claims epoch 1 if the cluster has no
     /// primary, else joins as backup), with a metrics listener.
     pub fn kv(&self, cluster: &str, node: &str, extra: &[&str]) -> Result<Proc> {
-        let (client, repl, metrics) = (free_addr()?, free_addr()?, free_addr()?);
+        let dir = self.dir.join(format!("{cluster}-{node}"));
         let mut c = Command::new(&self.bin);
-        c.arg("kv").args(self.node_args(cluster, node, &repl));
-        c.args(["--client-listen", &client, "--metrics-listen", &metrics]).args(extra);
+        c.arg("kv").args(self.node_args(cluster, node, &dir));
+        c.args(["--client-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"]).args(extra);
         c.stdout(Stdio::null()).stderr(self.log(&format!("{cluster}-{node}"))?);
-        let p = Proc::start(node, &mut c, client.clone(), Some(metrics))?;
-        wait_port(&client, Duration::from_secs(30))?;
+        self.start_node(node, &mut c, &dir)
+    }
+
+    /// Starts a node and learns its addresses from its `listening.json`.
+    fn start_node(&self, node: &str, c: &mut Command, dir: &Path) -> Result<Proc> {
+        let mut p = Proc::start(node, c, String::new(), None)?;
+        let l: Listening = listening(dir, p.pid, node)?;
+        p.addr = l.client.to_string();
+        p.metrics = l.metrics.map(|m| m.to_string());
         Ok(p)
     }
 
     /// A replicated WebAssembly node running `guest`; stdin piped if `stdin`.
     pub fn wasm_node(&self, cluster: &str, node: &str, guest: &Path, args: &[String], stdin: bool) -> Result<Proc> {
-        let (client, repl, metrics) = (free_addr()?, free_addr()?, free_addr()?);
+        let dir = self.dir.join(format!("{cluster}-{node}"));
         let mut c = Command::new(&self.bin);
         c.arg("wasm").arg(guest);
-        c.args(self.node_args(cluster, node, &repl));
-        c.args(["--guest-listen", &client, "--metrics-listen", &metrics]);
+        c.args(self.node_args(cluster, node, &dir));
+        c.args(["--guest-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"]);
         if !args.is_empty() {
             c.arg("--").args(args);
         }
         c.stdin(if stdin { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::null())
             .stderr(self.log(&format!("{cluster}-{node}"))?);
-        Proc::start(node, &mut c, client, Some(metrics))
+        self.start_node(node, &mut c, &dir)
     }
 
-    /// An unprotected WebAssembly guest: no cluster, the same gate.
-    pub fn wasm_alone(&self, name: &str, guest: &Path, listen: Option<&str>, args: &[String], stdin: bool) -> Result<Proc> {
+    /// An unprotected WebAssembly guest: no cluster, the same gate; with a
+    /// listening socket (on port 0, read back) if `listen`.
+    pub fn wasm_alone(&self, name: &str, guest: &Path, listen: bool, args: &[String], stdin: bool) -> Result<Proc> {
+        let dir = self.dir.join(name);
         let mut c = Command::new(&self.bin);
         c.arg("wasm").arg(guest);
-        if let Some(l) = listen {
-            c.args(["--guest-listen", l]);
+        if listen {
+            c.args(["--guest-listen", "127.0.0.1:0", "--dir"]).arg(&dir);
         }
         if !args.is_empty() {
             c.arg("--").args(args);
         }
         c.stdin(if stdin { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::null()).stderr(self.log(name)?);
-        Proc::start(name, &mut c, listen.unwrap_or_default().to_string(), None)
+        let mut p = Proc::start(name, &mut c, String::new(), None)?;
+        if listen {
+            let l: GuestListening = listening(&dir, p.pid, name)?;
+            p.addr = l.guest.to_string();
+        }
+        Ok(p)
+    }
+
+    /// The C RESP guest compiled natively (`kvserver-native`), on a port
+    /// of its choosing, which it prints first on stderr.
+    pub fn native_kvserver(&self, path: &Path) -> Result<Proc> {
+        use std::io::BufRead as _;
+        let mut c = Command::new(path);
+        c.env("LISTEN_ADDR", "127.0.0.1:0").stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut p = Proc::start("native", &mut c, String::new(), None)?;
+        let mut err = std::io::BufReader::new(p.child.stderr.take().context("piped stderr")?);
+        let mut line = String::new();
+        err.read_line(&mut line).context("reading the native server's first line")?;
+        let addr = line.trim().strip_prefix("kvserver: listening on ").with_context(|| format!("{path:?} said {line:?}"))?;
+        p.addr = addr.to_string();
+        let mut log = self.log("native")?;
+        std::thread::spawn(move || std::io::copy(&mut err, &mut log));
+        Ok(p)
     }
 
     /// redis-server without persistence; a replica of `primary` if given.
+    /// On TCP (a replica needs it) at a random low port, checked to be
+    /// this very process (`INFO server` names its pid), else again
+    /// elsewhere.
     pub fn redis(&self, name: &str, primary: Option<&str>) -> Result<Proc> {
-        let port = free_port()?;
-        let addr = format!("127.0.0.1:{port}");
-        let mut c = Command::new("redis-server");
-        c.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--daemonize", "no", "--protected-mode", "no", "--dir"])
-            .arg(&self.dir)
-            .args(["--dbfilename", &format!("{name}.rdb"), "--logfile", ""]);
-        if let Some(p) = primary {
-            let (h, pp) = p.rsplit_once(':').context("host:port")?;
-            c.args(["--replicaof", h, pp]);
+        for _ in 0..8 {
+            let port = random_low_port()?;
+            let addr = format!("127.0.0.1:{port}");
+            let mut c = Command::new("redis-server");
+            c.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .args(["--daemonize", "no", "--protected-mode", "no", "--dir"])
+                .arg(&self.dir)
+                .args(["--dbfilename", &format!("{name}.rdb"), "--logfile", ""]);
+            if let Some(p) = primary {
+                let (h, pp) = p.rsplit_once(':').context("host:port")?;
+                c.args(["--replicaof", h, pp]);
+            }
+            c.stdout(self.log(name)?).stderr(self.log(name)?);
+            let mut p = Proc::start(name, &mut c, addr.clone(), None).context("redis-server (Debian package redis-server)")?;
+            if redis_is(&addr, &mut p, Duration::from_secs(20))? {
+                return Ok(p);
+            }
+            p.kill9();
         }
-        c.stdout(self.log(name)?).stderr(self.log(name)?);
-        let p = Proc::start(name, &mut c, addr.clone(), None).context("redis-server (Debian package redis-server)")?;
-        wait_port(&addr, Duration::from_secs(20))?;
-        Ok(p)
+        bail!("redis-server {name}: every port tried was taken (see {}/{name}.log)", self.dir.display())
     }
 
     pub fn record(&self, cluster: &str) -> Option<ClusterRecord> {
@@ -367,6 +404,25 @@ impl Drop for Env {
         if let Some(s) = self.server.take() {
             let _ = s.stop();
         }
+    }
+}
+
+/// Waits until the Redis server at `addr` answers as process `p`: true;
+/// false when `p` exited (its port was taken) or another server answers.
+fn redis_is(addr: &str, p: &mut Proc, limit: Duration) -> Result<bool> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if p.child.try_wait()?.is_some() {
+            return Ok(false);
+        }
+        if let Ok(info) = crate::bench::load::call(addr, &["INFO", "server"]) {
+            let pid = info.lines().find_map(|l| l.strip_prefix("process_id:")).map(str::trim);
+            return Ok(pid == Some(p.pid.to_string().as_str()));
+        }
+        if Instant::now() > deadline {
+            bail!("redis-server {} did not answer on {addr} within {limit:?}", p.name);
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

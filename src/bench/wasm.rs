@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::matrix::{self, find, paired, System, Test};
 use super::stats::{kops, ms, ratio, Summary};
-use super::sys::{free_addr, loop_lags, wait_idle, wait_port, Env, Proc};
+use super::sys::{loop_lags, wait_idle, Env, Proc};
 use super::{Opts, Report};
 
 const PAIR: &str = "wasm pair";
@@ -29,8 +29,7 @@ fn resp(env: &Env, o: &Opts, report: &mut Report) -> Result<()> {
     let guest = o.guests.join("kvserver.wasm");
     let pair = |cluster: &str| -> Result<(System, Proc, Proc)> {
         let a = env.wasm_node(cluster, "wa", &guest, &[], false)?;
-        env.wait_primary(cluster, "wa")?;
-        wait_port(&a.addr, Duration::from_secs(30))?;
+        env.wait_serving(cluster, &a)?;
         let b = env.wasm_node(cluster, "wb", &guest, &[], false)?;
         env.wait_in_sync(cluster, "wb")?;
         let s = System { name: PAIR.into(), addr: a.addr.clone(), metrics: a.metrics.clone(), backup_pid: Some(b.pid) };
@@ -46,14 +45,9 @@ fn resp(env: &Env, o: &Opts, report: &mut Report) -> Result<()> {
         procs.extend([a, b]);
         Ok(s)
     };
-    let alone_addr = free_addr()?;
-    let alone = env.wasm_alone("wasm-alone", &guest, Some(&alone_addr), &[], false)?;
-    wait_port(&alone_addr, Duration::from_secs(30))?;
-    let native_addr = free_addr()?;
-    let mut cmd = Command::new(o.guests.join("kvserver-native"));
-    cmd.env("LISTEN_ADDR", &native_addr).stdout(Stdio::null()).stderr(env.log("native")?);
-    let _native = Proc::start("native", &mut cmd, native_addr.clone(), None)?;
-    wait_port(&native_addr, Duration::from_secs(30))?;
+    let alone = env.wasm_alone("wasm-alone", &guest, true, &[], false)?;
+    let native = env.native_kvserver(&o.guests.join("kvserver-native"))?;
+    let native_addr = native.addr.clone();
     let mut systems = vec![
         first,
         System { name: ALONE.into(), addr: alone.addr.clone(), metrics: None, backup_pid: None },
@@ -188,7 +182,7 @@ fn compress(env: &Env, o: &Opts, report: &mut Report) -> Result<()> {
                     env.wait_in_sync(&cluster, "cb")?;
                     timed_run(a, vec![b], limit)?
                 }
-                ALONE => timed_run(env.wasm_alone("compress-alone", &guest, None, &args, true)?, vec![], limit)?,
+                ALONE => timed_run(env.wasm_alone("compress-alone", &guest, false, &args, true)?, vec![], limit)?,
                 _ => {
                     let mut c = Command::new(&o.wasmtime);
                     c.arg("run").arg(&guest).args(&args).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(env.log("wasmtime")?);

@@ -12,6 +12,12 @@ use std::time::{Duration, Instant};
 
 use understudy_arbiter::{Arbiter, BackupState, ClusterRecord};
 use understudy_client::{Cluster, Conn, Reply};
+use understudy_node::listening::{ArbiterListening, Document, Listening};
+
+#[path = "../../crates/arbiter/tests/common/ports.rs"]
+mod ports;
+#[allow(unused_imports)] // not every test binary uses them
+pub use ports::{refusing_port, RefusingPort};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_understudy");
 pub const CLUSTER: &str = "t";
@@ -49,8 +55,17 @@ pub fn guest_path(name: &str) -> PathBuf {
     root.join("guests/build").join(file)
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// Waits for `child`, started with `--dir dir`, to report its bound
+/// addresses in `dir/listening.json`; None if it exits first (a node that
+/// refuses to start).
+pub fn wait_listening<D: Document>(child: &mut Child, dir: &Path) -> Option<D> {
+    let pid = child.id();
+    wait_for(&format!("process {pid} to write {}/listening.json", dir.display()), Duration::from_secs(60), || {
+        if let Some(l) = D::read(dir).unwrap().filter(|l| l.pid() == pid) {
+            return Some(Some(l));
+        }
+        child.try_wait().unwrap().map(|_| None)
+    })
 }
 
 /// Polls `f` until it returns Some, or panics naming `what` after `limit`.
@@ -100,12 +115,12 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// An arbiter process on a free port, with a secret file.
+    /// An arbiter process on a port of its choosing, with a secret file.
     pub fn new() -> Harness {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("secret"), SECRET).unwrap();
         let mut h = Harness {
-            arbiter_addr: format!("127.0.0.1:{}", free_port()),
+            arbiter_addr: "127.0.0.1:0".into(),
             external_arbiter: None,
             dir,
             arbiter: None,
@@ -142,9 +157,11 @@ impl Harness {
         }
     }
 
+    /// Starts the arbiter: the first time on port 0, again (after
+    /// `kill_arbiter`) on the address it got then, which the nodes know.
     pub fn start_arbiter(&mut self) {
-        let log = std::fs::File::create(self.path("arbiter.log")).unwrap();
-        let child = Command::new(BIN)
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.path("arbiter.log")).unwrap();
+        let mut child = Command::new(BIN)
             .args(["arbiter", "--listen", &self.arbiter_addr, "--secret-file"])
             .arg(self.path("secret"))
             .arg("--dir")
@@ -152,9 +169,12 @@ impl Harness {
             .stderr(log)
             .spawn()
             .unwrap();
+        let l: Option<ArbiterListening> = wait_listening(&mut child, &self.path("arbiter"));
+        let Some(l) = l else {
+            panic!("the arbiter exited at start: {}", std::fs::read_to_string(self.path("arbiter.log")).unwrap_or_default())
+        };
+        self.arbiter_addr = l.arbiter.to_string();
         self.arbiter = Some(child);
-        let addr = self.arbiter_addr.clone();
-        wait_for("the arbiter to listen", Duration::from_secs(20), || std::net::TcpStream::connect(&addr).ok());
     }
 
     pub fn kill_arbiter(&mut self) {
@@ -172,13 +192,13 @@ impl Harness {
         self.arbiter().read(CLUSTER).ok().flatten()
     }
 
-    /// Starts node `name` with the harness's extra args plus `extra`.
+    /// Starts node `name` with the harness's extra args plus `extra`, on
+    /// port 0; returns once it has reported its addresses (or exited).
     pub fn start_node(&mut self, name: &str, extra: &[&str]) {
-        let (client, repl) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
         let log = self.path(&format!("{name}.log"));
         let mut cmd = Command::new(BIN);
         cmd.args(["kv", "--cluster", CLUSTER, "--node", name, "--arbiter", &self.arbiter_url()])
-            .args(["--client-listen", &client, "--repl-listen", &repl, "--secret-file"])
+            .args(["--client-listen", "127.0.0.1:0", "--repl-listen", "127.0.0.1:0", "--secret-file"])
             .arg(self.path("secret"))
             .arg("--dir")
             .arg(self.path(name))
@@ -186,20 +206,25 @@ impl Harness {
             .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap());
-        let child = cmd.spawn().unwrap();
-        self.nodes.insert(name.to_string(), Node { kind: Kind::Kv, name: name.into(), child: Some(child), client, repl, log });
+        self.spawn_node(Kind::Kv, name, cmd, log);
+    }
+
+    fn spawn_node(&mut self, kind: Kind, name: &str, mut cmd: Command, log: PathBuf) {
+        let mut child = cmd.spawn().unwrap();
+        let l: Option<Listening> = wait_listening(&mut child, &self.path(name));
+        let (client, repl) = l.map_or_else(Default::default, |l| (l.client.to_string(), l.repl.to_string()));
+        self.nodes.insert(name.to_string(), Node { kind, name: name.into(), child: Some(child), client, repl, log });
     }
 
     /// Starts node `name` running the WebAssembly guest `guest` (built from
     /// guests/) as a replica; clients reach the guest at `client`.
     pub fn start_wasm_node(&mut self, name: &str, guest: &str, extra: &[&str]) {
-        let (client, repl) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
         let log = self.path(&format!("{name}.log"));
         let mut cmd = Command::new(BIN);
         cmd.arg("wasm")
             .arg(guest_path(guest))
             .args(["--cluster", CLUSTER, "--node", name, "--arbiter", &self.arbiter_url()])
-            .args(["--guest-listen", &client, "--repl-listen", &repl, "--secret-file"])
+            .args(["--guest-listen", "127.0.0.1:0", "--repl-listen", "127.0.0.1:0", "--secret-file"])
             .arg(self.path("secret"))
             .arg("--dir")
             .arg(self.path(name))
@@ -207,8 +232,7 @@ impl Harness {
             .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap());
-        let child = cmd.spawn().unwrap();
-        self.nodes.insert(name.to_string(), Node { kind: Kind::Wasm, name: name.into(), child: Some(child), client, repl, log });
+        self.spawn_node(Kind::Wasm, name, cmd, log);
     }
 
     pub fn node(&self, name: &str) -> &Node {
@@ -250,7 +274,8 @@ impl Harness {
         wait_for(&format!("{name} to be primary after epoch {epoch}"), Duration::from_secs(30), || {
             let r = self.record().filter(|r| r.primary.node == name && r.epoch > epoch)?;
             let n = self.node(name);
-            // A WebAssembly backup does not listen: answering at all means serving.
+            // A WebAssembly backup closes guest connections at once: an
+            // answer means the guest serves.
             let serving = match n.kind {
                 Kind::Kv => serves_as_primary(&n.client),
                 Kind::Wasm => ping(&n.client),

@@ -26,8 +26,17 @@ pub fn validate_name(flag: &str, name: &str) -> Result<(), ArbiterError> {
         // Excludes "." and ".." (path traversal) and hidden temporary files.
         return bad("it starts with '.'");
     }
+    if name == RESERVED_NAME {
+        // The built-in arbiter keeps `<cluster>.json` in its --dir, beside
+        // the `listening.json` it writes at start.
+        return bad("it is reserved (the built-in arbiter's --dir holds listening.json)");
+    }
     Ok(())
 }
+
+/// The one name no cluster may have, in every backend (so a cluster can
+/// move between arbiters): see [`validate_name`].
+pub const RESERVED_NAME: &str = "listening";
 
 /// What a mutation decided.
 #[derive(Debug, PartialEq, Eq)]
@@ -151,7 +160,7 @@ mod tests {
         for ok in ["c", "kv-1", "a.b_c", &"x".repeat(64)] {
             validate_name("--cluster", ok).unwrap();
         }
-        for bad in ["", ".", "..", ".hidden", "a/b", "a b", "é", &"x".repeat(65)] {
+        for bad in ["", ".", "..", ".hidden", "a/b", "a b", "é", "listening", &"x".repeat(65)] {
             let e = validate_name("--cluster", bad).unwrap_err();
             assert!(e.to_string().contains("--cluster"), "{e}");
         }

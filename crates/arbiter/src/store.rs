@@ -118,6 +118,9 @@ fn load_all(dir: &Path) -> Result<HashMap<String, ClusterRecord>, ArbiterError> 
         let Some(cluster) = name.strip_suffix(".json") else {
             continue;
         };
+        if cluster == rules::RESERVED_NAME {
+            continue; // the arbiter's listening.json, not a record
+        }
         if rules::validate_name("--cluster", cluster).is_err() {
             log::warn!("arbiter state: ignoring {} (not a cluster name)", path.display());
             continue;

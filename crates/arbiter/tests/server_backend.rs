@@ -86,10 +86,8 @@ fn wrong_secret_is_an_auth_error_naming_the_flag() {
 /// addresses fail within about two seconds.
 #[test]
 fn unreachable_arbiter_fails_fast() {
-    let port = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    }; // closed again: nothing listens there now
+    let refusing = common::refusing_port();
+    let port = refusing.port;
     for url in [format!("understudy://127.0.0.1:{port}"), "understudy://192.0.2.1:7700".to_string()] {
         let a = connect(&url, SECRET).unwrap();
         let t = Instant::now();

@@ -5,8 +5,9 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -60,14 +61,13 @@ fn kvserver_under_redis_benchmark() {
     println!("  {events} events, {bytes} log bytes, {:.1} log bytes per request", bytes as f64 / f64::from(2 * REQUESTS));
 
     let native = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guests/build/kvserver-native");
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = Command::new(native).env("LISTEN_ADDR", format!("127.0.0.1:{port}")).spawn().unwrap();
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(std::time::Instant::now() < deadline, "native server did not start");
-        std::thread::yield_now();
-    }
+    // Port 0: the server prints the port it got on its first stderr line.
+    let mut child = Command::new(native).env("LISTEN_ADDR", "127.0.0.1:0").stderr(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap()).read_line(&mut line).unwrap();
+    let addr: std::net::SocketAddr =
+        line.trim().strip_prefix("kvserver: listening on ").expect("the bound address").parse().unwrap();
+    let port = addr.port();
     let native = benchmark(port, REQUESTS);
     assert_eq!(Client::connect(addr).call(&["SHUTDOWN"]), "+OK");
     assert!(child.wait().unwrap().success());

@@ -12,23 +12,32 @@ mod common;
 mod scripts;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{args, one_reply, parse_reply, show, Client, V};
 use understudy_kv::parse_command;
 
+/// A redis-server of this test alone: on a unix socket in a fresh
+/// directory and no TCP port (`--port 0`), so no other test's server can
+/// be the one that answers.
 struct Redis {
     child: Child,
-    port: u16,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 impl Redis {
     fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("redis.sock");
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", "0", "--unixsocket"])
+            .arg(&socket)
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -38,17 +47,17 @@ impl Redis {
                      (Debian: apt-get install redis-server) on PATH"
                 )
             });
-        let redis = Redis { child, port };
+        let redis = Redis { child, socket, _dir: dir };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen on port {port} within 10 s");
+        while UnixStream::connect(&redis.socket).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not listen on {} within 10 s", redis.socket.display());
             std::thread::sleep(Duration::from_millis(20));
         }
         redis
     }
 
     fn connect(&self) -> Conn {
-        let stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis-server");
+        let stream = UnixStream::connect(&self.socket).expect("connect to redis-server");
         stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
         Conn { stream, buf: Vec::new() }
     }
@@ -62,7 +71,7 @@ impl Drop for Redis {
 }
 
 struct Conn {
-    stream: TcpStream,
+    stream: UnixStream,
     buf: Vec<u8>,
 }
 

@@ -8,6 +8,7 @@
 //!
 //! - [`run`]: starting a node ([`run::run_kv`]).
 //! - `replica`: the state shared by a node's tasks; `pump` performs commands.
+//! - [`listening`]: port 0 and `listening.json`: the addresses a node really listens on.
 //! - `listen`: the replication listener (primary side of joins, snapshots).
 //! - `join`: the backup side (joining, receiving, replaying, loading the snapshot).
 //! - `writer`: the batching writer of a channel.
@@ -25,6 +26,7 @@ pub mod framed;
 mod join;
 pub mod kv_server;
 mod listen;
+pub mod listening;
 pub mod machine;
 pub mod metrics;
 pub mod options;

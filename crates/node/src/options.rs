@@ -17,7 +17,10 @@ pub struct NodeOptions {
     pub client_listen: SocketAddr,
     /// Where the logging channel listens (joiners connect here).
     pub repl_listen: SocketAddr,
-    /// Addresses published at the arbiter for clients and joiners.
+    /// Addresses published at the arbiter for clients and joiners
+    /// (`--advertise-client`, `--advertise-repl`). Empty: derived from the
+    /// bound listener once it is bound (`listening::announce`), so port 0
+    /// publishes the port the kernel chose.
     pub advertise_client: String,
     pub advertise_repl: String,
     /// Shared secret of the logging channel (`--secret-file`); empty = none.

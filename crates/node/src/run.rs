@@ -14,6 +14,7 @@ use understudy_kv::Kv;
 
 use crate::arbiter_lanes::ArbiterLanes;
 use crate::ctx::wall_us;
+use crate::listening::Bound;
 use crate::machine::{App, Machine};
 use crate::options::NodeOptions;
 use crate::replica::{feed, pump, Factory, Replica};
@@ -43,6 +44,19 @@ pub(crate) async fn bind_metrics(opts: &NodeOptions) -> Result<Option<TcpListene
     }
 }
 
+/// The address a listener got (the real port when the flag said 0).
+pub(crate) fn local_addr(l: &TcpListener, flag: &'static str) -> Result<std::net::SocketAddr, NodeError> {
+    l.local_addr().map_err(|source| NodeError::Bind { addr: "?".into(), flag, source })
+}
+
+/// Reports the bound addresses (log, advertised addresses, `listening.json`).
+pub(crate) fn announce(opts: &mut NodeOptions, bound: &Bound) -> Result<(), NodeError> {
+    crate::listening::announce(opts, bound).map_err(|source| NodeError::Dir {
+        path: opts.dir.as_ref().map_or_else(String::new, |d| d.display().to_string()),
+        source,
+    })
+}
+
 /// Serves the metrics page on the bound `--metrics-listen`, if any.
 pub(crate) fn serve_metrics<M: Machine>(rc: &Rc<RefCell<Replica<M>>>, listener: Option<TcpListener>) {
     if let Some(l) = listener {
@@ -63,15 +77,22 @@ pub(crate) fn prepare_dir(opts: &NodeOptions) -> Result<(), NodeError> {
 
 /// Runs the key-value service as a node of a cluster. Returns only if it
 /// cannot start; a node that halts exits the process.
-pub fn run_kv(opts: NodeOptions) -> Result<(), NodeError> {
+pub fn run_kv(mut opts: NodeOptions) -> Result<(), NodeError> {
     opts.validate().map_err(NodeError::Options)?;
     prepare_dir(&opts)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(NodeError::Runtime)?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
+        // Every listener is bound before the node claims anything.
         let client = bind(opts.client_listen, "--client-listen").await?;
         let repl = bind(opts.repl_listen, "--repl-listen").await?;
         let metrics = bind_metrics(&opts).await?;
+        let bound = Bound {
+            client: local_addr(&client, "--client-listen")?,
+            repl: local_addr(&repl, "--repl-listen")?,
+            metrics: metrics.as_ref().map(|m| local_addr(m, "--metrics-listen")).transpose()?,
+        };
+        announce(&mut opts, &bound)?;
         let factory: Factory<App<Kv>> = Arc::new(|| App::new(Kv::new()));
         let (rc, events) = start(opts, factory, "kv/1".into(), repl).await;
         serve_metrics(&rc, metrics);

@@ -4,6 +4,10 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+mod ports;
+#[allow(unused_imports)] // not every test binary uses it
+pub use ports::refusing_port;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Barrier;

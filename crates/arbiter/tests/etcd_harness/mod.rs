@@ -14,6 +14,10 @@
 //!
 //! A missing `etcd` binary fails the test with the package to install: a
 //! skipped test would hide that the etcd backend is unchecked.
+//!
+//! Shared by the arbiter crate's tests and the multi-process tests
+//! (`tests/etcd.rs`), which use different parts of it.
+#![allow(dead_code)]
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -82,7 +86,6 @@ impl Etcd {
     }
 
     /// Like [`Etcd::start`], with more flags for every member.
-    #[allow(dead_code)]
     pub fn start_with_flags(n: usize, flags: &[&str]) -> Etcd {
         Etcd::start_with(n, None, flags)
     }

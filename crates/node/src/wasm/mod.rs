@@ -16,11 +16,12 @@ pub mod feed;
 pub mod retained;
 pub mod run;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::AbortHandle;
 use understudy_core::{Seq, SnapshotError, SnapshotWriter};
 use understudy_hypervisor::{Console, GuestConfig, GuestEnd, LiveWorld, Mode, Release, RunOptions, Stdin};
 use understudy_wire::entry::EntryKind;
@@ -34,7 +35,13 @@ use retained::Retained;
 /// What every incarnation of the guest machine shares with the event loop.
 pub struct WasmShared {
     pub guest: GuestConfig,
-    pub guest_listen: SocketAddr,
+    /// `--guest-listen`, bound when the node starts (before it claims an
+    /// epoch); the guest gets a duplicate as its fd 3 when it goes live.
+    pub listener: TcpListener,
+    /// While this node is not primary, a task accepts and closes the guest
+    /// port's connections (`run::refuse_while_backup`); aborted before the
+    /// guest gets the listener, so the two never accept from it together.
+    pub refuser: Mutex<Option<AbortHandle>>,
     pub verify_memory: bool,
     /// Recorded events, to the event loop.
     pub events: UnboundedSender<(Seq, Vec<u8>)>,
@@ -99,8 +106,12 @@ impl WasmMachine {
     /// A live world: the guest's listening socket (fd 3), real stdio, events
     /// numbered from `next_seq`, outputs behind the shared release point.
     fn live_world(&self, next_seq: Seq) -> Result<LiveWorld, String> {
-        let listener = TcpListener::bind(self.shared.guest_listen)
-            .map_err(|e| format!("cannot listen on --guest-listen {}: {e}", self.shared.guest_listen))?;
+        if let Some(refuser) = self.shared.refuser.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            // Runs on the event loop's thread, where the refuser task is
+            // parked at an await: aborted here, it never accepts again.
+            refuser.abort();
+        }
+        let listener = self.shared.listener.try_clone().map_err(|e| format!("cannot duplicate the guest's listener: {e}"))?;
         let sink = ChannelSink { tx: self.shared.events.clone(), next: next_seq, intake: self.shared.intake.clone() };
         Ok(LiveWorld::new(sink)
             .with_release(self.shared.release.clone())

@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
@@ -13,10 +13,11 @@ use understudy_wire::entry::EntryKind;
 
 use super::feed::Intake;
 use super::{WasmMachine, WasmShared};
+use crate::listening::Bound;
 use crate::metrics::SeqClock;
 use crate::options::NodeOptions;
 use crate::replica::{pump, Factory, Replica};
-use crate::run::{bind, bind_metrics, drive, prepare_dir, serve_metrics, start, NodeError};
+use crate::run::{announce, bind, bind_metrics, drive, local_addr, prepare_dir, serve_metrics, start, NodeError};
 
 /// Exit code of a node whose guest trapped (as a process killed by SIGABRT).
 pub const TRAP_EXIT_CODE: i32 = 134;
@@ -24,6 +25,7 @@ pub const TRAP_EXIT_CODE: i32 = 134;
 pub struct WasmNodeOptions {
     pub node: NodeOptions,
     pub guest: GuestConfig,
+    /// `--guest-listen` (the node's `client_listen` is the same address).
     pub guest_listen: SocketAddr,
     pub verify_memory: bool,
 }
@@ -32,20 +34,34 @@ type Rep = Rc<RefCell<Replica<WasmMachine>>>;
 
 /// Runs a replicated guest. Returns the process exit code: the guest's
 /// (the primary's guest exited, or the backup replayed it to the same end).
-pub fn run_wasm(opts: WasmNodeOptions) -> Result<i32, NodeError> {
+pub fn run_wasm(mut opts: WasmNodeOptions) -> Result<i32, NodeError> {
     opts.node.validate().map_err(NodeError::Options)?;
     prepare_dir(&opts.node)?;
     let tag = format!("wasm/{}", fingerprint(&opts.guest).map_err(|e| NodeError::Options(e.to_string()))?);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(NodeError::Runtime)?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
+        // Every listener is bound before the node claims anything: a busy
+        // --guest-listen must not leave the cluster registered to a node
+        // that then exits.
+        let guest_listener = bind(opts.guest_listen, "--guest-listen").await?;
         let repl = bind(opts.node.repl_listen, "--repl-listen").await?;
         let metrics = bind_metrics(&opts.node).await?;
+        let bound = Bound {
+            client: local_addr(&guest_listener, "--guest-listen")?,
+            repl: local_addr(&repl, "--repl-listen")?,
+            metrics: metrics.as_ref().map(|m| local_addr(m, "--metrics-listen")).transpose()?,
+        };
+        announce(&mut opts.node, &bound)?;
+        let listener = guest_listener.into_std().map_err(NodeError::Runtime)?;
+        let refusing =
+            tokio::net::TcpListener::from_std(listener.try_clone().map_err(NodeError::Runtime)?).map_err(NodeError::Runtime)?;
         let (events_tx, events_rx) = unbounded_channel();
         let (ends_tx, mut ends_rx) = unbounded_channel();
         let shared = Arc::new(WasmShared {
             guest: opts.guest,
-            guest_listen: opts.guest_listen,
+            listener,
+            refuser: Mutex::new(None),
             verify_memory: opts.verify_memory,
             events: events_tx,
             ends: ends_tx,
@@ -56,6 +72,9 @@ pub fn run_wasm(opts: WasmNodeOptions) -> Result<i32, NodeError> {
         let factory: Factory<WasmMachine> = Arc::new(move || WasmMachine::new(s2.clone()));
         let (rc, driver) = start(opts.node, factory, tag, repl).await;
         serve_metrics(&rc, metrics);
+        // Not primary yet: the claim's answer comes through `drive`, below.
+        let refuser = tokio::task::spawn_local(refuse_while_backup(rc.clone(), refusing));
+        *shared.refuser.lock().unwrap_or_else(PoisonError::into_inner) = Some(refuser.abort_handle());
         let clock = Rc::new(RefCell::new(SeqClock::default()));
         tokio::task::spawn_local(events(rc.clone(), events_rx, shared.release.clone(), clock.clone()));
         tokio::task::spawn_local(progress(rc.clone(), shared.clone(), clock));
@@ -71,6 +90,37 @@ pub fn run_wasm(opts: WasmNodeOptions) -> Result<i32, NodeError> {
         }
     })
 }
+
+/// While this node is a backup or joiner, a client that reaches the guest's
+/// port is accepted and closed at once (a raw TCP guest has no error reply
+/// to send; the key-value service answers `-READONLY`), and the node logs
+/// who the primary is: once, then at most every [`REFUSED_LOG_EVERY`] with
+/// the count since. Aborted when the guest goes live (`WasmMachine::live_world`).
+async fn refuse_while_backup(rc: Rep, listener: tokio::net::TcpListener) {
+    let mut last_log: Option<Instant> = None;
+    let mut refused = 0u64;
+    loop {
+        let Ok((conn, peer)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        drop(conn);
+        refused += 1;
+        if last_log.is_none_or(|t| t.elapsed() >= REFUSED_LOG_EVERY) {
+            let r = rc.borrow();
+            let primary = r.primary_client.clone().unwrap_or_else(|| "not known yet".into());
+            log::warn!(
+                "{}: closed {refused} guest connection(s) (the latest from {peer}): this node is a backup; the primary serves clients at {primary}",
+                r.opts.node
+            );
+            last_log = Some(Instant::now());
+            refused = 0;
+        }
+    }
+}
+
+/// How often a backup logs the guest connections it closed.
+const REFUSED_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Primary: the recording guest's events enter the log under the seqs the
 /// guest gave them.
