@@ -54,6 +54,44 @@ fn join_under_load_by_replaying_the_retained_log_then_kill9() {
     assert!(h.log_of("c").contains("replayed the retained log"), "the joiner replayed from the guest's start");
 }
 
+/// Runs `redis-benchmark` against `addr`: `n` pipelined SETs over 100k keys.
+fn benchmark_sets(addr: &str, n: u64) {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let out = std::process::Command::new("redis-benchmark")
+        .args(["-h", host, "-p", port, "-t", "set", "-n", &n.to_string(), "-r", "100000", "-c", "16", "-P", "16", "-q"])
+        .output()
+        .expect("redis-benchmark is installed (Debian package redis-tools)");
+    assert!(out.status.success(), "redis-benchmark: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Issue 11, section 1: a joiner busy catching up on a long history is not
+/// silent. With a history that takes longer to replay than the failure
+/// timeout, the join completes at its first attempt: the primary never
+/// takes the joiner's catch-up for a failure, and the joiner never starts
+/// over.
+#[test]
+fn a_join_behind_a_long_history_completes_at_the_first_attempt() {
+    let _s = serial();
+    let mut h = Harness::new();
+    h.start_wasm_node("a", "kvserver", &[]);
+    h.wait_primary("a");
+    let a = h.node("a").client.clone();
+    benchmark_sets(&a, 3_000_000);
+    let t = Instant::now();
+    h.start_wasm_node("b", "kvserver", &[]);
+    h.wait_in_sync("b");
+    eprintln!("join behind 3M requests: in sync after {:?}", t.elapsed());
+    let (la, lb) = (h.log_of("a"), h.log_of("b"));
+    assert!(!la.contains("silent"), "the primary took the joiner for dead:\n{la}");
+    assert!(!lb.contains("starting over") && !lb.contains("channel to primary closed"), "the join restarted:\n{lb}");
+    let mut c = h.conn("a");
+    assert_eq!(c.call(&["SET", "after", "1"]).unwrap(), Reply::Simple("OK".into()));
+    let epoch = h.record().unwrap().epoch;
+    h.kill9("a");
+    h.wait_primary_after("b", epoch);
+    assert_eq!(h.conn("b").call(&["GET", "after"]).unwrap().bytes(), Some(&b"1"[..]));
+}
+
 #[test]
 fn kill9_of_the_backup_leaves_the_guest_serving_unprotected() {
     let _s = serial();

@@ -12,8 +12,14 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 use understudy_core::Seq;
 use understudy_hypervisor::{EventSink, EventSource, LiveWorld, Next};
+use understudy_wire::entry::EntryKind;
+
+use super::retained::Cursor;
 
 pub enum FeedItem {
+    /// A joiner's retained log, replayed entry by entry on the guest's
+    /// thread (no copy on the event loop).
+    Log(Cursor),
     Event(Seq, Vec<u8>),
     /// A no-op entry: only its seq counts.
     Barrier(Seq),
@@ -44,12 +50,30 @@ impl EventSource for FeedSource {
         let feed = &self.0;
         let mut q = feed.items.lock().expect("feed lock");
         loop {
+            if let Some(FeedItem::Log(cursor)) = q.front_mut() {
+                match cursor.next_entry() {
+                    Some((seq, EntryKind::Barrier, _)) => {
+                        feed.executed.store(seq, Ordering::Release);
+                        continue;
+                    }
+                    Some((seq, _, body)) => {
+                        let body = body.to_vec();
+                        feed.executed.store(seq, Ordering::Release);
+                        return Next::Event(body);
+                    }
+                    None => {
+                        q.pop_front();
+                        continue;
+                    }
+                }
+            }
             match q.pop_front() {
                 Some(FeedItem::Event(seq, body)) => {
                     feed.executed.store(seq, Ordering::Release);
                     return Next::Event(body);
                 }
                 Some(FeedItem::Barrier(seq)) => feed.executed.store(seq, Ordering::Release),
+                Some(FeedItem::Log(_)) => unreachable!("handled above"),
                 Some(FeedItem::GoLive(world)) => return Next::GoLive(world),
                 Some(FeedItem::End) => return Next::End,
                 None => q = feed.ready.wait(q).expect("feed lock"),

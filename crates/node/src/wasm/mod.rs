@@ -186,17 +186,14 @@ impl Machine for WasmMachine {
         Ok(())
     }
 
-    fn install(&mut self, restored: Self, seq: Seq) -> bool {
+    fn install(&mut self, mut restored: Self, seq: Seq) -> bool {
         assert_eq!(restored.retained.count(), seq, "the retained log ends at the snapshot's seq");
+        // O(1) here: the guest's thread reads the log through a cursor, so
+        // the event loop keeps acknowledging and heartbeating however long
+        // the replay of a long history takes.
+        self.retained = std::mem::take(&mut restored.retained);
         let feed = Arc::new(Feed::default());
-        for (i, (kind, body)) in restored.retained.entries().enumerate() {
-            let s = i as Seq + 1;
-            feed.push(match kind {
-                EntryKind::Barrier => FeedItem::Barrier(s),
-                _ => FeedItem::Event(s, body.to_vec()),
-            });
-        }
-        self.retained = restored.retained.clone();
+        feed.push(FeedItem::Log(retained::Cursor::new(self.retained.shared_blocks())));
         self.feed = Some(feed.clone());
         self.spawn(Mode::Replay(Box::new(FeedSource(feed))));
         if seq == 0 {

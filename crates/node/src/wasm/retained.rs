@@ -49,6 +49,15 @@ impl Retained {
         }
     }
 
+    /// The log as shared blocks (the partial block is sealed first), for a
+    /// [`Cursor`] that reads it on another thread without a copy.
+    pub fn shared_blocks(&mut self) -> Vec<Arc<Vec<u8>>> {
+        if !self.cur.is_empty() {
+            self.blocks.push(Arc::new(std::mem::take(&mut self.cur)));
+        }
+        self.blocks.clone()
+    }
+
     /// Every entry, in order.
     pub fn entries(&self) -> impl Iterator<Item = (EntryKind, &[u8])> {
         self.blocks.iter().map(|b| &b[..]).chain(std::iter::once(&self.cur[..])).flat_map(parse_block)
@@ -86,6 +95,44 @@ fn parse_block(b: &[u8]) -> impl Iterator<Item = (EntryKind, &[u8])> {
         let body = r.bytes().expect("retained entry body");
         Some((kind, body))
     })
+}
+
+/// Reads entries out of shared blocks one at a time: a joiner's guest
+/// replays the retained log through it, so installing a log of any size
+/// costs the event loop nothing (it keeps acknowledging and heartbeating).
+pub struct Cursor {
+    blocks: Vec<Arc<Vec<u8>>>,
+    block: usize,
+    pos: usize,
+    /// Seq of the entry `next` returns.
+    pub seq: Seq,
+}
+
+impl Cursor {
+    pub fn new(blocks: Vec<Arc<Vec<u8>>>) -> Cursor {
+        Cursor { blocks, block: 0, pos: 0, seq: 1 }
+    }
+
+    /// The next entry: its seq, kind and body.
+    pub fn next_entry(&mut self) -> Option<(Seq, EntryKind, &[u8])> {
+        loop {
+            let b = self.blocks.get(self.block)?;
+            if self.pos < b.len() {
+                break;
+            }
+            self.block += 1;
+            self.pos = 0;
+        }
+        let b = &self.blocks[self.block];
+        let mut r = Reader::new(&b[self.pos..], "retained log");
+        // Written by `Retained::push`: well-formed by construction.
+        let kind = EntryKind::from_u8(r.u8().expect("retained entry")).expect("retained entry kind");
+        let body = r.bytes().expect("retained entry body");
+        self.pos += r.position();
+        let seq = self.seq;
+        self.seq += 1;
+        Some((seq, kind, body))
+    }
 }
 
 struct LogSnapshot {
@@ -129,6 +176,13 @@ mod tests {
         }
         assert_eq!(back.count(), 5000);
         assert!(back.entries().eq(r.entries()));
+        let mut c = Cursor::new(back.shared_blocks());
+        let mut seen = Vec::new();
+        while let Some((seq, kind, body)) = c.next_entry() {
+            seen.push((seq, kind, body.to_vec()));
+        }
+        let want: Vec<_> = r.entries().enumerate().map(|(i, (k, b))| (i as Seq + 1, k, b.to_vec())).collect();
+        assert_eq!(seen, want, "the cursor reads every entry in order, with its seq");
         assert!(back.restore_chunk(&[9, 1]).is_err(), "an unknown entry kind is refused");
     }
 }
