@@ -124,6 +124,12 @@ pub fn engine_config(guest: &GuestConfig) -> wasmtime::Config {
     // they are the plain trap description.
     c.wasm_backtrace_max_frames(None);
     c.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    // Snapshots read linear memory from another thread while the guest
+    // runs (`snapshot.rs`) and track its writes by address: the memory
+    // must stay where it is, and be plain anonymous memory (no copy-on-write
+    // image of the module's data behind it).
+    c.memory_may_move(false);
+    c.memory_init_cow(false);
     c
 }
 

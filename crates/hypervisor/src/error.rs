@@ -27,6 +27,10 @@ pub enum HypervisorError {
     },
     #[error("log {path}: {detail}")]
     BadLog { path: String, detail: String },
+    #[error("this guest cannot be snapshotted: {0}")]
+    NotSnapshottable(String),
+    #[error("bad snapshot: {0}")]
+    BadSnapshot(String),
     #[error("fingerprint mismatch: the log was recorded with {recorded}, this replica computes {ours} (module, args, env, limits, fuel, wasmtime version or CPU differ)")]
     FingerprintMismatch { recorded: String, ours: String },
 }

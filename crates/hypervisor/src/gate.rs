@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 
 use sha2::{Digest, Sha256};
-use understudy_wire::codec::Reader;
+use understudy_wire::codec::{put_varint, Reader};
 
 use crate::error::{CallView, Divergence, DivergenceKind};
 use crate::event::{self, ClockMemory, EventHeader, EventSource, Func, Next, Outcome};
@@ -31,7 +31,14 @@ pub(crate) enum Stop {
     EndOfLog,
     /// The host itself failed (not the guest's doing).
     Host(String),
+    /// A wait inside a host call was interrupted for a snapshot: the call
+    /// is rolled back ([`Gate::abort_call`]) and the guest unwinds; it
+    /// makes the call again once rewound.
+    Snapshot,
 }
+
+/// Version of [`Gate::encode_state`].
+const STATE_VERSION: u64 = 1;
 
 struct Replay {
     source: Box<dyn EventSource>,
@@ -76,7 +83,9 @@ pub(crate) struct Gate {
     expect_state: Option<u64>,
     /// Outputs of the call in progress, sent at commit with its seq.
     outputs: Vec<(Target, Vec<u8>)>,
-    outputs_digest: Sha256,
+    /// Chained digest of every output: `d = SHA-256(d ‖ tag ‖ len ‖ bytes)`,
+    /// so it can be carried in a snapshot and continued elsewhere.
+    outputs_digest: [u8; 32],
     pub output_bytes: u64,
     unsupported_logged: HashSet<String>,
     pub went_live_at: Option<u64>,
@@ -106,7 +115,7 @@ impl Gate {
             buf: Vec::with_capacity(256),
             expect_state: None,
             outputs: Vec::new(),
-            outputs_digest: Sha256::new(),
+            outputs_digest: [0; 32],
             output_bytes: 0,
             unsupported_logged: HashSet::new(),
             went_live_at: None,
@@ -225,9 +234,12 @@ impl Gate {
             Target::Stderr => 2,
             Target::Conn(id) => 16 + id,
         };
-        self.outputs_digest.update(tag.to_le_bytes());
-        self.outputs_digest.update((bytes.len() as u64).to_le_bytes());
-        self.outputs_digest.update(bytes);
+        let mut d = Sha256::new();
+        d.update(self.outputs_digest);
+        d.update(tag.to_le_bytes());
+        d.update((bytes.len() as u64).to_le_bytes());
+        d.update(bytes);
+        self.outputs_digest = d.finalize().into();
         self.output_bytes += bytes.len() as u64;
         if self.is_live() {
             self.outputs.push((target, bytes.to_vec()));
@@ -335,7 +347,67 @@ impl Gate {
 
     /// Digest of every output so far (targets, lengths and bytes, in order).
     pub(crate) fn outputs_digest(&self) -> [u8; 32] {
-        self.outputs_digest.clone().finalize().into()
+        self.outputs_digest
+    }
+
+    /// Rolls back the call in progress, whose wait was interrupted for a
+    /// snapshot before anything was recorded (record mode only): the guest
+    /// makes the same call again once rewound.
+    pub(crate) fn abort_call(&mut self) {
+        assert!(self.is_live(), "only a recording guest is snapshotted");
+        assert!(self.cur.take().is_some(), "no call in progress to roll back");
+        assert!(self.call > self.last_event_call, "the interrupted call was counted");
+        self.call -= 1;
+        self.out.clear();
+        self.outputs.clear();
+    }
+
+    /// Seq of the last event recorded (record mode): a snapshot's position.
+    pub(crate) fn last_seq(&mut self) -> u64 {
+        self.live().last_seq
+    }
+
+    /// The gate's state of the guest, for a snapshot taken between calls.
+    pub(crate) fn encode_state(&self) -> Vec<u8> {
+        assert!(self.cur.is_none(), "a snapshot is taken between calls");
+        let mut b = Vec::new();
+        put_varint(&mut b, STATE_VERSION);
+        self.fds.encode(&mut b);
+        for v in [self.call, self.last_event_call, self.events, self.last_fuel, self.output_bytes] {
+            put_varint(&mut b, v);
+        }
+        for c in self.clocks {
+            put_varint(&mut b, c);
+        }
+        b.extend_from_slice(&self.outputs_digest);
+        b
+    }
+
+    /// Restores what [`Gate::encode_state`] captured (a replaying gate that
+    /// made no call yet).
+    pub(crate) fn restore_state(&mut self, bytes: &[u8]) -> Result<(), String> {
+        assert_eq!(self.call, 0, "state is restored into a fresh gate");
+        let mut r = Reader::new(bytes, "gate state");
+        let e = |e: understudy_wire::WireError| e.to_string();
+        let v = r.varint().map_err(e)?;
+        if v != STATE_VERSION {
+            return Err(format!("gate state version {v}, expected {STATE_VERSION}"));
+        }
+        self.fds = FdTable::decode(&mut r).map_err(e)?;
+        let mut n = [0u64; 5];
+        for x in &mut n {
+            *x = r.varint().map_err(e)?;
+        }
+        [self.call, self.last_event_call, self.events, self.last_fuel, self.output_bytes] = n;
+        for c in &mut self.clocks {
+            *c = r.varint().map_err(e)?;
+        }
+        self.outputs_digest = r.take(32).map_err(e)?.try_into().expect("32 bytes");
+        r.finish().map_err(e)?;
+        if self.last_event_call > self.call {
+            return Err(format!("last event at call {} after call {}", self.last_event_call, self.call));
+        }
+        Ok(())
     }
 
     /// Ends the run: in record mode waits until released outputs are out.

@@ -68,7 +68,9 @@
 //! - No preopened directories, no files, no UDP; `sock_recv` flags other than
 //!   PEEK are ignored.
 
+pub mod asyncify;
 pub mod config;
+mod dirty;
 pub mod error;
 pub mod event;
 mod fdtable;
@@ -77,7 +79,9 @@ mod instrument;
 pub mod logfile;
 mod machine;
 pub mod output;
+pub mod snapshot;
 pub mod state;
+mod unwind;
 mod wasi;
 mod world;
 
@@ -87,6 +91,9 @@ pub use event::{EventDecoder, EventSink, EventSource, Func, MemorySink, Next, Ve
 pub use fdtable::LISTENER_FD;
 pub use instrument::{prepare, Prepared};
 pub use logfile::{read_log, record_file, replay_file, LogContents, ReplayOptions, ReplayReport};
-pub use machine::{run, Ending, GuestEnd, Mode, RunOptions, TrapKind};
+pub use machine::{
+    run, run_restored, run_with_checkpoints, CheckpointSink, Ending, GuestEnd, Mode, RecordSource, RunOptions, TrapKind,
+};
 pub use output::{Console, Release};
+pub use snapshot::{SnapshotPort, SnapshotStream};
 pub use world::{LiveWorld, Stdin, SEND_BUFFER_BYTES_MAX_DEFAULT};

@@ -8,6 +8,8 @@ use crate::error::{Divergence, HypervisorError};
 use crate::event::EventSource;
 use crate::gate::{Gate, Stop};
 use crate::instrument;
+use crate::snapshot::{bits_global, Record, PAGE_BYTES};
+use crate::unwind::{self, Checkpoints, Pending, Phase};
 use crate::wasi::{self, Host};
 use crate::world::LiveWorld;
 
@@ -26,6 +28,18 @@ pub struct RunOptions {
     /// event, so a replay checks its state after every call. Replay follows
     /// whatever the log holds.
     pub verify_memory: bool,
+}
+
+/// Where a restored guest's snapshot comes from: records in order, up to
+/// and including the final one (`None`: the stream ended early).
+pub type RecordSource<'a> = &'a mut dyn FnMut() -> Result<Option<Record>, String>;
+
+/// Standalone checkpoints while recording: after every `every` events, at
+/// the next unwind-capable call, the guest is snapshotted (stop-the-world)
+/// and `sink` gets the records.
+pub struct CheckpointSink {
+    pub every: u64,
+    pub sink: Box<dyn FnMut(Vec<Record>)>,
 }
 
 /// What kind of trap ended the guest.
@@ -88,7 +102,7 @@ pub struct GuestEnd {
 #[derive(Debug)]
 pub(crate) struct Limits {
     memory_bytes_max: usize,
-    hits: u32,
+    pub(crate) hits: u32,
     /// The last `memory_growing` allowed the growth: a failure after it is
     /// the host's (the OS refused), not the limit's.
     approved: bool,
@@ -166,10 +180,48 @@ fn load(guest: &GuestConfig) -> Result<Loaded, HypervisorError> {
 /// mode this returns once every output has left (so it waits for the engine
 /// to release them, or to stop the world).
 pub fn run(guest: &GuestConfig, mode: Mode, opts: RunOptions) -> Result<GuestEnd, HypervisorError> {
+    run_inner(guest, mode, opts, None, None)
+}
+
+/// Like [`run`] in record mode, with standalone checkpoints (the guest's
+/// module must be Asyncify-transformed: `asyncify::transform`).
+pub fn run_with_checkpoints(
+    guest: &GuestConfig,
+    world: LiveWorld,
+    opts: RunOptions,
+    checkpoints: CheckpointSink,
+) -> Result<GuestEnd, HypervisorError> {
+    run_inner(guest, Mode::Record(world), opts, None, Some(checkpoints))
+}
+
+/// Resumes a guest from a snapshot (`snapshot.rs`) and replays `source`,
+/// the events after the snapshot's seq. `guest.module` must be the module
+/// the snapshot was taken of (its first record carries it). The restored
+/// state is checked against the primary's hash once the guest is rewound:
+/// a difference ends the run as a divergence.
+pub fn run_restored(
+    guest: &GuestConfig,
+    records: RecordSource<'_>,
+    source: Box<dyn EventSource>,
+    opts: RunOptions,
+) -> Result<GuestEnd, HypervisorError> {
+    run_inner(guest, Mode::Replay(source), opts, Some(records), None)
+}
+
+fn run_inner(
+    guest: &GuestConfig,
+    mode: Mode,
+    opts: RunOptions,
+    restore: Option<RecordSource<'_>>,
+    checkpoints: Option<CheckpointSink>,
+) -> Result<GuestEnd, HypervisorError> {
     let loaded = load(guest)?;
-    let gate = match mode {
-        Mode::Record(world) => Gate::record(world, opts.verify_memory),
-        Mode::Replay(source) => Gate::replay(source, opts.verify_memory),
+    let (gate, port) = match mode {
+        Mode::Record(world) => {
+            let port = world.snapshots.clone();
+            (Gate::record(world, opts.verify_memory), port)
+        }
+        Mode::Replay(source) => (Gate::replay(source, opts.verify_memory), None),
     };
     let fuel_start = guest.fuel.enabled.then(|| guest.fuel.limit.unwrap_or(u64::MAX));
     let host = Host::new(
@@ -186,27 +238,71 @@ pub fn run(guest: &GuestConfig, mode: Mode, opts: RunOptions) -> Result<GuestEnd
     }
     let mut linker = Linker::new(&loaded.engine);
     wasi::link(&mut linker, &loaded.module).map_err(|e| HypervisorError::Engine(e.to_string()))?;
-    let result = linker.instantiate(&mut store, &loaded.module).and_then(|instance| {
-        let memory = instance.get_memory(&mut store, "memory").expect("checked at load");
-        let globals = loaded.globals.iter().filter_map(|n| instance.get_global(&mut store, n)).collect();
+    let instance = match linker.instantiate(&mut store, &loaded.module) {
+        Ok(i) => i,
+        Err(e) => {
+            if store.data().memory.is_none() && store.data().stop.is_none() {
+                return Err(HypervisorError::Instantiate(format!("{e:?}")));
+            }
+            return Ok(finish(&mut store, Err(e), fuel_start));
+        }
+    };
+    let memory = instance.get_memory(&mut store, "memory").expect("checked at load");
+    let globals = loaded.globals.iter().filter_map(|n| instance.get_global(&mut store, n)).collect();
+    let funcs = unwind::Funcs::find(&mut store, &instance);
+    {
         let h = store.data_mut();
         h.memory = Some(memory);
         h.globals = globals;
-        let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-        start.call(&mut store, ())
-    });
-    let stop = store.data_mut().stop.take();
-    if store.data().memory.is_none() && stop.is_none() {
-        if let Err(e) = &result {
-            return Err(HypervisorError::Instantiate(format!("{e:?}")));
+        h.snap.funcs = funcs;
+    }
+    if store.data().snap.funcs.is_some() {
+        if let Some(p) = port {
+            let p = p.0;
+            p.base.store(memory.data_ptr(&store) as usize, std::sync::atomic::Ordering::SeqCst);
+            p.len.store(memory.data_size(&store), std::sync::atomic::Ordering::SeqCst);
+            let reserve = (guest.memory_bytes_max.min(1 << 32) as usize).div_ceil(PAGE_BYTES) * PAGE_BYTES;
+            p.reserve.store(reserve, std::sync::atomic::Ordering::SeqCst);
+            *p.module.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(guest.module.clone());
+            store.data_mut().snap.port = Some(p);
+        }
+        if let Some(cp) = checkpoints {
+            store.data_mut().snap.checkpoints =
+                Some(Checkpoints { next_at: cp.every.max(1), every: cp.every.max(1), sink: cp.sink, taking: None });
+        }
+    } else {
+        if store.data().gate.is_live() {
+            store.data_mut().gate.live().port = None;
+        }
+        if checkpoints.is_some() {
+            return Err(HypervisorError::NotSnapshottable(
+                "checkpoints need the Asyncify-transformed module (asyncify::transform)".into(),
+            ));
         }
     }
+    if let Some(records) = restore {
+        if let Err(e) = restore_state(&mut store, memory, records, guest) {
+            return Err(HypervisorError::BadSnapshot(e));
+        }
+    }
+    let result = instance.get_typed_func::<(), ()>(&mut store, "_start").and_then(|start| {
+        let mut r = start.call(&mut store, ());
+        while r.is_ok() && store.data().snap.unwinding() {
+            r = unwind::capture(&mut store).and_then(|_| start.call(&mut store, ()));
+        }
+        r
+    });
+    Ok(finish(&mut store, result, fuel_start))
+}
+
+fn finish(store: &mut Store<Host>, result: wasmtime::Result<()>, fuel_start: Option<u64>) -> GuestEnd {
+    let stop = store.data_mut().stop.take();
     let ending = classify(result, stop, store.data_mut().limits.host_failure.take());
-    let state_hash = if store.data().memory.is_some() { wasi::state_hash(&mut store) } else { [0; 32] };
+    let state_hash = if store.data().memory.is_some() { wasi::state_hash(store) } else { [0; 32] };
     let fuel_consumed = fuel_start.map(|s| s - store.get_fuel().unwrap_or(0));
     let h = store.data_mut();
     h.gate.finish();
-    Ok(GuestEnd {
+    GuestEnd {
         ending,
         calls: h.gate.call,
         events: h.gate.events,
@@ -216,7 +312,76 @@ pub fn run(guest: &GuestConfig, mode: Mode, opts: RunOptions) -> Result<GuestEnd
         fuel_consumed,
         memory_limit_hits: h.limits.hits,
         went_live_at_call: h.gate.went_live_at,
-    })
+    }
+}
+
+/// Loads a snapshot into a freshly instantiated guest and starts the
+/// rewind into the call it was taken at.
+fn restore_state(
+    store: &mut Store<Host>,
+    memory: wasmtime::Memory,
+    records: RecordSource<'_>,
+    guest: &GuestConfig,
+) -> Result<(), String> {
+    let funcs = store.data().snap.funcs.clone().ok_or("the module is not Asyncify-transformed: it cannot resume a snapshot")?;
+    let grow_to = |store: &mut Store<Host>, pages: usize| -> Result<(), String> {
+        let have = memory.data_size(&*store) / PAGE_BYTES;
+        if pages > have {
+            memory.grow(&mut *store, (pages - have) as u64).map_err(|e| format!("growing memory to {pages} pages: {e}"))?;
+        }
+        Ok(())
+    };
+    let fin = loop {
+        match records()? {
+            None => return Err("the snapshot ended before its final record".into()),
+            Some(Record::Module(m)) => {
+                if m[..] != guest.module[..] {
+                    return Err("the snapshot is of another module than the one given".into());
+                }
+            }
+            Some(Record::Pages { first, data }) => {
+                let first = first as usize;
+                grow_to(store, first + data.len() / PAGE_BYTES)?;
+                memory.data_mut(&mut *store)[first * PAGE_BYTES..first * PAGE_BYTES + data.len()].copy_from_slice(&data);
+            }
+            Some(Record::Final(f)) => break f,
+        }
+    };
+    let pages = fin.memory_pages as usize;
+    if memory.data_size(&*store) / PAGE_BYTES > pages {
+        return Err(format!("the snapshot's memory ({pages} pages) is smaller than the module's initial memory"));
+    }
+    grow_to(store, pages)?;
+    let handles = store.data().globals.clone();
+    if handles.len() != fin.globals.len() {
+        return Err(format!("the snapshot has {} mutable globals, the module {}", fin.globals.len(), handles.len()));
+    }
+    let mut values = Vec::with_capacity(handles.len());
+    for (g, (tag, bits)) in handles.iter().zip(&fin.globals) {
+        let v = bits_global(*tag, *bits).ok_or_else(|| format!("a global of kind {tag} cannot be restored"))?;
+        g.set(&mut *store, v).map_err(|e| format!("restoring a global: {e}"))?;
+        values.push(v);
+    }
+    store.data_mut().gate.restore_state(&fin.gate)?;
+    if let Some(f) = fin.fuel_remaining {
+        store.set_fuel(f).map_err(|e| format!("restoring fuel: {e}"))?;
+    }
+    store.data_mut().limits.hits = fin.limit_hits;
+    let region = fin.unwind_at as usize..fin.unwind_at as usize + fin.unwind_orig.len();
+    if region.end > pages * PAGE_BYTES {
+        return Err("the unwind region lies outside memory".into());
+    }
+    store.data_mut().snap.phase = Phase::Rewinding(Pending {
+        unwind_at: fin.unwind_at,
+        unwind_orig: fin.unwind_orig,
+        globals: values,
+        fuel: fin.fuel_remaining,
+        expect_hash: Some(fin.state_hash),
+        seq: fin.seq,
+        since: None,
+    });
+    log::info!("restoring a guest snapshot taken at seq {}: {} pages of memory", fin.seq, pages);
+    funcs.start_rewind.call(&mut *store, fin.unwind_at as i32).map_err(|e| format!("starting the rewind: {e}"))
 }
 
 fn classify(result: wasmtime::Result<()>, stop: Option<Stop>, host_failure: Option<String>) -> Ending {
@@ -226,6 +391,7 @@ fn classify(result: wasmtime::Result<()>, stop: Option<Stop>, host_failure: Opti
         (_, Some(Stop::Stopped)) => return Ending::Stopped,
         (_, Some(Stop::EndOfLog)) => return Ending::EndOfLog,
         (_, Some(Stop::Host(m))) => return Ending::HostFailure(m),
+        (_, Some(Stop::Snapshot)) => return Ending::HostFailure("a snapshot's stop escaped its import".into()),
         (Ok(()), None) => return Ending::Exited(0),
         (Err(e), None) => e,
     };

@@ -139,6 +139,12 @@ impl Release {
         self.guest_bell.ring();
     }
 
+    /// Wakes the guest's thread from a wait in a host call (a snapshot is
+    /// due).
+    pub(crate) fn wake_guest(&self) {
+        self.guest_bell.ring();
+    }
+
     pub fn is_stopped(&self) -> bool {
         self.stopped.load(Ordering::SeqCst)
     }

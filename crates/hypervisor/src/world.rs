@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crate::event::{EventSink, PollEvent};
 use crate::gate::Stop;
 use crate::output::{ConnShared, Console, Item, Release, Stage, Target};
+use crate::snapshot::{PortShared, SnapshotPort};
 use crate::wasi::errno;
 
 /// Default bound on bytes a guest may have sent on one connection that are
@@ -44,6 +45,12 @@ pub struct LiveWorld {
     /// Bound per connection (see [`SEND_BUFFER_BYTES_MAX_DEFAULT`]); a
     /// non-blocking send over it gets `EAGAIN`, a blocking one waits.
     pub send_buffer_bytes_max: usize,
+    /// Where the engine asks for snapshots (a transformed guest only).
+    pub snapshots: Option<SnapshotPort>,
+    /// Seq of the last event already in the log when this world starts (a
+    /// replayed guest going live): a snapshot taken before the first new
+    /// event is at this seq.
+    pub last_seq: u64,
 }
 
 impl LiveWorld {
@@ -58,7 +65,14 @@ impl LiveWorld {
             stdout: Console::Inherit,
             stderr: Console::Inherit,
             send_buffer_bytes_max: SEND_BUFFER_BYTES_MAX_DEFAULT,
+            snapshots: None,
+            last_seq: 0,
         }
+    }
+
+    pub fn with_snapshots(mut self, port: SnapshotPort) -> Self {
+        self.snapshots = Some(port);
+        self
     }
 
     pub fn with_listener(mut self, l: TcpListener) -> Self {
@@ -119,6 +133,8 @@ pub(crate) struct Live {
     /// Seq of the last appended event: tags outputs that no event produced
     /// (a close, a shutdown), which depend only on the log up to there.
     pub last_seq: u64,
+    /// Snapshots: a wait ends with `Stop::Snapshot` when one is due.
+    pub(crate) port: Option<Arc<PortShared>>,
 }
 
 pub(crate) fn io_errno(e: &std::io::Error) -> u16 {
@@ -172,6 +188,10 @@ impl Live {
             l.set_nonblocking(true).expect("setting the guest listener non-blocking");
         }
         let stage = Stage::spawn(w.release.clone(), w.stdout, w.stderr);
+        let port = w.snapshots.map(|p| p.0);
+        if let Some(p) = &port {
+            *p.release.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(w.release.clone());
+        }
         Live {
             sink: w.sink,
             release: w.release,
@@ -181,7 +201,8 @@ impl Live {
             stdin_pos: 0,
             conns: HashMap::new(),
             send_max: w.send_buffer_bytes_max.max(1),
-            last_seq: 0,
+            last_seq: w.last_seq,
+            port,
         }
     }
 
@@ -212,7 +233,11 @@ impl Live {
         poll_fds(fds, timeout);
         self.release.set_guest_waiting(false);
         self.release.guest_bell.drain();
-        self.check()
+        self.check()?;
+        if self.port.as_ref().is_some_and(|p| p.pause.load(Ordering::SeqCst)) {
+            return Err(Stop::Snapshot);
+        }
+        Ok(())
     }
 
     pub(crate) fn check(&self) -> Result<(), Stop> {

@@ -8,7 +8,7 @@ use std::net::Shutdown;
 
 use wasmtime::Linker;
 
-use super::{begin, commit, errno, iovecs, pure, split, write_bytes, write_u32, Cx, Dig, Host, Ret, MODULE};
+use super::{begin, commit, errno, iovecs, pure, split, unwindable, write_bytes, write_u32, Cx, Dig, Host, Ret, MODULE};
 use crate::event::Func;
 use crate::fdtable::{FdKind, LISTENER_FD};
 use crate::output::Target;
@@ -18,18 +18,20 @@ const FDFLAGS_NONBLOCK: i32 = 4;
 
 pub(super) fn link(l: &mut Linker<Host>) -> wasmtime::Result<()> {
     l.func_wrap(MODULE, "fd_write", |mut c: Cx<'_>, fd: i32, iovs: i32, n: i32, out: i32| {
-        write(&mut c, Func::FdWrite, fd, iovs, n, out)
+        unwindable(&mut c, |c| write(c, Func::FdWrite, fd, iovs, n, out))
     })?;
     l.func_wrap(MODULE, "sock_send", |mut c: Cx<'_>, fd: i32, iovs: i32, n: i32, _flags: i32, out: i32| {
-        write(&mut c, Func::SockSend, fd, iovs, n, out)
+        unwindable(&mut c, |c| write(c, Func::SockSend, fd, iovs, n, out))
     })?;
     l.func_wrap(MODULE, "fd_read", |mut c: Cx<'_>, fd: i32, iovs: i32, n: i32, out: i32| {
-        read(&mut c, Func::FdRead, fd, iovs, n, 0, out, None)
+        unwindable(&mut c, |c| read(c, Func::FdRead, fd, iovs, n, 0, out, None))
     })?;
     l.func_wrap(MODULE, "sock_recv", |mut c: Cx<'_>, fd: i32, iovs: i32, n: i32, flags: i32, out: i32, oflags: i32| {
-        read(&mut c, Func::SockRecv, fd, iovs, n, flags, out, Some(oflags))
+        unwindable(&mut c, |c| read(c, Func::SockRecv, fd, iovs, n, flags, out, Some(oflags)))
     })?;
-    l.func_wrap(MODULE, "sock_accept", sock_accept)?;
+    l.func_wrap(MODULE, "sock_accept", |mut c: Cx<'_>, fd: i32, flags: i32, out: i32| {
+        unwindable(&mut c, |c| sock_accept(c, fd, flags, out))
+    })?;
     l.func_wrap(MODULE, "sock_shutdown", sock_shutdown)?;
     Ok(())
 }
@@ -149,18 +151,18 @@ fn scatter(mem: &mut [u8], vecs: &[(i32, u32)], mut data: &[u8]) -> Result<(), u
     Ok(())
 }
 
-fn sock_accept(mut c: Cx<'_>, fd: i32, flags: i32, out: i32) -> Ret {
+fn sock_accept(c: &mut Cx<'_>, fd: i32, flags: i32, out: i32) -> Ret {
     let args = [fd as u32 as u64, flags as u32 as u64, out as u32 as u64];
     let f = c.data().gate.fds.get(fd as u32);
     match f.map(|f| f.kind) {
         Some(FdKind::Listener) => {}
-        Some(FdKind::Conn { .. }) => return pure(&mut c, Func::SockAccept, &args, errno::INVAL),
-        Some(_) => return pure(&mut c, Func::SockAccept, &args, errno::NOTSOCK),
-        None => return pure(&mut c, Func::SockAccept, &args, errno::BADF),
+        Some(FdKind::Conn { .. }) => return pure(c, Func::SockAccept, &args, errno::INVAL),
+        Some(_) => return pure(c, Func::SockAccept, &args, errno::NOTSOCK),
+        None => return pure(c, Func::SockAccept, &args, errno::BADF),
     }
     debug_assert_eq!(fd as u32, LISTENER_FD);
     let d = Dig::new(Func::SockAccept).u64(args[0]).u64(args[1]).u64(args[2]);
-    if begin(&mut c, Func::SockAccept, d.0, &args)? {
+    if begin(c, Func::SockAccept, d.0, &args)? {
         let h = c.data_mut();
         let id = h.gate.fds.next_conn_id();
         let nonblock = f.is_some_and(|f| f.nonblock);
@@ -169,14 +171,14 @@ fn sock_accept(mut c: Cx<'_>, fd: i32, flags: i32, out: i32) -> Ret {
             Err(s) => return Err(h.halt(s)),
         }
     }
-    let (mem, h) = split(&mut c);
+    let (mem, h) = split(c);
     let e = if h.gate.out.errno == 0 {
         let (newfd, _) = h.gate.fds.accept(flags & FDFLAGS_NONBLOCK != 0);
         write_u32(mem, out, newfd).err().unwrap_or(0)
     } else {
         h.gate.out.errno
     };
-    commit(&mut c, e)
+    commit(c, e)
 }
 
 fn sock_shutdown(mut c: Cx<'_>, fd: i32, how: i32) -> Ret {

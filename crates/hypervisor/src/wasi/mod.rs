@@ -54,6 +54,8 @@ pub(crate) struct Host {
     pub fuel_start: Option<u64>,
     /// Why the guest was stopped inside a host call.
     pub stop: Option<Stop>,
+    /// Snapshots: Asyncify's functions, the engine's port, the unwind state.
+    pub snap: crate::unwind::Snap,
     scratch: Vec<u8>,
     subs: Vec<(SubKind, SubTarget)>,
 }
@@ -69,13 +71,14 @@ impl Host {
             limits,
             fuel_start,
             stop: None,
+            snap: crate::unwind::Snap::default(),
             scratch: Vec::new(),
             subs: Vec::new(),
         }
     }
 
     /// Stops the guest: the reason is kept, wasmtime unwinds with an error.
-    fn halt(&mut self, s: Stop) -> wasmtime::Error {
+    pub(crate) fn halt(&mut self, s: Stop) -> wasmtime::Error {
         self.stop = Some(s);
         wasmtime::Error::msg("guest halted by the gate")
     }
@@ -108,6 +111,22 @@ pub(crate) fn state_hash(c: &mut impl wasmtime::AsContextMut<Data = Host>) -> [u
     let globals: Vec<Val> = c.as_context().data().globals.clone().iter().map(|g| g.get(&mut *c)).collect();
     let mem = c.as_context().data().memory.expect("memory is set");
     crate::state::hash(mem.data(&*c), &globals)
+}
+
+/// Runs an unwind-capable import (`asyncify::UNWIND_IMPORTS`): a snapshot
+/// may unwind the guest at its entry, or interrupt its wait (the call is
+/// then rolled back and made again once the guest is rewound).
+fn unwindable(c: &mut Cx<'_>, f: impl FnOnce(&mut Cx<'_>) -> Ret) -> Ret {
+    if crate::unwind::at_import(c)? {
+        return Ok(0);
+    }
+    match f(c) {
+        Err(_) if matches!(c.data().stop, Some(Stop::Snapshot)) => {
+            c.data_mut().stop = None;
+            crate::unwind::interrupted(c)
+        }
+        r => r,
+    }
 }
 
 /// A pure call: counts, checks in replay that no event is due, returns `e`.

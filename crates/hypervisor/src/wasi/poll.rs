@@ -5,7 +5,7 @@
 
 use wasmtime::Linker;
 
-use super::{begin, commit, errno, pure, range, split, write_bytes, write_u32, Cx, Dig, Host, Ret, MODULE};
+use super::{begin, commit, errno, pure, range, split, unwindable, write_bytes, write_u32, Cx, Dig, Host, Ret, MODULE};
 use crate::event::Func;
 use crate::fdtable::FdKind;
 use crate::world::{SubKind, SubTarget};
@@ -14,7 +14,9 @@ const SUB_BYTES: u64 = 48;
 const EVENT_BYTES: usize = 32;
 
 pub(super) fn link(l: &mut Linker<Host>) -> wasmtime::Result<()> {
-    l.func_wrap(MODULE, "poll_oneoff", poll_oneoff)?;
+    l.func_wrap(MODULE, "poll_oneoff", |mut c: Cx<'_>, subs: i32, events: i32, n: i32, nevents: i32| {
+        unwindable(&mut c, |c| poll_oneoff(c, subs, events, n, nevents))
+    })?;
     Ok(())
 }
 
@@ -49,10 +51,10 @@ fn target(h: &Host, kind: &SubKind) -> SubTarget {
     }
 }
 
-fn poll_oneoff(mut c: Cx<'_>, subs_ptr: i32, events_ptr: i32, n: i32, nevents_ptr: i32) -> Ret {
+fn poll_oneoff(c: &mut Cx<'_>, subs_ptr: i32, events_ptr: i32, n: i32, nevents_ptr: i32) -> Ret {
     let args = [subs_ptr as u32 as u64, events_ptr as u32 as u64, n as u32 as u64, nevents_ptr as u32 as u64];
     let n = n as u32 as u64;
-    let (mem, h) = split(&mut c);
+    let (mem, h) = split(c);
     let checked = if n == 0 {
         Err(errno::INVAL)
     } else {
@@ -60,7 +62,7 @@ fn poll_oneoff(mut c: Cx<'_>, subs_ptr: i32, events_ptr: i32, n: i32, nevents_pt
     };
     let subs_range = match checked {
         Ok(r) => r,
-        Err(e) => return pure(&mut c, Func::PollOneoff, &args, e),
+        Err(e) => return pure(c, Func::PollOneoff, &args, e),
     };
     let mut subs = std::mem::take(&mut h.subs);
     subs.clear();
@@ -69,13 +71,13 @@ fn poll_oneoff(mut c: Cx<'_>, subs_ptr: i32, events_ptr: i32, n: i32, nevents_pt
             Ok(k) => subs.push((k, target(h, &k))),
             Err(e) => {
                 h.subs = subs;
-                return pure(&mut c, Func::PollOneoff, &args, e);
+                return pure(c, Func::PollOneoff, &args, e);
             }
         }
     }
     let d = Dig::new(Func::PollOneoff).u64(args[1]).u64(args[3]).bytes(&mem[subs_range.clone()]);
     h.subs = subs;
-    if begin(&mut c, Func::PollOneoff, d.0, &args)? {
+    if begin(c, Func::PollOneoff, d.0, &args)? {
         let h = c.data_mut();
         let mut polls = std::mem::take(&mut h.gate.out.polls);
         let r = h.gate.live().poll(&h.subs, &mut polls);
@@ -84,10 +86,10 @@ fn poll_oneoff(mut c: Cx<'_>, subs_ptr: i32, events_ptr: i32, n: i32, nevents_pt
             return Err(h.halt(s));
         }
     }
-    let (mem, h) = split(&mut c);
+    let (mem, h) = split(c);
     let e =
         if h.gate.out.errno != 0 { h.gate.out.errno } else { write_events(mem, h, subs_range.start, events_ptr, nevents_ptr) };
-    commit(&mut c, e)
+    commit(c, e)
 }
 
 /// Writes the output events of the fired subscriptions.

@@ -1,0 +1,321 @@
+//! The guest thread's side of a snapshot (see `snapshot.rs`): unwind the
+//! guest's stack into its memory at a host call, hand over what the pause
+//! must copy, rewind, and put back everything the unwind touched; and, in a
+//! restored guest, rewind into the call the snapshot was taken at.
+//!
+//! The sequence on a recording guest, at an unwind-capable import:
+//!
+//! 1. [`at_import`] sees a pause is due: it reads the mutable globals and
+//!    the fuel left, saves the unwind region's bytes, writes Asyncify's
+//!    data header there and calls `asyncify_start_unwind`; the import
+//!    returns at once and every function on the stack saves its locals
+//!    and returns, up to `_start`;
+//! 2. `machine::run` sees `_start` return while unwinding and calls
+//!    [`capture`]: `asyncify_stop_unwind`, copy the pages the pause must
+//!    copy, hand them over with the rest ([`crate::snapshot::Paused`]),
+//!    `asyncify_start_rewind`, and call `_start` again;
+//! 3. the guest rewinds into the same import, where [`at_import`] calls
+//!    `asyncify_stop_rewind` and puts back the region's bytes, the globals
+//!    and the fuel: nothing the guest can observe changed. The import then
+//!    runs as if nothing happened.
+//!
+//! A restored guest starts at step 3 with what the snapshot carried, and
+//! checks its state hash against the primary's there.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use wasmtime::{AsContextMut, Caller, Instance, Store, TypedFunc, Val};
+
+use crate::asyncify::{START_REWIND, START_UNWIND, STOP_REWIND, STOP_UNWIND};
+use crate::error::{CallView, Divergence, DivergenceKind};
+use crate::event::Func;
+use crate::gate::Stop;
+use crate::snapshot::{global_bits, FinalState, Paused, PortShared, Record, PAGE_BYTES, UNWIND_REGION_BYTES};
+use crate::wasi::Host;
+
+/// The transformed module's Asyncify exports.
+#[derive(Clone)]
+pub(crate) struct Funcs {
+    start_unwind: TypedFunc<i32, ()>,
+    stop_unwind: TypedFunc<(), ()>,
+    pub(crate) start_rewind: TypedFunc<i32, ()>,
+    stop_rewind: TypedFunc<(), ()>,
+}
+
+impl Funcs {
+    /// The exports, if the module was transformed.
+    pub(crate) fn find(store: &mut Store<Host>, instance: &Instance) -> Option<Funcs> {
+        Some(Funcs {
+            start_unwind: instance.get_typed_func(&mut *store, START_UNWIND).ok()?,
+            stop_unwind: instance.get_typed_func(&mut *store, STOP_UNWIND).ok()?,
+            start_rewind: instance.get_typed_func(&mut *store, START_REWIND).ok()?,
+            stop_rewind: instance.get_typed_func(&mut *store, STOP_REWIND).ok()?,
+        })
+    }
+}
+
+/// What lives between the unwind and the end of the rewind.
+pub(crate) struct Pending {
+    pub unwind_at: u32,
+    pub unwind_orig: Vec<u8>,
+    pub globals: Vec<Val>,
+    pub fuel: Option<u64>,
+    /// A restored guest checks its state against this once rewound.
+    pub expect_hash: Option<[u8; 32]>,
+    /// Seq of the snapshot point (for messages).
+    pub seq: u64,
+    /// When the unwind began (the pause's start, on a recording guest).
+    pub since: Option<std::time::Instant>,
+}
+
+pub(crate) enum Phase {
+    Running,
+    /// The guest is unwinding to `_start` for a snapshot.
+    Unwinding(Pending),
+    /// The guest is rewinding into the import it left.
+    Rewinding(Pending),
+}
+
+/// Standalone checkpoints (`record_file` with a checkpoint interval).
+pub(crate) struct Checkpoints {
+    /// Pause at the first unwind-capable call once this many events exist.
+    pub next_at: u64,
+    pub every: u64,
+    /// Receives each checkpoint's records once the guest is rewound.
+    pub sink: Box<dyn FnMut(Vec<Record>)>,
+    /// The checkpoint being taken (its hash is filled in after the rewind).
+    pub taking: Option<Vec<Record>>,
+}
+
+/// A guest's snapshot machinery (in the store's data).
+pub(crate) struct Snap {
+    pub funcs: Option<Funcs>,
+    pub port: Option<Arc<PortShared>>,
+    pub phase: Phase,
+    pub checkpoints: Option<Checkpoints>,
+}
+
+impl Default for Snap {
+    fn default() -> Self {
+        Snap { funcs: None, port: None, phase: Phase::Running, checkpoints: None }
+    }
+}
+
+impl Snap {
+    pub(crate) fn unwinding(&self) -> bool {
+        matches!(self.phase, Phase::Unwinding(_))
+    }
+
+    /// Whether the guest should unwind at this import.
+    fn due(&self, events: u64) -> bool {
+        if self.funcs.is_none() {
+            return false;
+        }
+        let port = self.port.as_ref().is_some_and(|p| p.pause.load(Ordering::SeqCst));
+        let checkpoint = self.checkpoints.as_ref().is_some_and(|c| events >= c.next_at);
+        port || checkpoint
+    }
+}
+
+type Cx<'a> = Caller<'a, Host>;
+
+fn memory_len(c: &mut impl AsContextMut<Data = Host>) -> usize {
+    let m = c.as_context().data().memory.expect("memory is set");
+    m.data_size(&*c)
+}
+
+/// Publishes the memory's size for the pre-copy (the base never moves).
+fn publish(c: &mut Cx<'_>) {
+    if let Some(p) = &c.data().snap.port {
+        let p = p.clone();
+        let len = memory_len(c);
+        p.len.store(len, Ordering::SeqCst);
+    }
+}
+
+/// At the entry of an unwind-capable import: finishes a rewind that
+/// brought the guest back here, or unwinds for a snapshot that is due.
+/// Returns true when the import must return at once (it is unwinding).
+pub(crate) fn at_import(c: &mut Cx<'_>) -> wasmtime::Result<bool> {
+    if matches!(c.data().snap.phase, Phase::Rewinding(_)) {
+        finish_rewind(c)?;
+        return Ok(false);
+    }
+    publish(c);
+    let events = c.data().gate.events;
+    if !c.data().snap.due(events) || !c.data().gate.is_live() {
+        return Ok(false);
+    }
+    begin_unwind(c)?;
+    Ok(true)
+}
+
+/// A wait in the import was interrupted for a snapshot: roll the call back
+/// and unwind.
+pub(crate) fn interrupted(c: &mut Cx<'_>) -> wasmtime::Result<i32> {
+    c.data_mut().gate.abort_call();
+    begin_unwind(c)?;
+    Ok(0)
+}
+
+fn begin_unwind(c: &mut Cx<'_>) -> wasmtime::Result<()> {
+    let t0 = std::time::Instant::now();
+    if let Some(p) = &c.data().snap.port {
+        p.pause.store(false, Ordering::SeqCst);
+    }
+    let seq = c.data_mut().gate.last_seq();
+    let handles = c.data().globals.clone();
+    let globals: Vec<Val> = handles.iter().map(|g| g.get(&mut *c)).collect();
+    let fuel = c.data().fuel_start.map(|_| c.get_fuel().unwrap_or(0));
+    let len = memory_len(c);
+    let size = UNWIND_REGION_BYTES.min(len) & !15;
+    assert!(size >= 64, "linear memory too small to unwind into");
+    let at = len - size;
+    let mem = c.data().memory.expect("memory is set");
+    let data = mem.data_mut(&mut *c);
+    let unwind_orig = data[at..].to_vec();
+    // Asyncify's data header: where the saved stack goes, and its end.
+    data[at..at + 4].copy_from_slice(&((at + 8) as u32).to_le_bytes());
+    data[at + 4..at + 8].copy_from_slice(&(len as u32).to_le_bytes());
+    let funcs = c.data().snap.funcs.clone().expect("only a transformed guest unwinds");
+    c.data_mut().snap.phase =
+        Phase::Unwinding(Pending { unwind_at: at as u32, unwind_orig, globals, fuel, expect_hash: None, seq, since: Some(t0) });
+    funcs.start_unwind.call(&mut *c, at as i32)
+}
+
+/// `_start` returned while unwinding: hand over the capture, then start the
+/// rewind (the caller calls `_start` again).
+pub(crate) fn capture(store: &mut Store<Host>) -> wasmtime::Result<()> {
+    let funcs = store.data().snap.funcs.clone().expect("only a transformed guest unwinds");
+    funcs.stop_unwind.call(&mut *store, ())?;
+    let Phase::Unwinding(pending) = std::mem::replace(&mut store.data_mut().snap.phase, Phase::Running) else {
+        unreachable!("capture follows an unwind")
+    };
+    let len = memory_len(store);
+    let fin = FinalState {
+        seq: pending.seq,
+        memory_pages: (len / PAGE_BYTES) as u32,
+        globals: pending.globals.iter().map(global_bits).collect(),
+        unwind_at: pending.unwind_at,
+        unwind_orig: pending.unwind_orig.clone(),
+        gate: store.data().gate.encode_state(),
+        fuel_remaining: pending.fuel,
+        limit_hits: store.data().limits.hits,
+        state_hash: [0; 32],
+    };
+    let mem = store.data().memory.expect("memory is set");
+    let events = store.data().gate.events;
+    let checkpoint = store.data().snap.checkpoints.as_ref().is_some_and(|cp| events >= cp.next_at);
+    if checkpoint {
+        // A standalone checkpoint: everything, stop-the-world; its hash is
+        // taken once the guest is rewound (`finish_rewind`).
+        const RECORD_PAGES: usize = 256;
+        let mut records: Vec<Record> = mem
+            .data(&*store)
+            .chunks(RECORD_PAGES * PAGE_BYTES)
+            .enumerate()
+            .map(|(i, chunk)| Record::Pages { first: (i * RECORD_PAGES) as u32, data: chunk.to_vec() })
+            .collect();
+        records.push(Record::Final(Box::new(fin)));
+        let cp = store.data_mut().snap.checkpoints.as_mut().expect("checked");
+        cp.taking = Some(records);
+        cp.next_at = events.saturating_add(cp.every);
+    } else if let Some(port) = store.data().snap.port.clone() {
+        let pages = pause_pages(&port, mem.data(&*store), &pending);
+        let tx = port.delivery.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(tx) = tx {
+            // No receiver any more (the snapshot was abandoned): go on.
+            let _ = tx.send(Paused { pages, fin });
+        }
+    }
+    let at = pending.unwind_at as i32;
+    store.data_mut().snap.phase = Phase::Rewinding(pending);
+    funcs.start_rewind.call(&mut *store, at)
+}
+
+/// What the pause copies: pages written since the pre-copy last looked,
+/// memory above what it covered, and the unwind region (which now holds
+/// the saved stack); everything if there was no pre-copy.
+fn pause_pages(port: &PortShared, data: &[u8], pending: &Pending) -> Vec<(u32, Vec<u8>)> {
+    let len = data.len();
+    let covered = port.covered.load(Ordering::SeqCst).min(len);
+    let tracker = port.tracker.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    match tracker {
+        Some(t) if covered > 0 => {
+            let mut written = Vec::new();
+            if t.take_written(covered, &mut written).is_ok() {
+                ranges.extend(written);
+                ranges.push((covered, len));
+            } else {
+                ranges.push((0, len));
+            }
+        }
+        _ => ranges.push((0, len)),
+    }
+    ranges.push((pending.unwind_at as usize, len));
+    ranges.sort_unstable();
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (s, e) in ranges {
+        let (s, e) = (s / PAGE_BYTES * PAGE_BYTES, (e.div_ceil(PAGE_BYTES) * PAGE_BYTES).min(len));
+        if s >= e {
+            continue;
+        }
+        match runs.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => runs.push((s, e)),
+        }
+    }
+    runs.into_iter().map(|(s, e)| ((s / PAGE_BYTES) as u32, data[s..e].to_vec())).collect()
+}
+
+/// The guest is back in the import it unwound from: stop rewinding and put
+/// back what the unwind touched.
+fn finish_rewind(c: &mut Cx<'_>) -> wasmtime::Result<()> {
+    let funcs = c.data().snap.funcs.clone().expect("only a transformed guest rewinds");
+    funcs.stop_rewind.call(&mut *c, ())?;
+    let Phase::Rewinding(p) = std::mem::replace(&mut c.data_mut().snap.phase, Phase::Running) else {
+        unreachable!("checked by the caller")
+    };
+    let mem = c.data().memory.expect("memory is set");
+    let at = p.unwind_at as usize;
+    mem.data_mut(&mut *c)[at..at + p.unwind_orig.len()].copy_from_slice(&p.unwind_orig);
+    let globals = c.data().globals.clone();
+    for (g, v) in globals.iter().zip(&p.globals) {
+        g.set(&mut *c, *v)?;
+    }
+    if let Some(f) = p.fuel {
+        c.set_fuel(f)?;
+    }
+    if let (Some(t0), Some(port)) = (p.since, &c.data().snap.port) {
+        port.last_pause_ns.store(t0.elapsed().as_nanos() as u64, Ordering::SeqCst);
+    }
+    if let Some(want) = p.expect_hash {
+        let got = crate::wasi::state_hash(c);
+        if got != want {
+            let detail = format!(
+                "the restored guest's memory and globals differ from the primary's at seq {}: {} vs {}",
+                p.seq,
+                crate::config::hex(&got[..8]),
+                crate::config::hex(&want[..8])
+            );
+            let replayed =
+                CallView { call: c.data().gate.call, func: Func::SnapshotMarker, digest: 0, fuel: None, args: String::new() };
+            let d = Divergence { kind: DivergenceKind::State, recorded: None, replayed, detail };
+            return Err(c.data_mut().halt(Stop::Diverged(Box::new(d))));
+        }
+        log::info!("restored guest verified at seq {}: memory and globals match the primary's", p.seq);
+    }
+    if let Some(records) = c.data_mut().snap.checkpoints.as_mut().and_then(|cp| cp.taking.take()) {
+        // The checkpoint's state hash is the state now, rewound and restored.
+        let hash = crate::wasi::state_hash(c);
+        let mut records = records;
+        if let Some(Record::Final(f)) = records.last_mut() {
+            f.state_hash = hash;
+        }
+        let cp = c.data_mut().snap.checkpoints.as_mut().expect("checked");
+        (cp.sink)(records);
+    }
+    Ok(())
+}

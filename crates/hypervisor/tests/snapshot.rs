@@ -1,0 +1,179 @@
+//! Live snapshots of a running guest (issue 11): a guest is snapshotted
+//! while it runs or waits in a host call, resumed from the snapshot in a
+//! fresh instance, and replays the events recorded after it to exactly the
+//! end the original run reached: the same outputs, exit code, call count
+//! and final memory and globals.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{config, Client, WatchSink};
+use understudy_hypervisor::snapshot::{Record, PAGE_BYTES};
+use understudy_hypervisor::{
+    asyncify, run, run_restored, Console, Ending, GuestConfig, GuestEnd, LiveWorld, Mode, RunOptions, SnapshotPort, VecSource,
+};
+use understudy_wire::codec::Reader;
+
+const VERIFY: RunOptions = RunOptions { verify_memory: true };
+
+/// `name` built from guests/, transformed with wasm-opt.
+fn transformed(name: &str) -> GuestConfig {
+    let mut c = config(name);
+    c.module = asyncify::transform(&c.module).unwrap_or_else(|e| panic!("{e}")).into();
+    c
+}
+
+/// Reads a whole snapshot out of `port` (on the calling thread, as the
+/// node's sender thread does).
+fn take_snapshot(port: &SnapshotPort) -> (Vec<Record>, u64) {
+    let mut s = port.stream().expect("no other snapshot in progress");
+    let mut records = Vec::new();
+    let mut chunk = Vec::new();
+    loop {
+        chunk.clear();
+        if !s.next_chunk(&mut chunk, 256 << 10).expect("the snapshot completes") {
+            break;
+        }
+        let mut r = Reader::new(&chunk, "chunk");
+        while !r.is_empty() {
+            records.push(Record::decode(&mut r).expect("records decode"));
+        }
+    }
+    let seq = match records.last() {
+        Some(Record::Final(f)) => f.seq,
+        other => panic!("the stream ends with its final record, not {other:?}"),
+    };
+    // Memory was copied while the guest ran; the pause copied only what it
+    // wrote meanwhile (plus the unwind region).
+    assert!(s.rounds >= 1 && s.precopied_bytes > 0, "pre-copy ran: {} rounds, {} bytes", s.rounds, s.precopied_bytes);
+    eprintln!(
+        "snapshot at seq {seq}: {} rounds, {} bytes pre-copied, {} in the pause",
+        s.rounds, s.precopied_bytes, s.paused_bytes
+    );
+    (records, seq)
+}
+
+/// Resumes `cfg` from `records` and replays `events` after the snapshot.
+fn resume(cfg: &GuestConfig, records: Vec<Record>, events: Vec<Vec<u8>>) -> GuestEnd {
+    let mut it = records.into_iter();
+    let mut next = move || Ok(it.next());
+    run_restored(cfg, &mut next, Box::new(VecSource::new(events)), RunOptions::default()).expect("the guest resumes")
+}
+
+fn spawn(cfg: &GuestConfig, world: LiveWorld) -> std::thread::JoinHandle<GuestEnd> {
+    let cfg = cfg.clone();
+    std::thread::spawn(move || run(&cfg, Mode::Record(world), VERIFY).expect("guest starts"))
+}
+
+/// The poll-based RESP server, snapshotted while it waits in poll_oneoff
+/// with a client connected, then again while serving a pipelined load;
+/// each resumed copy replays to the very end the recording reached.
+#[test]
+fn a_poll_server_resumes_from_snapshots_taken_idle_and_under_load() {
+    let cfg = transformed("kvserver");
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let sink = WatchSink::default();
+    let port = SnapshotPort::new();
+    let world = LiveWorld::new(sink.clone())
+        .with_listener(l)
+        .with_console(Console::Discard, Console::Discard)
+        .with_snapshots(port.clone());
+    let guest = spawn(&cfg, world);
+
+    let mut a = Client::connect(addr);
+    for i in 0..200 {
+        assert_eq!(a.call(&["SET", &format!("k{i}"), &"v".repeat(i)]), "+OK");
+    }
+    // Idle: the guest waits in poll_oneoff; the snapshot wakes it.
+    std::thread::sleep(Duration::from_millis(50));
+    let (idle, idle_seq) = take_snapshot(&port);
+    assert_eq!(a.call(&["GET", "k7"]), "$vvvvvvv", "the guest goes on after the snapshot");
+
+    // Under load: another client pipelines while the snapshot is taken.
+    let load = std::thread::spawn(move || {
+        let mut b = Client::connect(addr);
+        for round in 0..300 {
+            let mut batch = Vec::new();
+            for i in 0..16 {
+                batch.extend(common::encode(&["INCR", &format!("n{}", (round * 16 + i) % 50)]));
+            }
+            std::io::Write::write_all(&mut b.stream(), &batch).unwrap();
+            for _ in 0..16 {
+                assert!(b.reply().starts_with(':'));
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(20));
+    let (busy, busy_seq) = take_snapshot(&port);
+    load.join().unwrap();
+    assert!(busy_seq > idle_seq);
+    assert_eq!(a.call(&["DBSIZE"]), ":250");
+    assert_eq!(a.call(&["SHUTDOWN"]), "+OK");
+    let rec = guest.join().unwrap();
+    assert_eq!(rec.ending, Ending::Exited(0));
+
+    let events = sink.snapshot();
+    for (records, seq) in [(idle, idle_seq), (busy, busy_seq)] {
+        let pages: usize =
+            records.iter().map(|r| if let Record::Pages { data, .. } = r { data.len() / PAGE_BYTES } else { 0 }).sum();
+        let end = resume(&cfg, records, events[seq as usize..].to_vec());
+        assert_eq!(end.ending, Ending::Exited(0), "resumed from seq {seq}");
+        assert_eq!(
+            (end.state_hash, end.outputs_digest, end.output_bytes, end.calls, end.events),
+            (rec.state_hash, rec.outputs_digest, rec.output_bytes, rec.calls, rec.events),
+            "resumed from seq {seq} ({pages} pages sent): the same end as the recording"
+        );
+    }
+}
+
+/// A snapshot whose memory was tampered with is refused once rewound: the
+/// restored guest ends with a divergence, never runs on a wrong state.
+#[test]
+fn a_corrupted_snapshot_is_a_divergence() {
+    let cfg = transformed("kvserver");
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let sink = WatchSink::default();
+    let port = SnapshotPort::new();
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let world = LiveWorld::new(sink.clone())
+        .with_listener(l)
+        .with_console(Console::Capture(out), Console::Discard)
+        .with_snapshots(port.clone());
+    let guest = spawn(&cfg, world);
+    let mut a = Client::connect(addr);
+    // Memory beyond the unwind region (the last MiB), so some pages are
+    // sent only as memory.
+    assert_eq!(a.call(&["SET", "big", &"x".repeat(3 << 20)]), "+OK");
+    let (records, seq) = take_snapshot(&port);
+    assert_eq!(a.call(&["SHUTDOWN"]), "+OK");
+    guest.join().unwrap();
+    let events = sink.snapshot()[seq as usize..].to_vec();
+    let Some(Record::Final(fin)) = records.last() else { panic!("a final record") };
+    let region = fin.unwind_at as usize;
+    // A byte of memory outside the unwind region, in the last copy sent of
+    // its page; and a byte of the region's own contents.
+    let mut memory = records.clone();
+    let (at, data) = memory
+        .iter_mut()
+        .rev()
+        .find_map(|r| match r {
+            Record::Pages { first, data } if (*first as usize) * PAGE_BYTES + 100 < region => Some((*first, data)),
+            _ => None,
+        })
+        .expect("a page below the unwind region");
+    data[100] ^= 1;
+    let mut orig = records;
+    if let Some(Record::Final(f)) = orig.last_mut() {
+        f.unwind_orig[10] ^= 1;
+    }
+    for (what, records) in [(format!("page {at}"), memory), ("the unwind region".to_string(), orig)] {
+        match resume(&cfg, records, events.clone()).ending {
+            Ending::Diverged(d) => assert!(d.detail.contains("differ from the primary's"), "{what}: {d}"),
+            other => panic!("{what} corrupted: expected a divergence, got {other:?}"),
+        }
+    }
+}
