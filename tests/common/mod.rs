@@ -112,6 +112,8 @@ pub struct Harness {
     arbiter: Option<Child>,
     pub nodes: HashMap<String, Node>,
     pub node_args: Vec<String>,
+    /// Environment variables for every node started after they are set.
+    pub node_env: Vec<(String, String)>,
 }
 
 impl Harness {
@@ -126,6 +128,7 @@ impl Harness {
             arbiter: None,
             nodes: HashMap::new(),
             node_args: Vec::new(),
+            node_env: Vec::new(),
         };
         h.start_arbiter();
         h
@@ -147,6 +150,7 @@ impl Harness {
             arbiter: None,
             nodes: HashMap::new(),
             node_args: Vec::new(),
+            node_env: Vec::new(),
         }
     }
 
@@ -210,6 +214,7 @@ impl Harness {
     }
 
     fn spawn_node(&mut self, kind: Kind, name: &str, mut cmd: Command, log: PathBuf) {
+        cmd.envs(self.node_env.iter().map(|(k, v)| (k, v)));
         let mut child = cmd.spawn().unwrap();
         let l: Option<Listening> = wait_listening(&mut child, &self.path(name));
         let (client, repl) = l.map_or_else(Default::default, |l| (l.client.to_string(), l.repl.to_string()));

@@ -101,7 +101,7 @@ pub struct GuestEnd {
 /// The store's resource limiter: the same memory bound on every replica.
 #[derive(Debug)]
 pub(crate) struct Limits {
-    memory_bytes_max: usize,
+    pub(crate) memory_bytes_max: usize,
     pub(crate) hits: u32,
     /// The last `memory_growing` allowed the growth: a failure after it is
     /// the host's (the OS refused), not the limit's.
@@ -257,14 +257,9 @@ fn run_inner(
         h.snap.funcs = funcs;
     }
     if store.data().snap.funcs.is_some() {
+        store.data_mut().snap.module = Some(guest.module.clone());
         if let Some(p) = port {
-            let p = p.0;
-            p.base.store(memory.data_ptr(&store) as usize, std::sync::atomic::Ordering::SeqCst);
-            p.len.store(memory.data_size(&store), std::sync::atomic::Ordering::SeqCst);
-            let reserve = (guest.memory_bytes_max.min(1 << 32) as usize).div_ceil(PAGE_BYTES) * PAGE_BYTES;
-            p.reserve.store(reserve, std::sync::atomic::Ordering::SeqCst);
-            *p.module.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(guest.module.clone());
-            store.data_mut().snap.port = Some(p);
+            unwind::attach(&mut store, p.0);
         }
         if let Some(cp) = checkpoints {
             store.data_mut().snap.checkpoints =

@@ -92,13 +92,15 @@ pub(crate) struct Checkpoints {
 pub(crate) struct Snap {
     pub funcs: Option<Funcs>,
     pub port: Option<Arc<PortShared>>,
+    /// The module the guest runs (published to the port for the joiner).
+    pub module: Option<Arc<[u8]>>,
     pub phase: Phase,
     pub checkpoints: Option<Checkpoints>,
 }
 
 impl Default for Snap {
     fn default() -> Self {
-        Snap { funcs: None, port: None, phase: Phase::Running, checkpoints: None }
+        Snap { funcs: None, port: None, module: None, phase: Phase::Running, checkpoints: None }
     }
 }
 
@@ -125,8 +127,26 @@ fn memory_len(c: &mut impl AsContextMut<Data = Host>) -> usize {
     m.data_size(&*c)
 }
 
-/// Publishes the memory's size for the pre-copy (the base never moves).
+/// Connects a recording guest to the engine's snapshot port: publishes
+/// where its memory is, how far it may grow and which module it runs.
+pub(crate) fn attach(c: &mut impl AsContextMut<Data = Host>, port: Arc<PortShared>) {
+    let mem = c.as_context().data().memory.expect("memory is set");
+    port.base.store(mem.data_ptr(&*c) as usize, Ordering::SeqCst);
+    port.len.store(mem.data_size(&*c), Ordering::SeqCst);
+    let max = c.as_context().data().limits.memory_bytes_max.min(1 << 32);
+    port.reserve.store(max.div_ceil(PAGE_BYTES) * PAGE_BYTES, Ordering::SeqCst);
+    *port.module.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = c.as_context().data().snap.module.clone();
+    c.as_context_mut().data_mut().snap.port = Some(port);
+}
+
+/// Publishes the memory's size for the pre-copy (the base never moves). A
+/// replayed guest that went live takes the port of its new world here.
 fn publish(c: &mut Cx<'_>) {
+    if c.data().snap.port.is_none() && c.data().snap.funcs.is_some() && c.data().gate.is_live() {
+        if let Some(p) = c.data_mut().gate.live().port.clone() {
+            attach(c, p);
+        }
+    }
     if let Some(p) = &c.data().snap.port {
         let p = p.clone();
         let len = memory_len(c);
@@ -289,7 +309,9 @@ fn finish_rewind(c: &mut Cx<'_>) -> wasmtime::Result<()> {
         c.set_fuel(f)?;
     }
     if let (Some(t0), Some(port)) = (p.since, &c.data().snap.port) {
-        port.last_pause_ns.store(t0.elapsed().as_nanos() as u64, Ordering::SeqCst);
+        let paused = t0.elapsed();
+        port.last_pause_ns.store(paused.as_nanos() as u64, Ordering::SeqCst);
+        log::info!("snapshot of the guest at seq {}: paused {paused:.2?} (unwind, copy of the rest, rewind)", p.seq);
     }
     if let Some(want) = p.expect_hash {
         let got = crate::wasi::state_hash(c);

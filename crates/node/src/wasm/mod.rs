@@ -9,12 +9,15 @@
 //! - backup: received entries go through a [`feed::Feed`] to the replaying
 //!   guest; how far it consumed is its *executed* seq.
 //! - go-live: the feed hands the guest a live world (`Next::GoLive`).
-//! - join: the joiner receives the retained log from the guest's start and
-//!   replays it ([`retained`]).
+//! - join ([`transfer`]): the primary snapshots its running guest live
+//!   (`understudy_hypervisor::snapshot`) and the joiner resumes it there and
+//!   replays only what follows; a guest that cannot be snapshotted is joined
+//!   by replaying the log retained since it started ([`retained`]).
 
 pub mod feed;
 pub mod retained;
 pub mod run;
+pub mod transfer;
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +26,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::AbortHandle;
 use understudy_core::{Seq, SnapshotError, SnapshotWriter};
-use understudy_hypervisor::{Console, GuestConfig, GuestEnd, LiveWorld, Mode, Release, RunOptions, Stdin};
+use understudy_hypervisor::{
+    asyncify, Console, GuestConfig, GuestEnd, LiveWorld, Mode, Release, RunOptions, SnapshotPort, Stdin,
+};
 use understudy_wire::entry::EntryKind;
 
 use crate::ctx::TimeFloor;
@@ -34,7 +39,13 @@ use retained::Retained;
 
 /// What every incarnation of the guest machine shares with the event loop.
 pub struct WasmShared {
+    /// The guest, with the module this node runs when it starts it fresh
+    /// (Asyncify-transformed when `wasm-opt` was there to do it).
     pub guest: GuestConfig,
+    /// The recording guest's snapshots (used when its module is transformed).
+    pub port: SnapshotPort,
+    /// This node's name, for messages.
+    pub node: String,
     /// `--guest-listen`, bound when the node starts (before it claims an
     /// epoch); the guest gets a duplicate as its fd 3 when it goes live.
     pub listener: TcpListener,
@@ -57,12 +68,27 @@ static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 pub struct WasmMachine {
     shared: Arc<WasmShared>,
+    /// The module this machine's guest runs: this node's for a fresh guest,
+    /// the primary's for a joiner.
+    module: Arc<[u8]>,
+    /// The guest can be snapshotted live (its module is transformed): joins
+    /// take a snapshot, and no log is retained.
+    live: bool,
+    /// Every entry since the guest started, for a guest joins replay
+    /// (only when not `live`).
     pub retained: Retained,
     /// Backup: the replaying guest's feed.
     feed: Option<Arc<Feed>>,
-    /// Backup: the snapshot (retained log) is loaded once the guest has
+    /// Backup joined by the retained log: it is loaded once the guest has
     /// replayed up to this seq.
     pub loading_upto: Option<Seq>,
+    /// Backup restored from a live snapshot: entries up to this seq are in
+    /// the snapshot, and skipped.
+    skip_upto: Seq,
+    /// Joiner: the live snapshot on its way to the restoring guest.
+    pipe: Option<transfer::RecordPipe>,
+    /// Joiner: the header said which kind of transfer this is.
+    kind: Option<u8>,
     pub gen: u64,
     /// A guest thread runs (replaying or recording).
     running: bool,
@@ -70,14 +96,25 @@ pub struct WasmMachine {
 
 impl WasmMachine {
     pub fn new(shared: Arc<WasmShared>) -> Self {
+        let module = shared.guest.module.clone();
         WasmMachine {
+            live: asyncify::is_transformed(&module),
+            module,
             shared,
             retained: Retained::default(),
             feed: None,
             loading_upto: None,
+            skip_upto: 0,
+            pipe: None,
+            kind: None,
             gen: GENERATION.fetch_add(1, Ordering::Relaxed),
             running: false,
         }
+    }
+
+    /// The guest this machine runs.
+    fn guest(&self) -> GuestConfig {
+        GuestConfig { module: self.module.clone(), ..self.shared.guest.clone() }
     }
 
     /// The guest was started to replay (this node joined as a backup).
@@ -91,13 +128,35 @@ impl WasmMachine {
     }
 
     fn spawn(&mut self, mode: Mode) {
-        let (shared, gen) = (self.shared.clone(), self.gen);
+        let (shared, gen, guest) = (self.shared.clone(), self.gen, self.guest());
         self.running = true;
         std::thread::Builder::new()
             .name("guest".into())
             .spawn(move || {
                 let opts = RunOptions { verify_memory: shared.verify_memory };
-                let end = understudy_hypervisor::run(&shared.guest, mode, opts).map_err(|e| e.to_string());
+                let end = understudy_hypervisor::run(&guest, mode, opts).map_err(|e| e.to_string());
+                let _ = shared.ends.send((gen, end));
+            })
+            .expect("spawn the guest thread");
+    }
+
+    /// Joiner: a guest thread that resumes from the live snapshot coming
+    /// through `records`, then replays the feed.
+    fn spawn_restored(&mut self, records: std::sync::mpsc::Receiver<Result<understudy_hypervisor::snapshot::Record, String>>) {
+        let (shared, gen, guest) = (self.shared.clone(), self.gen, self.guest());
+        let feed = Arc::new(Feed::default());
+        self.feed = Some(feed.clone());
+        self.running = true;
+        std::thread::Builder::new()
+            .name("guest".into())
+            .spawn(move || {
+                let opts = RunOptions { verify_memory: shared.verify_memory };
+                let mut next = || match records.recv() {
+                    Ok(r) => r.map(Some),
+                    Err(_) => Ok(None),
+                };
+                let end = understudy_hypervisor::run_restored(&guest, &mut next, Box::new(FeedSource(feed)), opts)
+                    .map_err(|e| e.to_string());
                 let _ = shared.ends.send((gen, end));
             })
             .expect("spawn the guest thread");
@@ -113,11 +172,16 @@ impl WasmMachine {
         }
         let listener = self.shared.listener.try_clone().map_err(|e| format!("cannot duplicate the guest's listener: {e}"))?;
         let sink = ChannelSink { tx: self.shared.events.clone(), next: next_seq, intake: self.shared.intake.clone() };
-        Ok(LiveWorld::new(sink)
+        let mut world = LiveWorld::new(sink)
             .with_release(self.shared.release.clone())
             .with_listener(listener)
             .with_stdin(Stdin::Inherit)
-            .with_console(Console::Inherit, Console::Inherit))
+            .with_console(Console::Inherit, Console::Inherit);
+        world.last_seq = next_seq - 1;
+        if self.live {
+            world = world.with_snapshots(self.shared.port.clone());
+        }
+        Ok(world)
     }
 
     /// This node becomes primary: a fresh guest starts recording, or the
@@ -127,16 +191,19 @@ impl WasmMachine {
         match &self.feed {
             Some(feed) => feed.push(FeedItem::GoLive(world)),
             None => {
-                assert_eq!(next_seq, self.retained.count() + 1, "a fresh guest starts the log");
+                assert_eq!(next_seq, 1, "a fresh guest starts the log");
                 self.spawn(Mode::Record(world));
             }
         }
         Ok(())
     }
 
-    /// Primary: an event the recording guest produced, now in the log.
+    /// Primary: an event the recording guest produced, now in the log,
+    /// kept for joins only when the guest cannot be snapshotted.
     pub fn retain(&mut self, seq: Seq, event: &[u8]) {
-        self.retained.push(seq, EntryKind::Event, event);
+        if !self.live {
+            self.retained.push(seq, EntryKind::Event, event);
+        }
     }
 }
 
@@ -154,15 +221,14 @@ impl Machine for WasmMachine {
         let feed = self.feed.clone().expect("a backup's guest replays once its snapshot is installed");
         for _ in 0..budget {
             let Some((seq, kind, body)) = queue.pop() else { break };
+            if !self.live {
+                self.retained.push(seq, kind, &body);
+            }
             match kind {
-                EntryKind::Event => {
-                    self.retained.push(seq, kind, &body);
-                    feed.push(FeedItem::Event(seq, body));
-                }
-                EntryKind::Barrier => {
-                    self.retained.push(seq, kind, &body);
-                    feed.push(FeedItem::Barrier(seq));
-                }
+                // In the live snapshot already: only its seq counts.
+                _ if seq <= self.skip_upto => feed.push(FeedItem::Barrier(seq)),
+                EntryKind::Event => feed.push(FeedItem::Event(seq, body)),
+                EntryKind::Barrier => feed.push(FeedItem::Barrier(seq)),
                 other => return Err(Divergence { seq, detail: format!("a {other:?} entry in a WebAssembly guest's log") }),
             }
         }
@@ -175,18 +241,61 @@ impl Machine for WasmMachine {
     }
 
     fn snapshot(&self) -> Box<dyn SnapshotWriter> {
-        self.retained.snapshot()
+        if self.live {
+            let node = self.shared.node.clone();
+            Box::new(transfer::LiveWriter::new(self.module.clone(), self.shared.port.stream(), node))
+        } else {
+            Box::new(transfer::LogWriter::new(self.module.clone(), self.retained.snapshot()))
+        }
     }
 
     fn restore_chunk(&mut self, chunk: &[u8]) -> Result<(), SnapshotError> {
-        self.retained.restore_chunk(chunk)
+        match self.kind {
+            None => {
+                let (kind, module) = transfer::parse_header(chunk)?;
+                self.live = asyncify::is_transformed(&module);
+                if (kind == transfer::KIND_LIVE) != self.live {
+                    return Err(SnapshotError("a live snapshot of a module that is not transformed, or the reverse".into()));
+                }
+                self.module = module;
+                self.kind = Some(kind);
+                if kind == transfer::KIND_LIVE {
+                    let (pipe, records) = transfer::RecordPipe::new();
+                    self.pipe = Some(pipe);
+                    self.spawn_restored(records);
+                }
+                Ok(())
+            }
+            Some(transfer::KIND_LIVE) => self.pipe.as_mut().expect("a live transfer has a pipe").push_chunk(chunk),
+            Some(_) => self.retained.restore_chunk(chunk),
+        }
     }
 
     fn restore_finish(&mut self) -> Result<(), SnapshotError> {
-        Ok(())
+        match self.kind {
+            None => Err(SnapshotError("the guest snapshot was empty".into())),
+            Some(transfer::KIND_LIVE) => {
+                self.skip_upto = self.pipe.as_mut().expect("a live transfer has a pipe").finish()?;
+                Ok(())
+            }
+            Some(_) => Ok(()),
+        }
     }
 
     fn install(&mut self, mut restored: Self, seq: Seq) -> bool {
+        self.module = restored.module.clone();
+        self.live = restored.live;
+        if restored.kind == Some(transfer::KIND_LIVE) {
+            // The restoring guest's thread keeps running: it is ours now.
+            assert!(restored.skip_upto >= seq, "the live snapshot (seq {}) is older than the join's ({seq})", restored.skip_upto);
+            self.feed = restored.feed.take();
+            self.skip_upto = restored.skip_upto;
+            self.gen = restored.gen;
+            self.running = std::mem::take(&mut restored.running);
+            self.pipe = restored.pipe.take();
+            log::info!("resumed the primary's guest from its live snapshot at seq {}; replaying from there", self.skip_upto);
+            return true;
+        }
         assert_eq!(restored.retained.count(), seq, "the retained log ends at the snapshot's seq");
         // O(1) here: the guest's thread reads the log through a cursor, so
         // the event loop keeps acknowledging and heartbeating however long

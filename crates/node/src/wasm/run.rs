@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use understudy_core::{Event, Seq};
-use understudy_hypervisor::{fingerprint, Ending, GuestConfig, GuestEnd, Release};
+use understudy_hypervisor::{asyncify, fingerprint, Ending, GuestConfig, GuestEnd, Release, SnapshotPort};
 use understudy_wire::entry::EntryKind;
 
 use super::feed::Intake;
@@ -37,7 +37,10 @@ type Rep = Rc<RefCell<Replica<WasmMachine>>>;
 pub fn run_wasm(mut opts: WasmNodeOptions) -> Result<i32, NodeError> {
     opts.node.validate().map_err(NodeError::Options)?;
     prepare_dir(&opts.node)?;
+    // Replicas pair on the module as given; the module that runs is the
+    // transformed one, which joins carry to the joiner.
     let tag = format!("wasm/{}", fingerprint(&opts.guest).map_err(|e| NodeError::Options(e.to_string()))?);
+    opts.guest.module = snapshottable(&opts.node, &opts.guest.module);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(NodeError::Runtime)?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
@@ -60,6 +63,8 @@ pub fn run_wasm(mut opts: WasmNodeOptions) -> Result<i32, NodeError> {
         let (ends_tx, mut ends_rx) = unbounded_channel();
         let shared = Arc::new(WasmShared {
             guest: opts.guest,
+            port: SnapshotPort::new(),
+            node: opts.node.node.clone(),
             listener,
             refuser: Mutex::new(None),
             verify_memory: opts.verify_memory,
@@ -89,6 +94,54 @@ pub fn run_wasm(mut opts: WasmNodeOptions) -> Result<i32, NodeError> {
             }
         }
     })
+}
+
+/// The module this node runs when it starts the guest: Asyncify-transformed
+/// (`wasm-opt --asyncify`), so joins take a live snapshot and retain no log;
+/// the given module, with a warning saying what is lost and how to get it,
+/// when the transformation cannot be made. The result is cached in `--dir`
+/// (keyed by the module's digest and the wasm-opt version).
+fn snapshottable(opts: &NodeOptions, module: &Arc<[u8]>) -> Arc<[u8]> {
+    let node = &opts.node;
+    if asyncify::is_transformed(module) {
+        return module.clone();
+    }
+    let fallback = |why: String| {
+        log::warn!(
+            "{node}: {why}; a joining backup will replay this guest's whole history, and every entry since it started is kept in memory"
+        );
+        module.clone()
+    };
+    let version = match asyncify::wasm_opt_version() {
+        Ok(v) => v,
+        Err(e) => return fallback(e.to_string()),
+    };
+    let cache = opts.dir.as_ref().map(|d| {
+        let key = understudy_hypervisor::module_digest(&[&module[..], version.as_bytes()].concat());
+        d.join(format!("guest-asyncify-{}.wasm", key[..8].iter().map(|b| format!("{b:02x}")).collect::<String>()))
+    });
+    if let Some(bytes) = cache.as_ref().and_then(|p| std::fs::read(p).ok()).filter(|b| asyncify::is_transformed(b)) {
+        log::info!("{node}: the guest is snapshottable (transformed module from the cache in --dir)");
+        return bytes.into();
+    }
+    let t = Instant::now();
+    match asyncify::transform(module) {
+        Ok(bytes) => {
+            log::info!(
+                "{node}: the guest is snapshottable: {version} --asyncify took {:.1?}, {} KiB -> {} KiB",
+                t.elapsed(),
+                module.len() / 1024,
+                bytes.len() / 1024
+            );
+            if let Some(p) = cache {
+                if let Err(e) = crate::listening::write_atomically(&p, &bytes) {
+                    log::warn!("{node}: cannot cache the transformed guest in {}: {e}", p.display());
+                }
+            }
+            bytes.into()
+        }
+        Err(e) => fallback(e.to_string()),
+    }
 }
 
 /// While this node is a backup or joiner, a client that reaches the guest's

@@ -1,0 +1,176 @@
+//! State transfer of a WebAssembly guest to a joiner (DESIGN §3, "FT
+//! VMotion's live copy"), both sides.
+//!
+//! ```text
+//! stream := header chunk, then body chunks
+//! header := kind:u8 module:bytes       the module the primary's guest runs
+//! kind   := 1 live   body = snapshot records (hypervisor `snapshot.rs`)
+//!         | 2 log    body = the retained log from the guest's start
+//! ```
+//!
+//! A guest running the Asyncify-transformed module is snapshotted live: the
+//! joiner resumes it where the primary's was and replays only the entries
+//! after the snapshot, so a join costs O(state) and nothing is retained. A
+//! guest that could not be transformed (no `wasm-opt`, a module that
+//! changes its tables) is joined the old way: the joiner replays the log
+//! retained since the guest started.
+
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+
+use understudy_core::{Seq, SnapshotError, SnapshotWriter};
+use understudy_hypervisor::snapshot::Record;
+use understudy_hypervisor::SnapshotStream;
+use understudy_wire::codec::{put_bytes, Reader};
+
+pub const KIND_LIVE: u8 = 1;
+pub const KIND_LOG: u8 = 2;
+
+/// Records a restoring guest may have waiting before the loader blocks.
+const RECORDS_QUEUED_MAX: usize = 8;
+
+fn header(kind: u8, module: &[u8], out: &mut Vec<u8>) {
+    out.push(kind);
+    put_bytes(out, module);
+}
+
+/// Primary: a live snapshot of the running guest.
+pub struct LiveWriter {
+    pub module: Arc<[u8]>,
+    pub stream: Option<SnapshotStream>,
+    pub node: String,
+    header_sent: bool,
+}
+
+impl LiveWriter {
+    pub fn new(module: Arc<[u8]>, stream: Option<SnapshotStream>, node: String) -> LiveWriter {
+        LiveWriter { module, stream, node, header_sent: false }
+    }
+}
+
+impl SnapshotWriter for LiveWriter {
+    fn next_chunk(&mut self, out: &mut Vec<u8>, max_bytes: usize) -> bool {
+        if !self.header_sent {
+            self.header_sent = true;
+            header(KIND_LIVE, &self.module, out);
+            return true;
+        }
+        let Some(s) = &mut self.stream else {
+            log::warn!("{}: another snapshot of the guest is in progress: this join's snapshot ends empty", self.node);
+            return false;
+        };
+        match s.next_chunk(out, max_bytes) {
+            Ok(true) => true,
+            Ok(false) => {
+                log::info!(
+                    "{}: live snapshot of the guest sent: {} pre-copied in {} rounds while it ran, {} copied in the pause",
+                    self.node,
+                    crate::progress::human(s.precopied_bytes),
+                    s.rounds,
+                    crate::progress::human(s.paused_bytes)
+                );
+                self.stream = None;
+                false
+            }
+            Err(e) => {
+                log::warn!("{}: live snapshot of the guest failed: {e}", self.node);
+                self.stream = None;
+                false
+            }
+        }
+    }
+
+    fn bytes_hint(&self) -> u64 {
+        self.stream.as_ref().map_or(0, |s| s.bytes_hint()) + self.module.len() as u64
+    }
+}
+
+/// Primary: the retained log, for a guest that cannot be snapshotted.
+pub struct LogWriter {
+    pub module: Arc<[u8]>,
+    pub log: Box<dyn SnapshotWriter>,
+    header_sent: bool,
+}
+
+impl LogWriter {
+    pub fn new(module: Arc<[u8]>, log: Box<dyn SnapshotWriter>) -> LogWriter {
+        LogWriter { module, log, header_sent: false }
+    }
+}
+
+impl SnapshotWriter for LogWriter {
+    fn next_chunk(&mut self, out: &mut Vec<u8>, max_bytes: usize) -> bool {
+        if !self.header_sent {
+            self.header_sent = true;
+            header(KIND_LOG, &self.module, out);
+            return true;
+        }
+        self.log.next_chunk(out, max_bytes)
+    }
+
+    fn bytes_hint(&self) -> u64 {
+        self.log.bytes_hint() + self.module.len() as u64
+    }
+}
+
+/// Joiner: what the header said.
+pub fn parse_header(chunk: &[u8]) -> Result<(u8, Arc<[u8]>), SnapshotError> {
+    let mut r = Reader::new(chunk, "guest snapshot header");
+    let bad = |e: understudy_wire::WireError| SnapshotError(e.to_string());
+    let kind = r.u8().map_err(bad)?;
+    if kind != KIND_LIVE && kind != KIND_LOG {
+        return Err(SnapshotError(format!("guest snapshot of unknown kind {kind}")));
+    }
+    let module: Arc<[u8]> = r.bytes().map_err(bad)?.into();
+    r.finish().map_err(bad)?;
+    Ok((kind, module))
+}
+
+/// Joiner: live snapshot records on their way to the restoring guest's
+/// thread (`understudy_hypervisor::run_restored`), which writes them
+/// straight into its memory.
+pub struct RecordPipe {
+    tx: Option<SyncSender<Result<Record, String>>>,
+    /// Seq of the snapshot, once its final record went through.
+    pub seq: Option<Seq>,
+}
+
+impl RecordPipe {
+    /// A pipe and the guest thread's end of it.
+    pub fn new() -> (RecordPipe, Receiver<Result<Record, String>>) {
+        let (tx, rx) = sync_channel(RECORDS_QUEUED_MAX);
+        (RecordPipe { tx: Some(tx), seq: None }, rx)
+    }
+
+    /// Decodes a chunk's records and passes them on.
+    pub fn push_chunk(&mut self, chunk: &[u8]) -> Result<(), SnapshotError> {
+        let mut r = Reader::new(chunk, "guest snapshot");
+        while !r.is_empty() {
+            let rec = Record::decode(&mut r).map_err(|e| SnapshotError(e.to_string()))?;
+            if self.seq.is_some() {
+                return Err(SnapshotError("a record after the final one".into()));
+            }
+            if let Record::Final(f) = &rec {
+                self.seq = Some(f.seq);
+            }
+            let Some(tx) = &self.tx else { return Err(SnapshotError("the restoring guest is gone".into())) };
+            if tx.send(Ok(rec)).is_err() {
+                return Err(SnapshotError("the restoring guest stopped (see the log)".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The stream ended: complete only after the final record.
+    pub fn finish(&mut self) -> Result<Seq, SnapshotError> {
+        match self.seq {
+            Some(s) => Ok(s),
+            None => {
+                if let Some(tx) = self.tx.take() {
+                    let _ = tx.send(Err("the snapshot stream ended early".into()));
+                }
+                Err(SnapshotError("the live snapshot ended before its final record".into()))
+            }
+        }
+    }
+}
