@@ -9,11 +9,13 @@
  * Protocol (one command per line, one reply per line):
  *   INCR   -> the counter after adding one
  *   GET    -> the counter
+ *   EXIT   -> BYE, then the program exits (code 0)
  *   other  -> ERR
  *
  * Listening socket: fd 3.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -34,6 +36,9 @@ static int serve_lines(int c, char *buf, size_t *len) {
             k = snprintf(out, sizeof out, "%ld\n", ++counter);
         } else if (strcmp(line, "GET") == 0) {
             k = snprintf(out, sizeof out, "%ld\n", counter);
+        } else if (strcmp(line, "EXIT") == 0) {
+            if (write(c, "BYE\n", 4) != 4) return -1;
+            exit(0);
         } else {
             k = snprintf(out, sizeof out, "ERR\n");
         }

@@ -12,6 +12,7 @@
  *   COUNT               -> <number of keys>
  *   TIME                -> <milliseconds since the epoch>
  *   QUIT                -> BYE, then the connection closes
+ *   EXIT                -> BYE, then the program exits (code 0)
  *
  * Listening socket: fd 3 (or LISTEN_ADDR=host:port natively).
  */
@@ -108,6 +109,9 @@ static int command(int fd, char *line) {
     } else if (!strcmp(cmd, "QUIT")) {
         reply(fd, "BYE");
         return 0;
+    } else if (!strcmp(cmd, "EXIT")) {
+        reply(fd, "BYE");
+        exit(0);
     } else {
         reply(fd, "ERR unknown command");
     }

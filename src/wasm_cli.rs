@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use understudy_hypervisor::{
-    record_file, replay_file, run, Ending, EventSink, Fuel, GuestConfig, GuestEnd, LiveWorld, Mode, ReplayOptions, RunOptions,
-    Stdin,
+    record_checkpointed, replay_file, run, Ending, EventSink, Fuel, GuestConfig, GuestEnd, LiveWorld, Mode, ReplayOptions,
+    RunOptions, Stdin,
 };
 use understudy_node::wasm::run::{run_wasm, WasmNodeOptions, TRAP_EXIT_CODE};
 
@@ -53,6 +53,11 @@ pub struct WasmArgs {
     /// Record a hash of memory and globals with every event (replay checks each).
     #[arg(long)]
     pub verify_memory: bool,
+    /// With --record: write a checkpoint of the running guest into the log
+    /// every N events (`understudy replay --from-checkpoint` starts from the
+    /// last one). Needs wasm-opt (Debian package binaryen).
+    #[arg(long, value_name = "N", requires = "record")]
+    pub checkpoint_every: Option<u64>,
     #[command(flatten)]
     pub common: NodeFlags,
     /// Arguments for the guest, after `--`.
@@ -69,6 +74,10 @@ pub struct ReplayArgs {
     /// Replay even if the module or its configuration differ (to see where the runs part).
     #[arg(long)]
     pub ignore_fingerprint: bool,
+    /// Start from the log's last checkpoint (see `wasm --checkpoint-every`)
+    /// instead of the guest's start; the end is verified the same way.
+    #[arg(long)]
+    pub from_checkpoint: bool,
 }
 
 fn guest_config(a: &WasmArgs) -> Result<GuestConfig> {
@@ -163,7 +172,12 @@ pub fn wasm(a: WasmArgs) -> Result<ExitCode> {
     };
     let opts = RunOptions { verify_memory: a.verify_memory };
     let end = match &a.record {
-        Some(log) => record_file(&guest, log, listener, opts)?,
+        Some(log) => {
+            if a.checkpoint_every == Some(0) {
+                bail!("--checkpoint-every must be at least 1 (events between checkpoints)");
+            }
+            record_checkpointed(&guest, log, listener, opts, a.checkpoint_every)?
+        }
         None => {
             let mut world = LiveWorld::new(Discard(0)).with_stdin(Stdin::Inherit);
             world.listener = listener;
@@ -175,9 +189,13 @@ pub fn wasm(a: WasmArgs) -> Result<ExitCode> {
 
 pub fn replay(a: ReplayArgs) -> Result<ExitCode> {
     let module = std::fs::read(&a.guest).with_context(|| format!("reading the guest module {}", a.guest.display()))?;
-    let opts = ReplayOptions { ignore_fingerprint: a.ignore_fingerprint, ..Default::default() };
+    let opts =
+        ReplayOptions { ignore_fingerprint: a.ignore_fingerprint, from_checkpoint: a.from_checkpoint, ..Default::default() };
     let rep = replay_file(&module, &a.log, &opts).with_context(|| format!("replaying {}", a.log.display()))?;
     let e = &rep.end;
+    if let Some(seq) = rep.from_checkpoint {
+        println!("resumed from the checkpoint at event {seq} (its memory and globals verified)");
+    }
     println!("replayed {} events ({} host calls) of {}", e.events, e.calls, a.log.display());
     println!("ending: {:?}", e.ending);
     println!("outputs: {} bytes, digest {}", e.output_bytes, hex(&e.outputs_digest));

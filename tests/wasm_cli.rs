@@ -108,3 +108,68 @@ fn bad_guests_get_clear_errors() {
     let p = understudy(&["replay", grow.to_str().unwrap(), log.to_str().unwrap()]);
     assert!(p.status.success(), "memory exhaustion replays identically: {}", text(&p));
 }
+
+/// Checkpoints (issue 11): a server recorded with `--checkpoint-every`
+/// while a client drives it, and a CPU-bound program reading stdin; each
+/// log replays from its last checkpoint in another process (the guest is
+/// resumed mid-run, its memory and globals checked against the recorder's)
+/// to exactly the end that was recorded, as does a full replay.
+#[test]
+fn checkpointed_runs_replay_from_their_last_checkpoint_in_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    // A RESP server driven over its socket (port 0, read back).
+    let wasm = guest_path("kvserver");
+    let log = dir.path().join("kv.log");
+    let gdir = dir.path().join("g");
+    let mut child = Command::new(BIN)
+        .args(["wasm", wasm.to_str().unwrap(), "--record", log.to_str().unwrap(), "--checkpoint-every", "50"])
+        .args(["--guest-listen", "127.0.0.1:0", "--dir", gdir.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let l: understudy_node::listening::GuestListening = wait_listening(&mut child, &gdir).expect("the guest listens");
+    let mut c = understudy_client::Conn::connect(&l.guest.to_string(), std::time::Duration::from_secs(30)).unwrap();
+    for i in 0..300 {
+        let (k, v) = (format!("k{i}"), format!("v{i}"));
+        assert_eq!(c.call(&["SET", &k, &v]).unwrap(), understudy_client::Reply::Simple("OK".into()));
+    }
+    c.send_raw(b"SHUTDOWN\r\n").unwrap();
+    assert!(child.wait().unwrap().success());
+
+    // A CPU-bound program that reads its input from stdin.
+    let zwasm = guest_path("compress");
+    let zlog = dir.path().join("z.log");
+    let input: Vec<u8> = (0..600_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let mut z = Command::new(BIN)
+        .args(["wasm", zwasm.to_str().unwrap(), "--record", zlog.to_str().unwrap(), "--checkpoint-every", "3"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(z.stdin.as_mut().unwrap(), &input).unwrap();
+    drop(z.stdin.take());
+    assert!(z.wait().unwrap().success());
+
+    for (wasm, log) in [(&wasm, &log), (&zwasm, &zlog)] {
+        let from = understudy(&["replay", wasm.to_str().unwrap(), log.to_str().unwrap(), "--from-checkpoint"]);
+        let t = text(&from);
+        assert!(from.status.success() && t.contains("faithful"), "{}: {t}", log.display());
+        let at: u64 = t
+            .split("resumed from the checkpoint at event ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("the replay says where it resumed: {t}"));
+        assert!(at > 0, "{t}");
+        let full = understudy(&["replay", wasm.to_str().unwrap(), log.to_str().unwrap()]);
+        assert!(full.status.success() && text(&full).contains("faithful"), "{}", text(&full));
+    }
+    // A log without checkpoints says so and how to get them.
+    let plain = dir.path().join("plain.log");
+    let r = understudy(&["wasm", guest_path("clockrand").to_str().unwrap(), "--record", plain.to_str().unwrap(), "--", "10"]);
+    assert!(r.status.success());
+    let p = understudy(&["replay", guest_path("clockrand").to_str().unwrap(), plain.to_str().unwrap(), "--from-checkpoint"]);
+    assert!(!p.status.success() && text(&p).contains("--checkpoint-every"), "{}", text(&p));
+}

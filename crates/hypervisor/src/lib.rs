@@ -90,7 +90,7 @@ pub use error::{CallView, Divergence, DivergenceKind, HypervisorError};
 pub use event::{EventDecoder, EventSink, EventSource, Func, MemorySink, Next, VecSource};
 pub use fdtable::LISTENER_FD;
 pub use instrument::{prepare, Prepared};
-pub use logfile::{read_log, record_file, replay_file, LogContents, ReplayOptions, ReplayReport};
+pub use logfile::{read_log, record_checkpointed, record_file, replay_file, LogContents, ReplayOptions, ReplayReport};
 pub use machine::{
     run, run_restored, run_with_checkpoints, CheckpointSink, Ending, GuestEnd, Mode, RecordSource, RunOptions, TrapKind,
 };

@@ -3,7 +3,11 @@
 //! ```text
 //! file    := "USWASMLG"  record*
 //! record  := len:u32 LE  crc32c:u32 LE  kind:u8  body[len - 1]     (crc over kind and body)
-//! kind    := 1 header | 2 event | 3 trailer | 4 snapshot marker (reserved)
+//! kind    := 1 header | 2 event | 3 trailer | 4 checkpoint | 5 module
+//! module  := the Asyncify-transformed module the guest ran (right after
+//!            the header; only in a log with checkpoints)
+//! checkpoint := one record of a guest snapshot (`snapshot.rs`): pages,
+//!            then a final record; it follows the event at its seq
 //! header  := version:varint fingerprint:str module_sha256[32] program:str
 //!            nargs:varint arg:str… nenv:varint (key:str value:str)…
 //!            memory_bytes_max:varint stack_bytes_max:varint fuel_enabled:u8
@@ -29,15 +33,17 @@ use understudy_wire::codec::{put_str, put_varint, Reader};
 use crate::config::{fingerprint, module_digest, Fuel, GuestConfig};
 use crate::error::HypervisorError;
 use crate::event::{EventSink, EventSource, Next};
-use crate::machine::{run, Ending, GuestEnd, Mode, RunOptions, TrapKind};
+use crate::machine::{run, run_restored, run_with_checkpoints, CheckpointSink, Ending, GuestEnd, Mode, RunOptions, TrapKind};
+use crate::snapshot::Record;
 use crate::world::{LiveWorld, Stdin};
 
 const MAGIC: &[u8; 8] = b"USWASMLG";
-const LOG_VERSION: u64 = 1;
+const LOG_VERSION: u64 = 2;
 const KIND_HEADER: u8 = 1;
 const KIND_EVENT: u8 = 2;
 const KIND_TRAILER: u8 = 3;
-const KIND_SNAPSHOT: u8 = 4;
+const KIND_CHECKPOINT: u8 = 4;
+const KIND_MODULE: u8 = 5;
 /// Bound on one record, so a corrupted length cannot make us allocate.
 const RECORD_BYTES_MAX: u32 = 64 << 20;
 
@@ -265,6 +271,24 @@ impl LogWriter {
         Ok(LogWriter { w: Arc::new(Mutex::new(w)), count: 0 })
     }
 
+    /// Writes the module the guest runs (a log with checkpoints).
+    pub fn write_module(&self, module: &[u8]) -> std::io::Result<()> {
+        let mut w = self.w.lock().expect("log writer poisoned");
+        write_record(&mut *w, KIND_MODULE, module)
+    }
+
+    /// Writes a checkpoint's records (after the events it follows).
+    pub fn write_checkpoint(&self, records: &[Record]) -> std::io::Result<()> {
+        let mut w = self.w.lock().expect("log writer poisoned");
+        let mut body = Vec::new();
+        for r in records {
+            body.clear();
+            r.encode(&mut body);
+            write_record(&mut *w, KIND_CHECKPOINT, &body)?;
+        }
+        Ok(())
+    }
+
     /// Writes the trailer and flushes.
     pub fn finish(&self, end: &GuestEnd) -> std::io::Result<()> {
         let mut w = self.w.lock().expect("log writer poisoned");
@@ -294,10 +318,38 @@ pub fn record_file(
     listen: Option<TcpListener>,
     opts: RunOptions,
 ) -> Result<GuestEnd, HypervisorError> {
+    record_checkpointed(guest, log_path, listen, opts, None)
+}
+
+/// Like [`record_file`], and every `checkpoint_every` events (at the next
+/// host call that can unwind) a checkpoint of the guest goes into the log,
+/// so [`replay_file`] can start from the last one. The guest runs the
+/// Asyncify-transformed module (`asyncify::transform`), which the log
+/// carries; the header names the module as given.
+pub fn record_checkpointed(
+    guest: &GuestConfig,
+    log_path: &Path,
+    listen: Option<TcpListener>,
+    opts: RunOptions,
+    checkpoint_every: Option<u64>,
+) -> Result<GuestEnd, HypervisorError> {
     let writer = LogWriter::create(log_path, guest, opts.verify_memory)?;
     let mut world = LiveWorld::new(writer.clone()).with_stdin(Stdin::Inherit);
     world.listener = listen;
-    record_with(guest, &writer, world, opts, log_path)
+    let Some(every) = checkpoint_every else {
+        return record_with(guest, &writer, world, opts, log_path);
+    };
+    let module = crate::asyncify::transform(&guest.module).map_err(|e| HypervisorError::NotSnapshottable(e.to_string()))?;
+    writer.write_module(&module).map_err(|e| HypervisorError::io(log_path.display().to_string(), e))?;
+    let run_guest = GuestConfig { module: module.into(), ..guest.clone() };
+    let w = writer.clone();
+    let sink: Box<dyn FnMut(Vec<Record>)> = Box::new(move |records: Vec<Record>| {
+        // As with events: a recorder that cannot write its log fail-stops.
+        w.write_checkpoint(&records).unwrap_or_else(|e| panic!("writing a checkpoint to the log failed: {e}"));
+    });
+    let end = run_with_checkpoints(&run_guest, world, opts, CheckpointSink { every, sink })?;
+    writer.finish(&end).map_err(|e| HypervisorError::io(log_path.display().to_string(), e))?;
+    Ok(end)
 }
 
 /// Like [`record_file`] with a world of the caller's making, whose sink must
@@ -345,7 +397,7 @@ pub fn read_log(path: &Path) -> Result<LogContents, HypervisorError> {
                 let t = decode_trailer(&buf[1..]).map_err(|e| bad(path, e.to_string()))?;
                 return Ok(LogContents { header, events, trailer: Some(t) });
             }
-            Some(KIND_SNAPSHOT) => return Err(bad(path, "snapshot markers are not supported by this version")),
+            Some(KIND_CHECKPOINT | KIND_MODULE) => {}
             Some(k) => return Err(bad(path, format!("unknown record kind {k}"))),
         }
     }
@@ -373,7 +425,10 @@ impl EventSource for FileSource {
         if end.exhausted {
             return Next::End;
         }
-        let kind = read_record(&mut self.r, &mut self.buf);
+        let mut kind = read_record(&mut self.r, &mut self.buf);
+        while matches!(kind, Ok(Some(KIND_CHECKPOINT | KIND_MODULE))) {
+            kind = read_record(&mut self.r, &mut self.buf);
+        }
         match kind {
             Ok(Some(KIND_EVENT)) => {
                 end.events += 1;
@@ -384,7 +439,6 @@ impl EventSource for FileSource {
                 Err(e) => end.error = Some(e.to_string()),
             },
             Ok(None) => {}
-            Ok(Some(KIND_SNAPSHOT)) => end.error = Some("snapshot markers are not supported by this version".into()),
             Ok(Some(k)) => end.error = Some(format!("unknown record kind {k}")),
             Err(e) => end.error = Some(e),
         }
@@ -403,6 +457,8 @@ pub struct ReplayOptions {
     pub args: Option<Vec<String>>,
     /// Replace the recorded environment (with `ignore_fingerprint`).
     pub env: Option<Vec<(String, String)>>,
+    /// Start from the log's last checkpoint instead of the guest's start.
+    pub from_checkpoint: bool,
 }
 
 /// The result of a replay.
@@ -415,6 +471,8 @@ pub struct ReplayReport {
     pub recorded: Option<GuestEnd>,
     /// Every difference found; empty when the replay is faithful.
     pub mismatches: Vec<String>,
+    /// The seq of the checkpoint the replay started from, if it did.
+    pub from_checkpoint: Option<u64>,
 }
 
 impl ReplayReport {
@@ -432,44 +490,104 @@ impl ReplayReport {
 pub fn replay_file(module: &[u8], log_path: &Path, opts: &ReplayOptions) -> Result<ReplayReport, HypervisorError> {
     let (r, header) = open(log_path)?;
     let mut guest = header.guest(module.to_vec());
+    let given = module_digest(module);
     if let Some(a) = &opts.args {
         guest.args = a.clone();
     }
     if let Some(e) = &opts.env {
         guest.env = e.clone();
     }
-    if module_digest(module) != header.module_sha256 && !opts.ignore_fingerprint {
+    if given != header.module_sha256 && !opts.ignore_fingerprint {
         return Err(bad(log_path, "the module differs from the one that was recorded (SHA-256 mismatch)"));
     }
     let ours = fingerprint(&guest)?;
     if ours != header.fingerprint && !opts.ignore_fingerprint {
         return Err(HypervisorError::FingerprintMismatch { recorded: header.fingerprint.clone(), ours });
     }
+    let scan = scan_checkpoints(log_path)?;
+    if let Some(m) = &scan.module {
+        // The guest ran the transformed module the log carries.
+        guest.module = m.clone().into();
+    }
+    let opts_run = RunOptions { verify_memory: header.verify_memory };
     let state = Arc::new(Mutex::new(SourceEnd::default()));
-    let source = FileSource { r, buf: Vec::new(), end: state.clone() };
-    let end = run(&guest, Mode::Replay(Box::new(source)), RunOptions { verify_memory: header.verify_memory })?;
+    let (end, from, skipped) = if opts.from_checkpoint {
+        let Some(records) = scan.last else {
+            return Err(bad(log_path, "it holds no complete checkpoint (record with --checkpoint-every)"));
+        };
+        let seq = match records.last() {
+            Some(Record::Final(f)) => f.seq,
+            _ => unreachable!("a complete checkpoint ends with its final record"),
+        };
+        let source = FileSource { r: open_after(log_path, seq)?, buf: Vec::new(), end: state.clone() };
+        let mut it = std::iter::once(Record::Module(guest.module.to_vec())).chain(records);
+        let mut next = move || Ok(it.next());
+        (run_restored(&guest, &mut next, Box::new(source), opts_run)?, Some(seq), seq)
+    } else {
+        let source = FileSource { r, buf: Vec::new(), end: state.clone() };
+        (run(&guest, Mode::Replay(Box::new(source)), opts_run)?, None, 0)
+    };
     let mut src = std::mem::take(&mut *state.lock().expect("source state poisoned"));
     if !src.exhausted && !matches!(end.ending, Ending::Diverged(_)) {
         // The guest ended: whatever follows in the log must be the trailer.
-        let mut rest =
-            FileSource { r: open_after(log_path, src.events)?, buf: Vec::new(), end: Arc::new(Mutex::new(SourceEnd::default())) };
+        let mut rest = FileSource {
+            r: open_after(log_path, skipped + src.events)?,
+            buf: Vec::new(),
+            end: Arc::new(Mutex::new(SourceEnd::default())),
+        };
         if let Next::Event(_) = rest.next() {
-            src.error = Some(format!("the log holds events after the {} the guest consumed", src.events));
+            src.error = Some(format!("the log holds events after the {} the guest consumed", skipped + src.events));
         }
         let rest_end = std::mem::take(&mut *rest.end.lock().expect("source state poisoned"));
         src.trailer = src.trailer.or(rest_end.trailer);
         src.error = src.error.or(rest_end.error);
     }
     let mismatches = compare(&end, src.trailer.as_ref(), src.error);
-    Ok(ReplayReport { header, end, recorded: src.trailer, mismatches })
+    Ok(ReplayReport { header, end, recorded: src.trailer, mismatches, from_checkpoint: from })
 }
 
-/// Opens the log positioned after `events` events.
+/// What a log holds besides events: the module it ran, and its last
+/// complete checkpoint.
+struct Scan {
+    module: Option<Vec<u8>>,
+    last: Option<Vec<Record>>,
+}
+
+fn scan_checkpoints(path: &Path) -> Result<Scan, HypervisorError> {
+    let (mut r, _) = open(path)?;
+    let mut buf = Vec::new();
+    let (mut module, mut last, mut cur) = (None, None, Vec::new());
+    // A damaged or truncated tail ends the scan: what came before stands.
+    while let Ok(Some(kind)) = read_record(&mut r, &mut buf) {
+        match kind {
+            KIND_MODULE => module = Some(buf[1..].to_vec()),
+            KIND_CHECKPOINT => {
+                let rec = Record::decode(&mut understudy_wire::codec::Reader::new(&buf[1..], "checkpoint"))
+                    .map_err(|e| bad(path, e.to_string()))?;
+                let done = matches!(rec, Record::Final(_));
+                cur.push(rec);
+                if done {
+                    last = Some(std::mem::take(&mut cur));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(Scan { module, last })
+}
+
+/// Opens the log positioned after `events` events (and whatever records
+/// follow them up to the next event: the next read is the next event).
 fn open_after(path: &Path, events: u64) -> Result<BufReader<File>, HypervisorError> {
     let (mut r, _) = open(path)?;
     let mut buf = Vec::new();
-    for _ in 0..events {
-        read_record(&mut r, &mut buf).map_err(|e| bad(path, e))?;
+    let mut seen = 0;
+    while seen < events {
+        match read_record(&mut r, &mut buf).map_err(|e| bad(path, e))? {
+            Some(KIND_EVENT) => seen += 1,
+            Some(_) => {}
+            None => return Err(bad(path, format!("the log ends after {seen} of {events} events"))),
+        }
     }
     Ok(r)
 }

@@ -417,7 +417,18 @@ impl SnapshotStream {
         loop {
             match &mut self.phase {
                 Phase::Module => {
-                    let module = lock(&self.port.module).clone().ok_or(SnapshotFailed::NotStarted)?;
+                    // A guest still compiling or instantiating publishes
+                    // its module when it starts.
+                    let deadline = Instant::now() + PAUSE_WAIT;
+                    let module = loop {
+                        if let Some(m) = lock(&self.port.module).clone() {
+                            break m;
+                        }
+                        if Instant::now() > deadline {
+                            return Err(SnapshotFailed::NotStarted);
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    };
                     Record::Module(module.to_vec()).encode(out);
                     self.start_precopy();
                     return Ok(true);

@@ -9,8 +9,9 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{config, Client, WatchSink};
+use common::{config, event_calls, Client, WatchSink};
 use understudy_hypervisor::snapshot::{Record, PAGE_BYTES};
+use understudy_hypervisor::Func;
 use understudy_hypervisor::{
     asyncify, run, run_restored, Console, Ending, GuestConfig, GuestEnd, LiveWorld, Mode, RunOptions, SnapshotPort, VecSource,
 };
@@ -127,6 +128,96 @@ fn a_poll_server_resumes_from_snapshots_taken_idle_and_under_load() {
             "resumed from seq {seq} ({pages} pages sent): the same end as the recording"
         );
     }
+}
+
+/// A line-protocol client.
+struct Lines(std::io::BufReader<std::net::TcpStream>);
+
+impl Lines {
+    fn connect(addr: std::net::SocketAddr) -> Lines {
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        Lines(std::io::BufReader::new(s))
+    }
+
+    fn call(&mut self, line: &str) -> String {
+        use std::io::{BufRead, Write};
+        self.0.get_mut().write_all(format!("{line}\n").as_bytes()).unwrap();
+        let mut out = String::new();
+        self.0.read_line(&mut out).unwrap();
+        out.trim_end().to_string()
+    }
+}
+
+/// Runs a line-protocol guest through `script`, which takes snapshots
+/// while the guest waits in a host call and says which call it expects the
+/// guest to be in; then resumes every snapshot and checks each replays to
+/// the recording's very end.
+fn blocked_snapshots(name: &str, script: impl FnOnce(std::net::SocketAddr, &dyn Fn(Func) -> (Vec<Record>, u64))) {
+    let cfg = transformed(name);
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let sink = WatchSink::default();
+    let port = SnapshotPort::new();
+    let world = LiveWorld::new(sink.clone())
+        .with_listener(l)
+        .with_console(Console::Discard, Console::Discard)
+        .with_snapshots(port.clone());
+    let guest = spawn(&cfg, world);
+    let taken = std::cell::RefCell::new(Vec::new());
+    let snap = |blocked_in: Func| {
+        // Let the guest reach its wait, then snapshot it there.
+        std::thread::sleep(Duration::from_millis(100));
+        let s = take_snapshot(&port);
+        taken.borrow_mut().push((s.clone(), blocked_in));
+        s
+    };
+    script(addr, &snap);
+    let rec = guest.join().unwrap();
+    assert_eq!(rec.ending, Ending::Exited(0), "{name} ends by its EXIT command");
+    let events = sink.snapshot();
+    let calls = event_calls(&events);
+    for ((records, seq), blocked_in) in taken.into_inner() {
+        assert_eq!(calls[seq as usize].1, blocked_in, "{name}: the call the guest was blocked in when snapshotted at seq {seq}");
+        let end = resume(&cfg, records, events[seq as usize..].to_vec());
+        assert_eq!(
+            (end.ending.clone(), end.state_hash, end.outputs_digest, end.calls, end.events),
+            (rec.ending.clone(), rec.state_hash, rec.outputs_digest, rec.calls, rec.events),
+            "{name}: resumed from seq {seq} (blocked in {blocked_in:?}): the same end as the recording"
+        );
+    }
+}
+
+/// The blocking one-connection server, snapshotted while blocked in
+/// `accept` (no client yet) and in `read` (a client connected and idle).
+#[test]
+fn a_blocking_server_resumes_from_snapshots_taken_in_accept_and_in_read() {
+    blocked_snapshots("blockserver", |addr, snap| {
+        snap(Func::SockAccept);
+        let mut c = Lines::connect(addr);
+        assert_eq!(c.call("INCR"), "1");
+        assert_eq!(c.call("INCR"), "2");
+        snap(Func::FdRead);
+        assert_eq!(c.call("GET"), "2");
+        assert_eq!(c.call("EXIT"), "BYE");
+    });
+}
+
+/// The select()-based server (non-blocking sockets, read/write), snapshotted
+/// while it waits in select (poll_oneoff) with no client and with one.
+#[test]
+fn a_select_server_resumes_from_snapshots_taken_in_select() {
+    blocked_snapshots("lineserver", |addr, snap| {
+        snap(Func::PollOneoff);
+        let mut c = Lines::connect(addr);
+        assert_eq!(c.call("SET a 1"), "OK");
+        for i in 1..=5 {
+            assert_eq!(c.call("INCR n"), i.to_string());
+        }
+        snap(Func::PollOneoff);
+        assert_eq!(c.call("GET n"), "5");
+        assert_eq!(c.call("EXIT"), "BYE");
+    });
 }
 
 /// A snapshot whose memory was tampered with is refused once rewound: the
