@@ -37,11 +37,35 @@ use crate::machine::Machine;
 use feed::{ChannelSink, Feed, FeedItem, FeedSource, Intake};
 use retained::Retained;
 
+/// The module this node runs when it starts the guest itself: made by a
+/// thread at start (`run::snapshottable`), waited for only then.
+pub struct FreshModule {
+    making: Mutex<Option<std::thread::JoinHandle<Arc<[u8]>>>>,
+    made: std::sync::OnceLock<Arc<[u8]>>,
+}
+
+impl FreshModule {
+    pub fn new(making: std::thread::JoinHandle<Arc<[u8]>>) -> FreshModule {
+        FreshModule { making: Mutex::new(Some(making)), made: std::sync::OnceLock::new() }
+    }
+
+    fn get(&self, fallback: &Arc<[u8]>) -> Arc<[u8]> {
+        self.made
+            .get_or_init(|| {
+                let handle = self.making.lock().unwrap_or_else(PoisonError::into_inner).take();
+                handle.and_then(|h| h.join().ok()).unwrap_or_else(|| fallback.clone())
+            })
+            .clone()
+    }
+}
+
 /// What every incarnation of the guest machine shares with the event loop.
 pub struct WasmShared {
-    /// The guest, with the module this node runs when it starts it fresh
-    /// (Asyncify-transformed when `wasm-opt` was there to do it).
+    /// The guest, with its module as given.
     pub guest: GuestConfig,
+    /// The module a guest this node starts runs (Asyncify-transformed when
+    /// `wasm-opt` was there to do it).
+    pub fresh_module: FreshModule,
     /// The recording guest's snapshots (used when its module is transformed).
     pub port: SnapshotPort,
     /// This node's name, for messages.
@@ -96,9 +120,11 @@ pub struct WasmMachine {
 
 impl WasmMachine {
     pub fn new(shared: Arc<WasmShared>) -> Self {
+        // Until it starts a guest or restores one, the module is the given
+        // one; which module runs is decided then.
         let module = shared.guest.module.clone();
         WasmMachine {
-            live: asyncify::is_transformed(&module),
+            live: false,
             module,
             shared,
             retained: Retained::default(),
@@ -187,6 +213,11 @@ impl WasmMachine {
     /// This node becomes primary: a fresh guest starts recording, or the
     /// replaying guest goes live.
     pub fn become_primary(&mut self, next_seq: Seq) -> Result<(), String> {
+        if self.feed.is_none() {
+            // A fresh guest: this node's own (transformed) module.
+            self.module = self.shared.fresh_module.get(&self.shared.guest.module);
+            self.live = asyncify::is_transformed(&self.module);
+        }
         let world = self.live_world(next_seq)?;
         match &self.feed {
             Some(feed) => feed.push(FeedItem::GoLive(world)),

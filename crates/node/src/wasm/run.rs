@@ -40,7 +40,15 @@ pub fn run_wasm(mut opts: WasmNodeOptions) -> Result<i32, NodeError> {
     // Replicas pair on the module as given; the module that runs is the
     // transformed one, which joins carry to the joiner.
     let tag = format!("wasm/{}", fingerprint(&opts.guest).map_err(|e| NodeError::Options(e.to_string()))?);
-    opts.guest.module = snapshottable(&opts.node, &opts.guest.module);
+    // Only a node that starts the guest needs the transformed module (a
+    // joiner gets the primary's): make it in the background meanwhile.
+    let transforming = {
+        let (node, module) = (opts.node.clone(), opts.guest.module.clone());
+        std::thread::Builder::new()
+            .name("asyncify".into())
+            .spawn(move || snapshottable(&node, &module))
+            .map_err(NodeError::Runtime)?
+    };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(NodeError::Runtime)?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
@@ -63,6 +71,7 @@ pub fn run_wasm(mut opts: WasmNodeOptions) -> Result<i32, NodeError> {
         let (ends_tx, mut ends_rx) = unbounded_channel();
         let shared = Arc::new(WasmShared {
             guest: opts.guest,
+            fresh_module: super::FreshModule::new(transforming),
             port: SnapshotPort::new(),
             node: opts.node.node.clone(),
             listener,
