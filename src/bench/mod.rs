@@ -10,7 +10,7 @@
 //! - `load`: redis-benchmark runs, a pipelined filler, a stall probe.
 //! - `matrix`: alternated redis-benchmark runs over several systems.
 //! - one module per section: `kv` (with the replication cost), `wasm`,
-//!   `failover`, `join`, `memory`.
+//!   `failover`, `join`, `memory`, `wasm_join`.
 //! - `stats` (medians, spreads), `plot` (the SVG).
 
 mod failover;
@@ -23,6 +23,7 @@ mod plot;
 mod stats;
 mod sys;
 mod wasm;
+mod wasm_join;
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -46,6 +47,9 @@ pub enum Section {
     Cost,
     /// Resident memory next to Redis; the hypervisor's overhead.
     Memory,
+    /// WebAssembly joins by live snapshot: as the guest ages, at 1 GiB, and
+    /// what being snapshottable costs.
+    Wasmjoin,
 }
 
 #[derive(Args)]
@@ -128,7 +132,7 @@ impl Report {
     }
 
     fn targets_table(&self) -> String {
-        let mut t = String::from("Targets (issue 6)\n");
+        let mut t = String::from("Targets\n");
         for v in &self.targets {
             let mark = match v["met"].as_bool() {
                 Some(true) => "met",
@@ -177,7 +181,7 @@ fn version_of(cmd: &str) -> Value {
 }
 
 pub fn run(a: BenchArgs) -> Result<ExitCode> {
-    let all = [Section::Kv, Section::Wasm, Section::Failover, Section::Join, Section::Cost, Section::Memory];
+    let all = [Section::Kv, Section::Wasm, Section::Failover, Section::Join, Section::Cost, Section::Memory, Section::Wasmjoin];
     let only: Vec<Section> = if a.only.is_empty() { all.to_vec() } else { a.only.clone() };
     let o = Opts {
         quick: a.quick,
@@ -215,7 +219,8 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         load_start.as_str().unwrap_or("?"),
         dir.display()
     ));
-    if (only.contains(&Section::Wasm) || only.contains(&Section::Memory)) && o.guests == source_root().join("guests/build") {
+    let wasm = only.iter().any(|s| matches!(s, Section::Wasm | Section::Memory | Section::Wasmjoin));
+    if wasm && o.guests == source_root().join("guests/build") {
         build_guests()?;
     }
     let has = |s| only.contains(&s);
@@ -241,6 +246,9 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
     }
     if has(Section::Memory) {
         attempt("memory", &mut report, &|r| memory::run(&env, &o, r));
+    }
+    if has(Section::Wasmjoin) {
+        attempt("wasmjoin", &mut report, &|r| wasm_join::run(&env, &o, r));
     }
     let keep_logs = report.keep_logs;
     let targets = report.targets_table();

@@ -270,11 +270,27 @@ impl Env {
 
     /// A replicated WebAssembly node running `guest`; stdin piped if `stdin`.
     pub fn wasm_node(&self, cluster: &str, node: &str, guest: &Path, args: &[String], stdin: bool) -> Result<Proc> {
+        self.wasm_node_with(cluster, node, guest, args, stdin, &[], &[])
+    }
+
+    /// [`Env::wasm_node`] with more flags and environment variables.
+    #[allow(clippy::too_many_arguments)]
+    pub fn wasm_node_with(
+        &self,
+        cluster: &str,
+        node: &str,
+        guest: &Path,
+        args: &[String],
+        stdin: bool,
+        flags: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Result<Proc> {
         let dir = self.dir.join(format!("{cluster}-{node}"));
         let mut c = Command::new(&self.bin);
         c.arg("wasm").arg(guest);
         c.args(self.node_args(cluster, node, &dir));
-        c.args(["--guest-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"]);
+        c.args(["--guest-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"]).args(flags);
+        c.envs(envs.iter().copied());
         if !args.is_empty() {
             c.arg("--").args(args);
         }

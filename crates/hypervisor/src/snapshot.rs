@@ -371,8 +371,6 @@ pub struct SnapshotStream {
     /// Bytes of memory copied before the pause, and inside it.
     pub precopied_bytes: u64,
     pub paused_bytes: u64,
-    /// How long the guest was paused (unwind to rewind), as it reported.
-    pub pause: Duration,
     pub rounds: u32,
     pause_started: Option<Instant>,
 }
@@ -391,6 +389,7 @@ impl Drop for SnapshotStream {
 
 impl SnapshotStream {
     fn new(port: Arc<PortShared>) -> SnapshotStream {
+        port.last_pause_ns.store(0, Ordering::SeqCst);
         SnapshotStream {
             port,
             phase: Phase::Module,
@@ -399,9 +398,25 @@ impl SnapshotStream {
             rx: None,
             precopied_bytes: 0,
             paused_bytes: 0,
-            pause: Duration::ZERO,
             rounds: 0,
             pause_started: None,
+        }
+    }
+
+    /// How long the guest was paused for this snapshot, once it has
+    /// finished its rewind (shortly after the final record): waits up to
+    /// `limit` for it.
+    pub fn pause(&self, limit: Duration) -> Option<Duration> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let ns = self.port.last_pause_ns.load(Ordering::SeqCst);
+            if ns != 0 {
+                return Some(Duration::from_nanos(ns));
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 

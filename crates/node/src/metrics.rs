@@ -119,6 +119,10 @@ pub static GATE_DELAY: DurationHistogram = DurationHistogram::new();
 /// failed.
 pub static LOOP_LAG: DurationHistogram = DurationHistogram::new();
 
+/// Machine level: the guest's pauses for live snapshots (unwind, copy of
+/// what the pre-copy missed, rewind), in the histogram's buckets.
+pub static GUEST_SNAPSHOT_PAUSE: DurationHistogram = DurationHistogram::new();
+
 /// One KV client connection's side of [`GATE_DELAY`]: replies queued
 /// together (from one read) share a timestamp; releases are FIFO.
 #[derive(Default)]
@@ -231,6 +235,11 @@ pub fn render<M: Machine>(r: &Replica<M>) -> String {
         "output_gate_delay_seconds",
         "Time from a reply (KV) or an event's outputs (WebAssembly) being queued at the output gate to its release",
         &GATE_DELAY,
+    );
+    reg.register(
+        "guest_snapshot_pause_seconds",
+        "WebAssembly guest: how long it was paused for each live snapshot taken for a joiner",
+        &GUEST_SNAPSHOT_PAUSE,
     );
     reg.register(
         "event_loop_lag_seconds",

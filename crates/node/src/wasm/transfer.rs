@@ -62,12 +62,17 @@ impl SnapshotWriter for LiveWriter {
         match s.next_chunk(out, max_bytes) {
             Ok(true) => true,
             Ok(false) => {
+                let pause = s.pause(std::time::Duration::from_secs(1));
+                if let Some(p) = pause {
+                    crate::metrics::GUEST_SNAPSHOT_PAUSE.observe_n(p, 1);
+                }
                 log::info!(
-                    "{}: live snapshot of the guest sent: {} pre-copied in {} rounds while it ran, {} copied in the pause",
+                    "{}: live snapshot of the guest sent: {} pre-copied in {} rounds while it ran, {} copied in a pause of {}",
                     self.node,
                     crate::progress::human(s.precopied_bytes),
                     s.rounds,
-                    crate::progress::human(s.paused_bytes)
+                    crate::progress::human(s.paused_bytes),
+                    pause.map_or_else(|| "?".to_string(), |p| format!("{:.2} ms", p.as_secs_f64() * 1e3))
                 );
                 self.stream = None;
                 false
