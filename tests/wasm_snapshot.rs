@@ -55,6 +55,13 @@ fn kill9_of_the_joiner_mid_snapshot() {
     h.start_wasm_node("b", "kvserver", &["--memory-bytes-max", "2147483648"]);
     freeze_mid_snapshot(&h, "b");
     h.kill9("b");
+    a_new_joiner_takes_over(h, load);
+}
+
+/// After the first joiner died: the primary kept serving; a new joiner is
+/// brought up by a new snapshot (the abandoned one freed the guest), and
+/// takes over after kill -9 of the primary with every acknowledged write.
+fn a_new_joiner_takes_over(mut h: Harness, load: Load) {
     load.wait_more(300, Duration::from_secs(60));
     h.start_wasm_node("c", "kvserver", &["--memory-bytes-max", "2147483648"]);
     let r = h.wait_in_sync("c");
@@ -101,15 +108,7 @@ fn kill9_of_the_new_backup_right_after_restore() {
     h.start_wasm_node("b", "kvserver", &["--memory-bytes-max", "2147483648"]);
     wait_for("b to resume the guest", Duration::from_secs(60), || h.log_of("b").contains("from its live snapshot").then_some(()));
     h.kill9("b");
-    load.wait_more(300, Duration::from_secs(60));
-    h.start_wasm_node("c", "kvserver", &["--memory-bytes-max", "2147483648"]);
-    let r = h.wait_in_sync("c");
-    load.wait_more(300, Duration::from_secs(60));
-    h.kill9("a");
-    h.wait_primary_after("c", r.epoch);
-    load.wait_more(200, Duration::from_secs(60));
-    let acked = load.stop();
-    assert_all_present(&h.node("c").client, &acked);
+    a_new_joiner_takes_over(h, load);
 }
 
 /// A client is in the middle of a request (half of it sent) while the
@@ -202,4 +201,28 @@ fn join_and_memory_stay_flat_as_the_guest_ages() {
     assert!(growth <= 64 << 20, "the primary grew by {} MiB over {} requests: {rows:?}", growth >> 20, last.0);
     let joiner_growth = last.3.saturating_sub(first.3);
     assert!(joiner_growth <= 64 << 20, "the joiner grew by {} MiB: {rows:?}", joiner_growth >> 20);
+}
+
+/// A command-style job (the CPU-bound guest, reading its input from
+/// stdin) is joined while its guest waits for input: the snapshot wakes the
+/// guest's wait, and once the input comes the job runs to its end on the
+/// primary and the joiner replays it to the same end.
+#[test]
+fn a_job_waiting_for_stdin_is_joined_and_ends_the_same_on_both() {
+    let _s = serial();
+    let mut h = Harness::new();
+    h.node_stdin_piped = true;
+    h.start_wasm_node("a", "compress", &[]);
+    wait_for("a to be primary", Duration::from_secs(60), || h.record().filter(|r| r.primary.node == "a"));
+    h.node_stdin_piped = false;
+    h.start_wasm_node("b", "compress", &[]);
+    h.wait_in_sync("b");
+    assert!(h.log_of("b").contains("from its live snapshot"), "{}", h.log_of("b"));
+    let input: Vec<u8> = (0..400_000u32).map(|i| b"primary backup replay "[(i % 22) as usize]).collect();
+    let mut stdin = h.nodes.get_mut("a").unwrap().child.as_mut().unwrap().stdin.take().expect("piped");
+    std::io::Write::write_all(&mut stdin, &input).unwrap();
+    drop(stdin);
+    assert_eq!(h.wait_exit("a", Duration::from_secs(60)), Some(0), "the job ends on the primary");
+    assert_eq!(h.wait_exit("b", Duration::from_secs(60)), Some(0), "and the backup reaches the same end");
+    assert!(h.log_of("b").contains("replayed the guest to the same end"), "{}", h.log_of("b"));
 }

@@ -301,7 +301,30 @@ fn retained_seeds() {
     write("wasm_retained", "torn", &join(&[&chunks[0][..20], &chunks[0][20..]]));
 }
 
+fn snapshot_seeds() {
+    use understudy_hypervisor::snapshot::{FinalState, Record};
+    let mut header = vec![1u8];
+    understudy_wire::codec::put_bytes(&mut header, b"\0asm\x01\0\0\0");
+    let fin = FinalState {
+        seq: 42,
+        memory_pages: 2,
+        globals: vec![(1, 66_000), (2, 7)],
+        unwind_at: 65_536,
+        unwind_orig: vec![0; 64],
+        gate: vec![1, 1, 4, 1, 0, 2, 0, 3, 0, 4, 0],
+        fuel_remaining: Some(1000),
+        limit_hits: 0,
+        state_hash: [7; 32],
+    };
+    let (mut module, mut last) = (Vec::new(), Vec::new());
+    Record::Module(b"\0asm\x01\0\0\0".to_vec()).encode(&mut module);
+    Record::Final(Box::new(fin)).encode(&mut last);
+    write("wasm_snapshot", "stream", &join(&[&header, &module, &last]));
+    write("wasm_snapshot", "pages-torn", &join(&[&header[..], &[2u8, 0, 0x80, 0x80, 0x04, 1, 2, 3][..]]));
+}
+
 fn main() {
+    snapshot_seeds();
     resp_seeds();
     wire_seeds();
     handshake_seeds();

@@ -13,7 +13,6 @@
 //!   unprotected, and the CPU-bound guest unprotected, each with the
 //!   Asyncify-transformed module and with the module as given.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -194,34 +193,52 @@ fn cost(env: &Env, o: &Opts, report: &mut Report) -> Result<()> {
         }
     }
     drop((a1, b1, a2, b2, alone_t, alone_p));
-    // The CPU-bound guest, unprotected, both modules, alternated.
+    // The CPU-bound guest, unprotected and as a pair, both modules, alternated.
     let zplain = o.guests.join("compress.wasm");
     let ztrans = env.dir.join("compress-asyncify.wasm");
     std::fs::write(&ztrans, understudy_hypervisor::asyncify::transform(&std::fs::read(&zplain)?)?)?;
     let size = if o.quick { 1 << 20 } else { 8 << 20 };
     let args = vec![size.to_string()];
-    let mut times = [Vec::new(), Vec::new()];
+    let kinds = ["unprotected, snapshottable", "unprotected, plain module", "pair, snapshottable", "pair, plain module"];
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
     for rep in 0..o.reps.max(2) {
-        for k in 0..2 {
-            let i = (k + rep) % 2;
-            let g: &Path = if i == 0 { &ztrans } else { &zplain };
-            let mut p = env.wasm_alone("compress-cost", g, false, &args, true)?;
-            wait_idle(p.pid, Duration::from_millis(200), Duration::from_secs(120))?;
+        for k in 0..kinds.len() {
+            let i = (k + rep) % kinds.len();
+            let (mut p, others) = match i {
+                0 => (env.wasm_alone("compress-cost", &ztrans, false, &args, true)?, vec![]),
+                1 => (env.wasm_alone("compress-cost", &zplain, false, &args, true)?, vec![]),
+                _ => {
+                    let cluster = format!("zcost{rep}{i}");
+                    let envs: &[(&str, &str)] = if i == 3 { &[PLAIN] } else { &[] };
+                    let a = env.wasm_node_with(&cluster, "a", &zplain, &args, true, &[], envs)?;
+                    env.wait_primary(&cluster, "a")?;
+                    let b = env.wasm_node_with(&cluster, "b", &zplain, &args, false, &[], envs)?;
+                    env.wait_in_sync(&cluster, "b")?;
+                    (a, vec![b])
+                }
+            };
+            for q in std::iter::once(&p).chain(&others) {
+                wait_idle(q.pid, Duration::from_millis(200), Duration::from_secs(120))?;
+            }
             let t = Instant::now();
             drop(p.take_stdin());
             p.wait_exit(Duration::from_secs(300))?;
             times[i].push(t.elapsed().as_secs_f64());
+            drop(others);
         }
     }
-    let r = paired(&times[1], &times[0], |plain, trans| plain / trans);
-    text.push_str(&format!(
-        "  CPU-bound guest ({} MiB), unprotected: snapshottable {:.3} s, plain {:.3} s, speed ratio {}\n",
-        size >> 20,
-        Summary::of(&times[0]).median,
-        Summary::of(&times[1]).median,
-        ratio(r.median)
-    ));
-    ratios.insert("cpu-bound speed, snapshottable / plain".into(), r.json());
+    for (pair, (t, pl)) in [(false, (0, 1)), (true, (2, 3))] {
+        let r = paired(&times[pl], &times[t], |plain, trans| plain / trans);
+        text.push_str(&format!(
+            "  CPU-bound guest ({} MiB), {}: snapshottable {:.3} s, plain {:.3} s, speed ratio {}\n",
+            size >> 20,
+            if pair { "pair" } else { "unprotected" },
+            Summary::of(&times[t]).median,
+            Summary::of(&times[pl]).median,
+            ratio(r.median)
+        ));
+        ratios.insert(format!("cpu-bound speed, {}, snapshottable / plain", if pair { "pair" } else { "unprotected" }), r.json());
+    }
     report.text(text);
     report.section(
         "wasmjoin_cost",

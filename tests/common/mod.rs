@@ -114,6 +114,8 @@ pub struct Harness {
     pub node_args: Vec<String>,
     /// Environment variables for every node started after they are set.
     pub node_env: Vec<(String, String)>,
+    /// Nodes started while this is set get a pipe as stdin (`Node::stdin`).
+    pub node_stdin_piped: bool,
 }
 
 impl Harness {
@@ -129,6 +131,7 @@ impl Harness {
             nodes: HashMap::new(),
             node_args: Vec::new(),
             node_env: Vec::new(),
+            node_stdin_piped: false,
         };
         h.start_arbiter();
         h
@@ -151,6 +154,7 @@ impl Harness {
             nodes: HashMap::new(),
             node_args: Vec::new(),
             node_env: Vec::new(),
+            node_stdin_piped: false,
         }
     }
 
@@ -215,6 +219,9 @@ impl Harness {
 
     fn spawn_node(&mut self, kind: Kind, name: &str, mut cmd: Command, log: PathBuf) {
         cmd.envs(self.node_env.iter().map(|(k, v)| (k, v)));
+        if self.node_stdin_piped {
+            cmd.stdin(Stdio::piped());
+        }
         let mut child = cmd.spawn().unwrap();
         let l: Option<Listening> = wait_listening(&mut child, &self.path(name));
         let (client, repl) = l.map_or_else(Default::default, |l| (l.client.to_string(), l.repl.to_string()));

@@ -60,8 +60,6 @@
 //! - Replicas need the same CPU features (code generation, hence the stack
 //!   depth at which a guest overflows, depends on them): they are part of
 //!   the fingerprint, as VMware FT required compatible CPUs.
-//! - A guest blocked in a read of this process's real stdin cannot be
-//!   stopped by [`Release::stop`] until the read returns.
 //! - `replay_file` streams events; a log is written with one buffered
 //!   record per event and synced at the end only.
 //! - Reference-typed globals enter the state hash by presence, not value.

@@ -49,12 +49,11 @@ use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
 use understudy_wire::codec::{put_bytes, put_varint, Reader};
-use wasmtime::Val;
 
 use crate::dirty::DirtyTracker;
 use crate::output::Release;
+use crate::state::hash_parts;
 
 /// The unit of snapshot pages and of the state hash: a WebAssembly page.
 pub const PAGE_BYTES: usize = 64 * 1024;
@@ -73,44 +72,6 @@ pub const PAUSE_WAIT: Duration = Duration::from_secs(60);
 const REC_MODULE: u8 = 1;
 const REC_PAGES: u8 = 2;
 const REC_FINAL: u8 = 3;
-
-/// A global's value as bits (the state hash's encoding).
-pub(crate) fn global_bits(v: &Val) -> (u8, u128) {
-    match v {
-        Val::I32(x) => (1, *x as u32 as u128),
-        Val::I64(x) => (2, *x as u64 as u128),
-        Val::F32(x) => (3, u128::from(*x)),
-        Val::F64(x) => (4, u128::from(*x)),
-        Val::V128(x) => (5, x.as_u128()),
-        _ => (6, 0),
-    }
-}
-
-pub(crate) fn bits_global(tag: u8, bits: u128) -> Option<Val> {
-    Some(match tag {
-        1 => Val::I32(bits as u32 as i32),
-        2 => Val::I64(bits as u64 as i64),
-        3 => Val::F32(bits as u32),
-        4 => Val::F64(bits as u64),
-        5 => Val::V128((bits).into()),
-        _ => return None,
-    })
-}
-
-/// The state hash of `state.rs` from its parts: memory length, the crc32c
-/// of each 64 KiB page, the globals.
-pub(crate) fn hash_parts(memory_len: usize, page_crcs: &[u32], globals: &[(u8, u128)]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update((memory_len as u64).to_le_bytes());
-    for c in page_crcs {
-        h.update(c.to_le_bytes());
-    }
-    for (tag, bits) in globals {
-        h.update([*tag]);
-        h.update(bits.to_le_bytes());
-    }
-    h.finalize().into()
-}
 
 /// What the guest thread hands over at the pause, besides pages.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,25 +13,49 @@ const PAGE: usize = 64 * 1024;
 
 /// Hash of `memory` and `globals` (in instrumentation order).
 pub fn hash(memory: &[u8], globals: &[Val]) -> [u8; 32] {
+    let crcs: Vec<u32> = memory.chunks(PAGE).map(crc32c::crc32c).collect();
+    let bits: Vec<(u8, u128)> = globals.iter().map(global_bits).collect();
+    hash_parts(memory.len(), &crcs, &bits)
+}
+
+/// The hash from its parts: the memory's length, the crc32c of each 64 KiB
+/// page, the globals' bits (a snapshot computes it from the pages it sent).
+pub fn hash_parts(memory_len: usize, page_crcs: &[u32], globals: &[(u8, u128)]) -> [u8; 32] {
     let mut h = Sha256::new();
-    h.update((memory.len() as u64).to_le_bytes());
-    for page in memory.chunks(PAGE) {
-        h.update(crc32c::crc32c(page).to_le_bytes());
+    h.update((memory_len as u64).to_le_bytes());
+    for c in page_crcs {
+        h.update(c.to_le_bytes());
     }
-    for g in globals {
-        let (tag, bits): (u8, u128) = match g {
-            Val::I32(v) => (1, *v as u32 as u128),
-            Val::I64(v) => (2, *v as u64 as u128),
-            Val::F32(v) => (3, u128::from(*v)),
-            Val::F64(v) => (4, u128::from(*v)),
-            Val::V128(v) => (5, v.as_u128()),
-            // References have no stable bits; their presence is hashed.
-            _ => (6, 0),
-        };
-        h.update([tag]);
+    for (tag, bits) in globals {
+        h.update([*tag]);
         h.update(bits.to_le_bytes());
     }
     h.finalize().into()
+}
+
+/// A global's value as (type tag, bits).
+pub fn global_bits(v: &Val) -> (u8, u128) {
+    match v {
+        Val::I32(x) => (1, *x as u32 as u128),
+        Val::I64(x) => (2, *x as u64 as u128),
+        Val::F32(x) => (3, u128::from(*x)),
+        Val::F64(x) => (4, u128::from(*x)),
+        Val::V128(x) => (5, x.as_u128()),
+        // References have no stable bits; their presence is hashed.
+        _ => (6, 0),
+    }
+}
+
+/// The value of (type tag, bits), for restoring a global.
+pub fn bits_global(tag: u8, bits: u128) -> Option<Val> {
+    Some(match tag {
+        1 => Val::I32(bits as u32 as i32),
+        2 => Val::I64(bits as u64 as i64),
+        3 => Val::F32(bits as u32),
+        4 => Val::F64(bits as u64),
+        5 => Val::V128(bits.into()),
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

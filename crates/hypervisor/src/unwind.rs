@@ -31,8 +31,12 @@ use crate::asyncify::{START_REWIND, START_UNWIND, STOP_REWIND, STOP_UNWIND};
 use crate::error::{CallView, Divergence, DivergenceKind};
 use crate::event::Func;
 use crate::gate::Stop;
-use crate::snapshot::{global_bits, FinalState, Paused, PortShared, Record, PAGE_BYTES, UNWIND_REGION_BYTES};
+use crate::snapshot::{FinalState, Paused, PortShared, Record, PAGE_BYTES, UNWIND_REGION_BYTES};
+use crate::state::global_bits;
 use crate::wasi::Host;
+
+/// Fuel lent to a guest for its unwind and rewind (returned exactly).
+const UNWIND_FUEL: u64 = 1 << 40;
 
 /// The transformed module's Asyncify exports.
 #[derive(Clone)]
@@ -188,6 +192,12 @@ fn begin_unwind(c: &mut Cx<'_>) -> wasmtime::Result<()> {
     let handles = c.data().globals.clone();
     let globals: Vec<Val> = handles.iter().map(|g| g.get(&mut *c)).collect();
     let fuel = c.data().fuel_start.map(|_| c.get_fuel().unwrap_or(0));
+    if let Some(f) = fuel {
+        // Unwinding and rewinding execute guest code: never let them run out
+        // of fuel (a trap here would end this replica's guest where no other
+        // replica's ends). The exact amount is put back after the rewind.
+        c.set_fuel(f.saturating_add(UNWIND_FUEL))?;
+    }
     let len = memory_len(c);
     let size = UNWIND_REGION_BYTES.min(len) & !15;
     assert!(size >= 64, "linear memory too small to unwind into");

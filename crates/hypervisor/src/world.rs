@@ -275,6 +275,11 @@ impl Live {
                 if nonblock && !self.stdin_ready() {
                     return Ok(errno::AGAIN);
                 }
+                // Wait for input where the engine can wake us (a halt, a
+                // snapshot), not inside read(2).
+                while !self.stdin_ready() {
+                    self.wait(&mut [pollfd(-1, 0), pollfd(0, libc::POLLIN)], None)?;
+                }
                 out.resize(max.min(1 << 20), 0);
                 loop {
                     match std::io::stdin().lock().read(out) {

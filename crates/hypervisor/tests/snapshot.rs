@@ -63,9 +63,23 @@ fn resume(cfg: &GuestConfig, records: Vec<Record>, events: Vec<Vec<u8>>) -> Gues
     run_restored(cfg, &mut next, Box::new(VecSource::new(events)), RunOptions::default()).expect("the guest resumes")
 }
 
-fn spawn(cfg: &GuestConfig, world: LiveWorld) -> std::thread::JoinHandle<GuestEnd> {
+/// A recording guest serving on a listener, its events, its snapshot port.
+struct Running {
+    addr: std::net::SocketAddr,
+    sink: WatchSink,
+    port: SnapshotPort,
+    guest: std::thread::JoinHandle<GuestEnd>,
+}
+
+/// Starts `cfg` recording, with snapshots, on its own thread.
+fn start(cfg: &GuestConfig, stdout: Console) -> Running {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (sink, port) = (WatchSink::default(), SnapshotPort::new());
+    let world = LiveWorld::new(sink.clone()).with_listener(l).with_console(stdout, Console::Discard).with_snapshots(port.clone());
     let cfg = cfg.clone();
-    std::thread::spawn(move || run(&cfg, Mode::Record(world), VERIFY).expect("guest starts"))
+    let guest = std::thread::spawn(move || run(&cfg, Mode::Record(world), VERIFY).expect("guest starts"));
+    Running { addr, sink, port, guest }
 }
 
 /// The poll-based RESP server, snapshotted while it waits in poll_oneoff
@@ -74,15 +88,7 @@ fn spawn(cfg: &GuestConfig, world: LiveWorld) -> std::thread::JoinHandle<GuestEn
 #[test]
 fn a_poll_server_resumes_from_snapshots_taken_idle_and_under_load() {
     let cfg = transformed("kvserver");
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    let sink = WatchSink::default();
-    let port = SnapshotPort::new();
-    let world = LiveWorld::new(sink.clone())
-        .with_listener(l)
-        .with_console(Console::Discard, Console::Discard)
-        .with_snapshots(port.clone());
-    let guest = spawn(&cfg, world);
+    let Running { addr, sink, port, guest } = start(&cfg, Console::Discard);
 
     let mut a = Client::connect(addr);
     for i in 0..200 {
@@ -155,15 +161,7 @@ impl Lines {
 /// the recording's very end.
 fn blocked_snapshots(name: &str, script: impl FnOnce(std::net::SocketAddr, &dyn Fn(Func) -> (Vec<Record>, u64))) {
     let cfg = transformed(name);
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    let sink = WatchSink::default();
-    let port = SnapshotPort::new();
-    let world = LiveWorld::new(sink.clone())
-        .with_listener(l)
-        .with_console(Console::Discard, Console::Discard)
-        .with_snapshots(port.clone());
-    let guest = spawn(&cfg, world);
+    let Running { addr, sink, port, guest } = start(&cfg, Console::Discard);
     let taken = std::cell::RefCell::new(Vec::new());
     let snap = |blocked_in: Func| {
         // Let the guest reach its wait, then snapshot it there.
@@ -225,16 +223,7 @@ fn a_select_server_resumes_from_snapshots_taken_in_select() {
 #[test]
 fn a_corrupted_snapshot_is_a_divergence() {
     let cfg = transformed("kvserver");
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    let sink = WatchSink::default();
-    let port = SnapshotPort::new();
-    let out = Arc::new(Mutex::new(Vec::new()));
-    let world = LiveWorld::new(sink.clone())
-        .with_listener(l)
-        .with_console(Console::Capture(out), Console::Discard)
-        .with_snapshots(port.clone());
-    let guest = spawn(&cfg, world);
+    let Running { addr, sink, port, guest } = start(&cfg, Console::Discard);
     let mut a = Client::connect(addr);
     // Memory beyond the unwind region (the last MiB), so some pages are
     // sent only as memory.
@@ -266,5 +255,49 @@ fn a_corrupted_snapshot_is_a_divergence() {
             Ending::Diverged(d) => assert!(d.detail.contains("differ from the primary's"), "{what}: {d}"),
             other => panic!("{what} corrupted: expected a divergence, got {other:?}"),
         }
+    }
+}
+
+/// Checkpoints of a CPU-bound guest with fuel counting instructions: the
+/// unwind and rewind cost the guest no fuel (its position in the
+/// instruction stream is the same as without snapshots), and a guest
+/// resumed from each checkpoint ends with the same fuel consumed.
+#[test]
+fn checkpoints_keep_the_fuel_position() {
+    use understudy_hypervisor::{run_with_checkpoints, CheckpointSink, Fuel, MemorySink, Stdin};
+    let mut cfg = transformed("compress");
+    cfg.fuel = Fuel { enabled: true, limit: None };
+    let input: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
+    let world = |sink: MemorySink| {
+        LiveWorld::new(sink).with_stdin(Stdin::Bytes(input.clone())).with_console(Console::Discard, Console::Discard)
+    };
+    // Without checkpoints...
+    let plain = run(&cfg, Mode::Record(world(MemorySink::default())), VERIFY).unwrap();
+    // ...and with one every two events.
+    let sink = MemorySink::default();
+    let taken: Arc<Mutex<Vec<Vec<Record>>>> = Arc::default();
+    let t2 = taken.clone();
+    let cp = CheckpointSink { every: 2, sink: Box::new(move |r| t2.lock().unwrap().push(r)) };
+    let rec = run_with_checkpoints(&cfg, world(sink.clone()), VERIFY, cp).unwrap();
+    assert_eq!(rec.ending, Ending::Exited(0));
+    assert_eq!(
+        (rec.fuel_consumed, rec.state_hash, rec.outputs_digest, rec.calls),
+        (plain.fuel_consumed, plain.state_hash, plain.outputs_digest, plain.calls),
+        "checkpoints change nothing the guest computes, not even its fuel"
+    );
+    let events = sink.events.lock().unwrap().clone();
+    let taken = taken.lock().unwrap().clone();
+    assert!(taken.len() >= 2, "{} checkpoints", taken.len());
+    for records in taken {
+        let Some(Record::Final(f)) = records.last() else { panic!("a final record") };
+        let seq = f.seq;
+        let mut all = vec![Record::Module(cfg.module.to_vec())];
+        all.extend(records);
+        let end = resume(&cfg, all, events[seq as usize..].to_vec());
+        assert_eq!(
+            (end.ending.clone(), end.fuel_consumed, end.state_hash),
+            (rec.ending.clone(), rec.fuel_consumed, rec.state_hash),
+            "from seq {seq}"
+        );
     }
 }
