@@ -132,21 +132,25 @@ pub struct NodeFlags {
     #[arg(long, default_value_t = Config::default().lag_entries_max)]
     pub lag_entries_max: u64,
     /// Largest frame accepted on the logging channel.
-    #[arg(long, default_value_t = NodeOptions::FRAME_BYTES_MAX)]
+    #[arg(long, default_value_t = NodeOptions::FRAME_BYTES_MAX, value_parser = size_u64)]
     pub frame_bytes_max: u64,
     /// Largest client request accepted.
-    #[arg(long, default_value_t = NodeOptions::REQUEST_BYTES_MAX)]
+    #[arg(long, default_value_t = NodeOptions::REQUEST_BYTES_MAX, value_parser = size_usize)]
     pub request_bytes_max: usize,
     /// Chunk size of the snapshot stream of a join.
-    #[arg(long, default_value_t = NodeOptions::SNAPSHOT_CHUNK_BYTES)]
+    #[arg(long, default_value_t = NodeOptions::SNAPSHOT_CHUNK_BYTES, value_parser = size_usize)]
     pub snapshot_chunk_bytes: usize,
     /// Entries a joiner may buffer while loading its snapshot.
-    #[arg(long, default_value_t = NodeOptions::JOIN_BUFFER_BYTES)]
+    #[arg(long, default_value_t = NodeOptions::JOIN_BUFFER_BYTES, value_parser = size_usize)]
     pub join_buffer_bytes: usize,
     /// Replies a client may have waiting at the output gate before the node
     /// stops reading its requests.
-    #[arg(long, default_value_t = NodeOptions::CLIENT_PENDING_BYTES_MAX)]
+    #[arg(long, default_value_t = NodeOptions::CLIENT_PENDING_BYTES_MAX, value_parser = size_usize)]
     pub client_pending_bytes_max: usize,
+    /// Bytes of log queued for the backup beyond which the primary stops
+    /// taking requests until they are sent.
+    #[arg(long, default_value_t = NodeOptions::CHANNEL_BACKLOG_BYTES_MAX, value_parser = size_usize)]
+    pub channel_backlog_bytes_max: usize,
     /// Serve Prometheus metrics (role, epoch, lag, output-gate delay, log
     /// and state-transfer bytes) at http://ADDR/metrics.
     #[arg(long, value_name = "ADDR", value_parser = listen_addr)]
@@ -189,6 +193,30 @@ pub fn listen_addr(s: &str) -> std::result::Result<SocketAddr, String> {
     }
     let mut addrs = s.to_socket_addrs().map_err(|e| bad(e.to_string()))?;
     addrs.next().ok_or_else(|| bad("the name resolves to no address".into()))
+}
+
+/// Parses a size in bytes: a number, or a number with a unit `KiB`, `MiB`,
+/// `GiB`, `TiB` (powers of 1024; `K`, `M`, `G`, `T`, `KB`… are accepted as
+/// the same), e.g. `64MiB`, `256KiB`, `1GiB`.
+pub fn size_u64(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size (e.g. 4096, 256KiB, 64MiB, 1GiB)"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        u => return Err(format!("{s:?}: unknown unit {u:?} (use KiB, MiB, GiB or TiB)")),
+    };
+    n.checked_mul(1u64 << shift).ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// [`size_u64`] for sizes held in a `usize`.
+pub fn size_usize(s: &str) -> std::result::Result<usize, String> {
+    usize::try_from(size_u64(s)?).map_err(|_| format!("{s:?} is too large"))
 }
 
 /// Reads `--secret-file`; a trailing newline is not part of the secret.
@@ -251,6 +279,7 @@ pub fn node_options(
         snapshot_chunk_bytes: f.snapshot_chunk_bytes,
         join_buffer_bytes: f.join_buffer_bytes,
         client_pending_bytes_max: f.client_pending_bytes_max,
+        channel_backlog_bytes_max: f.channel_backlog_bytes_max,
         metrics_listen: f.metrics_listen,
     };
     opts.validate().map_err(anyhow::Error::msg)?;
@@ -359,4 +388,29 @@ fn sim(a: SimArgs) -> Result<ExitCode> {
         t0.elapsed()
     );
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_the_units_the_readme_shows() {
+        for (s, n) in
+            [("4096", 4096), ("256KiB", 256 << 10), ("64MiB", 64 << 20), ("1GiB", 1 << 30), ("2g", 2 << 30), ("8 MB", 8 << 20)]
+        {
+            assert_eq!(size_u64(s), Ok(n), "{s}");
+        }
+        for bad in ["", "MiB", "1.5GiB", "12XB", "-1", "99999999999999999999TiB"] {
+            assert!(size_u64(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn listen_addresses_take_host_names_and_port_0() {
+        assert_eq!(listen_addr("127.0.0.1:0").unwrap().port(), 0);
+        assert!(listen_addr("localhost:6379").unwrap().ip().is_loopback());
+        assert!(listen_addr("localhost").unwrap_err().contains("no port"));
+        assert!(listen_addr("nonexistent.invalid:1").is_err());
+    }
 }

@@ -41,8 +41,8 @@ pub struct WasmArgs {
     /// Environment variable for the guest, K=V (repeatable).
     #[arg(long = "env", value_name = "K=V")]
     pub env: Vec<String>,
-    /// memory.grow beyond this fails, identically on every replica.
-    #[arg(long, default_value_t = 1 << 30)]
+    /// memory.grow beyond this fails, identically on every replica (e.g. 2GiB).
+    #[arg(long, default_value_t = 1 << 30, value_parser = crate::cli::size_u64)]
     pub memory_bytes_max: u64,
     /// Count instructions (fuel): positions in divergence reports; costs guest CPU.
     #[arg(long)]

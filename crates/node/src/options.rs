@@ -39,6 +39,11 @@ pub struct NodeOptions {
     /// Replies a client may have waiting at the output gate before the node
     /// stops reading its requests. `--client-pending-bytes-max`.
     pub client_pending_bytes_max: usize,
+    /// Bytes queued on a logging channel beyond which the primary stops
+    /// taking client requests until the writer catches up: with flow
+    /// control's bound in entries, what the primary holds of the log that
+    /// its backup (or a joiner) has not received. `--channel-backlog-bytes-max`.
+    pub channel_backlog_bytes_max: usize,
     /// Where Prometheus scrapes this node's metrics (`GET /metrics`);
     /// none = no metrics listener. `--metrics-listen`.
     pub metrics_listen: Option<SocketAddr>,
@@ -56,6 +61,7 @@ impl NodeOptions {
     pub const SNAPSHOT_CHUNK_BYTES: usize = 256 << 10;
     pub const JOIN_BUFFER_BYTES: usize = 1 << 30;
     pub const CLIENT_PENDING_BYTES_MAX: usize = 4 << 20;
+    pub const CHANNEL_BACKLOG_BYTES_MAX: usize = 64 << 20;
 
     /// Checks relations between bounds; messages name the flags.
     pub fn validate(&self) -> Result<(), String> {
@@ -64,6 +70,13 @@ impl NodeOptions {
             return Err(format!(
                 "--request-bytes-max ({}) must be smaller than --frame-bytes-max ({}) by at least 4096: a request travels in one frame",
                 self.request_bytes_max, self.frame_bytes_max
+            ));
+        }
+        if self.channel_backlog_bytes_max < crate::replica::BATCH_BYTES_MAX {
+            return Err(format!(
+                "--channel-backlog-bytes-max ({}) must be at least {} (one batch of entries)",
+                self.channel_backlog_bytes_max,
+                crate::replica::BATCH_BYTES_MAX
             ));
         }
         if (self.snapshot_chunk_bytes as u64) + 4096 > self.frame_bytes_max {

@@ -35,11 +35,6 @@ pub type Factory<M> = Arc<dyn Fn() -> M + Send + Sync>;
 /// for the writer to come round.
 pub const BATCH_BYTES_MAX: usize = 1 << 20;
 
-/// Bytes queued on a logging channel beyond which the primary stops taking
-/// client requests until the writer catches up (the channel is bounded in
-/// bytes as flow control bounds it in entries).
-pub const CHANNEL_BACKLOG_BYTES_MAX: usize = 64 << 20;
-
 /// Exit code of a node that fail-stopped (lost a claim, saw a newer epoch,
 /// diverged).
 pub const HALT_EXIT_CODE: i32 = 3;
@@ -217,7 +212,7 @@ impl<M: Machine> Replica<M> {
                 .core
                 .stream_from()
                 .and_then(|(c, _)| self.conns.get(&c))
-                .is_none_or(|c| c.out.len() < CHANNEL_BACKLOG_BYTES_MAX)
+                .is_none_or(|c| c.out.len() < self.opts.channel_backlog_bytes_max)
     }
 
     /// Wakes the channel writer if a read waits for a barrier entry.

@@ -28,7 +28,7 @@ pub fn spawn_writer<M: Machine>(rc: Rc<RefCell<Replica<M>>>, conn: ConnId, mut w
                 spare.clear();
                 let buf = std::mem::replace(&mut c.out, std::mem::take(&mut spare));
                 let out = (buf, c.wake.clone(), c.closing);
-                if out.0.len() >= crate::replica::CHANNEL_BACKLOG_BYTES_MAX {
+                if out.0.len() >= r.opts.channel_backlog_bytes_max {
                     // Intake may have paused on this backlog: it is drained now.
                     r.intake.notify_waiters();
                 }
