@@ -168,7 +168,11 @@ impl Record {
                 let unwind_at = u32::try_from(r.varint().map_err(bad)?).map_err(|_| BadRecord("unwind address".into()))?;
                 let unwind_orig = r.bytes().map_err(bad)?.to_vec();
                 let gate = r.bytes().map_err(bad)?.to_vec();
-                let fuel_remaining = if r.u8().map_err(bad)? != 0 { Some(r.varint().map_err(bad)?) } else { None };
+                let fuel_remaining = match r.u8().map_err(bad)? {
+                    0 => None,
+                    1 => Some(r.varint().map_err(bad)?),
+                    f => return Err(BadRecord(format!("fuel flag {f}"))),
+                };
                 let limit_hits = r.varint().map_err(bad)? as u32;
                 let state_hash = r.take(32).map_err(bad)?.try_into().expect("32 bytes");
                 Record::Final(Box::new(FinalState {
