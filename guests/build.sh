@@ -47,6 +47,6 @@ build_native() {
     fi
 }
 
-for g in kvserver clockrand compress lineserver blockserver; do build_wasm "$g"; done
+for g in kvserver clockrand compress lineserver blockserver fsprobe; do build_wasm "$g"; done
 for g in kvserver compress lineserver; do build_native "$g"; done
 echo "guests built in $out"

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use understudy_hypervisor::fs::MapDir;
 use understudy_hypervisor::{
     record_checkpointed, replay_file, run, Ending, EventSink, Fuel, GuestConfig, GuestEnd, LiveWorld, Mode, ReplayOptions,
     RunOptions, Stdin,
@@ -41,6 +42,10 @@ pub struct WasmArgs {
     /// Environment variable for the guest, K=V (repeatable).
     #[arg(long = "env", value_name = "K=V")]
     pub env: Vec<String>,
+    /// Map a host directory into the guest, HOST_DIR::GUEST_PATH (repeatable;
+    /// GUEST_PATH may be /). The guest finds it as a preopened directory.
+    #[arg(long = "map-dir", value_name = "HOST_DIR::GUEST_PATH", value_parser = MapDir::parse)]
+    pub map_dir: Vec<MapDir>,
     /// memory.grow beyond this fails, identically on every replica (e.g. 2GiB).
     #[arg(long, default_value_t = 1 << 30, value_parser = crate::cli::size_u64)]
     pub memory_bytes_max: u64,
@@ -78,6 +83,11 @@ pub struct ReplayArgs {
     /// instead of the guest's start; the end is verified the same way.
     #[arg(long)]
     pub from_checkpoint: bool,
+    /// This replay's copies of the directories the run mapped, as they were
+    /// when it started: HOST_DIR::GUEST_PATH, the same GUEST_PATHs in the
+    /// same order (the replay performs the run's file operations on them).
+    #[arg(long = "map-dir", value_name = "HOST_DIR::GUEST_PATH", value_parser = MapDir::parse)]
+    pub map_dir: Vec<MapDir>,
 }
 
 fn guest_config(a: &WasmArgs) -> Result<GuestConfig> {
@@ -90,6 +100,10 @@ fn guest_config(a: &WasmArgs) -> Result<GuestConfig> {
     }
     g.memory_bytes_max = a.memory_bytes_max;
     g.fuel = Fuel { enabled: a.fuel || a.fuel_limit.is_some(), limit: a.fuel_limit };
+    // A replicated guest always has its listener at fd 3; a standalone one
+    // when it is given one.
+    g.listener = a.cluster.is_some() || a.guest_listen.is_some();
+    g.map_dirs = a.map_dir.clone();
     Ok(g)
 }
 
@@ -144,6 +158,11 @@ pub fn wasm(a: WasmArgs) -> Result<ExitCode> {
         if a.record.is_some() {
             bail!("--record is for a standalone run; a replicated guest's log goes to its backup");
         }
+        if !a.map_dir.is_empty() {
+            bail!(
+                "--map-dir is for standalone runs (recorded or not) and replays so far: a joining backup does not yet receive the directories' contents"
+            );
+        }
         let (gl, rl) = (a.guest_listen.expect("checked"), a.repl_listen.expect("checked"));
         let node = node_options(
             cluster,
@@ -189,8 +208,12 @@ pub fn wasm(a: WasmArgs) -> Result<ExitCode> {
 
 pub fn replay(a: ReplayArgs) -> Result<ExitCode> {
     let module = std::fs::read(&a.guest).with_context(|| format!("reading the guest module {}", a.guest.display()))?;
-    let opts =
-        ReplayOptions { ignore_fingerprint: a.ignore_fingerprint, from_checkpoint: a.from_checkpoint, ..Default::default() };
+    let opts = ReplayOptions {
+        ignore_fingerprint: a.ignore_fingerprint,
+        from_checkpoint: a.from_checkpoint,
+        map_dirs: a.map_dir.clone(),
+        ..Default::default()
+    };
     let rep = replay_file(&module, &a.log, &opts).with_context(|| format!("replaying {}", a.log.display()))?;
     let e = &rep.end;
     if let Some(seq) = rep.from_checkpoint {

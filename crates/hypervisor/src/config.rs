@@ -45,6 +45,14 @@ pub struct GuestConfig {
     /// Stack depth at which the guest traps with "call stack exhausted".
     pub stack_bytes_max: usize,
     pub fuel: Fuel,
+    /// The guest's fd 3 is a listening socket (always in a cluster; in a
+    /// standalone run, when `--guest-listen` is given or no directory is
+    /// mapped). The mapped directories follow it.
+    pub listener: bool,
+    /// Host directories mapped into the guest (`--map-dir`), in fd order.
+    /// Their guest paths are fingerprinted; their host paths are each
+    /// replica's own.
+    pub map_dirs: Vec<crate::fs::MapDir>,
 }
 
 impl std::fmt::Debug for GuestConfig {
@@ -57,6 +65,8 @@ impl std::fmt::Debug for GuestConfig {
             .field("memory_bytes_max", &self.memory_bytes_max)
             .field("stack_bytes_max", &self.stack_bytes_max)
             .field("fuel", &self.fuel)
+            .field("listener", &self.listener)
+            .field("map_dirs", &self.map_dirs)
             .finish()
     }
 }
@@ -72,6 +82,8 @@ impl GuestConfig {
             memory_bytes_max: MEMORY_BYTES_MAX_DEFAULT,
             stack_bytes_max: STACK_BYTES_MAX_DEFAULT,
             fuel: Fuel::default(),
+            listener: true,
+            map_dirs: Vec::new(),
         }
     }
 
@@ -175,6 +187,10 @@ pub fn fingerprint(guest: &GuestConfig) -> Result<String, crate::HypervisorError
     h.update([0xff]);
     for e in guest.environ() {
         put(&mut h, e.as_bytes());
+    }
+    h.update([0xfe, u8::from(guest.listener)]);
+    for d in &guest.map_dirs {
+        put(&mut h, d.guest.as_bytes());
     }
     Ok(hex(&h.finalize()))
 }

@@ -27,6 +27,8 @@ pub enum HypervisorError {
     },
     #[error("log {path}: {detail}")]
     BadLog { path: String, detail: String },
+    #[error("{0}")]
+    MapDir(String),
     #[error("this guest cannot be snapshotted: {0}")]
     NotSnapshottable(String),
     #[error("bad snapshot: {0}")]
@@ -70,6 +72,9 @@ pub enum DivergenceKind {
     ExtraEvent,
     /// The log cannot be decoded.
     BadEvent,
+    /// This replica's copy of a mapped directory answered a filesystem
+    /// call differently from the primary's.
+    Disk,
 }
 
 /// A replica that diverged: both views of the first call that differed.

@@ -33,7 +33,7 @@ use understudy_wire::codec::{put_bytes, put_varint, Reader};
 use understudy_wire::WireError;
 
 /// Version of the event encoding; part of the fingerprint.
-pub const EVENT_FORMAT_VERSION: u32 = 1;
+pub const EVENT_FORMAT_VERSION: u32 = 2;
 
 const FLAG_STATE: u8 = 0x40;
 const FLAG_FUEL: u8 = 0x80;
@@ -87,6 +87,29 @@ funcs! {
     SockShutdown = 20, "sock_shutdown";
     ProcExit = 21, "proc_exit";
     SchedYield = 22, "sched_yield";
+    FdAdvise = 23, "fd_advise";
+    FdAllocate = 24, "fd_allocate";
+    FdDatasync = 25, "fd_datasync";
+    FdSync = 26, "fd_sync";
+    FdPread = 27, "fd_pread";
+    FdPwrite = 28, "fd_pwrite";
+    FdFilestatGet = 29, "fd_filestat_get";
+    FdFilestatSetSize = 30, "fd_filestat_set_size";
+    FdFilestatSetTimes = 31, "fd_filestat_set_times";
+    FdReaddir = 32, "fd_readdir";
+    FdRenumber = 33, "fd_renumber";
+    FdTell = 34, "fd_tell";
+    FdFdstatSetRights = 35, "fd_fdstat_set_rights";
+    PathCreateDirectory = 36, "path_create_directory";
+    PathFilestatGet = 37, "path_filestat_get";
+    PathFilestatSetTimes = 38, "path_filestat_set_times";
+    PathLink = 39, "path_link";
+    PathOpen = 40, "path_open";
+    PathReadlink = 41, "path_readlink";
+    PathRemoveDirectory = 42, "path_remove_directory";
+    PathRename = 43, "path_rename";
+    PathSymlink = 44, "path_symlink";
+    PathUnlinkFile = 45, "path_unlink_file";
     Unsupported = 63, "(unsupported)";
 }
 
@@ -97,6 +120,8 @@ enum Shape {
     Scalar,
     Bytes,
     Polls,
+    /// A filesystem call: a scalar and bytes (either may be empty).
+    ScalarBytes,
 }
 
 impl Func {
@@ -112,6 +137,27 @@ impl Func {
             Func::RandomGet | Func::FdRead | Func::SockRecv => Shape::Bytes,
             Func::PollOneoff => Shape::Polls,
             Func::SockAccept | Func::ProcExit => Shape::None,
+            Func::FdAdvise
+            | Func::FdDatasync
+            | Func::FdSync
+            | Func::FdPread
+            | Func::FdPwrite
+            | Func::FdFilestatGet
+            | Func::FdFilestatSetSize
+            | Func::FdFilestatSetTimes
+            | Func::FdReaddir
+            | Func::FdTell
+            | Func::FdSeek
+            | Func::PathCreateDirectory
+            | Func::PathFilestatGet
+            | Func::PathFilestatSetTimes
+            | Func::PathLink
+            | Func::PathOpen
+            | Func::PathReadlink
+            | Func::PathRemoveDirectory
+            | Func::PathRename
+            | Func::PathSymlink
+            | Func::PathUnlinkFile => Shape::ScalarBytes,
             _ => return None,
         })
     }
@@ -200,6 +246,10 @@ pub fn encode(out: &mut Vec<u8>, h: &EventHeader, o: &Outcome, clock_id: usize, 
         }
         Shape::Scalar => put_varint(out, o.scalar),
         Shape::Bytes => put_bytes(out, &o.bytes),
+        Shape::ScalarBytes => {
+            put_varint(out, o.scalar);
+            put_bytes(out, &o.bytes);
+        }
         Shape::Polls => {
             put_varint(out, o.polls.len() as u64);
             for p in &o.polls {
@@ -252,6 +302,10 @@ pub fn decode_body(
             }
             Shape::Scalar => o.scalar = r.varint()?,
             Shape::Bytes => o.bytes.extend_from_slice(r.bytes()?),
+            Shape::ScalarBytes => {
+                o.scalar = r.varint()?;
+                o.bytes.extend_from_slice(r.bytes()?);
+            }
             Shape::Polls => decode_polls(r, o)?,
         }
     }

@@ -1,14 +1,22 @@
 //! The guest's file descriptors, as virtual state of the gate. It changes
 //! only through host calls and their recorded results, so it is identical in
 //! record and replay mode; in record mode the world maps connection ids to
-//! real sockets. Fd numbers are allocated lowest-free, so replay sees the
-//! same numbers.
+//! real sockets, and on every replica the filesystem (`fs`) maps file and
+//! directory ids to its own copies. Fd numbers are allocated lowest-free,
+//! so replay sees the same numbers.
+//!
+//! Layout at start: 0–2 stdio, 3 the listening socket (when the guest has
+//! one), then the mapped directories in flag order.
 
 use understudy_wire::codec::{put_varint, Reader};
 use understudy_wire::WireError;
 
-/// Preopened descriptors: 0–2 stdio, 3 the listening socket.
+/// The listening socket's descriptor, when the guest has one.
 pub const LISTENER_FD: u32 = 3;
+
+/// Every right preview1 defines (rights are checked by the gate as
+/// wasmtime does; see `wasi::fs`).
+pub const RIGHTS_ALL: u64 = (1 << 30) - 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FdKind {
@@ -23,12 +31,34 @@ pub enum FdKind {
         write_shut: bool,
         reset: bool,
     },
+    /// An open file of a mapped directory (`fs` object `id`).
+    File {
+        id: u64,
+    },
+    /// A directory: a mapped one (`preopen`) or one opened below it.
+    Dir {
+        id: u64,
+        preopen: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fd {
     pub kind: FdKind,
     pub nonblock: bool,
+    /// Writes go to the end of the file (`FDFLAGS_APPEND`).
+    pub append: bool,
+    /// Other fdflags the guest set (DSYNC, RSYNC, SYNC), reported back.
+    pub sync_flags: u16,
+    /// What the descriptor may do, and what descriptors opened through it may.
+    pub rights: u64,
+    pub inheriting: u64,
+}
+
+impl Fd {
+    pub fn new(kind: FdKind) -> Fd {
+        Fd { kind, nonblock: false, append: false, sync_flags: 0, rights: RIGHTS_ALL, inheriting: RIGHTS_ALL }
+    }
 }
 
 #[derive(Debug)]
@@ -39,12 +69,51 @@ pub struct FdTable {
 
 impl Default for FdTable {
     fn default() -> Self {
-        let fd = |kind| Some(Fd { kind, nonblock: false });
-        FdTable { fds: vec![fd(FdKind::Stdin), fd(FdKind::Stdout), fd(FdKind::Stderr), fd(FdKind::Listener)], next_conn: 1 }
+        FdTable::new(true, 0)
     }
 }
 
 impl FdTable {
+    /// Stdio, the listener at fd 3 if there is one, then `preopens` mapped
+    /// directories (filesystem objects 0, 1, …).
+    pub fn new(listener: bool, preopens: usize) -> FdTable {
+        let mut fds = vec![Some(Fd::new(FdKind::Stdin)), Some(Fd::new(FdKind::Stdout)), Some(Fd::new(FdKind::Stderr))];
+        if listener {
+            fds.push(Some(Fd::new(FdKind::Listener)));
+        }
+        for id in 0..preopens as u64 {
+            let rights = crate::wasi::rights_of(true, true, false);
+            fds.push(Some(Fd { rights, ..Fd::new(FdKind::Dir { id, preopen: true }) }));
+        }
+        FdTable { fds, next_conn: 1 }
+    }
+
+    /// Opens `fd` at the lowest free number.
+    pub fn insert(&mut self, fd: Fd) -> u32 {
+        let slot = match self.fds.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                self.fds.push(None);
+                self.fds.len() - 1
+            }
+        };
+        self.fds[slot] = Some(fd);
+        slot as u32
+    }
+
+    /// `fd_renumber`: `from` takes the place of `to` (which is closed and
+    /// returned); `from` is free afterwards.
+    pub fn renumber(&mut self, from: u32, to: u32) -> Result<Option<Fd>, ()> {
+        if self.get(from).is_none() || self.get(to).is_none() {
+            return Err(());
+        }
+        if from == to {
+            return Ok(None);
+        }
+        let f = self.fds[from as usize].take();
+        Ok(std::mem::replace(&mut self.fds[to as usize], f))
+    }
+
     pub fn get(&self, fd: u32) -> Option<Fd> {
         self.fds.get(fd as usize).copied().flatten()
     }
@@ -62,16 +131,8 @@ impl FdTable {
     pub fn accept(&mut self, nonblock: bool) -> (u32, u64) {
         let id = self.next_conn;
         self.next_conn += 1;
-        let fd = Fd { kind: FdKind::Conn { id, read_shut: false, write_shut: false, reset: false }, nonblock };
-        let slot = match self.fds.iter().position(Option::is_none) {
-            Some(i) => i,
-            None => {
-                self.fds.push(None);
-                self.fds.len() - 1
-            }
-        };
-        self.fds[slot] = Some(fd);
-        (slot as u32, id)
+        let fd = Fd { nonblock, ..Fd::new(FdKind::Conn { id, read_shut: false, write_shut: false, reset: false }) };
+        (self.insert(fd), id)
     }
 
     pub fn close(&mut self, fd: u32) -> Option<Fd> {
@@ -95,12 +156,17 @@ impl FdTable {
                 FdKind::Conn { id, read_shut, write_shut, reset } => {
                     (5, id, u8::from(read_shut) | u8::from(write_shut) << 1 | u8::from(reset) << 2)
                 }
+                FdKind::File { id } => (6, id, 0),
+                FdKind::Dir { id, preopen } => (7, id, u8::from(preopen)),
             };
             out.push(kind);
-            out.push(u8::from(f.nonblock) | flags << 1);
-            if kind == 5 {
+            out.push(u8::from(f.nonblock) | flags << 1 | u8::from(f.append) << 4);
+            if kind >= 5 {
                 put_varint(out, id);
             }
+            put_varint(out, u64::from(f.sync_flags));
+            put_varint(out, f.rights);
+            put_varint(out, f.inheriting);
         }
     }
 
@@ -120,21 +186,25 @@ impl FdTable {
                 continue;
             }
             let flags = r.u8()?;
+            let id = if kind >= 5 { r.varint()? } else { 0 };
             let kind = match kind {
                 1 => FdKind::Stdin,
                 2 => FdKind::Stdout,
                 3 => FdKind::Stderr,
                 4 => FdKind::Listener,
                 5 => {
-                    let id = r.varint()?;
                     if id >= next_conn {
                         return Err(bad(format!("connection {id} not below the next id {next_conn}")));
                     }
                     FdKind::Conn { id, read_shut: flags & 2 != 0, write_shut: flags & 4 != 0, reset: flags & 8 != 0 }
                 }
+                6 => FdKind::File { id },
+                7 => FdKind::Dir { id, preopen: flags & 2 != 0 },
                 k => return Err(bad(format!("descriptor kind {k}"))),
             };
-            fds.push(Some(Fd { kind, nonblock: flags & 1 != 0 }));
+            let sync_flags = u16::try_from(r.varint()?).map_err(|_| bad("fdflags out of range".into()))?;
+            let (rights, inheriting) = (r.varint()?, r.varint()?);
+            fds.push(Some(Fd { kind, nonblock: flags & 1 != 0, append: flags & 16 != 0, sync_flags, rights, inheriting }));
         }
         Ok(FdTable { fds, next_conn })
     }
@@ -169,8 +239,23 @@ mod tests {
     }
 
     #[test]
+    fn listener_and_preopens_come_first_in_that_order() {
+        let mut t = FdTable::new(true, 2);
+        assert_eq!(t.get(3).unwrap().kind, FdKind::Listener);
+        assert_eq!(t.get(4).unwrap().kind, FdKind::Dir { id: 0, preopen: true });
+        assert_eq!(t.get(5).unwrap().kind, FdKind::Dir { id: 1, preopen: true });
+        assert_eq!(t.insert(Fd::new(FdKind::File { id: 9 })), 6);
+        let t2 = FdTable::new(false, 1);
+        assert_eq!(t2.get(3).unwrap().kind, FdKind::Dir { id: 0, preopen: true });
+        assert_eq!(t.renumber(6, 4).unwrap().map(|f| f.kind), Some(FdKind::Dir { id: 0, preopen: true }));
+        assert_eq!(t.get(4).unwrap().kind, FdKind::File { id: 9 });
+        assert!(t.get(6).is_none() && t.renumber(6, 4).is_err());
+    }
+
+    #[test]
     fn the_table_survives_encoding() {
-        let mut t = FdTable::default();
+        let mut t = FdTable::new(true, 1);
+        t.insert(Fd { append: true, sync_flags: 2, rights: 7, inheriting: 3, ..Fd::new(FdKind::File { id: 4 }) });
         t.accept(false);
         t.accept(true);
         t.close(4);

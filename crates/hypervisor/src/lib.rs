@@ -23,6 +23,8 @@
 //! - `machine`: [`run`] — a guest on the calling thread; [`GuestEnd`].
 //! - [`logfile`]: standalone record/replay to a file ([`record_file`],
 //!   [`replay_file`]), like rr for WebAssembly.
+//! - [`fs`]: the mapped directories: confined host descriptors, the
+//!   filesystem calls (`wasi::fs`) on each replica's own copy.
 //! - `instrument`: import checks; exports mutable globals for state hashes.
 //! - [`state`]: the hash of linear memory and mutable globals.
 //!
@@ -38,7 +40,8 @@
 //! | `poll_oneoff` | which subscriptions fired, errno, nbytes, hang-up | |
 //! | `sock_accept` | errno (the fd is allocated lowest-free by the gate) | |
 //! | `proc_exit` | nothing but the event (the code is in the digest): the end is in the log | |
-//! | `fd_close`, `sock_shutdown`, `fd_seek` (ESPIPE), `fd_fdstat_get`, `fd_fdstat_set_flags`, `fd_prestat_*` (EBADF: no preopened dirs), `sched_yield`, unsupported calls (ENOSYS, logged once) | | functions of the gate's fd table |
+//! | `path_open`, `path_*`, `fd_read`/`fd_write`/`fd_pread`/`fd_pwrite` on files, `fd_seek`/`fd_tell`, `fd_sync`/`fd_datasync`, `fd_advise`, `fd_filestat_*`, `fd_readdir` | errno, and what the guest saw (bytes read, a filestat, a listing, an offset); a replaying replica performs the call on its own copy of the directory and checks its answer against this | |
+//! | `fd_close`, `fd_renumber`, `sock_shutdown`, `fd_fdstat_get`, `fd_fdstat_set_flags`, `fd_fdstat_set_rights` (ENOTSUP, as wasmtime), `fd_allocate` (ENOTSUP, as wasmtime), `fd_prestat_*`, `sched_yield`, unsupported calls (ENOSYS, logged once) | | functions of the gate's fd table |
 //!
 //! Every call, recorded or not, is numbered; each event carries the distance
 //! to the previous one, so a replica that makes a different sequence of calls
@@ -63,8 +66,8 @@
 //! - `replay_file` streams events; a log is written with one buffered
 //!   record per event and synced at the end only.
 //! - Reference-typed globals enter the state hash by presence, not value.
-//! - No preopened directories, no files, no UDP; `sock_recv` flags other than
-//!   PEEK are ignored.
+//! - Files only in directories mapped with `--map-dir` (`fs`); no UDP;
+//!   `sock_recv` flags other than PEEK are ignored.
 
 pub mod asyncify;
 pub mod config;
@@ -72,6 +75,7 @@ mod dirty;
 pub mod error;
 pub mod event;
 mod fdtable;
+pub mod fs;
 mod gate;
 mod instrument;
 pub mod logfile;

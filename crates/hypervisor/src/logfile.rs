@@ -11,7 +11,8 @@
 //! header  := version:varint fingerprint:str module_sha256[32] program:str
 //!            nargs:varint arg:str… nenv:varint (key:str value:str)…
 //!            memory_bytes_max:varint stack_bytes_max:varint fuel_enabled:u8
-//!            fuel_limit:varint (0 = none) verify_memory:u8
+//!            fuel_limit:varint (0 = none) verify_memory:u8 listener:u8
+//!            ndirs:varint guest_path:str…       (the mapped directories' guest paths)
 //! event   := the event bytes (see `event.rs`)
 //! trailer := ending calls:varint events:varint output_bytes:varint
 //!            outputs_sha256[32] state_hash[32] fuel_flag:u8 [fuel:varint]
@@ -33,6 +34,7 @@ use understudy_wire::codec::{put_str, put_varint, Reader};
 use crate::config::{fingerprint, module_digest, Fuel, GuestConfig};
 use crate::error::HypervisorError;
 use crate::event::{EventSink, EventSource, Next};
+use crate::fs::MapDir;
 use crate::machine::{run, run_restored, run_with_checkpoints, CheckpointSink, Ending, GuestEnd, Mode, RunOptions, TrapKind};
 use crate::snapshot::Record;
 use crate::world::{LiveWorld, Stdin};
@@ -59,12 +61,24 @@ pub struct LogHeader {
     pub stack_bytes_max: usize,
     pub fuel: Fuel,
     pub verify_memory: bool,
+    pub listener: bool,
+    /// Guest paths of the mapped directories, in order.
+    pub map_guest_paths: Vec<String>,
 }
 
 impl LogHeader {
-    /// The guest this header describes, run with `module`.
-    pub fn guest(&self, module: impl Into<Arc<[u8]>>) -> GuestConfig {
-        GuestConfig {
+    /// The guest this header describes, run with `module`, its directories
+    /// mapped from `map_dirs` (this replay's own copies, whose guest paths
+    /// must be the recording's).
+    pub fn guest(&self, module: impl Into<Arc<[u8]>>, map_dirs: &[MapDir]) -> Result<GuestConfig, String> {
+        let given: Vec<&str> = map_dirs.iter().map(|d| d.guest.as_str()).collect();
+        if given != self.map_guest_paths.iter().map(String::as_str).collect::<Vec<_>>() {
+            return Err(format!(
+                "the run was recorded with directories mapped at {:?}; give the replay the same --map-dir GUEST paths (in that order) on copies of the directories as they were when the recording started (given: {given:?})",
+                self.map_guest_paths
+            ));
+        }
+        Ok(GuestConfig {
             module: module.into(),
             program_name: self.program_name.clone(),
             args: self.args.clone(),
@@ -72,7 +86,9 @@ impl LogHeader {
             memory_bytes_max: self.memory_bytes_max,
             stack_bytes_max: self.stack_bytes_max,
             fuel: self.fuel,
-        }
+            listener: self.listener,
+            map_dirs: map_dirs.to_vec(),
+        })
     }
 }
 
@@ -106,6 +122,11 @@ fn encode_header(g: &GuestConfig, fp: &str, verify: bool) -> Vec<u8> {
     b.push(u8::from(g.fuel.enabled));
     put_varint(&mut b, g.fuel.limit.unwrap_or(0));
     b.push(u8::from(verify));
+    b.push(u8::from(g.listener));
+    put_varint(&mut b, g.map_dirs.len() as u64);
+    for d in &g.map_dirs {
+        put_str(&mut b, &d.guest);
+    }
     b
 }
 
@@ -130,6 +151,9 @@ fn decode_header(body: &[u8]) -> Result<LogHeader, understudy_wire::WireError> {
     let enabled = r.u8()? != 0;
     let limit = Some(r.varint()?).filter(|l| *l != 0);
     let verify_memory = r.u8()? != 0;
+    let listener = r.u8()? != 0;
+    let ndirs = r.varint()?;
+    let map_guest_paths = (0..ndirs).map(|_| r.string()).collect::<Result<_, _>>()?;
     r.finish()?;
     Ok(LogHeader {
         fingerprint,
@@ -141,6 +165,8 @@ fn decode_header(body: &[u8]) -> Result<LogHeader, understudy_wire::WireError> {
         stack_bytes_max,
         fuel: Fuel { enabled, limit },
         verify_memory,
+        listener,
+        map_guest_paths,
     })
 }
 
@@ -459,6 +485,8 @@ pub struct ReplayOptions {
     pub env: Option<Vec<(String, String)>>,
     /// Start from the log's last checkpoint instead of the guest's start.
     pub from_checkpoint: bool,
+    /// This replay's copies of the mapped directories (`--map-dir`).
+    pub map_dirs: Vec<MapDir>,
 }
 
 /// The result of a replay.
@@ -489,7 +517,7 @@ impl ReplayReport {
 /// report (`end.ending` is `Diverged`), not as an error.
 pub fn replay_file(module: &[u8], log_path: &Path, opts: &ReplayOptions) -> Result<ReplayReport, HypervisorError> {
     let (r, header) = open(log_path)?;
-    let mut guest = header.guest(module.to_vec());
+    let mut guest = header.guest(module.to_vec(), &opts.map_dirs).map_err(|e| bad(log_path, e))?;
     let given = module_digest(module);
     if let Some(a) = &opts.args {
         guest.args = a.clone();

@@ -233,6 +233,11 @@ fn run_inner(
         fuel_start,
     );
     let mut store = Store::new(&loaded.engine, host);
+    {
+        let h = store.data_mut();
+        h.gate.fds = crate::fdtable::FdTable::new(guest.listener, guest.map_dirs.len());
+        h.fs = crate::fs::Fs::open(&guest.map_dirs).map_err(HypervisorError::MapDir)?;
+    }
     store.limiter(|h| &mut h.limits);
     if let Some(f) = fuel_start {
         store.set_fuel(f).map_err(|e| HypervisorError::Engine(e.to_string()))?;

@@ -112,7 +112,14 @@ pub(crate) enum SubTarget {
     Stdin,
     Stdout,
     Listener,
-    Conn { id: u64, read_shut: bool, write_shut: bool, reset: bool },
+    Conn {
+        id: u64,
+        read_shut: bool,
+        write_shut: bool,
+        reset: bool,
+    },
+    /// A regular file: always ready.
+    File,
 }
 
 struct LiveConn {
@@ -476,6 +483,7 @@ impl Live {
                 Stdin::Empty => ready(0, 0),
             },
             (SubKind::Write(_), SubTarget::Stdout) => ready(0, 0),
+            (SubKind::Read(_) | SubKind::Write(_), SubTarget::File) => ready(0, 0),
             (SubKind::Read(_), SubTarget::Listener) => (revents != 0).then(|| PollEvent { nbytes: 1, ..PollEvent::default() }),
             (SubKind::Read(_), SubTarget::Conn { reset: true, .. }) => ready(0, HANGUP),
             (SubKind::Read(_), SubTarget::Conn { read_shut: true, .. }) => ready(0, 0),

@@ -116,7 +116,7 @@ fn fuel_exhaustion_is_reported_identically_in_record_and_replay() {
 fn an_unsupported_wasi_function_gets_enosys_and_is_logged_once() {
     capture_log();
     let cfg = GuestConfig::new(wat(r#"(module
-      (import "wasi_snapshot_preview1" "fd_datasync" (func $sync (param i32) (result i32)))
+      (import "wasi_snapshot_preview1" "proc_raise" (func $sync (param i32) (result i32)))
       (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
       (memory (export "memory") 1)
       (func (export "_start")
@@ -126,7 +126,7 @@ fn an_unsupported_wasi_function_gets_enosys_and_is_logged_once() {
     assert_eq!(end.ending, Ending::Exited(52), "ENOSYS is 52");
     assert_eq!(end.calls, 3);
     let lines = LOG_LINES.lock().unwrap();
-    let n = lines.iter().filter(|l| l.contains("fd_datasync")).count();
+    let n = lines.iter().filter(|l| l.contains("proc_raise")).count();
     // Logged once per run: once recording, once replaying.
     assert_eq!(n, 2, "{lines:?}");
 }

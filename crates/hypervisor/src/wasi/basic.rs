@@ -4,15 +4,15 @@ use wasmtime::Linker;
 
 use super::{begin, commit, errno, pure, range, split, write_bytes, write_u32, write_u64, Cx, Dig, Host, Ret, MODULE};
 use crate::event::Func;
-use crate::fdtable::FdKind;
+use crate::fdtable::{Fd, FdKind};
 use crate::gate::Stop;
 use crate::world::clock_now;
 
 const FILETYPE_UNKNOWN: u8 = 0;
+const FILETYPE_DIRECTORY: u8 = 3;
+const FILETYPE_REGULAR_FILE: u8 = 4;
 const FILETYPE_SOCKET_STREAM: u8 = 6;
-const FDFLAGS_NONBLOCK: u16 = 4;
-/// Every right: the gate decides what works, not rights.
-const RIGHTS_ALL: u64 = (1 << 29) - 1;
+use super::fs::{FDFLAGS_APPEND, FDFLAGS_NONBLOCK};
 
 pub(super) fn link(l: &mut Linker<Host>) -> wasmtime::Result<()> {
     l.func_wrap(MODULE, "args_sizes_get", |mut c: Cx<'_>, argc: i32, size: i32| sizes(&mut c, Func::ArgsSizesGet, argc, size))?;
@@ -23,15 +23,11 @@ pub(super) fn link(l: &mut Linker<Host>) -> wasmtime::Result<()> {
     l.func_wrap(MODULE, "clock_res_get", clock_res_get)?;
     l.func_wrap(MODULE, "random_get", random_get)?;
     l.func_wrap(MODULE, "fd_close", fd_close)?;
-    l.func_wrap(MODULE, "fd_seek", fd_seek)?;
+    l.func_wrap(MODULE, "fd_seek", |mut c: Cx<'_>, fd: i32, off: i64, whence: i32, out: i32| {
+        super::fs::seek(&mut c, Func::FdSeek, fd, off, whence, out)
+    })?;
     l.func_wrap(MODULE, "fd_fdstat_get", fd_fdstat_get)?;
     l.func_wrap(MODULE, "fd_fdstat_set_flags", fd_fdstat_set_flags)?;
-    l.func_wrap(MODULE, "fd_prestat_get", |mut c: Cx<'_>, fd: i32, _buf: i32| {
-        pure(&mut c, Func::FdPrestatGet, &[fd as u64], errno::BADF)
-    })?;
-    l.func_wrap(MODULE, "fd_prestat_dir_name", |mut c: Cx<'_>, fd: i32, _p: i32, _n: i32| {
-        pure(&mut c, Func::FdPrestatDirName, &[fd as u64], errno::BADF)
-    })?;
     l.func_wrap(MODULE, "sched_yield", |mut c: Cx<'_>| pure(&mut c, Func::SchedYield, &[], 0))?;
     l.func_wrap(MODULE, "proc_exit", proc_exit)?;
     Ok(())
@@ -150,22 +146,24 @@ fn fd_close(mut c: Cx<'_>, fd: i32) -> Ret {
     let e = match h.gate.fds.close(fd as u32) {
         None => errno::BADF,
         Some(f) => {
-            if h.gate.is_live() {
-                match f.kind {
-                    FdKind::Conn { id, .. } => h.gate.live().close(id),
-                    FdKind::Listener => h.gate.live().close_listener(),
-                    _ => {}
-                }
-            }
+            close_world(h, f);
+            super::fs::release(h, f);
             0
         }
     };
     pure(&mut c, Func::FdClose, &[fd as u64], e)
 }
 
-fn fd_seek(mut c: Cx<'_>, fd: i32, _off: i64, _whence: i32, _ptr: i32) -> Ret {
-    let e = if c.data().gate.fds.get(fd as u32).is_some() { errno::SPIPE } else { errno::BADF };
-    pure(&mut c, Func::FdSeek, &[fd as u64], e)
+/// A recording guest closed (or renumbered over) a socket descriptor: the
+/// real socket goes too.
+pub(super) fn close_world(h: &mut Host, f: Fd) {
+    if h.gate.is_live() {
+        match f.kind {
+            FdKind::Conn { id, .. } => h.gate.live().close(id),
+            FdKind::Listener => h.gate.live().close_listener(),
+            _ => {}
+        }
+    }
 }
 
 fn fd_fdstat_get(mut c: Cx<'_>, fd: i32, ptr: i32) -> Ret {
@@ -175,16 +173,18 @@ fn fd_fdstat_get(mut c: Cx<'_>, fd: i32, ptr: i32) -> Ret {
         Some(f) => {
             let filetype = match f.kind {
                 FdKind::Listener | FdKind::Conn { .. } => FILETYPE_SOCKET_STREAM,
+                FdKind::File { .. } => FILETYPE_REGULAR_FILE,
+                FdKind::Dir { .. } => FILETYPE_DIRECTORY,
                 // Not a character device: the guest's stdio is fully
                 // buffered, which keeps the log small.
                 _ => FILETYPE_UNKNOWN,
             };
             let mut b = [0u8; 24];
             b[0] = filetype;
-            let flags = if f.nonblock { FDFLAGS_NONBLOCK } else { 0 };
+            let flags = if f.nonblock { FDFLAGS_NONBLOCK } else { 0 } | if f.append { FDFLAGS_APPEND } else { 0 } | f.sync_flags;
             b[2..4].copy_from_slice(&flags.to_le_bytes());
-            b[8..16].copy_from_slice(&RIGHTS_ALL.to_le_bytes());
-            b[16..24].copy_from_slice(&RIGHTS_ALL.to_le_bytes());
+            b[8..16].copy_from_slice(&f.rights.to_le_bytes());
+            b[16..24].copy_from_slice(&f.inheriting.to_le_bytes());
             write_bytes(mem, ptr, &b).err().unwrap_or(0)
         }
     };
@@ -192,14 +192,31 @@ fn fd_fdstat_get(mut c: Cx<'_>, fd: i32, ptr: i32) -> Ret {
 }
 
 fn fd_fdstat_set_flags(mut c: Cx<'_>, fd: i32, flags: i32) -> Ret {
-    let e = match c.data_mut().gate.fds.get_mut(fd as u32) {
+    let flags = flags as u16;
+    let h = c.data_mut();
+    let e = match h.gate.fds.get(fd as u32) {
         None => errno::BADF,
         Some(f) => {
-            f.nonblock = flags as u16 & FDFLAGS_NONBLOCK != 0;
+            let mut f2 = f;
+            f2.nonblock = flags & FDFLAGS_NONBLOCK != 0;
+            if let FdKind::File { id } = f.kind {
+                // The host descriptor appends too, on every replica.
+                f2.append = flags & FDFLAGS_APPEND != 0;
+                if let Some(o) = h.fs.get(id) {
+                    let raw = std::os::fd::AsRawFd::as_raw_fd(&o.fd);
+                    // SAFETY: fcntl on a descriptor this replica owns.
+                    unsafe {
+                        let cur = libc::fcntl(raw, libc::F_GETFL);
+                        let next = if f2.append { cur | libc::O_APPEND } else { cur & !libc::O_APPEND };
+                        libc::fcntl(raw, libc::F_SETFL, next);
+                    }
+                }
+            }
+            *h.gate.fds.get_mut(fd as u32).expect("checked") = f2;
             0
         }
     };
-    pure(&mut c, Func::FdFdstatSetFlags, &[fd as u64, flags as u64], e)
+    pure(&mut c, Func::FdFdstatSetFlags, &[fd as u64, u64::from(flags)], e)
 }
 
 fn proc_exit(mut c: Cx<'_>, code: i32) -> wasmtime::Result<()> {

@@ -40,6 +40,11 @@ pub(super) fn link(l: &mut Linker<Host>) -> wasmtime::Result<()> {
 fn write(c: &mut Cx<'_>, func: Func, fd: i32, iovs: i32, n: i32, out: i32) -> Ret {
     let args = [fd as u32 as u64, iovs as u32 as u64, n as u32 as u64, out as u32 as u64];
     let Some(f) = c.data().gate.fds.get(fd as u32) else { return pure(c, func, &args, errno::BADF) };
+    match (func, f.kind) {
+        (Func::FdWrite, FdKind::File { .. }) => return super::fs::file_write(c, func, fd, iovs, n, None, out),
+        (Func::FdWrite, FdKind::Dir { .. }) => return pure(c, func, &args, errno::BADF),
+        _ => {}
+    }
     let target = match (func, f.kind) {
         (Func::FdWrite, FdKind::Stdout) => Target::Stdout,
         (Func::FdWrite, FdKind::Stderr) => Target::Stderr,
@@ -100,6 +105,8 @@ fn read(c: &mut Cx<'_>, func: Func, fd: i32, iovs: i32, n: i32, flags: i32, out:
     let args = [fd as u32 as u64, iovs as u32 as u64, n as u32 as u64, flags as u32 as u64];
     let Some(f) = c.data().gate.fds.get(fd as u32) else { return pure(c, func, &args, errno::BADF) };
     match (func, f.kind) {
+        (Func::FdRead, FdKind::File { .. }) => return super::fs::file_read(c, func, fd, iovs, n, None, out),
+        (Func::FdRead, FdKind::Dir { .. }) => return pure(c, func, &args, super::fs::ISDIR),
         (Func::FdRead, FdKind::Stdin) | (_, FdKind::Conn { .. }) => {}
         (Func::SockRecv, _) => return pure(c, func, &args, errno::NOTSOCK),
         _ => return pure(c, func, &args, errno::BADF),
@@ -142,7 +149,7 @@ fn read(c: &mut Cx<'_>, func: Func, fd: i32, iovs: i32, n: i32, flags: i32, out:
     commit(c, e)
 }
 
-fn scatter(mem: &mut [u8], vecs: &[(i32, u32)], mut data: &[u8]) -> Result<(), u16> {
+pub(super) fn scatter(mem: &mut [u8], vecs: &[(i32, u32)], mut data: &[u8]) -> Result<(), u16> {
     for &(p, len) in vecs {
         let n = data.len().min(len as usize);
         write_bytes(mem, p, &data[..n])?;

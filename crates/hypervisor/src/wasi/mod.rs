@@ -9,6 +9,8 @@
 //! - `poll`: `poll_oneoff`.
 
 mod basic;
+mod fs;
+pub(crate) use fs::rights_of;
 mod io;
 mod poll;
 
@@ -56,6 +58,8 @@ pub(crate) struct Host {
     pub stop: Option<Stop>,
     /// Snapshots: Asyncify's functions, the engine's port, the unwind state.
     pub snap: crate::unwind::Snap,
+    /// The mapped directories and the files opened in them.
+    pub fs: crate::fs::Fs,
     scratch: Vec<u8>,
     subs: Vec<(SubKind, SubTarget)>,
 }
@@ -72,6 +76,7 @@ impl Host {
             fuel_start,
             stop: None,
             snap: crate::unwind::Snap::default(),
+            fs: crate::fs::Fs::default(),
             scratch: Vec::new(),
             subs: Vec::new(),
         }
@@ -217,6 +222,7 @@ fn iovecs(mem: &[u8], iovs: i32, n: i32) -> Result<Vec<(i32, u32)>, u16> {
 /// the module was prepared.
 pub(crate) fn link(linker: &mut Linker<Host>, module: &Module) -> wasmtime::Result<()> {
     basic::link(linker)?;
+    fs::link(linker)?;
     io::link(linker)?;
     poll::link(linker)?;
     for imp in module.imports() {

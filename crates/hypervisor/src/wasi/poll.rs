@@ -48,6 +48,9 @@ fn target(h: &Host, kind: &SubKind) -> SubTarget {
         Some(FdKind::Stdout | FdKind::Stderr) => SubTarget::Stdout,
         Some(FdKind::Listener) => SubTarget::Listener,
         Some(FdKind::Conn { id, read_shut, write_shut, reset }) => SubTarget::Conn { id, read_shut, write_shut, reset },
+        // Regular files are always ready (as POSIX poll says).
+        Some(FdKind::File { .. }) => SubTarget::File,
+        Some(FdKind::Dir { .. }) => SubTarget::Bad,
     }
 }
 

@@ -1,0 +1,982 @@
+//! The preview1 filesystem calls, on the mapped directories (`fs`).
+//!
+//! Every call that touches the host's files is recorded: its errno and what
+//! the guest observed (bytes read, a filestat, a directory listing, an
+//! offset). On a replaying replica the same call is performed on that
+//! replica's own copy of the directory — so after go-live the copy holds
+//! exactly what the primary's guest wrote — and its result is checked
+//! against the recording (a difference is a divergence naming the path and
+//! both results); the guest gets the recorded result. What may differ
+//! between two copies without any guest having caused it — inode numbers,
+//! device numbers, timestamps — is compared by neither side and comes from
+//! the recording; directory order does not differ: listings are sorted by
+//! name on every replica.
+//!
+//! Descriptor bookkeeping (close, renumber, fdstat, prestat) is a function
+//! of the gate's fd table and needs no recording.
+
+use std::os::fd::AsRawFd;
+
+use wasmtime::Linker;
+
+use super::{begin, commit, errno, iovecs, pure, range, split, write_bytes, write_u32, write_u64, Cx, Dig, Host, Ret, MODULE};
+use crate::error::{CallView, Divergence, DivergenceKind};
+use crate::event::Func;
+use crate::fdtable::{Fd, FdKind};
+use crate::fs::{host, join, Obj};
+use crate::gate::Stop;
+
+pub(super) const ISDIR: u16 = 31;
+const NOTDIR: u16 = 54;
+const NOTSUP: u16 = 58;
+const NAMETOOLONG: u16 = 37;
+
+const OFLAGS_CREAT: u16 = 1;
+const OFLAGS_DIRECTORY: u16 = 2;
+const OFLAGS_EXCL: u16 = 4;
+const OFLAGS_TRUNC: u16 = 8;
+pub(super) const FDFLAGS_APPEND: u16 = 1;
+const FDFLAGS_DSYNC: u16 = 2;
+pub(super) const FDFLAGS_NONBLOCK: u16 = 4;
+const FDFLAGS_RSYNC: u16 = 8;
+const FDFLAGS_SYNC: u16 = 16;
+const LOOKUP_SYMLINK_FOLLOW: u32 = 1;
+const FSTFLAGS_ATIM: u16 = 1;
+const FSTFLAGS_ATIM_NOW: u16 = 2;
+const FSTFLAGS_MTIM: u16 = 4;
+const FSTFLAGS_MTIM_NOW: u16 = 8;
+
+const RIGHTS_FD_DATASYNC: u64 = 1;
+const RIGHTS_FD_READ: u64 = 1 << 1;
+const RIGHTS_FD_WRITE: u64 = 1 << 6;
+const RIGHTS_FD_ALLOCATE: u64 = 1 << 8;
+const RIGHTS_FD_READDIR: u64 = 1 << 14;
+const RIGHTS_FD_FILESTAT_SET_SIZE: u64 = 1 << 22;
+
+pub(super) fn link(l: &mut Linker<Host>) -> wasmtime::Result<()> {
+    l.func_wrap(MODULE, "fd_prestat_get", fd_prestat_get)?;
+    l.func_wrap(MODULE, "fd_prestat_dir_name", fd_prestat_dir_name)?;
+    l.func_wrap(MODULE, "fd_fdstat_set_rights", |mut c: Cx<'_>, fd: i32, _b: i64, _i: i64| {
+        // Rights are not supported (as in wasmtime): what a descriptor can
+        // do is decided when it is opened.
+        let e = if c.data().gate.fds.get(fd as u32).is_some() { NOTSUP } else { errno::BADF };
+        pure(&mut c, Func::FdFdstatSetRights, &[fd as u32 as u64], e)
+    })?;
+    l.func_wrap(MODULE, "fd_renumber", fd_renumber)?;
+    l.func_wrap(MODULE, "fd_tell", |mut c: Cx<'_>, fd: i32, out: i32| seek(&mut c, Func::FdTell, fd, 0, 1, out))?;
+    l.func_wrap(MODULE, "fd_sync", |mut c: Cx<'_>, fd: i32| sync(&mut c, Func::FdSync, fd))?;
+    l.func_wrap(MODULE, "fd_datasync", |mut c: Cx<'_>, fd: i32| sync(&mut c, Func::FdDatasync, fd))?;
+    l.func_wrap(MODULE, "fd_advise", fd_advise)?;
+    l.func_wrap(MODULE, "fd_allocate", |mut c: Cx<'_>, fd: i32, _off: i64, _len: i64| {
+        // As wasmtime: not supported (fallocate's effect on sparse files
+        // differs between filesystems; the guest falls back to writing).
+        let e = match c.data().gate.fds.get(fd as u32).map(|f| f.kind) {
+            Some(FdKind::File { .. }) => NOTSUP,
+            Some(FdKind::Dir { .. }) => ISDIR,
+            Some(_) => errno::BADF,
+            None => errno::BADF,
+        };
+        pure(&mut c, Func::FdAllocate, &[fd as u32 as u64], e)
+    })?;
+    l.func_wrap(MODULE, "fd_pread", |mut c: Cx<'_>, fd: i32, iovs: i32, n: i32, off: i64, out: i32| {
+        file_read(&mut c, Func::FdPread, fd, iovs, n, Some(off as u64), out)
+    })?;
+    l.func_wrap(MODULE, "fd_pwrite", |mut c: Cx<'_>, fd: i32, iovs: i32, n: i32, off: i64, out: i32| {
+        file_write(&mut c, Func::FdPwrite, fd, iovs, n, Some(off as u64), out)
+    })?;
+    l.func_wrap(MODULE, "fd_filestat_get", fd_filestat_get)?;
+    l.func_wrap(MODULE, "fd_filestat_set_size", fd_filestat_set_size)?;
+    l.func_wrap(MODULE, "fd_filestat_set_times", fd_filestat_set_times)?;
+    l.func_wrap(MODULE, "fd_readdir", fd_readdir)?;
+    l.func_wrap(MODULE, "path_open", path_open)?;
+    l.func_wrap(MODULE, "path_create_directory", |mut c: Cx<'_>, fd: i32, p: i32, n: i32| {
+        path_op(&mut c, Func::PathCreateDirectory, fd, p, n, |s| {
+            // SAFETY: mkdirat with a live descriptor and a NUL-terminated name.
+            host::check(|| unsafe { libc::mkdirat(s.parent.as_raw_fd(), s.name.as_ptr(), 0o755) as libc::c_long }).map(|_| ())
+        })
+    })?;
+    l.func_wrap(MODULE, "path_remove_directory", |mut c: Cx<'_>, fd: i32, p: i32, n: i32| {
+        path_op(&mut c, Func::PathRemoveDirectory, fd, p, n, |s| {
+            // SAFETY: unlinkat with a live descriptor and a NUL-terminated name.
+            host::check(|| unsafe { libc::unlinkat(s.parent.as_raw_fd(), s.name.as_ptr(), libc::AT_REMOVEDIR) as libc::c_long })
+                .map(|_| ())
+        })
+    })?;
+    l.func_wrap(MODULE, "path_unlink_file", |mut c: Cx<'_>, fd: i32, p: i32, n: i32| {
+        path_op(&mut c, Func::PathUnlinkFile, fd, p, n, |s| {
+            if s.trailing_slash {
+                // `file/` names a directory that is not there, or one that
+                // unlink(2) would refuse anyway.
+                return Err(match host::stat(s.parent.as_raw_fd(), &s.name, false) {
+                    Ok(st) if host::filetype(st.st_mode) == 3 => ISDIR,
+                    Ok(_) => NOTDIR,
+                    Err(e) => e,
+                });
+            }
+            // SAFETY: unlinkat with a live descriptor and a NUL-terminated name.
+            host::check(|| unsafe { libc::unlinkat(s.parent.as_raw_fd(), s.name.as_ptr(), 0) as libc::c_long }).map(|_| ())
+        })
+    })?;
+    l.func_wrap(MODULE, "path_rename", path_rename)?;
+    l.func_wrap(MODULE, "path_link", path_link)?;
+    l.func_wrap(MODULE, "path_symlink", path_symlink)?;
+    l.func_wrap(MODULE, "path_readlink", path_readlink)?;
+    l.func_wrap(MODULE, "path_filestat_get", path_filestat_get)?;
+    l.func_wrap(MODULE, "path_filestat_set_times", path_filestat_set_times)?;
+    Ok(())
+}
+
+const RIGHTS_FD_SEEK: u64 = 1 << 2;
+const RIGHTS_PATH_FILESTAT_SET_SIZE: u64 = 1 << 19;
+
+/// The rights a descriptor reports (`fd_fdstat_get`), as wasmtime reports
+/// them: everything, but what its open mode or kind cannot do.
+pub(crate) fn rights_of(dir: bool, read: bool, write: bool) -> u64 {
+    let mut r = crate::fdtable::RIGHTS_ALL;
+    if dir {
+        r &= !(RIGHTS_FD_SEEK | RIGHTS_FD_FILESTAT_SET_SIZE | RIGHTS_PATH_FILESTAT_SET_SIZE | RIGHTS_FD_WRITE);
+    }
+    if !read {
+        r &= !(RIGHTS_FD_READ | RIGHTS_FD_READDIR);
+    }
+    if !write {
+        r &= !RIGHTS_FD_WRITE;
+    }
+    r
+}
+
+/// What this replica's host answered to a recorded filesystem call.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Local {
+    errno: u16,
+    scalar: u64,
+    bytes: Vec<u8>,
+}
+
+impl Local {
+    fn err(e: u16) -> Local {
+        Local { errno: e, ..Local::default() }
+    }
+
+    fn of(r: Result<(), u16>) -> Local {
+        Local::err(r.err().unwrap_or(0))
+    }
+}
+
+/// Fields of a result that two faithful copies may differ in, zeroed for
+/// the comparison: a filestat's device, inode and times; a listing's
+/// inode numbers.
+fn normalized(func: Func, l: &Local) -> Local {
+    let mut l = l.clone();
+    match func {
+        Func::FdFilestatGet | Func::PathFilestatGet if l.bytes.len() == 64 => {
+            l.bytes[0..16].fill(0);
+            l.bytes[40..64].fill(0);
+        }
+        Func::FdReaddir => {
+            let mut p = 0;
+            while p + 8 < l.bytes.len() {
+                let end = (p + 16).min(l.bytes.len());
+                l.bytes[p + 8..end].fill(0);
+                if p + 24 > l.bytes.len() {
+                    break;
+                }
+                let namelen = u32::from_le_bytes(l.bytes[p + 16..p + 20].try_into().expect("4 bytes")) as usize;
+                p += 24 + namelen;
+            }
+        }
+        _ => {}
+    }
+    l
+}
+
+/// A recorded filesystem call: `op` runs on this replica's own files in
+/// both modes; recording keeps what it answered, replay checks it against
+/// the log and leaves the recorded answer in `gate.out`.
+fn fs_call(
+    c: &mut Cx<'_>,
+    func: Func,
+    digest: u32,
+    args: &[u64],
+    what: &str,
+    op: impl FnOnce(&mut Host) -> Local,
+) -> wasmtime::Result<()> {
+    let live = begin(c, func, digest, args)?;
+    let local = op(c.data_mut());
+    let h = c.data_mut();
+    if live {
+        h.gate.out.errno = local.errno;
+        h.gate.out.scalar = local.scalar;
+        h.gate.out.bytes.clear();
+        h.gate.out.bytes.extend_from_slice(&local.bytes);
+        return Ok(());
+    }
+    let out = &h.gate.out;
+    let recorded = Local { errno: out.errno, scalar: out.scalar, bytes: out.bytes.clone() };
+    if normalized(func, &local) != normalized(func, &recorded) {
+        let show = |l: &Local| {
+            if l.errno != 0 {
+                format!("errno {}", l.errno)
+            } else {
+                format!("ok, {} and {} bytes", l.scalar, l.bytes.len())
+            }
+        };
+        let detail =
+            format!("{} on this replica's copy of {what}: {}; the recording says {}", func.name(), show(&local), show(&recorded));
+        let replayed = CallView { call: h.gate.call, func, digest, fuel: None, args: what.to_string() };
+        let d = Divergence { kind: DivergenceKind::Disk, recorded: None, replayed, detail };
+        return Err(h.halt(Stop::Diverged(Box::new(d))));
+    }
+    Ok(())
+}
+
+/// The path argument of a call, as a string.
+fn path_arg(c: &mut Cx<'_>, p: i32, n: i32) -> Result<String, u16> {
+    let (mem, _) = split(c);
+    let r = range(mem, p, u64::from(n as u32))?;
+    String::from_utf8(mem[r].to_vec()).map_err(|_| 25) // EILSEQ
+}
+
+/// The host object of a directory descriptor, or the errno.
+fn dir_of(h: &Host, fd: i32) -> Result<(std::os::fd::RawFd, String), u16> {
+    match h.gate.fds.get(fd as u32).map(|f| f.kind) {
+        Some(FdKind::Dir { id, .. }) => h.fs.get(id).map(|o| (o.raw(), o.path.clone())).ok_or(errno::BADF),
+        Some(_) => Err(NOTDIR),
+        None => Err(errno::BADF),
+    }
+}
+
+/// The host object of a file descriptor (`dir_ok`: a directory will do).
+fn file_of(h: &Host, fd: i32, dir_ok: bool) -> Result<(std::os::fd::RawFd, String, Fd), u16> {
+    let f = h.gate.fds.get(fd as u32).ok_or(errno::BADF)?;
+    let id = match f.kind {
+        FdKind::File { id } => id,
+        FdKind::Dir { id, .. } if dir_ok => id,
+        FdKind::Dir { .. } => return Err(ISDIR),
+        _ => return Err(errno::BADF),
+    };
+    h.fs.get(id).map(|o| (o.raw(), o.path.clone(), f)).ok_or(errno::BADF)
+}
+
+fn fd_prestat_get(mut c: Cx<'_>, fd: i32, buf: i32) -> Ret {
+    let (mem, h) = split(&mut c);
+    let e = match h.gate.fds.get(fd as u32).map(|f| f.kind) {
+        Some(FdKind::Dir { id, preopen: true }) => {
+            let len = h.fs.get(id).map_or(0, |o| o.path.len()) as u32;
+            let mut b = [0u8; 8];
+            b[4..8].copy_from_slice(&len.to_le_bytes());
+            write_bytes(mem, buf, &b).err().unwrap_or(0)
+        }
+        // The listening socket is "something, not a directory" rather than
+        // EBADF: wasi-libc and Rust's std scan descriptors from 3 and stop
+        // at the first EBADF, which would hide the directories after it.
+        Some(FdKind::Listener) => write_bytes(mem, buf, &[1, 0, 0, 0, 0, 0, 0, 0]).err().unwrap_or(0),
+        _ => errno::BADF,
+    };
+    pure(&mut c, Func::FdPrestatGet, &[fd as u32 as u64, buf as u32 as u64], e)
+}
+
+fn fd_prestat_dir_name(mut c: Cx<'_>, fd: i32, p: i32, n: i32) -> Ret {
+    let (mem, h) = split(&mut c);
+    let e = match h.gate.fds.get(fd as u32).map(|f| f.kind) {
+        Some(FdKind::Dir { id, preopen: true }) => match h.fs.get(id) {
+            Some(o) if o.path.len() > n as u32 as usize => NAMETOOLONG,
+            Some(o) => write_bytes(mem, p, o.path.as_bytes()).err().unwrap_or(0),
+            None => errno::BADF,
+        },
+        _ => errno::BADF,
+    };
+    pure(&mut c, Func::FdPrestatDirName, &[fd as u32 as u64, p as u32 as u64, n as u32 as u64], e)
+}
+
+/// Closes the host object behind a descriptor the gate dropped.
+pub(super) fn release(h: &mut Host, f: Fd) {
+    if let FdKind::File { id } | FdKind::Dir { id, .. } = f.kind {
+        h.fs.remove(id);
+    }
+}
+
+fn fd_renumber(mut c: Cx<'_>, from: i32, to: i32) -> Ret {
+    let h = c.data_mut();
+    let e = match h.gate.fds.renumber(from as u32, to as u32) {
+        Ok(Some(closed)) => {
+            super::basic::close_world(h, closed);
+            release(h, closed);
+            0
+        }
+        Ok(None) => 0,
+        Err(()) => errno::BADF,
+    };
+    pure(&mut c, Func::FdRenumber, &[from as u32 as u64, to as u32 as u64], e)
+}
+
+/// `fd_seek` and `fd_tell` on a file; the resulting offset is recorded.
+pub(super) fn seek(c: &mut Cx<'_>, func: Func, fd: i32, off: i64, whence: i32, out: i32) -> Ret {
+    let args = [fd as u32 as u64, off as u64, whence as u32 as u64, out as u32 as u64];
+    let (raw, path) = match file_of(c.data(), fd, false) {
+        Ok((raw, path, _)) => (raw, path),
+        Err(e) => {
+            // Sockets and stdio cannot seek; directories neither.
+            let e = match c.data().gate.fds.get(fd as u32).map(|f| f.kind) {
+                None => errno::BADF,
+                Some(FdKind::Dir { .. }) => errno::BADF,
+                Some(FdKind::File { .. }) => e,
+                Some(_) => errno::SPIPE,
+            };
+            return pure(c, func, &args, e);
+        }
+    };
+    let how = match whence {
+        0 => libc::SEEK_SET,
+        1 => libc::SEEK_CUR,
+        2 => libc::SEEK_END,
+        _ => return pure(c, func, &args, errno::INVAL),
+    };
+    let d = Dig::new(func).u64(args[0]).u64(args[1]).u64(args[2]).u64(args[3]);
+    fs_call(c, func, d.0, &args, &path, |_| {
+        // SAFETY: lseek on a descriptor this replica owns.
+        match host::check(|| unsafe { libc::lseek(raw, off, how) as libc::c_long }) {
+            Ok(pos) => Local { scalar: pos as u64, ..Local::default() },
+            Err(e) => Local::err(e),
+        }
+    })?;
+    let (mem, h) = split(c);
+    let e = if h.gate.out.errno != 0 { h.gate.out.errno } else { write_u64(mem, out, h.gate.out.scalar).err().unwrap_or(0) };
+    commit(c, e)
+}
+
+fn sync(c: &mut Cx<'_>, func: Func, fd: i32) -> Ret {
+    let args = [fd as u32 as u64];
+    let (raw, path) = match file_of(c.data(), fd, true) {
+        Ok((raw, path, _)) => (raw, path),
+        Err(e) => return pure(c, func, &args, if e == ISDIR { errno::BADF } else { e }),
+    };
+    let d = Dig::new(func).u64(args[0]);
+    fs_call(c, func, d.0, &args, &path, |_| {
+        // SAFETY: fsync/fdatasync on a descriptor this replica owns.
+        Local::of(
+            host::check(|| unsafe {
+                (if func == Func::FdSync { libc::fsync(raw) } else { libc::fdatasync(raw) }) as libc::c_long
+            })
+            .map(|_| ()),
+        )
+    })?;
+    let e = c.data().gate.out.errno;
+    commit(c, e)
+}
+
+fn fd_advise(mut c: Cx<'_>, fd: i32, off: i64, len: i64, advice: i32) -> Ret {
+    let args = [fd as u32 as u64, off as u64, len as u64, advice as u32 as u64];
+    let (raw, path) = match file_of(c.data(), fd, false) {
+        Ok((raw, path, _)) => (raw, path),
+        Err(e) => return pure(&mut c, Func::FdAdvise, &args, e),
+    };
+    if !(0..=5).contains(&advice) {
+        return pure(&mut c, Func::FdAdvise, &args, errno::INVAL);
+    }
+    let d = Dig::new(Func::FdAdvise).u64(args[0]).u64(args[1]).u64(args[2]).u64(args[3]);
+    fs_call(&mut c, Func::FdAdvise, d.0, &args, &path, |_| {
+        // WASI's advice codes are POSIX's, in the same order.
+        // SAFETY: posix_fadvise on a descriptor this replica owns.
+        let r = unsafe { libc::posix_fadvise(raw, off, len, advice) };
+        Local::err(if r == 0 { 0 } else { host::wasi_errno(r) })
+    })?;
+    let e = c.data().gate.out.errno;
+    commit(&mut c, e)
+}
+
+/// `fd_read` / `fd_pread` on a file.
+pub(super) fn file_read(c: &mut Cx<'_>, func: Func, fd: i32, iovs: i32, n: i32, at: Option<u64>, out: i32) -> Ret {
+    let args = [fd as u32 as u64, iovs as u32 as u64, n as u32 as u64, at.unwrap_or(u64::MAX), out as u32 as u64];
+    let (raw, path) = match file_of(c.data(), fd, false) {
+        Ok((raw, path, _)) => (raw, path),
+        Err(e) => return pure(c, func, &args, e),
+    };
+    let (mem, _) = split(c);
+    let vecs = match iovecs(mem, iovs, n) {
+        Ok(v) => v,
+        Err(e) => return pure(c, func, &args, e),
+    };
+    let total: usize = vecs.iter().map(|v| v.1 as usize).sum::<usize>().min(1 << 24);
+    let d = Dig::new(func).u64(args[0]).u64(args[1]).u64(args[2]).u64(args[3]).u64(args[4]);
+    fs_call(c, func, d.0, &args, &path, |_| {
+        let mut buf = vec![0u8; total];
+        // SAFETY: reading at most `total` bytes into a buffer of that size,
+        // from a descriptor this replica owns.
+        let r = host::check(|| unsafe {
+            (match at {
+                Some(o) => libc::pread(raw, buf.as_mut_ptr().cast(), total, o as libc::off_t),
+                None => libc::read(raw, buf.as_mut_ptr().cast(), total),
+            }) as libc::c_long
+        });
+        match r {
+            Ok(k) => {
+                buf.truncate(k as usize);
+                Local { bytes: buf, ..Local::default() }
+            }
+            Err(e) => Local::err(e),
+        }
+    })?;
+    let (mem, h) = split(c);
+    let o = &h.gate.out;
+    let e = if o.errno != 0 {
+        o.errno
+    } else if o.bytes.len() > total {
+        errno::IO
+    } else {
+        super::io::scatter(mem, &vecs, &o.bytes).and_then(|_| write_u32(mem, out, o.bytes.len() as u32)).err().unwrap_or(0)
+    };
+    commit(c, e)
+}
+
+/// `fd_write` / `fd_pwrite` on a file: not an output (the file is replicated
+/// state); the byte count is recorded.
+pub(super) fn file_write(c: &mut Cx<'_>, func: Func, fd: i32, iovs: i32, n: i32, at: Option<u64>, out: i32) -> Ret {
+    let args = [fd as u32 as u64, iovs as u32 as u64, n as u32 as u64, at.unwrap_or(u64::MAX), out as u32 as u64];
+    let (raw, path) = match file_of(c.data(), fd, false) {
+        Ok((raw, path, _)) => (raw, path),
+        Err(e) => return pure(c, func, &args, e),
+    };
+    let (mem, _) = split(c);
+    let vecs = match iovecs(mem, iovs, n) {
+        Ok(v) => v,
+        Err(e) => return pure(c, func, &args, e),
+    };
+    let mut data = Vec::new();
+    let mut d = Dig::new(func).u64(args[0]).u64(args[3]).u64(args[4]);
+    for &(p, len) in &vecs {
+        let s = p as u32 as usize;
+        data.extend_from_slice(&mem[s..s + len as usize]);
+        d = d.u64(u64::from(len)).bytes(&mem[s..s + len as usize]);
+    }
+    fs_call(c, func, d.0, &args, &path, |_| {
+        // SAFETY: writing `data` (a live buffer) to a descriptor this
+        // replica owns.
+        let r = host::check(|| unsafe {
+            (match at {
+                Some(o) => libc::pwrite(raw, data.as_ptr().cast(), data.len(), o as libc::off_t),
+                None => libc::write(raw, data.as_ptr().cast(), data.len()),
+            }) as libc::c_long
+        });
+        match r {
+            Ok(k) => Local { scalar: k as u64, ..Local::default() },
+            Err(e) => Local::err(e),
+        }
+    })?;
+    let (mem, h) = split(c);
+    let e =
+        if h.gate.out.errno != 0 { h.gate.out.errno } else { write_u32(mem, out, h.gate.out.scalar as u32).err().unwrap_or(0) };
+    commit(c, e)
+}
+
+fn fd_filestat_get(mut c: Cx<'_>, fd: i32, buf: i32) -> Ret {
+    let args = [fd as u32 as u64, buf as u32 as u64];
+    let (raw, path) = match file_of(c.data(), fd, true) {
+        Ok((raw, path, _)) => (raw, path),
+        Err(e) => return pure(&mut c, Func::FdFilestatGet, &args, e),
+    };
+    let d = Dig::new(Func::FdFilestatGet).u64(args[0]).u64(args[1]);
+    fs_call(&mut c, Func::FdFilestatGet, d.0, &args, &path, |_| match host::fstat(raw) {
+        Ok(st) => Local { bytes: host::filestat_bytes(&st).to_vec(), ..Local::default() },
+        Err(e) => Local::err(e),
+    })?;
+    filestat_out(&mut c, buf)
+}
+
+/// Writes the recorded filestat into guest memory and commits.
+fn filestat_out(c: &mut Cx<'_>, buf: i32) -> Ret {
+    let (mem, h) = split(c);
+    let o = &h.gate.out;
+    let e = if o.errno != 0 {
+        o.errno
+    } else if o.bytes.len() != 64 {
+        errno::IO
+    } else {
+        write_bytes(mem, buf, &o.bytes).err().unwrap_or(0)
+    };
+    commit(c, e)
+}
+
+fn fd_filestat_set_size(mut c: Cx<'_>, fd: i32, size: i64) -> Ret {
+    let args = [fd as u32 as u64, size as u64];
+    let (raw, path) = match file_of(c.data(), fd, false) {
+        Ok((raw, path, _)) => (raw, path),
+        Err(e) => return pure(&mut c, Func::FdFilestatSetSize, &args, if e == ISDIR { errno::BADF } else { e }),
+    };
+    let d = Dig::new(Func::FdFilestatSetSize).u64(args[0]).u64(args[1]);
+    fs_call(&mut c, Func::FdFilestatSetSize, d.0, &args, &path, |_| {
+        // SAFETY: ftruncate on a descriptor this replica owns.
+        Local::of(host::check(|| unsafe { libc::ftruncate(raw, size) as libc::c_long }).map(|_| ()))
+    })?;
+    let e = c.data().gate.out.errno;
+    commit(&mut c, e)
+}
+
+/// The `timespec` pair of `utimensat`/`futimens` for WASI's times and flags.
+fn times(atim: u64, mtim: u64, fst: u16) -> Result<[libc::timespec; 2], u16> {
+    if fst & FSTFLAGS_ATIM != 0 && fst & FSTFLAGS_ATIM_NOW != 0 || fst & FSTFLAGS_MTIM != 0 && fst & FSTFLAGS_MTIM_NOW != 0 {
+        return Err(errno::INVAL);
+    }
+    if fst & !15 != 0 {
+        return Err(errno::INVAL);
+    }
+    let one = |t: u64, set: u16, now: u16| {
+        if fst & now != 0 {
+            libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW }
+        } else if fst & set != 0 {
+            libc::timespec { tv_sec: (t / 1_000_000_000) as libc::time_t, tv_nsec: (t % 1_000_000_000) as libc::c_long }
+        } else {
+            libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT }
+        }
+    };
+    Ok([one(atim, FSTFLAGS_ATIM, FSTFLAGS_ATIM_NOW), one(mtim, FSTFLAGS_MTIM, FSTFLAGS_MTIM_NOW)])
+}
+
+fn fd_filestat_set_times(mut c: Cx<'_>, fd: i32, atim: i64, mtim: i64, fst: i32) -> Ret {
+    let args = [fd as u32 as u64, atim as u64, mtim as u64, fst as u32 as u64];
+    let (raw, path) = match file_of(c.data(), fd, true) {
+        Ok((raw, path, _)) => (raw, path),
+        Err(e) => return pure(&mut c, Func::FdFilestatSetTimes, &args, e),
+    };
+    let ts = match times(atim as u64, mtim as u64, fst as u16) {
+        Ok(t) => t,
+        Err(e) => return pure(&mut c, Func::FdFilestatSetTimes, &args, e),
+    };
+    let d = Dig::new(Func::FdFilestatSetTimes).u64(args[0]).u64(args[1]).u64(args[2]).u64(args[3]);
+    fs_call(&mut c, Func::FdFilestatSetTimes, d.0, &args, &path, |_| {
+        // SAFETY: futimens reads two timespecs from a live array.
+        Local::of(host::check(|| unsafe { libc::futimens(raw, ts.as_ptr()) as libc::c_long }).map(|_| ()))
+    })?;
+    let e = c.data().gate.out.errno;
+    commit(&mut c, e)
+}
+
+fn fd_readdir(mut c: Cx<'_>, fd: i32, buf: i32, len: i32, cookie: i64, out: i32) -> Ret {
+    let args = [fd as u32 as u64, buf as u32 as u64, len as u32 as u64, cookie as u64, out as u32 as u64];
+    let (id, path) = match c.data().gate.fds.get(fd as u32).map(|f| f.kind) {
+        Some(FdKind::Dir { id, .. }) => match c.data().fs.get(id) {
+            Some(o) => (id, o.path.clone()),
+            None => return pure(&mut c, Func::FdReaddir, &args, errno::BADF),
+        },
+        Some(FdKind::File { .. }) => return pure(&mut c, Func::FdReaddir, &args, NOTDIR),
+        _ => return pure(&mut c, Func::FdReaddir, &args, errno::BADF),
+    };
+    {
+        let (mem, _) = split(&mut c);
+        if let Err(e) = range(mem, buf, u64::from(len as u32)) {
+            return pure(&mut c, Func::FdReaddir, &args, e);
+        }
+    }
+    let len = len as u32 as usize;
+    let d = Dig::new(Func::FdReaddir).u64(args[0]).u64(args[1]).u64(args[2]).u64(args[3]).u64(args[4]);
+    fs_call(&mut c, Func::FdReaddir, d.0, &args, &path, |h| {
+        let Some(o) = h.fs.get_mut(id) else { return Local::err(errno::BADF) };
+        if cookie == 0 || o.listing.is_none() {
+            match host::list_dir(o.raw()) {
+                Ok(l) => o.listing = Some(l),
+                Err(e) => return Local::err(e),
+            }
+        }
+        let listing = o.listing.as_ref().expect("listed");
+        let mut b = Vec::with_capacity(len);
+        for (i, e) in listing.iter().enumerate().skip(cookie as u64 as usize) {
+            if b.len() >= len {
+                break;
+            }
+            let mut d = [0u8; 24];
+            d[0..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+            d[8..16].copy_from_slice(&e.ino.to_le_bytes());
+            d[16..20].copy_from_slice(&(e.name.len() as u32).to_le_bytes());
+            d[20] = e.filetype;
+            b.extend_from_slice(&d);
+            b.extend_from_slice(&e.name);
+        }
+        b.truncate(len);
+        Local { scalar: b.len() as u64, bytes: b, ..Local::default() }
+    })?;
+    let (mem, h) = split(&mut c);
+    let o = &h.gate.out;
+    let e = if o.errno != 0 {
+        o.errno
+    } else if o.bytes.len() > len {
+        errno::IO
+    } else {
+        write_bytes(mem, buf, &o.bytes).and_then(|_| write_u32(mem, out, o.bytes.len() as u32)).err().unwrap_or(0)
+    };
+    commit(&mut c, e)
+}
+
+/// `open(2)` flags for WASI's oflags, fdflags and rights (as wasmtime
+/// decides them: reading and writing from the rights asked for).
+fn open_flags(oflags: u16, fdflags: u16, rights: u64) -> i32 {
+    let read = rights & (RIGHTS_FD_READ | RIGHTS_FD_READDIR) != 0;
+    let write = rights & (RIGHTS_FD_DATASYNC | RIGHTS_FD_WRITE | RIGHTS_FD_ALLOCATE | RIGHTS_FD_FILESTAT_SET_SIZE) != 0
+        || oflags & OFLAGS_TRUNC != 0;
+    let mut f = match (read, write) {
+        (_, false) => libc::O_RDONLY,
+        (false, true) => libc::O_WRONLY,
+        (true, true) => libc::O_RDWR,
+    };
+    if oflags & OFLAGS_CREAT != 0 {
+        f |= libc::O_CREAT;
+    }
+    if oflags & OFLAGS_EXCL != 0 {
+        f |= libc::O_EXCL;
+    }
+    if oflags & OFLAGS_TRUNC != 0 {
+        f |= libc::O_TRUNC;
+    }
+    if oflags & OFLAGS_DIRECTORY != 0 {
+        f |= libc::O_DIRECTORY;
+    }
+    if fdflags & FDFLAGS_APPEND != 0 {
+        f |= libc::O_APPEND;
+    }
+    if fdflags & FDFLAGS_DSYNC != 0 {
+        f |= libc::O_DSYNC;
+    }
+    if fdflags & (FDFLAGS_SYNC | FDFLAGS_RSYNC) != 0 {
+        f |= libc::O_SYNC;
+    }
+    f
+}
+
+#[allow(clippy::too_many_arguments)]
+fn path_open(
+    mut c: Cx<'_>,
+    fd: i32,
+    lookup: i32,
+    p: i32,
+    n: i32,
+    oflags: i32,
+    base: i64,
+    inh: i64,
+    fdflags: i32,
+    out: i32,
+) -> Ret {
+    let args = [fd as u32 as u64, lookup as u32 as u64, oflags as u32 as u64, fdflags as u32 as u64];
+    let (dir, base_path) = match dir_of(c.data(), fd) {
+        Ok(d) => d,
+        Err(e) => return pure(&mut c, Func::PathOpen, &args, e),
+    };
+    let path = match path_arg(&mut c, p, n) {
+        Ok(p) => p,
+        Err(e) => return pure(&mut c, Func::PathOpen, &args, e),
+    };
+    let (oflags, fdflags) = (oflags as u16, fdflags as u16);
+    let mut flags = open_flags(oflags, fdflags, base as u64);
+    if lookup as u32 & LOOKUP_SYMLINK_FOLLOW == 0 {
+        flags |= libc::O_NOFOLLOW;
+    }
+    let shown = join(&base_path, &path);
+    let d = Dig::new(Func::PathOpen)
+        .u64(args[0])
+        .u64(args[1])
+        .u64(args[2])
+        .u64(args[3])
+        .u64(base as u64)
+        .u64(inh as u64)
+        .bytes(path.as_bytes());
+    let mut opened = None;
+    fs_call(&mut c, Func::PathOpen, d.0, &args, &shown, |_| {
+        if path.is_empty() {
+            return Local::err(44);
+        }
+        if path.starts_with('/') {
+            return Local::err(63);
+        }
+        let r = host::open_beneath(dir, &path, flags, 0o644).or_else(|e| {
+            // A directory opened with rights that imply writing (datasync,
+            // allocate, set-size: all rights but FD_WRITE, as a preopen
+            // reports them) is opened to read; only FD_WRITE itself is
+            // refused with EISDIR.
+            if e == ISDIR && flags & libc::O_CREAT == 0 && base as u64 & RIGHTS_FD_WRITE == 0 {
+                host::open_beneath(dir, &path, libc::O_RDONLY | libc::O_DIRECTORY | (flags & libc::O_NOFOLLOW), 0)
+            } else {
+                Err(e)
+            }
+        });
+        match r.and_then(|fd| host::fstat(fd.as_raw_fd()).map(|st| (fd, st))) {
+            Ok((fd, st)) => {
+                let is_dir = host::filetype(st.st_mode) == 3;
+                if oflags & OFLAGS_DIRECTORY != 0 && !is_dir {
+                    return Local::err(NOTDIR);
+                }
+                opened = Some((fd, is_dir));
+                Local::default()
+            }
+            Err(e) => Local::err(e),
+        }
+    })?;
+    let h = c.data_mut();
+    let e = h.gate.out.errno;
+    let e = if e != 0 {
+        e
+    } else {
+        let Some((host_fd, is_dir)) = opened else {
+            // Recorded success, yet this replica could not open it: the
+            // check in fs_call already stopped a divergent replay.
+            unreachable!("a recorded open that failed here diverged");
+        };
+        let id = h.fs.add(Obj { fd: host_fd, path: shown, listing: None });
+        let kind = if is_dir { FdKind::Dir { id, preopen: false } } else { FdKind::File { id } };
+        let acc = flags & libc::O_ACCMODE;
+        let (read, write) = if is_dir { (true, false) } else { (acc != libc::O_WRONLY, acc != libc::O_RDONLY) };
+        let f = Fd {
+            append: fdflags & FDFLAGS_APPEND != 0,
+            nonblock: fdflags & FDFLAGS_NONBLOCK != 0,
+            sync_flags: fdflags & (FDFLAGS_DSYNC | FDFLAGS_RSYNC | FDFLAGS_SYNC),
+            rights: rights_of(is_dir, read, write),
+            ..Fd::new(kind)
+        };
+        let newfd = h.gate.fds.insert(f);
+        let (mem, _) = split(&mut c);
+        write_u32(mem, out, newfd).err().unwrap_or(0)
+    };
+    commit(&mut c, e)
+}
+
+/// A call on a path's last component, relative to its parent.
+fn path_op(c: &mut Cx<'_>, func: Func, fd: i32, p: i32, n: i32, op: impl FnOnce(&host::Split) -> Result<(), u16>) -> Ret {
+    let args = [fd as u32 as u64];
+    let (dir, base) = match dir_of(c.data(), fd) {
+        Ok(d) => d,
+        Err(e) => return pure(c, func, &args, e),
+    };
+    let path = match path_arg(c, p, n) {
+        Ok(p) => p,
+        Err(e) => return pure(c, func, &args, e),
+    };
+    let d = Dig::new(func).u64(args[0]).bytes(path.as_bytes());
+    fs_call(c, func, d.0, &args, &join(&base, &path), |_| Local::of(host::split(dir, &path).and_then(|s| op(&s))))?;
+    let e = c.data().gate.out.errno;
+    commit(c, e)
+}
+
+fn path_rename(mut c: Cx<'_>, fd: i32, p: i32, n: i32, fd2: i32, p2: i32, n2: i32) -> Ret {
+    let args = [fd as u32 as u64, fd2 as u32 as u64];
+    let dirs = dir_of(c.data(), fd).and_then(|a| dir_of(c.data(), fd2).map(|b| (a, b)));
+    let ((d1, b1), (d2, _)) = match dirs {
+        Ok(d) => d,
+        Err(e) => return pure(&mut c, Func::PathRename, &args, e),
+    };
+    let paths = path_arg(&mut c, p, n).and_then(|a| path_arg(&mut c, p2, n2).map(|b| (a, b)));
+    let (from, to) = match paths {
+        Ok(x) => x,
+        Err(e) => return pure(&mut c, Func::PathRename, &args, e),
+    };
+    let d = Dig::new(Func::PathRename).u64(args[0]).u64(args[1]).bytes(from.as_bytes()).u64(0).bytes(to.as_bytes());
+    fs_call(&mut c, Func::PathRename, d.0, &args, &join(&b1, &from), |_| {
+        Local::of(host::split(d1, &from).and_then(|a| {
+            let b = host::split(d2, &to)?;
+            if a.trailing_slash || b.trailing_slash {
+                // `x/` must name a directory, on either side.
+                let st = host::stat(a.parent.as_raw_fd(), &a.name, false)?;
+                if host::filetype(st.st_mode) != 3 {
+                    return Err(NOTDIR);
+                }
+            }
+            // SAFETY: renameat with live descriptors and NUL-terminated names.
+            host::check(|| unsafe {
+                libc::renameat(a.parent.as_raw_fd(), a.name.as_ptr(), b.parent.as_raw_fd(), b.name.as_ptr()) as libc::c_long
+            })
+            .map(|_| ())
+        }))
+    })?;
+    let e = c.data().gate.out.errno;
+    commit(&mut c, e)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn path_link(mut c: Cx<'_>, fd: i32, lookup: i32, p: i32, n: i32, fd2: i32, p2: i32, n2: i32) -> Ret {
+    let args = [fd as u32 as u64, lookup as u32 as u64, fd2 as u32 as u64];
+    let dirs = dir_of(c.data(), fd).and_then(|a| dir_of(c.data(), fd2).map(|b| (a, b)));
+    let ((d1, b1), (d2, _)) = match dirs {
+        Ok(d) => d,
+        Err(e) => return pure(&mut c, Func::PathLink, &args, e),
+    };
+    let paths = path_arg(&mut c, p, n).and_then(|a| path_arg(&mut c, p2, n2).map(|b| (a, b)));
+    let (from, to) = match paths {
+        Ok(x) => x,
+        Err(e) => return pure(&mut c, Func::PathLink, &args, e),
+    };
+    let follow = lookup as u32 & LOOKUP_SYMLINK_FOLLOW != 0;
+    let d = Dig::new(Func::PathLink).u64(args[0]).u64(args[1]).u64(args[2]).bytes(from.as_bytes()).u64(0).bytes(to.as_bytes());
+    fs_call(&mut c, Func::PathLink, d.0, &args, &join(&b1, &from), |_| {
+        Local::of(host::split(d1, &from).and_then(|a| {
+            let b = host::split(d2, &to)?;
+            if follow {
+                // Following a symlink could leave the sandbox: refused, as
+                // wasmtime does.
+                return Err(errno::INVAL);
+            }
+            let (na, nb) = (a.slashed(), b.slashed());
+            // SAFETY: linkat with live descriptors and NUL-terminated names.
+            host::check(|| unsafe {
+                libc::linkat(a.parent.as_raw_fd(), na.as_ptr(), b.parent.as_raw_fd(), nb.as_ptr(), 0) as libc::c_long
+            })
+            .map(|_| ())
+        }))
+    })?;
+    let e = c.data().gate.out.errno;
+    commit(&mut c, e)
+}
+
+fn path_symlink(mut c: Cx<'_>, p: i32, n: i32, fd: i32, p2: i32, n2: i32) -> Ret {
+    let args = [fd as u32 as u64];
+    let (dir, base) = match dir_of(c.data(), fd) {
+        Ok(d) => d,
+        Err(e) => return pure(&mut c, Func::PathSymlink, &args, e),
+    };
+    let paths = path_arg(&mut c, p, n).and_then(|a| path_arg(&mut c, p2, n2).map(|b| (a, b)));
+    let (target, at) = match paths {
+        Ok(x) => x,
+        Err(e) => return pure(&mut c, Func::PathSymlink, &args, e),
+    };
+    let d = Dig::new(Func::PathSymlink).u64(args[0]).bytes(target.as_bytes()).u64(0).bytes(at.as_bytes());
+    fs_call(&mut c, Func::PathSymlink, d.0, &args, &join(&base, &at), |_| {
+        Local::of(host::split(dir, &at).and_then(|s| {
+            if s.trailing_slash {
+                return Err(match host::stat(s.parent.as_raw_fd(), &s.name, false) {
+                    Ok(_) => 20,  // EEXIST
+                    Err(_) => 44, // ENOENT: `x/` cannot be created as a link
+                });
+            }
+            if target.starts_with('/') {
+                // A link to an absolute path would point out of every
+                // sandbox: refused, as wasmtime does.
+                return Err(63);
+            }
+            let t = host::cstr(&target)?;
+            // SAFETY: symlinkat with a live descriptor and NUL-terminated strings.
+            host::check(|| unsafe { libc::symlinkat(t.as_ptr(), s.parent.as_raw_fd(), s.name.as_ptr()) as libc::c_long })
+                .map(|_| ())
+        }))
+    })?;
+    let e = c.data().gate.out.errno;
+    commit(&mut c, e)
+}
+
+fn path_readlink(mut c: Cx<'_>, fd: i32, p: i32, n: i32, buf: i32, len: i32, out: i32) -> Ret {
+    let args = [fd as u32 as u64, buf as u32 as u64, len as u32 as u64, out as u32 as u64];
+    let (dir, base) = match dir_of(c.data(), fd) {
+        Ok(d) => d,
+        Err(e) => return pure(&mut c, Func::PathReadlink, &args, e),
+    };
+    let path = match path_arg(&mut c, p, n) {
+        Ok(p) => p,
+        Err(e) => return pure(&mut c, Func::PathReadlink, &args, e),
+    };
+    let len = len as u32 as usize;
+    let d = Dig::new(Func::PathReadlink).u64(args[0]).u64(args[1]).u64(args[2]).u64(args[3]).bytes(path.as_bytes());
+    fs_call(&mut c, Func::PathReadlink, d.0, &args, &join(&base, &path), |_| {
+        match host::split(dir, &path).and_then(|s| {
+            if s.trailing_slash {
+                return Err(NOTDIR);
+            }
+            let mut b = vec![0u8; 4096];
+            // SAFETY: readlinkat writes at most `b.len()` bytes into `b`.
+            let k = host::check(|| unsafe {
+                libc::readlinkat(s.parent.as_raw_fd(), s.name.as_ptr(), b.as_mut_ptr().cast(), b.len()) as libc::c_long
+            })?;
+            b.truncate(k as usize);
+            Ok(b)
+        }) {
+            Ok(mut b) => {
+                b.truncate(len);
+                Local { scalar: b.len() as u64, bytes: b, ..Local::default() }
+            }
+            Err(e) => Local::err(e),
+        }
+    })?;
+    let (mem, h) = split(&mut c);
+    let o = &h.gate.out;
+    let e = if o.errno != 0 {
+        o.errno
+    } else if o.bytes.len() > len {
+        errno::IO
+    } else {
+        write_bytes(mem, buf, &o.bytes).and_then(|_| write_u32(mem, out, o.bytes.len() as u32)).err().unwrap_or(0)
+    };
+    commit(&mut c, e)
+}
+
+fn path_filestat_get(mut c: Cx<'_>, fd: i32, lookup: i32, p: i32, n: i32, buf: i32) -> Ret {
+    let args = [fd as u32 as u64, lookup as u32 as u64, buf as u32 as u64];
+    let (dir, base) = match dir_of(c.data(), fd) {
+        Ok(d) => d,
+        Err(e) => return pure(&mut c, Func::PathFilestatGet, &args, e),
+    };
+    let path = match path_arg(&mut c, p, n) {
+        Ok(p) => p,
+        Err(e) => return pure(&mut c, Func::PathFilestatGet, &args, e),
+    };
+    let follow = lookup as u32 & LOOKUP_SYMLINK_FOLLOW != 0;
+    let d = Dig::new(Func::PathFilestatGet).u64(args[0]).u64(args[1]).u64(args[2]).bytes(path.as_bytes());
+    fs_call(&mut c, Func::PathFilestatGet, d.0, &args, &join(&base, &path), |_| {
+        let st = if follow {
+            // Follow symlinks, but only within the sandbox.
+            host::open_beneath(dir, &path, libc::O_PATH, 0).and_then(|f| host::fstat(f.as_raw_fd()))
+        } else {
+            host::split(dir, &path).and_then(|s| {
+                let st = host::stat(s.parent.as_raw_fd(), &s.name, false)?;
+                if s.trailing_slash && host::filetype(st.st_mode) != 3 {
+                    return Err(NOTDIR);
+                }
+                Ok(st)
+            })
+        };
+        match st {
+            Ok(st) => Local { bytes: host::filestat_bytes(&st).to_vec(), ..Local::default() },
+            Err(e) => Local::err(e),
+        }
+    })?;
+    filestat_out(&mut c, buf)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn path_filestat_set_times(mut c: Cx<'_>, fd: i32, lookup: i32, p: i32, n: i32, atim: i64, mtim: i64, fst: i32) -> Ret {
+    let args = [fd as u32 as u64, lookup as u32 as u64, atim as u64, mtim as u64, fst as u32 as u64];
+    let (dir, base) = match dir_of(c.data(), fd) {
+        Ok(d) => d,
+        Err(e) => return pure(&mut c, Func::PathFilestatSetTimes, &args, e),
+    };
+    let path = match path_arg(&mut c, p, n) {
+        Ok(p) => p,
+        Err(e) => return pure(&mut c, Func::PathFilestatSetTimes, &args, e),
+    };
+    let ts = match times(atim as u64, mtim as u64, fst as u16) {
+        Ok(t) => t,
+        Err(e) => return pure(&mut c, Func::PathFilestatSetTimes, &args, e),
+    };
+    let follow = lookup as u32 & LOOKUP_SYMLINK_FOLLOW != 0;
+    let d = Dig::new(Func::PathFilestatSetTimes)
+        .u64(args[0])
+        .u64(args[1])
+        .u64(args[2])
+        .u64(args[3])
+        .u64(args[4])
+        .bytes(path.as_bytes());
+    fs_call(&mut c, Func::PathFilestatSetTimes, d.0, &args, &join(&base, &path), |_| {
+        Local::of(if follow {
+            host::open_beneath(dir, &path, libc::O_PATH, 0).and_then(|f| {
+                let empty = std::ffi::CString::default();
+                // SAFETY: utimensat on a live O_PATH descriptor (AT_EMPTY_PATH).
+                host::check(|| unsafe {
+                    libc::utimensat(f.as_raw_fd(), empty.as_ptr(), ts.as_ptr(), libc::AT_EMPTY_PATH) as libc::c_long
+                })
+                .map(|_| ())
+            })
+        } else {
+            host::split(dir, &path).and_then(|s| {
+                // SAFETY: utimensat with a live descriptor and a NUL-terminated name.
+                host::check(|| unsafe {
+                    libc::utimensat(s.parent.as_raw_fd(), s.name.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) as libc::c_long
+                })
+                .map(|_| ())
+            })
+        })
+    })?;
+    let e = c.data().gate.out.errno;
+    commit(&mut c, e)
+}
