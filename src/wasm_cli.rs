@@ -44,8 +44,15 @@ pub struct WasmArgs {
     pub env: Vec<String>,
     /// Map a host directory into the guest, HOST_DIR::GUEST_PATH (repeatable;
     /// GUEST_PATH may be /). The guest finds it as a preopened directory.
+    /// Replicated: each node has its own copy; a joining node's is emptied
+    /// and filled with the primary's.
     #[arg(long = "map-dir", value_name = "HOST_DIR::GUEST_PATH", value_parser = MapDir::parse)]
     pub map_dir: Vec<MapDir>,
+    /// Bytes of file contents each --map-dir directory may hold (e.g. 10GiB):
+    /// beyond, the guest's writes fail with ENOSPC, at the same call on every
+    /// replica. Default: no limit but the host's disk.
+    #[arg(long, value_parser = crate::cli::size_u64)]
+    pub disk_bytes_max: Option<u64>,
     /// memory.grow beyond this fails, identically on every replica (e.g. 2GiB).
     #[arg(long, default_value_t = 1 << 30, value_parser = crate::cli::size_u64)]
     pub memory_bytes_max: u64,
@@ -104,7 +111,37 @@ fn guest_config(a: &WasmArgs) -> Result<GuestConfig> {
     // when it is given one.
     g.listener = a.cluster.is_some() || a.guest_listen.is_some();
     g.map_dirs = a.map_dir.clone();
+    if a.disk_bytes_max.is_some() && a.map_dir.is_empty() {
+        bail!("--disk-bytes-max limits the directories of --map-dir, and none is given");
+    }
+    g.disk_bytes_max = a.disk_bytes_max;
     Ok(g)
+}
+
+/// A replicated guest's mapped directories: created when missing (a node
+/// that joins gets the primary's contents anyway), and disjoint (each is
+/// copied to a joiner on its own).
+fn replicated_dirs(dirs: &[MapDir]) -> Result<()> {
+    let mut seen: Vec<(PathBuf, &MapDir)> = Vec::new();
+    for d in dirs {
+        if !d.host.exists() {
+            std::fs::create_dir_all(&d.host)
+                .with_context(|| format!("--map-dir {}::{}: cannot create {}", d.host.display(), d.guest, d.host.display()))?;
+            log::info!("created the empty directory {} for --map-dir {}::{}", d.host.display(), d.host.display(), d.guest);
+        }
+        let real = d.host.canonicalize().with_context(|| format!("--map-dir {}::{}", d.host.display(), d.guest))?;
+        if let Some((_, other)) = seen.iter().find(|(p, _)| real.starts_with(p) || p.starts_with(&real)) {
+            bail!(
+                "--map-dir {}::{} and --map-dir {}::{} overlap: a replicated guest's mapped directories must be disjoint",
+                other.host.display(),
+                other.guest,
+                d.host.display(),
+                d.guest
+            );
+        }
+        seen.push((real, d));
+    }
+    Ok(())
 }
 
 /// The process exit code for a guest's ending.
@@ -158,11 +195,7 @@ pub fn wasm(a: WasmArgs) -> Result<ExitCode> {
         if a.record.is_some() {
             bail!("--record is for a standalone run; a replicated guest's log goes to its backup");
         }
-        if !a.map_dir.is_empty() {
-            bail!(
-                "--map-dir is for standalone runs (recorded or not) and replays so far: a joining backup does not yet receive the directories' contents"
-            );
-        }
+        replicated_dirs(&a.map_dir)?;
         let (gl, rl) = (a.guest_listen.expect("checked"), a.repl_listen.expect("checked"));
         let node = node_options(
             cluster,

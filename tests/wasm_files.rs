@@ -112,3 +112,117 @@ fn no_path_leaves_the_mapped_directory_and_the_run_replays_on_a_copy() {
     let t = format!("{}{}", String::from_utf8_lossy(&r.stdout), String::from_utf8_lossy(&r.stderr));
     assert!(!r.status.success() && t.contains("Disk") && t.contains("/data/hello"), "{t}");
 }
+
+/// A line-protocol connection to `filestore`.
+struct Lines(std::io::BufReader<std::net::TcpStream>);
+
+impl Lines {
+    fn connect(addr: &str) -> Lines {
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+        Lines(std::io::BufReader::new(s))
+    }
+
+    fn call(&mut self, line: &str) -> String {
+        use std::io::{BufRead, Write};
+        self.0.get_mut().write_all(format!("{line}\n").as_bytes()).unwrap();
+        let mut out = String::new();
+        self.0.read_line(&mut out).unwrap();
+        out.trim_end().to_string()
+    }
+}
+
+/// Starts `filestore` standalone with `args`; its address.
+fn start_filestore(d: &Path, args: &[&str]) -> (std::process::Child, String) {
+    let gdir = d.join("g");
+    let mut child = Command::new(BIN)
+        .arg("wasm")
+        .arg(guest_path("filestore"))
+        .args(["--guest-listen", "127.0.0.1:0", "--dir"])
+        .arg(&gdir)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let l: understudy_node::listening::GuestListening = wait_listening(&mut child, &gdir).expect("the guest listens");
+    (child, l.guest.to_string())
+}
+
+fn replay(log: &Path, args: &[String]) -> (bool, String) {
+    let r = Command::new(BIN).arg("replay").arg(guest_path("filestore")).arg(log).args(args).output().unwrap();
+    (r.status.success(), format!("{}{}", String::from_utf8_lossy(&r.stdout), String::from_utf8_lossy(&r.stderr)))
+}
+
+/// Checkpoints carry the directory: a run recorded with checkpoints
+/// replays from its last one onto a directory that holds something else
+/// (emptied, then filled from the checkpoint) and ends with the files the
+/// recording ended with.
+#[test]
+fn a_run_with_files_replays_from_its_last_checkpoint_onto_another_directory() {
+    let d = tempfile::tempdir().unwrap();
+    let (rec, log) = (d.path().join("rec"), d.path().join("run.log"));
+    std::fs::create_dir_all(rec.join("kv")).unwrap();
+    std::fs::write(rec.join("kv/seed"), "seed").unwrap();
+    let map = format!("{}::/data", rec.display());
+    let (mut child, addr) =
+        start_filestore(d.path(), &["--record", log.to_str().unwrap(), "--checkpoint-every", "40", "--map-dir", &map]);
+    let mut c = Lines::connect(&addr);
+    for i in 0..120 {
+        assert_eq!(c.call(&format!("PUT k{i} v{i}")), "OK");
+        if i % 7 == 0 {
+            assert_eq!(c.call(&format!("DEL k{}", i / 2)), "OK");
+        }
+    }
+    assert_eq!(c.call("BIG big 300"), "OK");
+    assert_eq!(c.call("EXIT"), "BYE");
+    assert!(child.wait().unwrap().success());
+
+    let other = d.path().join("other");
+    std::fs::create_dir_all(other.join("unrelated")).unwrap();
+    std::fs::write(other.join("unrelated/f"), "x").unwrap();
+    let (ok, t) = replay(&log, &["--from-checkpoint".into(), "--map-dir".into(), format!("{}::/data", other.display())]);
+    assert!(ok && t.contains("faithful") && t.contains("resumed from the checkpoint"), "{t}");
+    let list = |p: &Path| {
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(p.join("kv"))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(list(&other), list(&rec), "the replay's directory ends as the recording's did");
+    assert!(!other.join("unrelated").exists(), "the replay's directory was emptied for the checkpoint");
+}
+
+/// `--disk-bytes-max`: a write that would pass the limit fails with ENOSPC
+/// and leaves the file as it was; removing files makes room again; the
+/// replay (whose limit comes from the log) fails the same call the same way.
+#[test]
+fn the_disk_limit_fails_the_same_write_in_the_recording_and_the_replay() {
+    let d = tempfile::tempdir().unwrap();
+    let (rec, rep, log) = (d.path().join("rec"), d.path().join("rep"), d.path().join("run.log"));
+    for dir in [&rec, &rep] {
+        std::fs::create_dir_all(dir.join("kv")).unwrap();
+        std::fs::write(dir.join("kv/seed"), vec![b's'; 10_000]).unwrap();
+    }
+    let map = format!("{}::/data", rec.display());
+    let (mut child, addr) =
+        start_filestore(d.path(), &["--record", log.to_str().unwrap(), "--map-dir", &map, "--disk-bytes-max", "64KiB"]);
+    let mut c = Lines::connect(&addr);
+    assert_eq!(c.call("BIG a 40"), "OK", "10 KB + 40 KiB fit in 64 KiB");
+    assert_eq!(c.call("BIG b 20"), "ERR", "another 20 KiB does not");
+    assert!(!rec.join("kv/b").exists() || std::fs::metadata(rec.join("kv/b")).unwrap().len() == 0);
+    assert_eq!(c.call("DEL a"), "OK");
+    assert_eq!(c.call("BIG b 20"), "OK", "the space of a removed file is free again");
+    assert_eq!(c.call("PUT a small"), "OK");
+    assert_eq!(c.call("EXIT"), "BYE");
+    assert!(child.wait().unwrap().success());
+    let (ok, t) = replay(&log, &["--map-dir".into(), format!("{}::/data", rep.display())]);
+    assert!(ok && t.contains("faithful"), "{t}");
+    assert_eq!(std::fs::read(rep.join("kv/b")).unwrap(), std::fs::read(rec.join("kv/b")).unwrap());
+    // The flag needs a directory to limit.
+    let r = Command::new(BIN).arg("wasm").arg(guest_path("filestore")).args(["--disk-bytes-max", "1MiB"]).output().unwrap();
+    assert!(!r.status.success() && String::from_utf8_lossy(&r.stderr).contains("--map-dir"));
+}

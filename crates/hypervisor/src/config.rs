@@ -53,6 +53,10 @@ pub struct GuestConfig {
     /// Their guest paths are fingerprinted; their host paths are each
     /// replica's own.
     pub map_dirs: Vec<crate::fs::MapDir>,
+    /// `--disk-bytes-max`: bytes of file contents each mapped directory may
+    /// hold (`ENOSPC` beyond; see `fs`). Fingerprinted: every replica has
+    /// the same limit, so the guest sees `ENOSPC` at the same call on all.
+    pub disk_bytes_max: Option<u64>,
 }
 
 impl std::fmt::Debug for GuestConfig {
@@ -67,6 +71,7 @@ impl std::fmt::Debug for GuestConfig {
             .field("fuel", &self.fuel)
             .field("listener", &self.listener)
             .field("map_dirs", &self.map_dirs)
+            .field("disk_bytes_max", &self.disk_bytes_max)
             .finish()
     }
 }
@@ -84,6 +89,7 @@ impl GuestConfig {
             fuel: Fuel::default(),
             listener: true,
             map_dirs: Vec::new(),
+            disk_bytes_max: None,
         }
     }
 
@@ -191,6 +197,10 @@ pub fn fingerprint(guest: &GuestConfig) -> Result<String, crate::HypervisorError
     h.update([0xfe, u8::from(guest.listener)]);
     for d in &guest.map_dirs {
         put(&mut h, d.guest.as_bytes());
+    }
+    if let Some(limit) = guest.disk_bytes_max {
+        h.update([0xfd]);
+        h.update(limit.to_le_bytes());
     }
     Ok(hex(&h.finalize()))
 }

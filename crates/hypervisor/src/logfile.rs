@@ -13,6 +13,7 @@
 //!            memory_bytes_max:varint stack_bytes_max:varint fuel_enabled:u8
 //!            fuel_limit:varint (0 = none) verify_memory:u8 listener:u8
 //!            ndirs:varint guest_path:str…       (the mapped directories' guest paths)
+//!            disk_bytes_max:varint (0 = none; version 3 on)
 //! event   := the event bytes (see `event.rs`)
 //! trailer := ending calls:varint events:varint output_bytes:varint
 //!            outputs_sha256[32] state_hash[32] fuel_flag:u8 [fuel:varint]
@@ -40,7 +41,7 @@ use crate::snapshot::Record;
 use crate::world::{LiveWorld, Stdin};
 
 const MAGIC: &[u8; 8] = b"USWASMLG";
-const LOG_VERSION: u64 = 2;
+const LOG_VERSION: u64 = 3;
 const KIND_HEADER: u8 = 1;
 const KIND_EVENT: u8 = 2;
 const KIND_TRAILER: u8 = 3;
@@ -64,6 +65,7 @@ pub struct LogHeader {
     pub listener: bool,
     /// Guest paths of the mapped directories, in order.
     pub map_guest_paths: Vec<String>,
+    pub disk_bytes_max: Option<u64>,
 }
 
 impl LogHeader {
@@ -88,6 +90,7 @@ impl LogHeader {
             fuel: self.fuel,
             listener: self.listener,
             map_dirs: map_dirs.to_vec(),
+            disk_bytes_max: self.disk_bytes_max,
         })
     }
 }
@@ -127,13 +130,14 @@ fn encode_header(g: &GuestConfig, fp: &str, verify: bool) -> Vec<u8> {
     for d in &g.map_dirs {
         put_str(&mut b, &d.guest);
     }
+    put_varint(&mut b, g.disk_bytes_max.unwrap_or(0));
     b
 }
 
 fn decode_header(body: &[u8]) -> Result<LogHeader, understudy_wire::WireError> {
     let mut r = Reader::new(body, "log header");
     let version = r.varint()?;
-    if version != LOG_VERSION {
+    if !(2..=LOG_VERSION).contains(&version) {
         return Err(understudy_wire::WireError::Malformed {
             what: "log header",
             detail: format!("log format version {version}"),
@@ -154,6 +158,7 @@ fn decode_header(body: &[u8]) -> Result<LogHeader, understudy_wire::WireError> {
     let listener = r.u8()? != 0;
     let ndirs = r.varint()?;
     let map_guest_paths = (0..ndirs).map(|_| r.string()).collect::<Result<_, _>>()?;
+    let disk_bytes_max = if version >= 3 { Some(r.varint()?).filter(|l| *l != 0) } else { None };
     r.finish()?;
     Ok(LogHeader {
         fingerprint,
@@ -167,6 +172,7 @@ fn decode_header(body: &[u8]) -> Result<LogHeader, understudy_wire::WireError> {
         verify_memory,
         listener,
         map_guest_paths,
+        disk_bytes_max,
     })
 }
 

@@ -236,7 +236,7 @@ fn run_inner(
     {
         let h = store.data_mut();
         h.gate.fds = crate::fdtable::FdTable::new(guest.listener, guest.map_dirs.len());
-        h.fs = crate::fs::Fs::open(&guest.map_dirs).map_err(HypervisorError::MapDir)?;
+        h.fs = crate::fs::Fs::open(&guest.map_dirs, guest.disk_bytes_max).map_err(HypervisorError::MapDir)?;
     }
     store.limiter(|h| &mut h.limits);
     if let Some(f) = fuel_start {
@@ -332,9 +332,18 @@ fn restore_state(
         }
         Ok(())
     };
+    // The mapped directories are emptied before the first file arrives.
+    let mut disk = if store.data().fs.roots > 0 { Some(crate::fs::restore::Restore::begin(&store.data().fs)?) } else { None };
+    let no_disk = || "file records in the snapshot of a guest without mapped directories".to_string();
     let fin = loop {
         match records()? {
             None => return Err("the snapshot ended before its final record".into()),
+            Some(Record::File { key, size }) => disk.as_mut().ok_or_else(no_disk)?.file(key, size)?,
+            Some(Record::FileData { key, offset, data }) => disk.as_mut().ok_or_else(no_disk)?.data(key, offset, &data)?,
+            Some(Record::Tree(t)) => disk
+                .take()
+                .ok_or("a second tree, or one for a guest without mapped directories")?
+                .finish(&mut store.data_mut().fs, &t)?,
             Some(Record::Module(m)) => {
                 if m[..] != guest.module[..] {
                     return Err("the snapshot is of another module than the one given".into());
@@ -348,6 +357,9 @@ fn restore_state(
             Some(Record::Final(f)) => break f,
         }
     };
+    if disk.is_some() {
+        return Err("the snapshot has no tree of the mapped directories".into());
+    }
     let pages = fin.memory_pages as usize;
     if memory.data_size(&*store) / PAGE_BYTES > pages {
         return Err(format!("the snapshot's memory ({pages} pages) is smaller than the module's initial memory"));

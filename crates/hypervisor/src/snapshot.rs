@@ -18,7 +18,10 @@
 //!   clock memory, fuel position, the outputs digest (`gate.rs`);
 //! - the fuel left and the memory-limit count;
 //! - the seq of the last event recorded before the call: the joiner replays
-//!   from the next one.
+//!   from the next one;
+//! - the mapped directories (`fs::copy`): copied while the guest runs, then
+//!   what it changed meanwhile, inside the pause, with the whole tree and
+//!   the files the guest holds open; before the memory.
 //!
 //! Not captured: tables (modules that can change them are refused at
 //! transformation), the real world's sockets and buffers (a joiner replays;
@@ -39,6 +42,9 @@
 //! record := 1 module:bytes                       the module every replica runs (transformed)
 //!         | 2 first_page:varint data:bytes       whole 64 KiB pages from first_page on; later ones win
 //!         | 3 final                              the pause: the rest, then the stream ends
+//!         | 4 key:varint size:varint             a file of the mapped directories, sized (created if new)
+//!         | 5 key:varint offset:varint data:bytes   bytes of that file
+//!         | 6 tree                               the mapped directories at the pause (`fs::copy::Tree`)
 //! final  := seq:varint memory_pages:varint nglobals:varint (tag:u8 bits:u128 LE)×n
 //!           unwind_at:varint unwind_orig:bytes gate:bytes fuel_flag:u8 [fuel:varint]
 //!           limit_hits:varint state_hash[32]
@@ -72,6 +78,9 @@ pub const PAUSE_WAIT: Duration = Duration::from_secs(60);
 const REC_MODULE: u8 = 1;
 const REC_PAGES: u8 = 2;
 const REC_FINAL: u8 = 3;
+const REC_FILE: u8 = 4;
+const REC_FILE_DATA: u8 = 5;
+const REC_TREE: u8 = 6;
 
 /// What the guest thread hands over at the pause, besides pages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,8 +106,22 @@ pub struct FinalState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
     Module(Vec<u8>),
-    Pages { first: u32, data: Vec<u8> },
+    Pages {
+        first: u32,
+        data: Vec<u8>,
+    },
     Final(Box<FinalState>),
+    /// A file of the mapped directories has `size` bytes.
+    File {
+        key: u64,
+        size: u64,
+    },
+    FileData {
+        key: u64,
+        offset: u64,
+        data: Vec<u8>,
+    },
+    Tree(Box<crate::fs::copy::Tree>),
 }
 
 /// A snapshot stream that does not decode.
@@ -135,6 +158,21 @@ impl Record {
                 }
                 put_varint(out, u64::from(f.limit_hits));
                 out.extend_from_slice(&f.state_hash);
+            }
+            Record::File { key, size } => {
+                out.push(REC_FILE);
+                put_varint(out, *key);
+                put_varint(out, *size);
+            }
+            Record::FileData { key, offset, data } => {
+                out.push(REC_FILE_DATA);
+                put_varint(out, *key);
+                put_varint(out, *offset);
+                put_bytes(out, data);
+            }
+            Record::Tree(t) => {
+                out.push(REC_TREE);
+                t.encode(out);
             }
         }
     }
@@ -187,6 +225,12 @@ impl Record {
                     state_hash,
                 }))
             }
+            REC_FILE => Record::File { key: r.varint().map_err(bad)?, size: r.varint().map_err(bad)? },
+            REC_FILE_DATA => {
+                let (key, offset) = (r.varint().map_err(bad)?, r.varint().map_err(bad)?);
+                Record::FileData { key, offset, data: r.bytes().map_err(bad)?.to_vec() }
+            }
+            REC_TREE => Record::Tree(Box::new(crate::fs::copy::Tree::decode(r).map_err(bad)?)),
             k => return Err(BadRecord(format!("record kind {k}"))),
         })
     }
@@ -202,6 +246,9 @@ fn encode_pages(out: &mut Vec<u8>, first: u32, data: &[u8]) {
 pub(crate) struct Paused {
     /// (first page, bytes of whole pages) runs, in order.
     pub pages: Vec<(u32, Vec<u8>)>,
+    /// The mapped directories' last records (the tree last), or why they
+    /// could not be taken.
+    pub disk: Result<Vec<Record>, String>,
     pub fin: FinalState,
 }
 
@@ -234,6 +281,8 @@ pub(crate) struct PortShared {
     precopy_off: Mutex<Option<String>>,
     /// How long the last pause lasted (unwind to the end of the rewind), ns.
     pub last_pause_ns: std::sync::atomic::AtomicU64,
+    /// The guest's mapped directories, when it has any.
+    pub disk: Mutex<Option<Arc<crate::fs::track::DiskTrack>>>,
 }
 
 /// The engine's handle on a recording guest's snapshots. Clones share it.
@@ -269,6 +318,7 @@ impl SnapshotPort {
             busy: AtomicBool::new(false),
             precopy_off: Mutex::new(None),
             last_pause_ns: std::sync::atomic::AtomicU64::new(0),
+            disk: Mutex::new(None),
         }))
     }
 
@@ -307,10 +357,16 @@ pub enum SnapshotFailed {
     GuestEnded,
     #[error("the guest has not started")]
     NotStarted,
+    #[error("copying the guest's mapped directories: {0}")]
+    Disk(String),
 }
 
 enum Phase {
     Module,
+    /// Pre-copy of the mapped directories (`copier`), before the memory's.
+    Disk {
+        last: bool,
+    },
     /// Round `round`, copying `runs` of memory (byte ranges, whole
     /// pages); the pause follows a `last` round.
     Copy {
@@ -321,7 +377,7 @@ enum Phase {
         last: bool,
     },
     Pause,
-    Final(Vec<(u32, Vec<u8>)>, Box<FinalState>),
+    Final(Vec<(u32, Vec<u8>)>, std::collections::VecDeque<Record>, Box<FinalState>),
     Done,
 }
 
@@ -338,6 +394,12 @@ pub struct SnapshotStream {
     pub paused_bytes: u64,
     pub rounds: u32,
     pause_started: Option<Instant>,
+    /// The mapped directories' copy; it tracks the guest's changes until
+    /// the stream is dropped.
+    copier: Option<crate::fs::copy::Copier>,
+    /// Bytes of file contents sent before the pause, and inside it.
+    pub disk_precopied_bytes: u64,
+    pub disk_paused_bytes: u64,
 }
 
 impl Drop for SnapshotStream {
@@ -365,6 +427,9 @@ impl SnapshotStream {
             paused_bytes: 0,
             rounds: 0,
             pause_started: None,
+            copier: None,
+            disk_precopied_bytes: 0,
+            disk_paused_bytes: 0,
         }
     }
 
@@ -385,9 +450,9 @@ impl SnapshotStream {
         }
     }
 
-    /// The memory size now, for progress display.
+    /// The memory size now and the files found, for progress display.
     pub fn bytes_hint(&self) -> u64 {
-        self.port.len.load(Ordering::Relaxed) as u64
+        self.port.len.load(Ordering::Relaxed) as u64 + self.copier.as_ref().map_or(0, |c| c.found)
     }
 
     /// Appends the next records, about `max_bytes`, to `out`. `Ok(false)`
@@ -410,8 +475,29 @@ impl SnapshotStream {
                         std::thread::sleep(Duration::from_millis(5));
                     };
                     Record::Module(module.to_vec()).encode(out);
-                    self.start_precopy();
+                    let disk = lock(&self.port.disk).clone();
+                    match disk {
+                        Some(track) => {
+                            let c = crate::fs::copy::Copier::new(track);
+                            self.phase = Phase::Disk { last: c.found <= PRECOPY_CONVERGED_BYTES as u64 };
+                            self.copier = Some(c);
+                        }
+                        None => self.start_precopy(),
+                    }
                     return Ok(true);
+                }
+                Phase::Disk { last } => {
+                    let c = self.copier.as_mut().expect("the disk phase has a copier");
+                    if c.next(out, max_bytes).map_err(SnapshotFailed::Disk)? {
+                        self.disk_precopied_bytes = c.bytes;
+                        return Ok(true);
+                    }
+                    if *last {
+                        self.start_precopy();
+                    } else {
+                        let planned = c.plan();
+                        *last = planned <= PRECOPY_CONVERGED_BYTES as u64 || c.rounds >= PRECOPY_ROUNDS_MAX;
+                    }
                 }
                 Phase::Copy { round, runs, at, offset, last } => {
                     if let Some(&(start, end)) = runs.get(*at) {
@@ -458,9 +544,12 @@ impl SnapshotStream {
                 }
                 Phase::Pause => {
                     let p = self.wait_paused()?;
-                    self.phase = Phase::Final(p.pages, Box::new(p.fin));
+                    let disk = p.disk.map_err(SnapshotFailed::Disk)?;
+                    self.disk_paused_bytes =
+                        disk.iter().map(|r| if let Record::FileData { data, .. } = r { data.len() as u64 } else { 0 }).sum();
+                    self.phase = Phase::Final(p.pages, disk.into(), Box::new(p.fin));
                 }
-                Phase::Final(pages, fin) => {
+                Phase::Final(pages, disk, fin) => {
                     if !pages.is_empty() {
                         let (first, data) = pages.remove(0);
                         let region = fin.unwind_at as usize..fin.unwind_at as usize + fin.unwind_orig.len();
@@ -481,10 +570,15 @@ impl SnapshotStream {
                         encode_pages(out, first, &data);
                         return Ok(true);
                     }
+                    if let Some(r) = disk.pop_front() {
+                        r.encode(out);
+                        return Ok(true);
+                    }
                     let mut fin = std::mem::replace(fin, Box::new(empty_final()));
                     fin.state_hash = self.state_hash(&fin);
                     Record::Final(fin).encode(out);
                     self.phase = Phase::Done;
+                    self.copier = None;
                     return Ok(true);
                 }
                 Phase::Done => return Ok(false),

@@ -140,6 +140,22 @@ pub(crate) fn attach(c: &mut impl AsContextMut<Data = Host>, port: Arc<PortShare
     let max = c.as_context().data().limits.memory_bytes_max.min(1 << 32);
     port.reserve.store(max.div_ceil(PAGE_BYTES) * PAGE_BYTES, Ordering::SeqCst);
     *port.module.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = c.as_context().data().snap.module.clone();
+    let mut cx = c.as_context_mut();
+    let fs = &mut cx.data_mut().fs;
+    if fs.roots > 0 {
+        // The snapshot's thread walks the directories through its own
+        // descriptors of them.
+        let roots: Result<Vec<_>, u16> =
+            (0..fs.roots as u64).filter_map(|i| fs.get(i)).map(|o| crate::fs::host::dup(o.raw())).collect();
+        match roots {
+            Ok(roots) => {
+                let track = Arc::new(crate::fs::track::DiskTrack::new(roots));
+                *port.disk.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(track.clone());
+                fs.track = Some(track);
+            }
+            Err(e) => log::error!("cannot duplicate the mapped directories' descriptors (errno {e}): snapshots will fail"),
+        }
+    }
     c.as_context_mut().data_mut().snap.port = Some(port);
 }
 
@@ -237,6 +253,28 @@ pub(crate) fn capture(store: &mut Store<Host>) -> wasmtime::Result<()> {
     let mem = store.data().memory.expect("memory is set");
     let events = store.data().gate.events;
     let checkpoint = store.data().snap.checkpoints.as_ref().is_some_and(|cp| events >= cp.next_at);
+    let fs = &store.data().fs;
+    let disk = if fs.roots == 0 {
+        Ok(Vec::new())
+    } else if checkpoint {
+        // Everything, as for the memory.
+        crate::fs::copy::capture(fs, &mut Default::default(), Default::default())
+    } else {
+        match store
+            .data()
+            .snap
+            .port
+            .as_ref()
+            .and_then(|p| p.disk.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone())
+        {
+            Some(t) => {
+                let changed = t.take_changed();
+                let mut state = t.lock();
+                crate::fs::copy::capture(fs, &mut state, changed)
+            }
+            None => Err("the mapped directories are not tracked".into()),
+        }
+    };
     if checkpoint {
         // A standalone checkpoint: everything, stop-the-world; its hash is
         // taken once the guest is rewound (`finish_rewind`).
@@ -247,6 +285,10 @@ pub(crate) fn capture(store: &mut Store<Host>) -> wasmtime::Result<()> {
             .enumerate()
             .map(|(i, chunk)| Record::Pages { first: (i * RECORD_PAGES) as u32, data: chunk.to_vec() })
             .collect();
+        match disk {
+            Ok(d) => records.extend(d),
+            Err(e) => return Err(wasmtime::Error::msg(format!("a checkpoint of the mapped directories: {e}"))),
+        }
         records.push(Record::Final(Box::new(fin)));
         let cp = store.data_mut().snap.checkpoints.as_mut().expect("checked");
         cp.taking = Some(records);
@@ -256,7 +298,7 @@ pub(crate) fn capture(store: &mut Store<Host>) -> wasmtime::Result<()> {
         let tx = port.delivery.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         if let Some(tx) = tx {
             // No receiver any more (the snapshot was abandoned): go on.
-            let _ = tx.send(Paused { pages, fin });
+            let _ = tx.send(Paused { pages, disk, fin });
         }
     }
     let at = pending.unwind_at as i32;

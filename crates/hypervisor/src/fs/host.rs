@@ -89,7 +89,11 @@ pub(crate) fn cstr(s: &str) -> Result<CString, u16> {
 
 /// `openat2(dir, path, flags, mode)` confined beneath `dir`.
 pub(crate) fn open_beneath(dir: RawFd, path: &str, flags: i32, mode: u32) -> Result<OwnedFd, u16> {
-    let p = cstr(path)?;
+    open_beneath_c(dir, &cstr(path)?, flags, mode)
+}
+
+/// [`open_beneath`] for a path of any bytes.
+pub(crate) fn open_beneath_c(dir: RawFd, p: &std::ffi::CStr, flags: i32, mode: u32) -> Result<OwnedFd, u16> {
     // openat2 refuses a mode without O_CREAT (EINVAL).
     let mode = if flags & libc::O_CREAT != 0 { u64::from(mode) } else { 0 };
     let how = OpenHow { flags: (flags | libc::O_CLOEXEC) as u64, mode, resolve: RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS };
@@ -180,6 +184,13 @@ pub(crate) fn stat(dir: RawFd, name: &CString, follow: bool) -> Result<libc::sta
     // SAFETY: fstatat writes into `st`, which we own.
     check(|| unsafe { libc::fstatat(dir, name.as_ptr(), &mut st, flags) as libc::c_long })?;
     Ok(st)
+}
+
+/// The file offset of `fd` (0 if it has none).
+pub(crate) fn position(fd: RawFd) -> u64 {
+    // SAFETY: lseek on a descriptor the caller owns; changes nothing.
+    let p = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) };
+    p.max(0) as u64
 }
 
 pub(crate) fn fstat(fd: RawFd) -> Result<libc::stat, u16> {

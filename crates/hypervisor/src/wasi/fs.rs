@@ -212,6 +212,14 @@ fn dir_of(h: &Host, fd: i32) -> Result<(std::os::fd::RawFd, String), u16> {
     }
 }
 
+/// The mapped directory a directory descriptor lies beneath.
+fn root_of(h: &Host, fd: i32) -> usize {
+    match h.gate.fds.get(fd as u32).map(|f| f.kind) {
+        Some(FdKind::Dir { id, .. }) => h.fs.get(id).map_or(0, |o| o.root),
+        _ => 0,
+    }
+}
+
 /// The host object of a file descriptor (`dir_ok`: a directory will do).
 fn file_of(h: &Host, fd: i32, dir_ok: bool) -> Result<(std::os::fd::RawFd, String, Fd), u16> {
     let f = h.gate.fds.get(fd as u32).ok_or(errno::BADF)?;
@@ -399,10 +407,11 @@ pub(super) fn file_read(c: &mut Cx<'_>, func: Func, fd: i32, iovs: i32, n: i32, 
 /// state); the byte count is recorded.
 pub(super) fn file_write(c: &mut Cx<'_>, func: Func, fd: i32, iovs: i32, n: i32, at: Option<u64>, out: i32) -> Ret {
     let args = [fd as u32 as u64, iovs as u32 as u64, n as u32 as u64, at.unwrap_or(u64::MAX), out as u32 as u64];
-    let (raw, path) = match file_of(c.data(), fd, false) {
-        Ok((raw, path, _)) => (raw, path),
+    let (raw, path, f) = match file_of(c.data(), fd, false) {
+        Ok(x) => x,
         Err(e) => return pure(c, func, &args, e),
     };
+    let FdKind::File { id } = f.kind else { unreachable!("file_of gives files") };
     let (mem, _) = split(c);
     let vecs = match iovecs(mem, iovs, n) {
         Ok(v) => v,
@@ -415,7 +424,17 @@ pub(super) fn file_write(c: &mut Cx<'_>, func: Func, fd: i32, iovs: i32, n: i32,
         data.extend_from_slice(&mem[s..s + len as usize]);
         d = d.u64(u64::from(len)).bytes(&mem[s..s + len as usize]);
     }
-    fs_call(c, func, d.0, &args, &path, |_| {
+    fs_call(c, func, d.0, &args, &path, |h| {
+        let len = data.len() as u64;
+        // Linux's pwrite appends on an append-mode descriptor too.
+        let old = match h.fs.reserve(id, raw, |size| match at {
+            _ if f.append => size.saturating_add(len),
+            Some(o) => size.max(o.saturating_add(len)),
+            None => size.max(host::position(raw).saturating_add(len)),
+        }) {
+            Ok(old) => old,
+            Err(e) => return Local::err(e),
+        };
         // SAFETY: writing `data` (a live buffer) to a descriptor this
         // replica owns.
         let r = host::check(|| unsafe {
@@ -424,8 +443,19 @@ pub(super) fn file_write(c: &mut Cx<'_>, func: Func, fd: i32, iovs: i32, n: i32,
                 None => libc::write(raw, data.as_ptr().cast(), data.len()),
             }) as libc::c_long
         });
+        h.fs.settle(id, raw, old);
         match r {
-            Ok(k) => Local { scalar: k as u64, ..Local::default() },
+            Ok(k) => {
+                if h.fs.tracking() {
+                    let end = match at {
+                        _ if f.append => host::fstat(raw).map_or(0, |st| st.st_size as u64),
+                        Some(o) => o + k as u64,
+                        None => host::position(raw),
+                    };
+                    h.fs.wrote(id, end.saturating_sub(k as u64), end);
+                }
+                Local { scalar: k as u64, ..Local::default() }
+            }
             Err(e) => Local::err(e),
         }
     })?;
@@ -465,14 +495,22 @@ fn filestat_out(c: &mut Cx<'_>, buf: i32) -> Ret {
 
 fn fd_filestat_set_size(mut c: Cx<'_>, fd: i32, size: i64) -> Ret {
     let args = [fd as u32 as u64, size as u64];
-    let (raw, path) = match file_of(c.data(), fd, false) {
-        Ok((raw, path, _)) => (raw, path),
+    let (raw, path, id) = match file_of(c.data(), fd, false) {
+        Ok((raw, path, Fd { kind: FdKind::File { id }, .. })) => (raw, path, id),
+        Ok(_) => unreachable!("file_of gives files"),
         Err(e) => return pure(&mut c, Func::FdFilestatSetSize, &args, if e == ISDIR { errno::BADF } else { e }),
     };
     let d = Dig::new(Func::FdFilestatSetSize).u64(args[0]).u64(args[1]);
-    fs_call(&mut c, Func::FdFilestatSetSize, d.0, &args, &path, |_| {
+    fs_call(&mut c, Func::FdFilestatSetSize, d.0, &args, &path, |h| {
+        let old = match h.fs.reserve(id, raw, |_| size.max(0) as u64) {
+            Ok(old) => old,
+            Err(e) => return Local::err(e),
+        };
         // SAFETY: ftruncate on a descriptor this replica owns.
-        Local::of(host::check(|| unsafe { libc::ftruncate(raw, size) as libc::c_long }).map(|_| ()))
+        let r = host::check(|| unsafe { libc::ftruncate(raw, size) as libc::c_long }).map(|_| ());
+        h.fs.settle(id, raw, old);
+        h.fs.resized(id);
+        Local::of(r)
     })?;
     let e = c.data().gate.out.errno;
     commit(&mut c, e)

@@ -49,6 +49,13 @@ impl FreshModule {
         FreshModule { making: Mutex::new(Some(making)), made: std::sync::OnceLock::new() }
     }
 
+    /// A module made already.
+    pub fn made(m: Arc<[u8]>) -> FreshModule {
+        let made = std::sync::OnceLock::new();
+        let _ = made.set(m);
+        FreshModule { making: Mutex::new(None), made }
+    }
+
     fn get(&self, fallback: &Arc<[u8]>) -> Arc<[u8]> {
         self.made
             .get_or_init(|| {
@@ -287,6 +294,11 @@ impl Machine for WasmMachine {
                 self.live = asyncify::is_transformed(&module);
                 if (kind == transfer::KIND_LIVE) != self.live {
                     return Err(SnapshotError("a live snapshot of a module that is not transformed, or the reverse".into()));
+                }
+                if kind != transfer::KIND_LIVE && !self.shared.guest.map_dirs.is_empty() {
+                    return Err(SnapshotError(
+                        "the primary cannot snapshot its guest live, and a guest with --map-dir joins only that way".into(),
+                    ));
                 }
                 self.module = module;
                 self.kind = Some(kind);

@@ -49,6 +49,20 @@ pub fn run_wasm(mut opts: WasmNodeOptions) -> Result<i32, NodeError> {
             .spawn(move || snapshottable(&node, &module))
             .map_err(NodeError::Runtime)?
     };
+    // A guest with files joins only by a live snapshot (replaying its whole
+    // history would need the directories as they were when it started):
+    // know it can be made before claiming anything.
+    let fresh_module = if opts.guest.map_dirs.is_empty() {
+        super::FreshModule::new(transforming)
+    } else {
+        let m = transforming.join().map_err(|_| NodeError::Options("the Asyncify transformation panicked".into()))?;
+        if !asyncify::is_transformed(&m) {
+            return Err(NodeError::Options(
+                "--map-dir in a cluster needs live snapshots of the guest, which need wasm-opt (Debian package binaryen; or UNDERSTUDY_WASM_OPT=PATH) and a module it can transform: see the warning above".into(),
+            ));
+        }
+        super::FreshModule::made(m)
+    };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(NodeError::Runtime)?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
@@ -71,7 +85,7 @@ pub fn run_wasm(mut opts: WasmNodeOptions) -> Result<i32, NodeError> {
         let (ends_tx, mut ends_rx) = unbounded_channel();
         let shared = Arc::new(WasmShared {
             guest: opts.guest,
-            fresh_module: super::FreshModule::new(transforming),
+            fresh_module,
             port: SnapshotPort::new(),
             node: opts.node.node.clone(),
             listener,

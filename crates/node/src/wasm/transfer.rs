@@ -66,8 +66,17 @@ impl SnapshotWriter for LiveWriter {
                 if let Some(p) = pause {
                     crate::metrics::GUEST_SNAPSHOT_PAUSE.observe_n(p, 1);
                 }
+                let files = if s.disk_precopied_bytes + s.disk_paused_bytes > 0 {
+                    format!(
+                        "; files: {} while it ran, {} in the pause",
+                        crate::progress::human(s.disk_precopied_bytes),
+                        crate::progress::human(s.disk_paused_bytes)
+                    )
+                } else {
+                    String::new()
+                };
                 log::info!(
-                    "{}: live snapshot of the guest sent: {} pre-copied in {} rounds while it ran, {} copied in a pause of {}",
+                    "{}: live snapshot of the guest sent: {} pre-copied in {} rounds while it ran, {} copied in a pause of {}{files}",
                     self.node,
                     crate::progress::human(s.precopied_bytes),
                     s.rounds,

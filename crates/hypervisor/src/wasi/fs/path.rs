@@ -11,20 +11,20 @@ use super::*;
 pub(super) fn link(l: &mut Linker<Host>) -> wasmtime::Result<()> {
     l.func_wrap(MODULE, "path_open", path_open)?;
     l.func_wrap(MODULE, "path_create_directory", |mut c: Cx<'_>, fd: i32, p: i32, n: i32| {
-        path_op(&mut c, Func::PathCreateDirectory, fd, p, n, |s| {
+        path_op(&mut c, Func::PathCreateDirectory, fd, p, n, |s, _, _| {
             // SAFETY: mkdirat with a live descriptor and a NUL-terminated name.
             host::check(|| unsafe { libc::mkdirat(s.parent.as_raw_fd(), s.name.as_ptr(), 0o755) as libc::c_long }).map(|_| ())
         })
     })?;
     l.func_wrap(MODULE, "path_remove_directory", |mut c: Cx<'_>, fd: i32, p: i32, n: i32| {
-        path_op(&mut c, Func::PathRemoveDirectory, fd, p, n, |s| {
+        path_op(&mut c, Func::PathRemoveDirectory, fd, p, n, |s, _, _| {
             // SAFETY: unlinkat with a live descriptor and a NUL-terminated name.
             host::check(|| unsafe { libc::unlinkat(s.parent.as_raw_fd(), s.name.as_ptr(), libc::AT_REMOVEDIR) as libc::c_long })
                 .map(|_| ())
         })
     })?;
     l.func_wrap(MODULE, "path_unlink_file", |mut c: Cx<'_>, fd: i32, p: i32, n: i32| {
-        path_op(&mut c, Func::PathUnlinkFile, fd, p, n, |s| {
+        path_op(&mut c, Func::PathUnlinkFile, fd, p, n, |s, fs, root| {
             if s.trailing_slash {
                 // `file/` names a directory that is not there, or one that
                 // unlink(2) would refuse anyway.
@@ -34,8 +34,11 @@ pub(super) fn link(l: &mut Linker<Host>) -> wasmtime::Result<()> {
                     Err(e) => e,
                 });
             }
+            let freed = last_link_bytes(fs, s);
             // SAFETY: unlinkat with a live descriptor and a NUL-terminated name.
-            host::check(|| unsafe { libc::unlinkat(s.parent.as_raw_fd(), s.name.as_ptr(), 0) as libc::c_long }).map(|_| ())
+            host::check(|| unsafe { libc::unlinkat(s.parent.as_raw_fd(), s.name.as_ptr(), 0) as libc::c_long })?;
+            fs.released(root, freed);
+            Ok(())
         })
     })?;
     l.func_wrap(MODULE, "path_rename", path_rename)?;
@@ -45,6 +48,18 @@ pub(super) fn link(l: &mut Linker<Host>) -> wasmtime::Result<()> {
     l.func_wrap(MODULE, "path_filestat_get", path_filestat_get)?;
     l.func_wrap(MODULE, "path_filestat_set_times", path_filestat_set_times)?;
     Ok(())
+}
+
+/// With a size limit: the bytes a regular file's last name frees when it
+/// goes (0 for anything else, or without a limit).
+fn last_link_bytes(fs: &crate::fs::Fs, s: &host::Split) -> u64 {
+    if fs.limit.is_none() {
+        return 0;
+    }
+    match host::stat(s.parent.as_raw_fd(), &s.name, false) {
+        Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_nlink == 1 => st.st_size as u64,
+        _ => 0,
+    }
 }
 
 /// `open(2)` flags for WASI's oflags, fdflags and rights (as wasmtime
@@ -119,14 +134,18 @@ fn path_open(
         .u64(inh as u64)
         .bytes(path.as_bytes());
     let mut opened = None;
-    fs_call(&mut c, Func::PathOpen, d.0, &args, &shown, |_| {
+    let root = root_of(c.data(), fd);
+    fs_call(&mut c, Func::PathOpen, d.0, &args, &shown, |h| {
         if path.is_empty() {
             return Local::err(44);
         }
         if path.starts_with('/') {
             return Local::err(63);
         }
-        let r = host::open_beneath(dir, &path, flags, 0o644).or_else(|e| {
+        // With a size limit, a truncation is made here, to count the bytes
+        // it frees.
+        let truncate = h.fs.limit.is_some() && flags & libc::O_TRUNC != 0;
+        let r = host::open_beneath(dir, &path, if truncate { flags & !libc::O_TRUNC } else { flags }, 0o644).or_else(|e| {
             // A directory opened with rights that imply writing (datasync,
             // allocate, set-size: all rights but FD_WRITE, as a preopen
             // reports them) is opened to read; only FD_WRITE itself is
@@ -143,7 +162,18 @@ fn path_open(
                 if oflags & OFLAGS_DIRECTORY != 0 && !is_dir {
                     return Local::err(NOTDIR);
                 }
-                opened = Some((fd, is_dir));
+                let regular = st.st_mode & libc::S_IFMT == libc::S_IFREG;
+                if truncate && regular && st.st_size > 0 {
+                    // SAFETY: ftruncate on a descriptor this replica owns.
+                    if let Err(e) = host::check(|| unsafe { libc::ftruncate(fd.as_raw_fd(), 0) as libc::c_long }) {
+                        return Local::err(e);
+                    }
+                    h.fs.released(root, st.st_size as u64);
+                }
+                if regular && flags & (libc::O_CREAT | libc::O_TRUNC) != 0 {
+                    h.fs.resized_ino((st.st_dev, st.st_ino));
+                }
+                opened = Some((fd, is_dir, (st.st_dev, st.st_ino)));
                 Local::default()
             }
             Err(e) => Local::err(e),
@@ -154,12 +184,12 @@ fn path_open(
     let e = if e != 0 {
         e
     } else {
-        let Some((host_fd, is_dir)) = opened else {
+        let Some((host_fd, is_dir, ino)) = opened else {
             // Recorded success, yet this replica could not open it: the
             // check in fs_call already stopped a divergent replay.
             unreachable!("a recorded open that failed here diverged");
         };
-        let id = h.fs.add(Obj { fd: host_fd, path: shown, listing: None });
+        let id = h.fs.add(Obj { fd: host_fd, path: shown, listing: None, root, ino });
         let kind = if is_dir { FdKind::Dir { id, preopen: false } } else { FdKind::File { id } };
         let acc = flags & libc::O_ACCMODE;
         let (read, write) = if is_dir { (true, false) } else { (acc != libc::O_WRONLY, acc != libc::O_RDONLY) };
@@ -178,7 +208,14 @@ fn path_open(
 }
 
 /// A call on a path's last component, relative to its parent.
-fn path_op(c: &mut Cx<'_>, func: Func, fd: i32, p: i32, n: i32, op: impl FnOnce(&host::Split) -> Result<(), u16>) -> Ret {
+fn path_op(
+    c: &mut Cx<'_>,
+    func: Func,
+    fd: i32,
+    p: i32,
+    n: i32,
+    op: impl FnOnce(&host::Split, &mut crate::fs::Fs, usize) -> Result<(), u16>,
+) -> Ret {
     let args = [fd as u32 as u64];
     let (dir, base) = match dir_of(c.data(), fd) {
         Ok(d) => d,
@@ -189,7 +226,10 @@ fn path_op(c: &mut Cx<'_>, func: Func, fd: i32, p: i32, n: i32, op: impl FnOnce(
         Err(e) => return pure(c, func, &args, e),
     };
     let d = Dig::new(func).u64(args[0]).bytes(path.as_bytes());
-    fs_call(c, func, d.0, &args, &join(&base, &path), |_| Local::of(host::split(dir, &path).and_then(|s| op(&s))))?;
+    let root = root_of(c.data(), fd);
+    fs_call(c, func, d.0, &args, &join(&base, &path), |h| {
+        Local::of(host::split(dir, &path).and_then(|s| op(&s, &mut h.fs, root)))
+    })?;
     let e = c.data().gate.out.errno;
     commit(c, e)
 }
@@ -207,9 +247,21 @@ fn path_rename(mut c: Cx<'_>, fd: i32, p: i32, n: i32, fd2: i32, p2: i32, n2: i3
         Err(e) => return pure(&mut c, Func::PathRename, &args, e),
     };
     let d = Dig::new(Func::PathRename).u64(args[0]).u64(args[1]).bytes(from.as_bytes()).u64(0).bytes(to.as_bytes());
-    fs_call(&mut c, Func::PathRename, d.0, &args, &join(&b1, &from), |_| {
+    let (r1, r2) = (root_of(c.data(), fd), root_of(c.data(), fd2));
+    fs_call(&mut c, Func::PathRename, d.0, &args, &join(&b1, &from), |h| {
         Local::of(host::split(d1, &from).and_then(|a| {
             let b = host::split(d2, &to)?;
+            if h.fs.limit.is_some() && r1 != r2 {
+                return Err(crate::fs::XDEV); // see `fs`: sizes are per directory
+            }
+            // A file the rename replaces stops counting (unless it is the
+            // same file under another name).
+            let same = host::stat(a.parent.as_raw_fd(), &a.name, false)
+                .and_then(|x| {
+                    host::stat(b.parent.as_raw_fd(), &b.name, false).map(|y| (x.st_dev, x.st_ino) == (y.st_dev, y.st_ino))
+                })
+                .unwrap_or(false);
+            let freed = if same { 0 } else { last_link_bytes(&h.fs, &b) };
             if a.trailing_slash || b.trailing_slash {
                 // `x/` must name a directory, on either side.
                 let st = host::stat(a.parent.as_raw_fd(), &a.name, false)?;
@@ -220,8 +272,9 @@ fn path_rename(mut c: Cx<'_>, fd: i32, p: i32, n: i32, fd2: i32, p2: i32, n2: i3
             // SAFETY: renameat with live descriptors and NUL-terminated names.
             host::check(|| unsafe {
                 libc::renameat(a.parent.as_raw_fd(), a.name.as_ptr(), b.parent.as_raw_fd(), b.name.as_ptr()) as libc::c_long
-            })
-            .map(|_| ())
+            })?;
+            h.fs.released(r2, freed);
+            Ok(())
         }))
     })?;
     let e = c.data().gate.out.errno;
@@ -243,9 +296,13 @@ fn path_link(mut c: Cx<'_>, fd: i32, lookup: i32, p: i32, n: i32, fd2: i32, p2: 
     };
     let follow = lookup as u32 & LOOKUP_SYMLINK_FOLLOW != 0;
     let d = Dig::new(Func::PathLink).u64(args[0]).u64(args[1]).u64(args[2]).bytes(from.as_bytes()).u64(0).bytes(to.as_bytes());
-    fs_call(&mut c, Func::PathLink, d.0, &args, &join(&b1, &from), |_| {
+    let cross = root_of(c.data(), fd) != root_of(c.data(), fd2);
+    fs_call(&mut c, Func::PathLink, d.0, &args, &join(&b1, &from), |h| {
         Local::of(host::split(d1, &from).and_then(|a| {
             let b = host::split(d2, &to)?;
+            if h.fs.limit.is_some() && cross {
+                return Err(crate::fs::XDEV); // see `fs`: sizes are per directory
+            }
             if follow {
                 // Following a symlink could leave the sandbox: refused, as
                 // wasmtime does.
