@@ -10,7 +10,7 @@
 //! - `load`: redis-benchmark runs, a pipelined filler, a stall probe.
 //! - `matrix`: alternated redis-benchmark runs over several systems.
 //! - one module per section: `kv` (with the replication cost), `wasm`,
-//!   `failover`, `join`, `memory`, `wasm_join`.
+//!   `failover`, `join`, `memory`, `wasm_join`, `sqlite`.
 //! - `stats` (medians, spreads), `plot` (the SVG).
 
 mod failover;
@@ -20,6 +20,7 @@ mod load;
 mod matrix;
 mod memory;
 mod plot;
+mod sqlite;
 mod stats;
 mod sys;
 mod wasm;
@@ -50,6 +51,8 @@ pub enum Section {
     /// WebAssembly joins by live snapshot: as the guest ages, at 1 GiB, and
     /// what being snapshottable costs.
     Wasmjoin,
+    /// The SQLite guest with replicated files: pair vs unprotected vs native; a join.
+    Sqlite,
 }
 
 #[derive(Args)]
@@ -181,7 +184,16 @@ fn version_of(cmd: &str) -> Value {
 }
 
 pub fn run(a: BenchArgs) -> Result<ExitCode> {
-    let all = [Section::Kv, Section::Wasm, Section::Failover, Section::Join, Section::Cost, Section::Memory, Section::Wasmjoin];
+    let all = [
+        Section::Kv,
+        Section::Wasm,
+        Section::Failover,
+        Section::Join,
+        Section::Cost,
+        Section::Memory,
+        Section::Wasmjoin,
+        Section::Sqlite,
+    ];
     let only: Vec<Section> = if a.only.is_empty() { all.to_vec() } else { a.only.clone() };
     let o = Opts {
         quick: a.quick,
@@ -219,7 +231,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         load_start.as_str().unwrap_or("?"),
         dir.display()
     ));
-    let wasm = only.iter().any(|s| matches!(s, Section::Wasm | Section::Memory | Section::Wasmjoin));
+    let wasm = only.iter().any(|s| matches!(s, Section::Wasm | Section::Memory | Section::Wasmjoin | Section::Sqlite));
     if wasm && o.guests == source_root().join("guests/build") {
         build_guests()?;
     }
@@ -249,6 +261,9 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
     }
     if has(Section::Wasmjoin) {
         attempt("wasmjoin", &mut report, &|r| wasm_join::run(&env, &o, r));
+    }
+    if has(Section::Sqlite) {
+        attempt("sqlite", &mut report, &|r| sqlite::run(&env, &o, r));
     }
     let keep_logs = report.keep_logs;
     let targets = report.targets_table();

@@ -303,9 +303,24 @@ impl Env {
     /// An unprotected WebAssembly guest: no cluster, the same gate; with a
     /// listening socket (on port 0, read back) if `listen`.
     pub fn wasm_alone(&self, name: &str, guest: &Path, listen: bool, args: &[String], stdin: bool) -> Result<Proc> {
+        self.wasm_alone_with(name, guest, listen, args, stdin, &[], &[])
+    }
+
+    /// [`Env::wasm_alone`] with more flags and environment variables.
+    #[allow(clippy::too_many_arguments)]
+    pub fn wasm_alone_with(
+        &self,
+        name: &str,
+        guest: &Path,
+        listen: bool,
+        args: &[String],
+        stdin: bool,
+        flags: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Result<Proc> {
         let dir = self.dir.join(name);
         let mut c = Command::new(&self.bin);
-        c.arg("wasm").arg(guest);
+        c.arg("wasm").arg(guest).args(flags).envs(envs.iter().copied());
         if listen {
             c.args(["--guest-listen", "127.0.0.1:0", "--dir"]).arg(&dir);
         }
@@ -324,16 +339,24 @@ impl Env {
     /// The C RESP guest compiled natively (`kvserver-native`), on a port
     /// of its choosing, which it prints first on stderr.
     pub fn native_kvserver(&self, path: &Path) -> Result<Proc> {
+        self.native_server(path, "kvserver", &[], &[])
+    }
+
+    /// A guest's C source compiled natively (`PROG-native`): it binds
+    /// `LISTEN_ADDR` (port 0) and first prints `PROG: listening on ADDR`.
+    pub fn native_server(&self, path: &Path, prog: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<Proc> {
         use std::io::BufRead as _;
         let mut c = Command::new(path);
+        c.args(args).envs(envs.iter().copied());
         c.env("LISTEN_ADDR", "127.0.0.1:0").stdout(Stdio::null()).stderr(Stdio::piped());
         let mut p = Proc::start("native", &mut c, String::new(), None)?;
         let mut err = std::io::BufReader::new(p.child.stderr.take().context("piped stderr")?);
         let mut line = String::new();
         err.read_line(&mut line).context("reading the native server's first line")?;
-        let addr = line.trim().strip_prefix("kvserver: listening on ").with_context(|| format!("{path:?} said {line:?}"))?;
+        let addr =
+            line.trim().strip_prefix(&format!("{prog}: listening on ")).with_context(|| format!("{path:?} said {line:?}"))?;
         p.addr = addr.to_string();
-        let mut log = self.log("native")?;
+        let mut log = self.log(&format!("native-{prog}"))?;
         std::thread::spawn(move || std::io::copy(&mut err, &mut log));
         Ok(p)
     }

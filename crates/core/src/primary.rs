@@ -112,13 +112,18 @@ impl Core {
         let seq = self.last_seq;
         let lag_max = self.cfg.lag_entries_max;
         let Role::Primary(p) = &mut self.role else { panic!("append on a node that is not primary") };
+        if let Some(l) = &p.link {
+            // Flow control: a backup (or a joiner that has loaded its
+            // snapshot and replays the backlog) that lags too far behind
+            // in execution slows the primary down until it has caught up,
+            // so that a join under full load converges.
+            if (l.gates() || l.loaded) && seq - l.executed > lag_max {
+                p.throttled = true;
+            }
+        }
         if !p.gating() {
             debug_assert!(p.release_upto < seq);
             p.release_upto = seq;
-        } else if let Some(l) = &p.link {
-            if l.gates() && seq - l.executed > lag_max {
-                p.throttled = true;
-            }
         }
         seq
     }
@@ -298,7 +303,7 @@ impl Core {
             }
         }
         let (gates, received, executed) = (l.gates(), l.received, l.executed);
-        if gates && p.throttled && last_seq - executed <= lag_max / 2 {
+        if p.throttled && last_seq - executed <= lag_max / 2 {
             p.throttled = false;
         }
         if let Some(node) = add_member {

@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 use understudy_core::{BackupPhase, ClaimOutcome, Command, Event, RoleName, UpdateOutcome};
-use understudy_wire::msg::RejectCode;
+use understudy_wire::msg::{Ack, RejectCode};
 
 #[test]
 fn unprotected_primary_releases_at_once() {
@@ -238,6 +238,32 @@ fn flow_control_pauses_intake_while_the_backup_lags() {
     assert!(!c.intake_open(), "61 behind: above half the bound");
     c.handle(6, Event::Ack { conn: 7, epoch: 1, ack: ack(101, 60) });
     assert!(c.intake_open());
+}
+
+/// A joiner that has loaded its snapshot but replays its backlog slower
+/// than the primary appends would never catch up under full load: it
+/// pauses intake too, until it is within half the bound — then it can
+/// start gating. A joiner still loading does not.
+#[test]
+fn flow_control_waits_for_a_loaded_joiner_so_a_join_under_load_converges() {
+    let mut c = primary("a");
+    c.handle(1, Event::JoinRequest { conn: 7, node: "b".into(), epoch: 1 });
+    c.take_commands();
+    c.handle(2, Event::Ack { conn: 7, epoch: 1, ack: Ack { received: 0, executed: 0, snapshot_loaded: false } });
+    for _ in 0..150 {
+        c.append();
+    }
+    assert!(c.intake_open(), "a joiner still loading its snapshot does not slow the primary");
+    c.handle(3, Event::Ack { conn: 7, epoch: 1, ack: ack(150, 10) });
+    c.append();
+    assert!(!c.intake_open(), "141 entries unexecuted by a loaded joiner > lag_entries_max 100");
+    assert_eq!(c.release_upto(), 151, "a joiner does not gate outputs");
+    c.handle(4, Event::Ack { conn: 7, epoch: 1, ack: ack(151, 90) });
+    assert!(!c.intake_open(), "61 behind: above half the bound");
+    c.handle(5, Event::Ack { conn: 7, epoch: 1, ack: ack(151, 148) });
+    assert!(c.intake_open(), "caught up to within half the bound");
+    assert_eq!(c.append(), 152);
+    assert_eq!(c.release_upto(), 151, "and now it gates: it is caught up");
 }
 
 #[test]

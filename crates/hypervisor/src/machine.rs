@@ -154,13 +154,52 @@ impl ResourceLimiter for Limits {
     }
 }
 
+#[derive(Clone)]
 struct Loaded {
     engine: Engine,
     module: Module,
     globals: Vec<String>,
 }
 
+/// Compiled modules kept for the next run of the same module with the
+/// same engine settings (a joiner compiles its own copy of the module it
+/// will be sent before it joins: `precompile`).
+static COMPILED: std::sync::Mutex<Vec<(CompiledKey, Loaded)>> = std::sync::Mutex::new(Vec::new());
+const COMPILED_KEPT: usize = 4;
+
+/// What a compilation depends on: the module and the engine settings
+/// `engine_config` reads from the guest.
+type CompiledKey = ([u8; 32], bool, usize);
+
+fn compiled_key(guest: &GuestConfig) -> CompiledKey {
+    (crate::config::module_digest(&guest.module), guest.fuel.enabled, guest.stack_bytes_max)
+}
+
+/// Compiles `guest`'s module now and keeps it, so that a run of the same
+/// module (a snapshot the primary sends of it, typically) starts at once.
+pub fn precompile(guest: &GuestConfig) -> Result<(), HypervisorError> {
+    load(guest).map(|_| ())
+}
+
 fn load(guest: &GuestConfig) -> Result<Loaded, HypervisorError> {
+    let key = compiled_key(guest);
+    let mut kept = COMPILED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, l)) = kept.iter().find(|(k, _)| *k == key) {
+        return Ok(l.clone());
+    }
+    drop(kept);
+    let loaded = compile(guest)?;
+    kept = COMPILED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !kept.iter().any(|(k, _)| *k == key) {
+        if kept.len() >= COMPILED_KEPT {
+            kept.remove(0);
+        }
+        kept.push((key, loaded.clone()));
+    }
+    Ok(loaded)
+}
+
+fn compile(guest: &GuestConfig) -> Result<Loaded, HypervisorError> {
     let prepared = instrument::prepare(&guest.module)?;
     let engine = Engine::new(&engine_config(guest)).map_err(|e| HypervisorError::Engine(e.to_string()))?;
     let module = Module::new(&engine, &prepared.bytes).map_err(|e| HypervisorError::MalformedModule(format!("{e:?}")))?;

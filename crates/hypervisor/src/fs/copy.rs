@@ -412,6 +412,12 @@ impl FileSend {
     /// The next data record, of at most about `max_bytes` (contiguous
     /// blocks); None when the file is sent.
     pub fn next(&mut self, state: &mut TrackState, max_bytes: usize) -> Result<Option<Record>, String> {
+        Ok(self.read(max_bytes)?.map(|(offset, data)| self.record(state, offset, data)))
+    }
+
+    /// The next run of blocks, read (without the tracking state, whose
+    /// lock the guest's marks take).
+    fn read(&mut self, max_bytes: usize) -> Result<Option<(u64, Vec<u8>)>, String> {
         let Some(&first) = self.blocks.front() else { return Ok(None) };
         let mut n = 0u64;
         while self.blocks.front() == Some(&(first + n)) && (n == 0 || ((n + 1) * BLOCK) as usize <= max_bytes) {
@@ -445,14 +451,19 @@ impl FileSend {
             got += k as usize;
         }
         data.truncate(got);
+        Ok(Some((offset, data)))
+    }
+
+    /// The data record of bytes read at `offset`; their checksums as sent.
+    fn record(&self, state: &mut TrackState, offset: u64, data: Vec<u8>) -> Record {
         if let Some(sent) = state.sent.get_mut(&self.ino) {
             for (i, chunk) in data.chunks(BLOCK as usize).enumerate() {
-                if let Some(c) = sent.crcs.get_mut(first as usize + i) {
+                if let Some(c) = sent.crcs.get_mut((offset / BLOCK) as usize + i) {
                     *c = crc32c::crc32c(chunk);
                 }
             }
         }
-        Ok(Some(Record::FileData { key: self.key, offset, data }))
+        Record::FileData { key: self.key, offset, data }
     }
 }
 
@@ -518,7 +529,7 @@ impl Copier {
     pub fn next(&mut self, out: &mut Vec<u8>, max_bytes: usize) -> Result<bool, String> {
         loop {
             if let Some(cur) = &mut self.cur {
-                let rec = cur.next(&mut self.track.lock(), max_bytes)?;
+                let rec = cur.read(max_bytes)?.map(|(offset, data)| cur.record(&mut self.track.lock(), offset, data));
                 match rec {
                     Some(r) => {
                         if let Record::FileData { data, .. } = &r {

@@ -43,10 +43,21 @@ pub fn run_wasm(mut opts: WasmNodeOptions) -> Result<i32, NodeError> {
     // Only a node that starts the guest needs the transformed module (a
     // joiner gets the primary's): make it in the background meanwhile.
     let transforming = {
-        let (node, module) = (opts.node.clone(), opts.guest.module.clone());
+        let (node, guest) = (opts.node.clone(), opts.guest.clone());
         std::thread::Builder::new()
             .name("asyncify".into())
-            .spawn(move || snapshottable(&node, &module))
+            .spawn(move || {
+                let m = snapshottable(&node, &guest.module);
+                // Compiled now, so that neither a guest this node starts nor
+                // one it resumes from a primary's snapshot (the same module,
+                // transformed by the same wasm-opt) waits for the compiler.
+                let t = Instant::now();
+                match understudy_hypervisor::precompile(&GuestConfig { module: m.clone(), ..guest }) {
+                    Ok(()) => log::debug!("{}: the guest's module compiled in {:.1?}", node.node, t.elapsed()),
+                    Err(e) => log::debug!("{}: precompiling the guest: {e}", node.node),
+                }
+                m
+            })
             .map_err(NodeError::Runtime)?
     };
     // A guest with files joins only by a live snapshot (replaying its whole
