@@ -52,7 +52,7 @@ build_native() {
     fi
 }
 
-for g in kvserver clockrand compress lineserver blockserver fsprobe filestore; do build_wasm "$g"; done
+for g in kvserver clockrand compress lineserver blockserver fsprobe filestore countdown; do build_wasm "$g"; done
 for g in kvserver compress lineserver; do build_native "$g"; done
 
 # ---- SQLite, for sqlserver ----

@@ -32,8 +32,13 @@ pub struct WasmArgs {
     pub arbiter: Option<String>,
     /// Where clients reach the guest's listening socket (its fd 3). Port 0:
     /// any free port, reported in the log (and in DIR/listening.json).
+    /// Without it the guest has no listener: a command-style program.
     #[arg(long, value_parser = crate::cli::listen_addr)]
     pub guest_listen: Option<SocketAddr>,
+    /// Replicated, without --guest-listen: start the guest at once instead
+    /// of once a backup is in sync (it runs unprotected until one joins).
+    #[arg(long)]
+    pub start_unprotected: bool,
     #[arg(long, value_parser = crate::cli::listen_addr)]
     pub repl_listen: Option<SocketAddr>,
     /// State directory (replicated); standalone, where listening.json goes.
@@ -107,9 +112,8 @@ fn guest_config(a: &WasmArgs) -> Result<GuestConfig> {
     }
     g.memory_bytes_max = a.memory_bytes_max;
     g.fuel = Fuel { enabled: a.fuel || a.fuel_limit.is_some(), limit: a.fuel_limit };
-    // A replicated guest always has its listener at fd 3; a standalone one
-    // when it is given one.
-    g.listener = a.cluster.is_some() || a.guest_listen.is_some();
+    // The listener is fd 3 when there is one.
+    g.listener = a.guest_listen.is_some();
     g.map_dirs = a.map_dir.clone();
     if a.disk_bytes_max.is_some() && a.map_dir.is_empty() {
         bail!("--disk-bytes-max limits the directories of --map-dir, and none is given");
@@ -182,12 +186,9 @@ impl EventSink for Discard {
 pub fn wasm(a: WasmArgs) -> Result<ExitCode> {
     let guest = guest_config(&a)?;
     if let Some(cluster) = a.cluster.clone() {
-        for (missing, flag) in [
-            (a.node.is_none(), "--node"),
-            (a.arbiter.is_none(), "--arbiter"),
-            (a.guest_listen.is_none(), "--guest-listen"),
-            (a.repl_listen.is_none(), "--repl-listen"),
-        ] {
+        for (missing, flag) in
+            [(a.node.is_none(), "--node"), (a.arbiter.is_none(), "--arbiter"), (a.repl_listen.is_none(), "--repl-listen")]
+        {
             if missing {
                 bail!("a replicated guest (--cluster) needs {flag}");
             }
@@ -196,18 +197,30 @@ pub fn wasm(a: WasmArgs) -> Result<ExitCode> {
             bail!("--record is for a standalone run; a replicated guest's log goes to its backup");
         }
         replicated_dirs(&a.map_dir)?;
-        let (gl, rl) = (a.guest_listen.expect("checked"), a.repl_listen.expect("checked"));
+        let rl = a.repl_listen.expect("checked");
+        if a.start_unprotected && a.guest_listen.is_some() {
+            bail!("--start-unprotected is for a command-style guest (without --guest-listen): a server starts at once anyway");
+        }
         let node = node_options(
             cluster,
             a.node.clone().expect("checked"),
             a.arbiter.as_deref().expect("checked"),
-            gl,
+            a.guest_listen.unwrap_or(rl),
             rl,
             a.dir.clone(),
             &a.common,
         )?;
-        let c = run_wasm(WasmNodeOptions { node, guest, guest_listen: gl, verify_memory: a.verify_memory })?;
+        let c = run_wasm(WasmNodeOptions {
+            node,
+            guest,
+            guest_listen: a.guest_listen,
+            start_unprotected: a.start_unprotected,
+            verify_memory: a.verify_memory,
+        })?;
         return Ok(code(c));
+    }
+    if a.start_unprotected {
+        bail!("--start-unprotected is for a replicated guest (--cluster): a standalone run is never protected");
     }
     let listener = match a.guest_listen {
         Some(addr) => {

@@ -94,8 +94,8 @@ pub use fdtable::LISTENER_FD;
 pub use instrument::{prepare, Prepared};
 pub use logfile::{read_log, record_checkpointed, record_file, replay_file, LogContents, ReplayOptions, ReplayReport};
 pub use machine::{
-    precompile, run, run_restored, run_with_checkpoints, CheckpointSink, Ending, GuestEnd, Mode, RecordSource, RunOptions,
-    TrapKind,
+    precompile, run, run_fresh, run_restored, run_with_checkpoints, snapshot_dirs, CheckpointSink, Ending, GuestEnd, Mode,
+    RecordSource, RunOptions, TrapKind,
 };
 pub use output::{Console, Release};
 pub use snapshot::{SnapshotPort, SnapshotStream};

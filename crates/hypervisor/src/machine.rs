@@ -245,14 +245,45 @@ pub fn run_restored(
     source: Box<dyn EventSource>,
     opts: RunOptions,
 ) -> Result<GuestEnd, HypervisorError> {
-    run_inner(guest, Mode::Replay(source), opts, Some(records), None)
+    run_inner(guest, Mode::Replay(source), opts, Some(Resume::Snapshot(records)), None)
+}
+
+/// Starts `guest` from its beginning to replay `source`, once its mapped
+/// directories are restored from `records` (file and tree records, as a
+/// snapshot carries them): a backup that joined before the primary
+/// started its guest.
+pub fn run_fresh(
+    guest: &GuestConfig,
+    records: RecordSource<'_>,
+    source: Box<dyn EventSource>,
+    opts: RunOptions,
+) -> Result<GuestEnd, HypervisorError> {
+    run_inner(guest, Mode::Replay(source), opts, Some(Resume::Dirs(records)), None)
+}
+
+/// The mapped directories of `guest`, whose guest has not started, as
+/// snapshot records (what [`run_fresh`] takes). None mapped: no records.
+pub fn snapshot_dirs(guest: &GuestConfig) -> Result<Vec<Record>, HypervisorError> {
+    if guest.map_dirs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let fs = crate::fs::Fs::open(&guest.map_dirs, guest.disk_bytes_max).map_err(HypervisorError::MapDir)?;
+    crate::fs::copy::capture(&fs, &mut Default::default(), Default::default()).map_err(HypervisorError::MapDir)
+}
+
+/// Where a run that does not start afresh starts from.
+enum Resume<'a> {
+    /// A live snapshot: memory, stack, globals, files.
+    Snapshot(RecordSource<'a>),
+    /// Only the mapped directories; the guest starts from its beginning.
+    Dirs(RecordSource<'a>),
 }
 
 fn run_inner(
     guest: &GuestConfig,
     mode: Mode,
     opts: RunOptions,
-    restore: Option<RecordSource<'_>>,
+    resume: Option<Resume<'_>>,
     checkpoints: Option<CheckpointSink>,
 ) -> Result<GuestEnd, HypervisorError> {
     let loaded = load(guest)?;
@@ -277,6 +308,14 @@ fn run_inner(
         h.gate.fds = crate::fdtable::FdTable::new(guest.listener, guest.map_dirs.len());
         h.fs = crate::fs::Fs::open(&guest.map_dirs, guest.disk_bytes_max).map_err(HypervisorError::MapDir)?;
     }
+    let restore = match resume {
+        Some(Resume::Dirs(records)) => {
+            restore_dirs(&mut store.data_mut().fs, records).map_err(HypervisorError::BadSnapshot)?;
+            None
+        }
+        Some(Resume::Snapshot(records)) => Some(records),
+        None => None,
+    };
     store.limiter(|h| &mut h.limits);
     if let Some(f) = fuel_start {
         store.set_fuel(f).map_err(|e| HypervisorError::Engine(e.to_string()))?;
@@ -355,6 +394,33 @@ fn finish(store: &mut Store<Host>, result: wasmtime::Result<()>, fuel_start: Opt
     }
 }
 
+/// A file or tree record of a snapshot, into the restore in progress.
+fn apply_disk(disk: &mut Option<crate::fs::restore::Restore>, fs: &mut crate::fs::Fs, r: Record) -> Result<(), String> {
+    let no_disk = || "file records in the snapshot of a guest without mapped directories".to_string();
+    match r {
+        Record::File { key, size } => disk.as_mut().ok_or_else(no_disk)?.file(key, size),
+        Record::FileData { key, offset, data } => disk.as_mut().ok_or_else(no_disk)?.data(key, offset, &data),
+        Record::Tree(t) => disk.take().ok_or("a second tree, or one for a guest without mapped directories")?.finish(fs, &t),
+        _ => Err("not a file record".into()),
+    }
+}
+
+/// The mapped directories of a guest that starts afresh, from `records`
+/// (up to the end of the stream).
+fn restore_dirs(fs: &mut crate::fs::Fs, records: RecordSource<'_>) -> Result<(), String> {
+    let mut disk = if fs.roots > 0 { Some(crate::fs::restore::Restore::begin(fs)?) } else { None };
+    while let Some(r) = records()? {
+        match r {
+            Record::File { .. } | Record::FileData { .. } | Record::Tree(_) => apply_disk(&mut disk, fs, r)?,
+            _ => return Err("a running guest's snapshot record where only the directories were expected".into()),
+        }
+    }
+    if disk.is_some() {
+        return Err("the directories' snapshot has no tree".into());
+    }
+    Ok(())
+}
+
 /// Loads a snapshot into a freshly instantiated guest and starts the
 /// rewind into the call it was taken at.
 fn restore_state(
@@ -373,16 +439,12 @@ fn restore_state(
     };
     // The mapped directories are emptied before the first file arrives.
     let mut disk = if store.data().fs.roots > 0 { Some(crate::fs::restore::Restore::begin(&store.data().fs)?) } else { None };
-    let no_disk = || "file records in the snapshot of a guest without mapped directories".to_string();
     let fin = loop {
         match records()? {
             None => return Err("the snapshot ended before its final record".into()),
-            Some(Record::File { key, size }) => disk.as_mut().ok_or_else(no_disk)?.file(key, size)?,
-            Some(Record::FileData { key, offset, data }) => disk.as_mut().ok_or_else(no_disk)?.data(key, offset, &data)?,
-            Some(Record::Tree(t)) => disk
-                .take()
-                .ok_or("a second tree, or one for a guest without mapped directories")?
-                .finish(&mut store.data_mut().fs, &t)?,
+            Some(r @ (Record::File { .. } | Record::FileData { .. } | Record::Tree(_))) => {
+                apply_disk(&mut disk, &mut store.data_mut().fs, r)?
+            }
             Some(Record::Module(m)) => {
                 if m[..] != guest.module[..] {
                     return Err("the snapshot is of another module than the one given".into());

@@ -56,7 +56,7 @@ impl FreshModule {
         FreshModule { making: Mutex::new(None), made }
     }
 
-    fn get(&self, fallback: &Arc<[u8]>) -> Arc<[u8]> {
+    pub(crate) fn get(&self, fallback: &Arc<[u8]>) -> Arc<[u8]> {
         self.made
             .get_or_init(|| {
                 let handle = self.making.lock().unwrap_or_else(PoisonError::into_inner).take();
@@ -79,7 +79,11 @@ pub struct WasmShared {
     pub node: String,
     /// `--guest-listen`, bound when the node starts (before it claims an
     /// epoch); the guest gets a duplicate as its fd 3 when it goes live.
-    pub listener: TcpListener,
+    /// None: a command-style guest, with no listener.
+    pub listener: Option<TcpListener>,
+    /// A command-style guest starts only once a backup is in sync (unless
+    /// `--start-unprotected`).
+    pub start_when_protected: bool,
     /// While this node is not primary, a task accepts and closes the guest
     /// port's connections (`run::refuse_while_backup`); aborted before the
     /// guest gets the listener, so the two never accept from it together.
@@ -123,6 +127,12 @@ pub struct WasmMachine {
     pub gen: u64,
     /// A guest thread runs (replaying or recording).
     running: bool,
+    /// Primary of a command-style guest waiting for its backup before it
+    /// starts the guest: since when.
+    pub deferred: Option<std::time::Instant>,
+    /// Joiner: the transfer was fresh (the primary had not started its
+    /// guest): no guest event lies at or before the join's seq.
+    fresh: bool,
 }
 
 impl WasmMachine {
@@ -142,6 +152,8 @@ impl WasmMachine {
             kind: None,
             gen: GENERATION.fetch_add(1, Ordering::Relaxed),
             running: false,
+            deferred: None,
+            fresh: false,
         }
     }
 
@@ -174,8 +186,13 @@ impl WasmMachine {
     }
 
     /// Joiner: a guest thread that resumes from the live snapshot coming
-    /// through `records`, then replays the feed.
-    fn spawn_restored(&mut self, records: std::sync::mpsc::Receiver<Result<understudy_hypervisor::snapshot::Record, String>>) {
+    /// through `records` (or, `fresh`, restores the directories and starts
+    /// the guest from its beginning), then replays the feed.
+    fn spawn_restored(
+        &mut self,
+        records: std::sync::mpsc::Receiver<Result<understudy_hypervisor::snapshot::Record, String>>,
+        fresh: bool,
+    ) {
         let (shared, gen, guest) = (self.shared.clone(), self.gen, self.guest());
         let feed = Arc::new(Feed::default());
         self.feed = Some(feed.clone());
@@ -188,8 +205,13 @@ impl WasmMachine {
                     Ok(r) => r.map(Some),
                     Err(_) => Ok(None),
                 };
-                let end = understudy_hypervisor::run_restored(&guest, &mut next, Box::new(FeedSource(feed)), opts)
-                    .map_err(|e| e.to_string());
+                let source = Box::new(FeedSource(feed));
+                let end = if fresh {
+                    understudy_hypervisor::run_fresh(&guest, &mut next, source, opts)
+                } else {
+                    understudy_hypervisor::run_restored(&guest, &mut next, source, opts)
+                }
+                .map_err(|e| e.to_string());
                 let _ = shared.ends.send((gen, end));
             })
             .expect("spawn the guest thread");
@@ -203,13 +225,14 @@ impl WasmMachine {
             // parked at an await: aborted here, it never accepts again.
             refuser.abort();
         }
-        let listener = self.shared.listener.try_clone().map_err(|e| format!("cannot duplicate the guest's listener: {e}"))?;
         let sink = ChannelSink { tx: self.shared.events.clone(), next: next_seq, intake: self.shared.intake.clone() };
         let mut world = LiveWorld::new(sink)
             .with_release(self.shared.release.clone())
-            .with_listener(listener)
             .with_stdin(Stdin::Inherit)
             .with_console(Console::Inherit, Console::Inherit);
+        if let Some(l) = &self.shared.listener {
+            world = world.with_listener(l.try_clone().map_err(|e| format!("cannot duplicate the guest's listener: {e}"))?);
+        }
         world.last_seq = next_seq - 1;
         if self.live {
             world = world.with_snapshots(self.shared.port.clone());
@@ -220,6 +243,23 @@ impl WasmMachine {
     /// This node becomes primary: a fresh guest starts recording, or the
     /// replaying guest goes live.
     pub fn become_primary(&mut self, next_seq: Seq) -> Result<(), String> {
+        if self.feed.is_none() && self.shared.start_when_protected {
+            // Started once a backup is in sync (`run::progress`).
+            self.deferred = Some(std::time::Instant::now());
+            return Ok(());
+        }
+        self.start(next_seq)
+    }
+
+    /// Starts the guest deferred by [`WasmMachine::become_primary`]: its
+    /// backup is in sync, and will replay it from the log's next entry.
+    pub fn start_deferred(&mut self, next_seq: Seq) -> Result<(), String> {
+        assert!(self.deferred.take().is_some(), "only a deferred guest is started later");
+        assert!(self.feed.is_none() && !self.running, "the guest has not started");
+        self.start(next_seq)
+    }
+
+    fn start(&mut self, next_seq: Seq) -> Result<(), String> {
         if self.feed.is_none() {
             // A fresh guest: this node's own (transformed) module.
             self.module = self.shared.fresh_module.get(&self.shared.guest.module);
@@ -228,10 +268,7 @@ impl WasmMachine {
         let world = self.live_world(next_seq)?;
         match &self.feed {
             Some(feed) => feed.push(FeedItem::GoLive(world)),
-            None => {
-                assert_eq!(next_seq, 1, "a fresh guest starts the log");
-                self.spawn(Mode::Record(world));
-            }
+            None => self.spawn(Mode::Record(world)),
         }
         Ok(())
     }
@@ -264,7 +301,11 @@ impl Machine for WasmMachine {
             }
             match kind {
                 // In the live snapshot already: only its seq counts.
-                _ if seq <= self.skip_upto => feed.push(FeedItem::Barrier(seq)),
+                _ if seq <= self.skip_upto => {
+                    // A fresh transfer precedes the guest's first event.
+                    assert!(!(self.fresh && kind == EntryKind::Event), "a guest event at seq {seq}, before the guest started");
+                    feed.push(FeedItem::Barrier(seq))
+                }
                 EntryKind::Event => feed.push(FeedItem::Event(seq, body)),
                 EntryKind::Barrier => feed.push(FeedItem::Barrier(seq)),
                 other => return Err(Divergence { seq, detail: format!("a {other:?} entry in a WebAssembly guest's log") }),
@@ -279,6 +320,9 @@ impl Machine for WasmMachine {
     }
 
     fn snapshot(&self) -> Box<dyn SnapshotWriter> {
+        if self.deferred.is_some() {
+            return Box::new(transfer::FreshWriter::new(self.shared.clone()));
+        }
         if self.live {
             let node = self.shared.node.clone();
             Box::new(transfer::LiveWriter::new(self.module.clone(), self.shared.port.stream(), node))
@@ -292,24 +336,28 @@ impl Machine for WasmMachine {
             None => {
                 let (kind, module) = transfer::parse_header(chunk)?;
                 self.live = asyncify::is_transformed(&module);
-                if (kind == transfer::KIND_LIVE) != self.live {
+                if kind == transfer::KIND_LIVE && !self.live || kind == transfer::KIND_LOG && self.live {
                     return Err(SnapshotError("a live snapshot of a module that is not transformed, or the reverse".into()));
                 }
-                if kind != transfer::KIND_LIVE && !self.shared.guest.map_dirs.is_empty() {
+                if kind == transfer::KIND_LOG && !self.shared.guest.map_dirs.is_empty() {
                     return Err(SnapshotError(
                         "the primary cannot snapshot its guest live, and a guest with --map-dir joins only that way".into(),
                     ));
                 }
                 self.module = module;
                 self.kind = Some(kind);
-                if kind == transfer::KIND_LIVE {
-                    let (pipe, records) = transfer::RecordPipe::new();
+                if kind != transfer::KIND_LOG {
+                    let fresh = kind == transfer::KIND_FRESH;
+                    let (pipe, records) = if fresh { transfer::RecordPipe::fresh() } else { transfer::RecordPipe::new() };
                     self.pipe = Some(pipe);
-                    self.spawn_restored(records);
+                    self.fresh = fresh;
+                    self.spawn_restored(records, fresh);
                 }
                 Ok(())
             }
-            Some(transfer::KIND_LIVE) => self.pipe.as_mut().expect("a live transfer has a pipe").push_chunk(chunk),
+            Some(transfer::KIND_LIVE | transfer::KIND_FRESH) => {
+                self.pipe.as_mut().expect("a live or fresh transfer has a pipe").push_chunk(chunk)
+            }
             Some(_) => self.retained.restore_chunk(chunk),
         }
     }
@@ -317,8 +365,8 @@ impl Machine for WasmMachine {
     fn restore_finish(&mut self) -> Result<(), SnapshotError> {
         match self.kind {
             None => Err(SnapshotError("the guest snapshot was empty".into())),
-            Some(transfer::KIND_LIVE) => {
-                self.skip_upto = self.pipe.as_mut().expect("a live transfer has a pipe").finish()?;
+            Some(transfer::KIND_LIVE | transfer::KIND_FRESH) => {
+                self.skip_upto = self.pipe.as_mut().expect("a live or fresh transfer has a pipe").finish()?;
                 Ok(())
             }
             Some(_) => Ok(()),
@@ -328,6 +376,22 @@ impl Machine for WasmMachine {
     fn install(&mut self, mut restored: Self, seq: Seq) -> bool {
         self.module = restored.module.clone();
         self.live = restored.live;
+        if restored.kind == Some(transfer::KIND_FRESH) {
+            // The guest's thread restores the directories, then starts the
+            // guest at the log's beginning: entries up to the join's seq
+            // hold no guest event.
+            self.feed = restored.feed.take();
+            self.skip_upto = seq;
+            self.fresh = true;
+            self.gen = restored.gen;
+            self.running = std::mem::take(&mut restored.running);
+            self.pipe = restored.pipe.take();
+            log::info!(
+                "the primary has not started its guest: it starts here from its beginning, replaying from seq {}",
+                seq + 1
+            );
+            return true;
+        }
         if restored.kind == Some(transfer::KIND_LIVE) {
             // The restoring guest's thread keeps running: it is ours now.
             assert!(restored.skip_upto >= seq, "the live snapshot (seq {}) is older than the join's ({seq})", restored.skip_upto);

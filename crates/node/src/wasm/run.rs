@@ -25,8 +25,11 @@ pub const TRAP_EXIT_CODE: i32 = 134;
 pub struct WasmNodeOptions {
     pub node: NodeOptions,
     pub guest: GuestConfig,
-    /// `--guest-listen` (the node's `client_listen` is the same address).
-    pub guest_listen: SocketAddr,
+    /// `--guest-listen` (the node's `client_listen` is the same address);
+    /// None: a command-style guest, without a listener.
+    pub guest_listen: Option<SocketAddr>,
+    /// A command-style guest starts at once, not once a backup is in sync.
+    pub start_unprotected: bool,
     pub verify_memory: bool,
 }
 
@@ -63,7 +66,11 @@ pub fn run_wasm(mut opts: WasmNodeOptions) -> Result<i32, NodeError> {
     // A guest with files joins only by a live snapshot (replaying its whole
     // history would need the directories as they were when it started):
     // know it can be made before claiming anything.
-    let fresh_module = if opts.guest.map_dirs.is_empty() {
+    // (A command-style guest that waits for its backup is joined before it
+    // starts, by a fresh transfer; only a join during the job needs a
+    // live snapshot.)
+    let command_style = opts.guest_listen.is_none() && !opts.start_unprotected;
+    let fresh_module = if opts.guest.map_dirs.is_empty() || command_style {
         super::FreshModule::new(transforming)
     } else {
         let m = transforming.join().map_err(|_| NodeError::Options("the Asyncify transformation panicked".into()))?;
@@ -80,18 +87,28 @@ pub fn run_wasm(mut opts: WasmNodeOptions) -> Result<i32, NodeError> {
         // Every listener is bound before the node claims anything: a busy
         // --guest-listen must not leave the cluster registered to a node
         // that then exits.
-        let guest_listener = bind(opts.guest_listen, "--guest-listen").await?;
+        let guest_listener = match opts.guest_listen {
+            Some(a) => Some(bind(a, "--guest-listen").await?),
+            None => None,
+        };
         let repl = bind(opts.node.repl_listen, "--repl-listen").await?;
         let metrics = bind_metrics(&opts.node).await?;
+        let repl_addr = local_addr(&repl, "--repl-listen")?;
         let bound = Bound {
-            client: local_addr(&guest_listener, "--guest-listen")?,
-            repl: local_addr(&repl, "--repl-listen")?,
+            // A command-style guest serves no clients: its replication
+            // address stands in.
+            client: guest_listener.as_ref().map_or(Ok(repl_addr), |l| local_addr(l, "--guest-listen"))?,
+            repl: repl_addr,
             metrics: metrics.as_ref().map(|m| local_addr(m, "--metrics-listen")).transpose()?,
         };
         announce(&mut opts.node, &bound)?;
-        let listener = guest_listener.into_std().map_err(NodeError::Runtime)?;
-        let refusing =
-            tokio::net::TcpListener::from_std(listener.try_clone().map_err(NodeError::Runtime)?).map_err(NodeError::Runtime)?;
+        let listener = guest_listener.map(|l| l.into_std()).transpose().map_err(NodeError::Runtime)?;
+        let refusing = listener
+            .as_ref()
+            .map(|l| l.try_clone().and_then(tokio::net::TcpListener::from_std))
+            .transpose()
+            .map_err(NodeError::Runtime)?;
+        let start_when_protected = listener.is_none() && !opts.start_unprotected;
         let (events_tx, events_rx) = unbounded_channel();
         let (ends_tx, mut ends_rx) = unbounded_channel();
         let shared = Arc::new(WasmShared {
@@ -100,6 +117,7 @@ pub fn run_wasm(mut opts: WasmNodeOptions) -> Result<i32, NodeError> {
             port: SnapshotPort::new(),
             node: opts.node.node.clone(),
             listener,
+            start_when_protected,
             refuser: Mutex::new(None),
             verify_memory: opts.verify_memory,
             events: events_tx,
@@ -112,8 +130,10 @@ pub fn run_wasm(mut opts: WasmNodeOptions) -> Result<i32, NodeError> {
         let (rc, driver) = start(opts.node, factory, tag, repl).await;
         serve_metrics(&rc, metrics);
         // Not primary yet: the claim's answer comes through `drive`, below.
-        let refuser = tokio::task::spawn_local(refuse_while_backup(rc.clone(), refusing));
-        *shared.refuser.lock().unwrap_or_else(PoisonError::into_inner) = Some(refuser.abort_handle());
+        if let Some(refusing) = refusing {
+            let refuser = tokio::task::spawn_local(refuse_while_backup(rc.clone(), refusing));
+            *shared.refuser.lock().unwrap_or_else(PoisonError::into_inner) = Some(refuser.abort_handle());
+        }
         let clock = Rc::new(RefCell::new(SeqClock::default()));
         tokio::task::spawn_local(events(rc.clone(), events_rx, shared.release.clone(), clock.clone()));
         tokio::task::spawn_local(progress(rc.clone(), shared.clone(), clock));
@@ -240,11 +260,15 @@ async fn events(rc: Rep, mut rx: UnboundedReceiver<(Seq, Vec<u8>)>, release: Arc
 /// point and flow control on a primary; replay progress on a backup.
 async fn progress(rc: Rep, shared: Arc<WasmShared>, clock: Rc<RefCell<SeqClock>>) {
     let gate = rc.borrow().gate.clone();
+    let mut waited = Waited::default();
     loop {
         let notified = gate.notified();
         {
             let mut r = rc.borrow_mut();
             let now = r.now();
+            if r.core.is_primary() && r.machine.deferred.is_some() {
+                start_when_protected(&mut r, &mut waited);
+            }
             if r.core.is_primary() {
                 let upto = r.core.release_upto();
                 clock.borrow_mut().released(upto);
@@ -267,6 +291,49 @@ async fn progress(rc: Rep, shared: Arc<WasmShared>, clock: Rc<RefCell<SeqClock>>
             _ = notified => {}
             _ = tokio::time::sleep(Duration::from_millis(2)) => {}
         }
+    }
+}
+
+/// How a primary waiting for its backup has said so.
+#[derive(Default)]
+struct Waited {
+    said: u32,
+    next: Option<Instant>,
+}
+
+/// A command-style guest's primary: starts the guest once its backup is in
+/// sync; until then says what it waits for — at once, then at growing
+/// intervals.
+fn start_when_protected(r: &mut Replica<WasmMachine>, waited: &mut Waited) {
+    let s = r.core.status();
+    let since = r.machine.deferred.expect("checked by the caller");
+    if s.protected {
+        let next = s.last_seq + 1;
+        log::info!(
+            "{}: backup {:?} is in sync: starting the guest (it replays it from seq {next}); waited {:.1?}",
+            r.opts.node,
+            s.peer.as_deref().unwrap_or("?"),
+            since.elapsed()
+        );
+        if let Err(e) = r.machine.start_deferred(next) {
+            r.halt(&format!("cannot start the guest: {e}"));
+        }
+        return;
+    }
+    if waited.next.is_none_or(|t| Instant::now() >= t) {
+        let doing = match &s.peer {
+            Some(b) => format!("backup {b:?} is joining"),
+            None => "no backup has joined yet".to_string(),
+        };
+        log::info!(
+            "{}: waiting for a backup before starting the guest (for {:.0?}; {doing}): a command-style guest (no --guest-listen) starts protected — start another node of cluster {:?}, or pass --start-unprotected",
+            r.opts.node,
+            since.elapsed(),
+            r.opts.cluster
+        );
+        waited.said += 1;
+        let secs = (5u64 << waited.said.min(6)).min(300);
+        waited.next = Some(Instant::now() + Duration::from_secs(secs));
     }
 }
 
