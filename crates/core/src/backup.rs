@@ -3,7 +3,7 @@
 
 use understudy_wire::msg::Ack;
 
-use crate::core::{Core, Role};
+use crate::core::{Core, Role, WaitFor};
 use crate::event::{ClaimOutcome, Command, ConnId, Epoch, Event, Millis, Seq};
 
 #[derive(Debug)]
@@ -146,15 +146,18 @@ impl Core {
     }
 
     /// A joiner that is not in sync never claims (Promise 4): it starts over.
-    pub(crate) fn backup_abandon(&mut self, now: Millis, _reason: String) {
+    pub(crate) fn backup_abandon(&mut self, now: Millis, reason: String) {
         if let Some(conn) = self.backup_mut().conn.take() {
             self.emit(Command::Close { conn, reason: "starting over".into() });
         }
+        let primary = self.backup().primary.clone();
         self.role = Role::Starting { joining_since: None };
         self.last_seq = 0;
         self.executed = 0;
         self.emit(Command::ResetMachine);
-        self.retry_later(now, Command::ReadArbiter);
+        self.retry_later(now, Command::ReadArbiter, WaitFor::Primary, || {
+            format!("lost primary {primary:?} before this node was in sync ({reason}): starting over, empty")
+        });
     }
 
     fn on_go_live_claim(&mut self, now: Millis, epoch: Epoch, outcome: ClaimOutcome) {
@@ -171,7 +174,9 @@ impl Core {
             ClaimOutcome::NotMember { current } => self.halt(format!(
                 "the arbiter refused epoch {epoch}: this node is not a member of epoch {current}; this backup stops"
             )),
-            ClaimOutcome::Error(_) => self.retry_later(now, Command::Claim { epoch }),
+            ClaimOutcome::Error(e) => self.retry_later(now, Command::Claim { epoch }, WaitFor::Arbiter, || {
+                format!("the primary is gone and the arbiter cannot be reached to claim epoch {epoch}: {e}; this backup goes live once it answers")
+            }),
         }
     }
 

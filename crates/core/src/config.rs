@@ -17,8 +17,15 @@ pub struct Config {
     /// A joiner whose received seq is within this many entries of the
     /// primary's is caught up: from then on outputs wait for its acks.
     pub catchup_entries: u64,
-    /// Back-off between retries of an arbiter call or a join attempt.
+    /// First back-off between retries of an arbiter call or a join
+    /// attempt; it doubles with each failure of the same kind.
     pub retry_ms: u64,
+    /// The cap of that back-off.
+    pub retry_max_ms: u64,
+    /// A joiner refused because a live node goes by its name keeps trying
+    /// this long (its own former process may still be the primary's backup
+    /// until the primary's failure timeout), then gives up.
+    pub name_in_use_grace_ms: u64,
     /// A join attempt unanswered for this long is given up and retried.
     pub join_timeout_ms: u64,
     /// Interval at which the primary refreshes the backup's lag at the
@@ -34,6 +41,8 @@ impl Default for Config {
             lag_entries_max: 100_000,
             catchup_entries: 1_000,
             retry_ms: 200,
+            retry_max_ms: 2_000,
+            name_in_use_grace_ms: 10_000,
             join_timeout_ms: 5_000,
             status_publish_ms: 1_000,
         }

@@ -11,7 +11,7 @@
 
 use crate::backup::Backup;
 use crate::config::Config;
-use crate::event::{Command, ConnId, Epoch, Event, Millis, Seq};
+use crate::event::{ArbiterView, Command, ConnId, Epoch, Event, Millis, Seq};
 use crate::primary::Primary;
 
 /// The role a node plays right now.
@@ -85,7 +85,39 @@ pub struct Core {
     pub(crate) executed: Seq,
     /// A command to issue again at a time (arbiter or join retries).
     pub(crate) retry: Option<(Millis, Command)>,
+    /// What the node has been waiting for, while it retries.
+    pub(crate) wait: Option<Wait>,
+    /// Starting: the primary this node tries to join (for what it says).
+    pub(crate) target: Option<ArbiterView>,
     out: Vec<Command>,
+}
+
+/// What a waiting node waits for: retries of the same kind back off
+/// together and are reported together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitFor {
+    /// The arbiter does not answer (or fails).
+    Arbiter,
+    /// The record names this node as primary, but this process is new.
+    OwnRecord,
+    /// The registered primary does not answer on its replication address.
+    Primary,
+    /// The primary already has a backup: this node is a spare.
+    Spare,
+    /// The primary says a live node goes by this node's name.
+    NameInUse,
+    /// The primary refused for a passing reason (claiming, stale epoch).
+    PrimaryBusy,
+}
+
+/// A wait in progress.
+#[derive(Debug, Clone)]
+pub(crate) struct Wait {
+    pub(crate) what: WaitFor,
+    pub(crate) since: Millis,
+    pub(crate) attempts: u32,
+    told: u32,
+    next_tell: Millis,
 }
 
 impl Core {
@@ -98,6 +130,8 @@ impl Core {
             last_seq: 0,
             executed: 0,
             retry: None,
+            wait: None,
+            target: None,
             out: Vec::new(),
         }
     }
@@ -134,8 +168,42 @@ impl Core {
         self.out.push(c);
     }
 
-    pub(crate) fn retry_later(&mut self, now: Millis, c: Command) {
-        self.retry = Some((now + self.cfg.retry_ms, c));
+    /// Issues `c` again later. Retries back off exponentially (from
+    /// `retry_ms`, doubling, up to `retry_max_ms`) while the node keeps
+    /// waiting for the same thing; what it waits for is told to the
+    /// operator at once, then after 1, 2, 4… s (at most every minute).
+    pub(crate) fn retry_later(&mut self, now: Millis, c: Command, what: WaitFor, say: impl FnOnce() -> String) {
+        let w = match &mut self.wait {
+            Some(w) if w.what == what => w,
+            slot => slot.insert(Wait { what, since: now, attempts: 0, told: 0, next_tell: now }),
+        };
+        w.attempts += 1;
+        let delay = (self.cfg.retry_ms << (w.attempts - 1).min(16)).min(self.cfg.retry_max_ms.max(self.cfg.retry_ms));
+        debug_assert!(delay >= self.cfg.retry_ms.min(self.cfg.retry_max_ms));
+        self.retry = Some((now + delay, c));
+        if now >= w.next_tell {
+            let (since, attempts) = (now - w.since, w.attempts);
+            w.next_tell = now + (1_000u64 << w.told.min(6)).min(60_000);
+            w.told += 1;
+            let message = format!(
+                "{} (waiting {:.1} s, {attempts} attempt{}; next in {delay} ms)",
+                say(),
+                since as f64 / 1000.0,
+                if attempts == 1 { "" } else { "s" }
+            );
+            self.emit(Command::Notice { message });
+        }
+    }
+
+    /// The node got what it waited for (a role): the next wait starts
+    /// afresh, with the shortest back-off.
+    pub(crate) fn waited(&mut self) {
+        self.wait = None;
+    }
+
+    /// How long the node has waited for `what` without interruption.
+    pub(crate) fn waiting_for(&self, what: WaitFor, now: Millis) -> Option<Millis> {
+        self.wait.as_ref().filter(|w| w.what == what).map(|w| now - w.since)
     }
 
     /// Raises our epoch; epochs never go backwards.
@@ -206,6 +274,15 @@ impl Core {
         self.retry = None;
         self.role = Role::Halted(reason.clone());
         self.emit(Command::Halt { reason });
+    }
+
+    /// Stops for good before serving: waiting cannot fix the configuration.
+    pub(crate) fn refuse(&mut self, reason: String) {
+        assert!(matches!(self.role, Role::Starting { .. }), "only a starting node refuses its configuration");
+        self.retry = None;
+        self.wait = None;
+        self.role = Role::Halted(reason.clone());
+        self.emit(Command::Refuse { reason });
     }
 
     /// True while this node may execute client operations as primary.

@@ -140,6 +140,10 @@ pub enum Event {
     HigherEpoch {
         epoch: Epoch,
     },
+    /// The arbiter refused this node's credentials: waiting cannot help.
+    ArbiterRefused {
+        reason: String,
+    },
 }
 
 /// Everything the core asks the runtime to do.
@@ -211,5 +215,15 @@ pub enum Command {
     /// Fail-stop with a reason; the process exits non-zero.
     Halt {
         reason: String,
+    },
+    /// Stop for good before serving anything: the node's configuration is
+    /// wrong (a secret, a cluster, a name in use); the reason names the flag.
+    Refuse {
+        reason: String,
+    },
+    /// Tell the operator what the node waits for (at once, then at growing
+    /// intervals while the wait lasts).
+    Notice {
+        message: String,
     },
 }

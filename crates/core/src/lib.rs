@@ -35,7 +35,7 @@ pub mod machine;
 mod primary;
 mod starting;
 
-pub use crate::core::{Core, RoleName, Status};
+pub use crate::core::{Core, RoleName, Status, WaitFor};
 pub use config::Config;
 pub use event::{ArbiterView, BackupPhase, ClaimOutcome, Command, ConnId, Epoch, Event, Millis, Seq, UpdateOutcome};
 pub use machine::{Ctx, SnapshotError, SnapshotWriter, StateMachine};

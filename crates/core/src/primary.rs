@@ -4,7 +4,7 @@
 
 use understudy_wire::msg::{Ack, RejectCode};
 
-use crate::core::{Core, Role};
+use crate::core::{Core, Role, WaitFor};
 use crate::event::{BackupPhase, ClaimOutcome, Command, ConnId, Epoch, Event, Millis, Seq, UpdateOutcome};
 
 /// Where the backup stands, from the primary's point of view.
@@ -63,7 +63,23 @@ pub(crate) struct Primary {
     pub(crate) throttled: bool,
     pub(crate) last_publish: Millis,
     pub(crate) published_lag: u64,
+    /// Joiners refused lately, to tell the operator of each once, then at
+    /// most every `REFUSAL_TELL_MS` with a count (a spare retries for ever).
+    refusals: Vec<Refusal>,
 }
+
+/// A joiner refused, as told to the operator.
+#[derive(Debug)]
+struct Refusal {
+    node: String,
+    told_at: Millis,
+    untold: u64,
+}
+
+/// How often the refusals of one joiner are told again.
+const REFUSAL_TELL_MS: Millis = 60_000;
+/// Joiners remembered for that; the oldest is forgotten past this.
+const REFUSALS_MAX: usize = 16;
 
 impl Primary {
     pub(crate) fn new(last_seq: Seq, now: Millis) -> Self {
@@ -75,6 +91,29 @@ impl Primary {
             throttled: false,
             last_publish: now,
             published_lag: 0,
+            refusals: Vec::new(),
+        }
+    }
+
+    /// Whether a refusal of `node` should be told now; and how many went
+    /// untold since the last time.
+    fn tell_refusal(&mut self, node: &str, now: Millis) -> Option<u64> {
+        match self.refusals.iter_mut().find(|r| r.node == node) {
+            Some(r) if now.saturating_sub(r.told_at) < REFUSAL_TELL_MS => {
+                r.untold += 1;
+                None
+            }
+            Some(r) => {
+                r.told_at = now;
+                Some(std::mem::take(&mut r.untold))
+            }
+            None => {
+                if self.refusals.len() == REFUSALS_MAX {
+                    self.refusals.remove(0);
+                }
+                self.refusals.push(Refusal { node: node.to_string(), told_at: now, untold: 0 });
+                Some(0)
+            }
         }
     }
 
@@ -196,6 +235,7 @@ impl Core {
         self.set_epoch(epoch);
         debug_assert_eq!(self.executed, self.last_seq, "a node goes live only with every received entry executed");
         self.role = Role::Primary(Primary::new(self.last_seq, now));
+        self.waited();
         self.emit(Command::BecomePrimary { epoch, from_backup });
     }
 
@@ -233,16 +273,20 @@ impl Core {
             return;
         }
         let refuse = if node == self.node {
-            Some((RejectCode::Protocol, format!("node name {node:?} is the primary's own; give each node a distinct --node")))
+            Some((RejectCode::NameInUse, format!("node name {node:?} is the primary's own; give each node a distinct --node")))
         } else if self.primary().claiming.is_some() {
             Some((RejectCode::NotPrimary, "the primary is claiming a new epoch; retry".to_string()))
         } else {
-            self.primary()
-                .link
-                .as_ref()
-                .map(|l| (RejectCode::Busy, format!("node {:?} is already this primary's backup", l.node)))
+            self.primary().link.as_ref().map(|l| match l.node == node {
+                true => (RejectCode::NameInUse, format!("node {node:?} is already this primary's backup, on another connection")),
+                false => (RejectCode::Busy, format!("node {:?} is already this primary's backup", l.node)),
+            })
         };
         if let Some((code, message)) = refuse {
+            if let Some(untold) = self.primary_mut().tell_refusal(&node, now) {
+                let more = if untold > 0 { format!(" ({untold} more refusals since last told)") } else { String::new() };
+                self.emit(Command::Notice { message: format!("refused the join of node {node:?}: {message}{more}") });
+            }
             self.emit(Command::Reject { conn, code, message });
             return;
         }
@@ -330,7 +374,10 @@ impl Core {
             UpdateOutcome::Superseded { current } => {
                 self.halt(format!("the arbiter holds epoch {current}; this primary's epoch {epoch} is over"))
             }
-            UpdateOutcome::Error(_) => self.retry_later(now, Command::AddMember { epoch, node }),
+            UpdateOutcome::Error(e) => {
+                let message = format!("cannot make backup {node:?} a member of epoch {epoch} at the arbiter: {e}; it counts as in sync once the arbiter answers");
+                self.retry_later(now, Command::AddMember { epoch, node }, WaitFor::Arbiter, || message)
+            }
         }
     }
 
@@ -371,7 +418,9 @@ impl Core {
             ClaimOutcome::NotMember { current } => {
                 self.halt(format!("the arbiter refused epoch {epoch}: not a member of epoch {current}; this node stops"))
             }
-            ClaimOutcome::Error(_) => self.retry_later(now, Command::Claim { epoch }),
+            ClaimOutcome::Error(e) => self.retry_later(now, Command::Claim { epoch }, WaitFor::Arbiter, || {
+                format!("the backup is gone and the arbiter cannot be reached to claim epoch {epoch}: {e}; replies are held until it answers")
+            }),
         }
     }
 

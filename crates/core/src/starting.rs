@@ -1,11 +1,14 @@
 //! A starting node: read the arbiter, then claim epoch 1 (empty cluster) or
-//! join the registered primary (DESIGN §4).
+//! join the registered primary (DESIGN §4). Every wait says what it waits
+//! for and what the operator can do; errors that waiting cannot fix (a
+//! wrong secret, another cluster's primary, a name a live node holds) stop
+//! the node with the flag to change.
 
 use understudy_wire::msg::RejectCode;
 
 use crate::backup::Backup;
-use crate::core::{Core, Role};
-use crate::event::{ClaimOutcome, Command, ConnId, Event, Millis};
+use crate::core::{Core, Role, WaitFor};
+use crate::event::{ArbiterView, ClaimOutcome, Command, ConnId, Event, Millis};
 
 impl Core {
     /// Only a primary accepts joiners; anyone else says so at once, or the
@@ -34,29 +37,50 @@ impl Core {
 
     pub(crate) fn starting_handle(&mut self, now: Millis, ev: Event) {
         match ev {
-            Event::ArbiterRead(Err(_)) => self.retry_later(now, Command::ReadArbiter),
+            Event::ArbiterRead(Err(e)) => self.retry_later(now, Command::ReadArbiter, WaitFor::Arbiter, || {
+                format!("cannot read the cluster's record at the arbiter: {e}; this node starts once the arbiter answers (check --arbiter)")
+            }),
+            Event::ArbiterRefused { reason } => self.refuse(format!("the arbiter refused this node: {reason}")),
             Event::ArbiterRead(Ok(None)) => self.emit(Command::Claim { epoch: 1 }),
             Event::ArbiterRead(Ok(Some(v))) => {
-                if v.epoch < self.epoch || v.primary_node == self.node {
-                    // Either a stale read, or the arbiter names this node as
-                    // primary although this process holds no state (it
-                    // restarted): wait for the backup to take over.
-                    self.retry_later(now, Command::ReadArbiter);
+                if v.epoch < self.epoch {
+                    // A stale read: ask again.
+                    let seen = self.epoch;
+                    self.retry_later(now, Command::ReadArbiter, WaitFor::Arbiter, || {
+                        format!("the arbiter answered with epoch {}, older than epoch {seen} seen before", v.epoch)
+                    });
+                } else if v.primary_node == self.node {
+                    // The arbiter names this node as primary although this
+                    // process holds no state (it restarted): wait for the
+                    // backup to take over. Never claim: the state is gone.
+                    let node = self.node.clone();
+                    self.retry_later(now, Command::ReadArbiter, WaitFor::OwnRecord, || {
+                        format!(
+                            "the arbiter names this node ({node:?}) as the primary of epoch {}, but this process has just started and holds none of its state: waiting for that epoch's backup (members {:?}) to go live, then this node joins it; if no backup was in sync, the state died with the old process and the cluster waits for it",
+                            v.epoch, v.members
+                        )
+                    });
                 } else {
                     self.set_epoch(v.epoch);
                     self.set_joining(Some(now));
-                    self.emit(Command::Connect { repl: v.primary_repl, epoch: v.epoch });
+                    self.emit(Command::Connect { repl: v.primary_repl.clone(), epoch: v.epoch });
+                    self.target = Some(v);
                 }
             }
             Event::ClaimDone { epoch: 1, outcome } => match outcome {
-                ClaimOutcome::Granted => self.become_primary(now, 1, false),
+                ClaimOutcome::Granted => {
+                    self.waited();
+                    self.become_primary(now, 1, false)
+                }
                 ClaimOutcome::Superseded { .. } | ClaimOutcome::NotMember { .. } => self.emit(Command::ReadArbiter),
                 // Ask again for the same epoch, not the record: if the grant
                 // was applied and only its answer lost, the record now names
                 // this node, which a re-read would take for a dead former
                 // self (simulator, seed 153). A repeated claim is answered
                 // as the first one was.
-                ClaimOutcome::Error(_) => self.retry_later(now, Command::Claim { epoch: 1 }),
+                ClaimOutcome::Error(e) => self.retry_later(now, Command::Claim { epoch: 1 }, WaitFor::Arbiter, || {
+                    format!("cannot claim epoch 1 of an empty cluster at the arbiter: {e}; this node serves once the arbiter answers")
+                }),
             },
             Event::Joined { conn, primary, epoch, snapshot_seq } => {
                 if !matches!(self.role, Role::Starting { joining_since: Some(_) }) {
@@ -65,20 +89,78 @@ impl Core {
                 }
                 if epoch < self.epoch {
                     self.emit(Command::Close { conn, reason: format!("primary's epoch {epoch} is stale") });
-                    self.retry_later(now, Command::ReadArbiter);
+                    self.retry_later(now, Command::ReadArbiter, WaitFor::PrimaryBusy, || {
+                        format!("primary {primary:?} answered with epoch {epoch}, older than the arbiter's")
+                    });
                     return;
                 }
+                self.waited();
+                self.target = None;
                 self.set_epoch(epoch);
                 self.last_seq = snapshot_seq;
                 self.executed = 0;
                 self.role = Role::Backup(Backup::new(conn, primary, snapshot_seq, now));
             }
-            Event::JoinFailed { .. } => {
+            Event::JoinFailed { reason, code, .. } => {
                 self.set_joining(None);
-                self.retry_later(now, Command::ReadArbiter);
+                self.join_failed(now, reason, code);
             }
             Event::JoinRequest { conn, .. } => self.refuse_join(conn),
             _ => {}
+        }
+    }
+
+    /// A join attempt failed: wait (saying why) or, when waiting cannot
+    /// help, stop with the flag to fix.
+    fn join_failed(&mut self, now: Millis, reason: String, code: Option<RejectCode>) {
+        let t = self.target.take().unwrap_or_else(|| ArbiterView {
+            epoch: self.epoch,
+            primary_node: "?".into(),
+            primary_repl: "?".into(),
+            primary_client: "?".into(),
+            members: Vec::new(),
+        });
+        let whom = format!("the primary {:?} (epoch {}) at {}", t.primary_node, t.epoch, t.primary_repl);
+        let read = Command::ReadArbiter;
+        match code {
+            Some(RejectCode::AuthFailed) => {
+                self.refuse(format!("joining {whom}: it refused this node's credentials ({reason}): give every node of the cluster the same --secret-file"))
+            }
+            Some(RejectCode::WrongCluster) => self.refuse(format!(
+                "joining {whom}: the node there serves another cluster ({reason}): check --cluster, and that --arbiter is this cluster's arbiter"
+            )),
+            Some(RejectCode::MachineMismatch) => self.refuse(format!(
+                "joining {whom}: it runs a different machine ({reason}): every node of a cluster runs the same program, arguments, environment and limits"
+            )),
+            Some(RejectCode::NameInUse) => {
+                // Our own former process may still be the primary's backup
+                // until the primary's failure timeout: give it that long.
+                let waited = self.waiting_for(WaitFor::NameInUse, now).unwrap_or(0);
+                if waited >= self.cfg.name_in_use_grace_ms {
+                    self.refuse(format!(
+                        "joining {whom}: a live node of the cluster goes by this node's name {:?} ({reason}), for {:.1} s: give each node a distinct --node",
+                        self.node,
+                        waited as f64 / 1000.0
+                    ));
+                } else {
+                    let node = self.node.clone();
+                    self.retry_later(now, read, WaitFor::NameInUse, || {
+                        format!("{whom} says a live node goes by this node's name {node:?} ({reason}); retrying for a while in case it is this node's own former process")
+                    });
+                }
+            }
+            Some(RejectCode::Busy) => self.retry_later(now, read, WaitFor::Spare, || {
+                format!("{whom} already has a backup ({reason}): this node waits as a spare and joins when the backup leaves")
+            }),
+            Some(RejectCode::NotPrimary | RejectCode::StaleEpoch | RejectCode::Protocol) => {
+                self.retry_later(now, read, WaitFor::PrimaryBusy, || format!("{whom} refused the join for now: {reason}"))
+            }
+            None => self.retry_later(now, read, WaitFor::Primary, || {
+                format!(
+                    "{whom} does not answer: {reason}. If it died, its backup (members {:?}) goes live within its failure timeout and this node then joins it; if it had no backup in sync, the cluster waits for it",
+                    t.members
+                )
+            }),
         }
     }
 }

@@ -79,7 +79,9 @@ fn joiner_that_is_not_in_sync_never_claims() {
     );
     c.handle(5, Event::SnapshotLoaded { seq: 50 });
     c.handle(200, Event::ConnClosed { conn: 3, reason: "eof".into() });
-    assert_eq!(c.take_commands(), vec![Command::Close { conn: 3, reason: "eof".into() }, Command::ResetMachine]);
+    let cmds = c.take_commands();
+    assert_eq!(notices(&cmds).len(), 1, "it says it starts over: {cmds:?}");
+    assert_eq!(protocol(cmds), vec![Command::Close { conn: 3, reason: "eof".into() }, Command::ResetMachine]);
     assert_eq!(c.role_name(), RoleName::Starting);
     c.poll(260);
     assert_eq!(c.take_commands(), vec![Command::ReadArbiter], "it looks for a primary again, after the back-off");
@@ -127,7 +129,10 @@ fn restarted_node_named_as_primary_waits_instead_of_serving() {
     c.start(0);
     c.take_commands();
     c.handle(0, Event::ArbiterRead(Ok(Some(view(3, "a")))));
-    assert_eq!(c.take_commands(), vec![], "it holds no state: it must neither serve nor claim");
+    let cmds = c.take_commands();
+    let told = notices(&cmds);
+    assert!(told.len() == 1 && told[0].contains("\"a\"") && told[0].contains("epoch 3"), "it says why it waits: {told:?}");
+    assert_eq!(protocol(cmds), vec![], "it holds no state: it must neither serve nor claim");
     c.poll(60);
     assert_eq!(c.take_commands(), vec![Command::ReadArbiter]);
 }
@@ -139,7 +144,8 @@ fn arbiter_unreachable_at_start_is_retried() {
     c.take_commands();
     c.handle(0, Event::ArbiterRead(Err("connection refused".into())));
     c.poll(10);
-    assert_eq!(c.take_commands(), vec![]);
+    let told = notices(&c.take_commands());
+    assert!(told.len() == 1 && told[0].contains("connection refused") && told[0].contains("--arbiter"), "{told:?}");
     c.poll(50);
     assert_eq!(c.take_commands(), vec![Command::ReadArbiter]);
 }
@@ -157,7 +163,7 @@ fn lost_answer_to_the_first_claim_is_asked_again() {
     c.take_commands();
     c.handle(1, Event::ClaimDone { epoch: 1, outcome: ClaimOutcome::Error("timeout".into()) });
     c.poll(60);
-    assert_eq!(c.take_commands(), vec![Command::Claim { epoch: 1 }]);
+    assert_eq!(protocol(c.take_commands()), vec![Command::Claim { epoch: 1 }]);
     c.handle(61, Event::ClaimDone { epoch: 1, outcome: ClaimOutcome::Granted });
     assert!(c.is_primary());
 }
@@ -200,4 +206,69 @@ fn large_executed_progress_is_acked_at_once() {
     c.handle(13, Event::Executed { upto: 20 });
     c.poll(13);
     assert_eq!(c.take_commands(), vec![Command::SendAck { conn: 3, ack: ack(40, 20) }]);
+}
+
+/// A joiner told something waiting cannot fix stops at once, naming the
+/// flag; one told something passing waits, saying so, with back-off.
+#[test]
+fn permanent_refusals_stop_a_joiner_and_passing_ones_are_waited_out() {
+    use understudy_wire::msg::RejectCode;
+    let refused = |code: RejectCode| {
+        let mut c = Core::new(cfg(), "b");
+        c.start(0);
+        c.handle(0, Event::ArbiterRead(Ok(Some(view(1, "a")))));
+        c.take_commands();
+        c.handle(1, Event::JoinFailed { reason: "primary refused: because".into(), code: Some(code), peer_epoch: None });
+        (c.take_commands(), c)
+    };
+    for (code, flag) in [
+        (RejectCode::AuthFailed, "--secret-file"),
+        (RejectCode::WrongCluster, "--cluster"),
+        (RejectCode::MachineMismatch, "same program"),
+    ] {
+        let (cmds, c) = refused(code);
+        match &cmds[..] {
+            [Command::Refuse { reason }] => {
+                assert!(reason.contains(flag) && reason.contains("a:7701") && reason.contains("because"), "{reason}")
+            }
+            other => panic!("{code:?}: expected a refusal, got {other:?}"),
+        }
+        assert!(c.is_halted());
+    }
+    // A spare waits, saying so, and reads the arbiter again after back-off.
+    let (cmds, mut c) = refused(RejectCode::Busy);
+    let told = notices(&cmds);
+    assert!(told.len() == 1 && told[0].contains("spare"), "{told:?}");
+    assert!(protocol(cmds).is_empty());
+    c.poll(51);
+    assert_eq!(protocol(c.take_commands()), vec![Command::ReadArbiter]);
+    assert!(!c.is_halted());
+}
+
+/// A joiner whose name a live node holds gives its own former process the
+/// grace period (it may still be attached until the primary's failure
+/// timeout), then stops naming --node.
+#[test]
+fn a_name_in_use_is_retried_through_the_grace_then_refused() {
+    use understudy_wire::msg::RejectCode;
+    let mut c = Core::new(cfg(), "b");
+    c.start(0);
+    let mut t = 0;
+    let mut told = Vec::new();
+    let reason = loop {
+        c.handle(t, Event::ArbiterRead(Ok(Some(view(1, "a")))));
+        c.handle(t, Event::JoinFailed { reason: "node in use".into(), code: Some(RejectCode::NameInUse), peer_epoch: None });
+        let cmds = c.take_commands();
+        told.extend(notices(&cmds));
+        if let [.., Command::Refuse { reason }] = &cmds[..] {
+            break reason.clone();
+        }
+        while !protocol(c.take_commands()).contains(&Command::ReadArbiter) {
+            t += 1;
+            c.poll(t);
+        }
+    };
+    assert!(t >= cfg().name_in_use_grace_ms && t < cfg().name_in_use_grace_ms + cfg().retry_max_ms + 1, "gave up at {t} ms");
+    assert!(reason.contains("--node") && reason.contains("\"b\""), "{reason}");
+    assert!(!told.is_empty() && told.len() < 5, "told at growing intervals, not at every attempt: {told:?}");
 }

@@ -45,7 +45,23 @@ fn second_joiner_is_refused_while_one_is_attached() {
     c.take_commands();
     c.handle(2, Event::JoinRequest { conn: 2, node: "c".into(), epoch: 1 });
     let cmds = c.take_commands();
-    assert!(matches!(&cmds[..], [Command::Reject { conn: 2, code: RejectCode::Busy, .. }]), "{cmds:?}");
+    assert_eq!(notices(&cmds).len(), 1, "the operator is told of the spare: {cmds:?}");
+    assert!(matches!(&protocol(cmds)[..], [Command::Reject { conn: 2, code: RejectCode::Busy, .. }]));
+    // A spare retries for as long as the backup lives: its refusals are
+    // told once, then once a minute with a count — not at every attempt.
+    let mut told = Vec::new();
+    for (i, t) in (3..130_000).step_by(2_000).enumerate() {
+        c.handle(t, Event::JoinRequest { conn: 10 + i as u64, node: "c".into(), epoch: 1 });
+        c.handle(t, Event::Ack { conn: 1, epoch: 1, ack: ack(0, 0) });
+        let cmds = c.take_commands();
+        assert!(cmds.iter().any(|c| matches!(c, Command::Reject { code: RejectCode::Busy, .. })), "each attempt is refused");
+        told.extend(notices(&cmds));
+    }
+    assert_eq!(told.len(), 2, "told after 60 s and 120 s only: {told:?}");
+    assert!(told[0].contains("30 more refusals") && told[1].contains("29 more refusals"), "{told:?}");
+    // The backup's own name on another connection is a name in use.
+    c.handle(130_001, Event::JoinRequest { conn: 99, node: "b".into(), epoch: 1 });
+    assert!(protocol(c.take_commands()).iter().any(|c| matches!(c, Command::Reject { conn: 99, code: RejectCode::NameInUse, .. })));
 }
 
 #[test]
@@ -171,11 +187,28 @@ fn claim_error_is_retried_after_the_back_off() {
     c.handle(5, Event::ConnClosed { conn: 7, reason: "reset".into() });
     c.take_commands();
     c.handle(6, Event::ClaimDone { epoch: 2, outcome: ClaimOutcome::Error("arbiter down".into()) });
-    assert_eq!(c.take_commands(), vec![]);
+    let told = notices(&c.take_commands());
+    assert!(told.len() == 1 && told[0].contains("arbiter down") && told[0].contains("epoch 2"), "{told:?}");
     c.poll(30);
     assert_eq!(c.take_commands(), vec![], "retry waits retry_ms");
     c.poll(56);
     assert_eq!(c.take_commands(), vec![Command::Claim { epoch: 2 }]);
+    // Each further failure doubles the wait, up to retry_max_ms (400).
+    let mut t = 56;
+    let mut gaps = Vec::new();
+    for _ in 0..6 {
+        c.handle(t, Event::ClaimDone { epoch: 2, outcome: ClaimOutcome::Error("arbiter down".into()) });
+        c.take_commands();
+        let from = t;
+        while !protocol(c.take_commands()).contains(&Command::Claim { epoch: 2 }) {
+            t += 1;
+            c.poll(t);
+        }
+        gaps.push(t - from);
+    }
+    assert_eq!(gaps, vec![100, 200, 400, 400, 400, 400], "exponential back-off up to the cap");
+    c.handle(t, Event::ClaimDone { epoch: 2, outcome: ClaimOutcome::Granted });
+    assert_eq!(c.epoch(), 2);
 }
 
 #[test]
@@ -312,7 +345,7 @@ fn joiner_with_the_epoch_being_claimed_is_asked_to_retry() {
     assert_eq!(c.take_commands(), vec![Command::Claim { epoch: 2 }]);
     c.handle(6, Event::ClaimDone { epoch: 2, outcome: ClaimOutcome::Error("reply lost".into()) });
     c.handle(7, Event::JoinRequest { conn: 8, node: "c".into(), epoch: 2 });
-    let cmds = c.take_commands();
+    let cmds = protocol(c.take_commands());
     assert!(matches!(&cmds[..], [Command::Reject { conn: 8, code: RejectCode::NotPrimary, .. }]), "{cmds:?}");
     assert!(!c.is_halted());
     c.poll(60);

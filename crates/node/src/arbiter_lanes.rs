@@ -8,7 +8,7 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 
 use tokio::sync::mpsc::UnboundedSender;
-use understudy_arbiter::{Arbiter, BackupInfo, BackupState, Claim, ClusterRecord, NodeAddrs, Update};
+use understudy_arbiter::{Arbiter, ArbiterError, BackupInfo, BackupState, Claim, ClusterRecord, NodeAddrs, Update};
 use understudy_core::{ArbiterView, BackupPhase, ClaimOutcome, Command, Event, UpdateOutcome};
 
 enum Job {
@@ -90,17 +90,23 @@ impl ArbiterLanes {
 
 fn run_critical(arbiter: &dyn Arbiter, cluster: &str, me: &NodeAddrs, job: Job) -> Event {
     match job {
-        Job::Read => Event::ArbiterRead(arbiter.read(cluster).map(|r| r.as_ref().map(view)).map_err(|e| {
-            log::warn!("reading cluster {cluster:?} at {}: {e}; retrying", arbiter.describe());
-            e.to_string()
-        })),
+        Job::Read => match arbiter.read(cluster) {
+            Ok(r) => Event::ArbiterRead(Ok(r.as_ref().map(view))),
+            // Waiting cannot fix credentials.
+            Err(e @ ArbiterError::Auth { .. }) => Event::ArbiterRefused { reason: e.to_string() },
+            // The core says what it waits for (at growing intervals).
+            Err(e) => {
+                log::debug!("reading cluster {cluster:?} at {}: {e}", arbiter.describe());
+                Event::ArbiterRead(Err(e.to_string()))
+            }
+        },
         Job::Claim { epoch } => {
             let outcome = match arbiter.claim(cluster, epoch, me) {
                 Ok(Claim::Granted(_)) => ClaimOutcome::Granted,
                 Ok(Claim::Superseded(r)) => ClaimOutcome::Superseded { current: r.epoch, holder: r.primary.node },
                 Ok(Claim::NotMember(r)) => ClaimOutcome::NotMember { current: r.epoch },
                 Err(e) => {
-                    log::warn!("claiming epoch {epoch} at {}: {e}; retrying", arbiter.describe());
+                    log::debug!("claiming epoch {epoch} at {}: {e}", arbiter.describe());
                     ClaimOutcome::Error(e.to_string())
                 }
             };
@@ -111,7 +117,7 @@ fn run_critical(arbiter: &dyn Arbiter, cluster: &str, me: &NodeAddrs, job: Job) 
                 Ok(Update::Applied(_)) => UpdateOutcome::Applied,
                 Ok(Update::Superseded(r)) => UpdateOutcome::Superseded { current: r.map_or(0, |r| r.epoch) },
                 Err(e) => {
-                    log::warn!("adding member {node:?} to epoch {epoch} at {}: {e}; retrying", arbiter.describe());
+                    log::debug!("adding member {node:?} to epoch {epoch} at {}: {e}", arbiter.describe());
                     UpdateOutcome::Error(e.to_string())
                 }
             };

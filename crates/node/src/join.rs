@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 use understudy_core::{ConnId, Event, Seq, SnapshotError};
 use understudy_wire::frame::Kind;
 use understudy_wire::handshake::{Handshake, HandshakeError};
-use understudy_wire::msg::{Heartbeat, Purpose, Reject, SnapshotBegin, SnapshotChunk, SnapshotEnd};
+use understudy_wire::msg::{Heartbeat, Purpose, Reject, RejectCode, SnapshotBegin, SnapshotChunk, SnapshotEnd};
 
 use crate::exec::validate;
 use crate::framed::{handshake, ChanError, FrameReader};
@@ -65,9 +65,12 @@ async fn join<M: Machine>(rc: Rc<RefCell<Replica<M>>>, repl: String, epoch: u64,
         Err(e) => {
             let (code, peer_epoch) = match &e {
                 ChanError::Handshake(HandshakeError::Rejected(r)) => (Some(r.code), None),
+                // The primary's proof of the secret did not verify here.
+                ChanError::Handshake(HandshakeError::AuthFailed) => (Some(RejectCode::AuthFailed), None),
                 _ => (None, None),
             };
-            log::info!("{me}: joining the primary at {repl} failed: {e}; retrying");
+            // The core decides whether to wait (and says so) or stop.
+            log::debug!("{me}: joining the primary at {repl} failed: {e}");
             feed(&rc, Event::JoinFailed { reason: e.to_string(), code, peer_epoch });
             return;
         }

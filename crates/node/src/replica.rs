@@ -38,6 +38,8 @@ pub const BATCH_BYTES_MAX: usize = 1 << 20;
 /// Exit code of a node that fail-stopped (lost a claim, saw a newer epoch,
 /// diverged).
 pub const HALT_EXIT_CODE: i32 = 3;
+/// A node whose configuration cannot work (the reason names the flag).
+pub const REFUSED_EXIT_CODE: i32 = 2;
 
 /// One logging-channel (or snapshot) connection.
 pub struct Conn {
@@ -343,7 +345,8 @@ fn exec<M: Machine>(rc: &Rc<RefCell<Replica<M>>>, c: Command) {
             r.send_frame(conn, Kind::JoinAccepted, snapshot_seq, |_| {});
         }
         Command::Reject { conn, code, message } => {
-            log::warn!("{}: refusing {:?}: {message}", r.opts.node, r.conns.get(&conn).map(|c| c.peer.clone()));
+            // The core tells the operator (once per joiner, then at intervals).
+            log::debug!("{}: refusing {:?}: {message}", r.opts.node, r.conns.get(&conn).map(|c| c.peer.clone()));
             let epoch = r.core.epoch();
             if let Some(c) = r.conns.get_mut(&conn) {
                 c.out.extend_from_slice(&Handshake::reject(epoch, code, message));
@@ -408,6 +411,11 @@ fn exec<M: Machine>(rc: &Rc<RefCell<Replica<M>>>, c: Command) {
             r.exec_wake.notify_waiters();
         }
         Command::Halt { reason } => r.halt(&reason),
+        Command::Refuse { reason } => {
+            log::error!("{}: cannot start: {reason}", r.opts.node);
+            std::process::exit(REFUSED_EXIT_CODE);
+        }
+        Command::Notice { message } => log::warn!("{}: {message}", r.opts.node),
         Command::ReadArbiter | Command::Claim { .. } | Command::AddMember { .. } | Command::Publish { .. } => {
             unreachable!("arbiter commands go to the lanes")
         }
@@ -424,5 +432,6 @@ pub fn reject_code_name(c: RejectCode) -> &'static str {
         RejectCode::Busy => "busy",
         RejectCode::MachineMismatch => "machine mismatch",
         RejectCode::Protocol => "protocol error",
+        RejectCode::NameInUse => "node name in use",
     }
 }

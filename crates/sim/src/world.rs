@@ -418,6 +418,10 @@ impl World {
                 n.executed = 0;
                 n.loaded = false;
             }
+            // Every simulated node is configured alike: nothing may make
+            // one give up on its configuration.
+            Command::Refuse { reason } => return Err(format!("n{node} refused to start: {reason}")),
+            Command::Notice { message } => self.note(format!("n{node}: {message}")),
             Command::Halt { reason } => {
                 self.note(format!("n{node} halts: {reason}"));
                 self.crash(node, true);

@@ -105,6 +105,9 @@ pub enum RejectCode {
     MachineMismatch = 6,
     /// The peer broke the protocol.
     Protocol = 7,
+    /// A live node of the cluster already goes by the joiner's `--node`
+    /// name (the primary itself, or its backup).
+    NameInUse = 8,
 }
 
 impl RejectCode {
@@ -117,6 +120,7 @@ impl RejectCode {
             5 => RejectCode::Busy,
             6 => RejectCode::MachineMismatch,
             7 => RejectCode::Protocol,
+            8 => RejectCode::NameInUse,
             _ => return Err(WireError::malformed("reject", format!("unknown code {b}"))),
         })
     }

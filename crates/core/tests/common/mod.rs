@@ -12,9 +12,27 @@ pub fn cfg() -> Config {
         lag_entries_max: 100,
         catchup_entries: 5,
         retry_ms: 50,
+        retry_max_ms: 400,
+        name_in_use_grace_ms: 1000,
         join_timeout_ms: 1000,
         status_publish_ms: 1000,
     }
+}
+
+/// The commands that act on the protocol: what is only told to the
+/// operator (`Notice`) left out.
+pub fn protocol(cmds: Vec<Command>) -> Vec<Command> {
+    cmds.into_iter().filter(|c| !matches!(c, Command::Notice { .. })).collect()
+}
+
+/// What the operator was told.
+pub fn notices(cmds: &[Command]) -> Vec<String> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::Notice { message } => Some(message.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 pub fn ack(received: u64, executed: u64) -> Ack {
