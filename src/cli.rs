@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use understudy_arbiter::ClusterRecord;
 use understudy_core::Config;
 use understudy_node::NodeOptions;
 
@@ -19,9 +18,13 @@ use understudy_node::NodeOptions;
     about = "Primary/backup fault tolerance after VMware FT: a backup replays every input and takes over on failure"
 )]
 pub struct Cli {
-    /// error, warn, info, debug or trace (default: $UNDERSTUDY_LOG or info).
-    #[arg(long, global = true)]
+    /// error, warn, info, debug or trace (default: info).
+    #[arg(long, global = true, env = "UNDERSTUDY_LOG", value_parser = log_level)]
     pub log_level: Option<String>,
+    /// How log lines on stderr look. TIME is RFC 3339 UTC with
+    /// milliseconds; NODE is --node (`arbiter` for the arbiter).
+    #[arg(long, global = true, value_enum, default_value_t, env = "UNDERSTUDY_LOG_FORMAT")]
+    pub log_format: crate::logger::Format,
     #[command(subcommand)]
     pub cmd: Cmd,
 }
@@ -43,8 +46,8 @@ pub enum Cmd {
     /// Re-execute a recorded guest from its log and verify outputs, exit
     /// code and memory.
     Replay(crate::wasm_cli::ReplayArgs),
-    /// Show a cluster's epoch, primary and backup as the arbiter has them.
-    Status(StatusArgs),
+    // Its help is StatusArgs' doc comment (the exit status contract).
+    Status(crate::status::StatusArgs),
     /// Run the seeded simulator of the protocol core (crashes, partitions,
     /// freezes, arbiter outages) and check every invariant.
     Sim(SimArgs),
@@ -82,6 +85,11 @@ pub struct ArbiterArgs {
     /// File holding the shared secret clients must prove.
     #[arg(long)]
     pub secret_file: Option<PathBuf>,
+    /// Read flags from this TOML file; its keys are the long flags
+    /// (`listen = "10.0.0.9:7700"`). A flag on the command line or in the
+    /// environment (UNDERSTUDY_<FLAG>) wins over the file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -105,6 +113,11 @@ pub struct KvArgs {
     /// State directory of this node.
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Read flags from this TOML file; its keys are the long flags
+    /// (`cluster = "shop"`, `heartbeat-ms = 50`). A flag on the command line
+    /// or in the environment (UNDERSTUDY_<FLAG>) wins over the file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub common: NodeFlags,
 }
@@ -157,17 +170,28 @@ pub struct NodeFlags {
     pub metrics_listen: Option<SocketAddr>,
 }
 
-#[derive(Args)]
-pub struct StatusArgs {
-    #[arg(long)]
-    pub arbiter: String,
-    #[arg(long)]
-    pub cluster: String,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
-    #[arg(long)]
-    pub secret_file: Option<PathBuf>,
+impl Cli {
+    /// The name a node's log lines carry: `--node` of kv and wasm, and
+    /// `arbiter` for the arbiter.
+    pub fn node_name(&self) -> Option<String> {
+        match &self.cmd {
+            Cmd::Kv(a) => Some(a.node.clone()),
+            Cmd::Wasm(a) => a.node.clone(),
+            Cmd::Arbiter(_) => Some("arbiter".into()),
+            _ => None,
+        }
+    }
+
+    /// `--config` (or `UNDERSTUDY_CONFIG`) of the subcommands that take it.
+    pub fn config_file(&self) -> Option<&std::path::Path> {
+        match &self.cmd {
+            Cmd::Kv(a) => a.config.as_deref(),
+            Cmd::Wasm(a) => a.config.as_deref(),
+            Cmd::Arbiter(a) => a.config.as_deref(),
+            Cmd::Status(a) => a.config.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -177,9 +201,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Kv(a) => kv(*a),
         Cmd::Wasm(a) => crate::wasm_cli::wasm(*a),
         Cmd::Replay(a) => crate::wasm_cli::replay(a),
-        Cmd::Status(a) => status(a),
+        Cmd::Status(a) => crate::status::status(a),
         Cmd::Sim(a) => sim(a),
         Cmd::Bench(a) => crate::bench::run(*a),
+    }
+}
+
+/// Checks a `--log-level`.
+fn log_level(s: &str) -> std::result::Result<String, String> {
+    match s.parse::<log::LevelFilter>() {
+        Ok(_) => Ok(s.to_string()),
+        Err(_) => Err("expected one of error, warn, info, debug, trace, off".into()),
     }
 }
 
@@ -289,58 +321,6 @@ pub fn node_options(
 fn kv(a: KvArgs) -> Result<ExitCode> {
     let opts = node_options(a.cluster, a.node, &a.arbiter, a.client_listen, a.repl_listen, a.dir, &a.common)?;
     understudy_node::run_kv(opts)?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The `status --json` document (DESIGN §4, the contract).
-pub fn status_json(cluster: &str, rec: Option<&ClusterRecord>) -> serde_json::Value {
-    use serde_json::json;
-    match rec {
-        None => json!({"cluster": cluster, "epoch": 0, "primary": null, "backup": null, "protected": false}),
-        Some(r) => json!({
-            "cluster": r.cluster,
-            "epoch": r.epoch,
-            "primary": {"node": r.primary.node, "client": r.primary.client, "repl": r.primary.repl},
-            "backup": r.backup.as_ref().map(|b| json!({
-                "node": b.node,
-                "state": match b.state { understudy_arbiter::BackupState::Joining => "joining", understudy_arbiter::BackupState::InSync => "in-sync" },
-                "lag": b.lag,
-            })),
-            "members": r.members,
-            "protected": r.protected,
-        }),
-    }
-}
-
-fn status(a: StatusArgs) -> Result<ExitCode> {
-    use std::fmt::Write as _;
-    let secret = read_secret(a.secret_file.as_ref())?;
-    let arb = understudy_arbiter::connect(&a.arbiter, &secret).context("--arbiter")?;
-    let rec = arb.read(&a.cluster).with_context(|| format!("reading cluster {:?} at {}", a.cluster, arb.describe()))?;
-    let mut t = String::new();
-    if a.json {
-        writeln!(t, "{}", status_json(&a.cluster, rec.as_ref()))?;
-    } else if let Some(r) = rec {
-        writeln!(t, "cluster   {}", r.cluster)?;
-        writeln!(t, "epoch     {}", r.epoch)?;
-        writeln!(t, "primary   {} (clients {}, replication {})", r.primary.node, r.primary.client, r.primary.repl)?;
-        match &r.backup {
-            Some(b) => {
-                let state = match b.state {
-                    understudy_arbiter::BackupState::Joining => "joining",
-                    understudy_arbiter::BackupState::InSync => "in-sync",
-                };
-                writeln!(t, "backup    {} ({state}, lag {} entries)", b.node, b.lag)?
-            }
-            None => writeln!(t, "backup    none")?,
-        }
-        let protection =
-            if r.protected { "yes: outputs wait for the backup" } else { "NO: the primary runs unprotected (no backup in sync)" };
-        writeln!(t, "protected {protection}")?;
-    } else {
-        writeln!(t, "cluster {:?}: no primary registered (a node started for it will claim epoch 1)", a.cluster)?;
-    }
-    print_out(&t)?;
     Ok(ExitCode::SUCCESS)
 }
 

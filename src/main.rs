@@ -3,13 +3,15 @@
 
 mod bench;
 mod cli;
+mod config;
 mod demo;
 mod logger;
+mod status;
 mod wasm_cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use config::Failure;
 
 fn main() -> ExitCode {
     // A panic is a broken invariant: fail-stop the whole process (a replica
@@ -19,15 +21,41 @@ fn main() -> ExitCode {
         default_hook(info);
         std::process::exit(101);
     }));
-    let args = cli::Cli::parse();
-    if let Err(e) = logger::init(args.log_level.as_deref()) {
-        eprintln!("understudy: {e}");
-        return ExitCode::from(2);
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let sub = config::subcommand_of(&argv);
+    let usage_code = config::usage_exit_code(&argv);
+    let (args, origins) = match config::parse_from(argv) {
+        Ok(parsed) => parsed,
+        Err((Failure::Clap(e), _)) if !e.use_stderr() => e.exit(), // --help, --version
+        Err((Failure::Clap(e), origins)) => {
+            let text = e.render().to_string();
+            eprint!("{text}{}", origins.notes(&text));
+            let configurable = sub.as_deref().is_some_and(|s| config::CONFIGURABLE.contains(&s));
+            if e.kind() == clap::error::ErrorKind::MissingRequiredArgument && configurable {
+                eprintln!(
+                    "understudy: note: a flag can also be set in the environment, UNDERSTUDY_<FLAG> (--repl-listen: \
+                     UNDERSTUDY_REPL_LISTEN), or as a key of the --config FILE (repl-listen = \"…\")"
+                );
+            }
+            return ExitCode::from(usage_code);
+        }
+        Err((Failure::Config(msg), _)) => {
+            eprintln!("understudy: error: {msg}");
+            return ExitCode::from(usage_code);
+        }
+    };
+    if let Err(e) = logger::init(args.log_level.as_deref(), args.log_format, args.node_name()) {
+        eprint!("understudy: {e}\n{}", origins.notes(&e));
+        return ExitCode::from(usage_code);
+    }
+    if let (Some(f), Some(node)) = (args.config_file(), args.node_name()) {
+        log::info!("{node} takes flags from the config file {}", f.display());
     }
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("understudy: error: {e:#}");
+            let text = format!("{e:#}");
+            eprint!("understudy: error: {text}\n{}", origins.notes(&text));
             ExitCode::from(1)
         }
     }

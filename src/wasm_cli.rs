@@ -75,6 +75,12 @@ pub struct WasmArgs {
     /// last one). Needs wasm-opt (Debian package binaryen).
     #[arg(long, value_name = "N", requires = "record")]
     pub checkpoint_every: Option<u64>,
+    /// Read flags from this TOML file; its keys are the long flags
+    /// (`cluster = "jobs"`, `map-dir = ["/srv/data::/data"]`). A flag on the
+    /// command line or in the environment (UNDERSTUDY_<FLAG>, single-valued
+    /// flags) wins over the file. GUEST.wasm and ARGS stay on the command line.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub common: NodeFlags,
     /// Arguments for the guest, after `--`.
