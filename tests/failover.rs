@@ -59,6 +59,8 @@ fn kill9_of_the_backup_leaves_the_primary_serving_unprotected() {
     assert_eq!(v["primary"]["node"], "a");
     assert_eq!(v["backup"], serde_json::Value::Null);
     assert_eq!(v["protected"], false);
+    assert_eq!(v["primary_answers"], true);
+    assert_eq!(out.status.code(), Some(1), "serving unprotected");
 }
 
 /// A third node joins a loaded primary by state transfer, becomes its

@@ -72,7 +72,11 @@ fn a_spare_waits_quietly_and_a_name_in_use_ends_the_node() {
     let log = manual_log(&h, CLUSTER, "c");
     let told = log.lines().filter(|l| l.contains("WARN") && l.contains("spare")).collect::<Vec<_>>();
     assert!(!told.is_empty() && told.len() < attempts(&log), "told at growing intervals, not at each attempt: {log}");
-    assert!(told[0].contains("\"a\"") && told[0].contains(&h.node("a").repl), "the wait names the primary and its address: {}", told[0]);
+    assert!(
+        told[0].contains("\"a\"") && told[0].contains(&h.node("a").repl),
+        "the wait names the primary and its address: {}",
+        told[0]
+    );
     let primary_told = h.log_of("a").lines().filter(|l| l.contains("refused the join of node \"c\"")).count();
     assert_eq!(primary_told, 1, "the primary tells of the spare once: {}", h.log_of("a"));
     drop(spare);
@@ -117,7 +121,8 @@ fn an_unreachable_primary_is_named_and_another_clusters_node_ends_the_joiner() {
     // A record naming a live node of another cluster: the joiner ends.
     h.start_node("a", &[]);
     h.wait_primary("a");
-    let other = understudy_arbiter::NodeAddrs { node: "a".into(), client: h.node("a").client.clone(), repl: h.node("a").repl.clone() };
+    let other =
+        understudy_arbiter::NodeAddrs { node: "a".into(), client: h.node("a").client.clone(), repl: h.node("a").repl.clone() };
     fa.claim("elsewhere", 1, &other).unwrap();
     let mut lost = spawn(&h, "elsewhere", "x", &url, "secret", &[]);
     assert_eq!(exit_code(&mut lost, Duration::from_secs(30)), 2);

@@ -107,6 +107,16 @@ impl Core {
             }
             Event::Executed { upto } => self.on_executed(now, upto),
             Event::ConnClosed { conn: c, reason } if Some(c) == conn => self.backup_channel_lost(now, reason),
+            Event::Handover { conn: c, epoch } if Some(c) == conn => {
+                if epoch != self.epoch {
+                    self.backup_channel_lost(now, format!("a handover of epoch {epoch} on a channel of epoch {}", self.epoch));
+                    return;
+                }
+                // In sync, this backup claims the next epoch now (as after
+                // a failure, minus the timeout); a joiner starts over.
+                let primary = self.backup().primary.clone();
+                self.backup_channel_lost(now, format!("primary {primary:?} handed over (planned switchover)"));
+            }
             Event::ClaimDone { epoch, outcome } => self.on_go_live_claim(now, epoch, outcome),
             Event::JoinRequest { conn, .. } => self.refuse_join(conn),
             // A join attempt that outlived its timeout: not ours any more.
@@ -143,6 +153,28 @@ impl Core {
         } else {
             self.backup_abandon(now, reason);
         }
+    }
+
+    /// Stopped by the operator: leave the primary (it records the backup
+    /// gone at once, rather than after a failure timeout) and end.
+    pub(crate) fn backup_stop(&mut self) {
+        let primary = self.backup().primary.clone();
+        let going_live = self.backup().going_live.is_some();
+        if going_live {
+            // Mid-claim: the primary is gone already; leaving now would
+            // leave the cluster without anyone (or, once granted, stop a
+            // primary silently). Finish going live; a later stop hands over.
+            self.emit(Command::Notice {
+                message: "asked to stop while going live: finishing the go-live first, then stopping".into(),
+            });
+            self.stop_requested = true;
+            return;
+        }
+        if let Some(conn) = self.backup_mut().conn.take() {
+            self.emit(Command::Close { conn, reason: "this backup leaves: stopped by the operator".into() });
+        }
+        self.role = Role::Halted("stopped by the operator".into());
+        self.emit(Command::Exit { reason: format!("left primary {primary:?}: it runs unprotected until another backup joins") });
     }
 
     /// A joiner that is not in sync never claims (Promise 4): it starts over.

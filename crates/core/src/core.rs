@@ -89,6 +89,8 @@ pub struct Core {
     pub(crate) wait: Option<Wait>,
     /// Starting: the primary this node tries to join (for what it says).
     pub(crate) target: Option<ArbiterView>,
+    /// Asked to stop while going live: stop once primary.
+    pub(crate) stop_requested: bool,
     out: Vec<Command>,
 }
 
@@ -132,6 +134,7 @@ impl Core {
             retry: None,
             wait: None,
             target: None,
+            stop_requested: false,
             out: Vec::new(),
         }
     }
@@ -223,6 +226,10 @@ impl Core {
             }
             return;
         }
+        if ev == Event::Stop {
+            self.on_stop(now);
+            return;
+        }
         match self.role {
             Role::Starting { .. } => self.starting_handle(now, ev),
             Role::Primary(_) => self.primary_handle(now, ev),
@@ -258,6 +265,22 @@ impl Core {
             )),
             Role::Backup(_) => self.backup_abandon(now, format!("epoch {epoch} superseded our primary's epoch {}", self.epoch)),
             Role::Starting { .. } | Role::Halted(_) => {}
+        }
+    }
+
+    /// The operator asks this node to stop. A primary stops taking requests
+    /// and hands over (see `primary::stop_poll`); a backup or a joiner
+    /// leaves at once (its primary records it gone); a starting node ends.
+    fn on_stop(&mut self, now: Millis) {
+        match &self.role {
+            Role::Primary(_) => self.primary_stop(now),
+            Role::Backup(_) => self.backup_stop(),
+            Role::Starting { .. } => {
+                self.retry = None;
+                self.role = Role::Halted("stopped by the operator".into());
+                self.emit(Command::Exit { reason: "stopped before serving or joining".into() });
+            }
+            Role::Halted(_) => {}
         }
     }
 

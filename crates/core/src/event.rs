@@ -144,6 +144,15 @@ pub enum Event {
     ArbiterRefused {
         reason: String,
     },
+    /// The operator asks this node to stop (SIGTERM, SIGINT): a primary with
+    /// an in-sync backup hands over to it (planned switchover), any other
+    /// node leaves.
+    Stop,
+    /// Backup: the primary handed over (planned switchover).
+    Handover {
+        conn: ConnId,
+        epoch: Epoch,
+    },
 }
 
 /// Everything the core asks the runtime to do.
@@ -199,6 +208,10 @@ pub enum Command {
     SendInSync {
         conn: ConnId,
     },
+    /// Planned switchover: tell the in-sync backup to take over now.
+    SendHandover {
+        conn: ConnId,
+    },
 
     /// Output gate: every output tagged ≤ `upto` may leave now.
     Release {
@@ -219,6 +232,11 @@ pub enum Command {
     /// Stop for good before serving anything: the node's configuration is
     /// wrong (a secret, a cluster, a name in use); the reason names the flag.
     Refuse {
+        reason: String,
+    },
+    /// The node stopped as asked ([`Event::Stop`]); every released output
+    /// is to be written before the process exits 0.
+    Exit {
         reason: String,
     },
     /// Tell the operator what the node waits for (at once, then at growing

@@ -63,9 +63,20 @@ pub(crate) struct Primary {
     pub(crate) throttled: bool,
     pub(crate) last_publish: Millis,
     pub(crate) published_lag: u64,
+    /// Asked to stop (planned switchover): no more requests.
+    pub(crate) stopping: Option<Stopping>,
     /// Joiners refused lately, to tell the operator of each once, then at
     /// most every `REFUSAL_TELL_MS` with a count (a spare retries for ever).
     refusals: Vec<Refusal>,
+}
+
+/// A stop in progress.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stopping {
+    since: Millis,
+    /// An in-sync backup was there to hand over to: losing it cancels the
+    /// stop (exiting would end the cluster's only copy of the state).
+    protected: bool,
 }
 
 /// A joiner refused, as told to the operator.
@@ -91,6 +102,7 @@ impl Primary {
             throttled: false,
             last_publish: now,
             published_lag: 0,
+            stopping: None,
             refusals: Vec::new(),
         }
     }
@@ -206,9 +218,14 @@ impl Core {
     /// False while the primary must not take new client requests (flow
     /// control, or a claim after losing its backup).
     #[inline]
+    /// A stop (planned switchover) is in progress.
+    pub fn is_stopping(&self) -> bool {
+        matches!(&self.role, Role::Primary(p) if p.stopping.is_some())
+    }
+
     pub fn intake_open(&self) -> bool {
         match &self.role {
-            Role::Primary(p) => !p.throttled && p.claiming.is_none(),
+            Role::Primary(p) => !p.throttled && p.claiming.is_none() && p.stopping.is_none(),
             _ => false,
         }
     }
@@ -237,6 +254,10 @@ impl Core {
         self.role = Role::Primary(Primary::new(self.last_seq, now));
         self.waited();
         self.emit(Command::BecomePrimary { epoch, from_backup });
+        if self.stop_requested {
+            // Asked to stop while going live: serve nothing, end now.
+            self.primary_stop(now);
+        }
     }
 
     pub(crate) fn primary_handle(&mut self, now: Millis, ev: Event) {
@@ -382,8 +403,19 @@ impl Core {
     }
 
     /// The backup is gone (closed channel, silence, protocol violation).
-    fn on_backup_lost(&mut self, now: Millis, _reason: String) {
+    fn on_backup_lost(&mut self, now: Millis, reason: String) {
         let link = self.primary_mut().link.take().expect("a backup to lose");
+        if self.primary().stopping.is_some_and(|s| s.protected) {
+            // The switchover lost its target: stay primary (unprotected)
+            // rather than take the only copy of the state away.
+            self.primary_mut().stopping = None;
+            self.emit(Command::Notice {
+                message: format!(
+                    "backup {:?} was lost during the planned switchover ({reason}): this node stays primary, unprotected; stop it again to stop it without a backup",
+                    link.node
+                ),
+            });
+        }
         if link.is_member() {
             // It may claim the next epoch: win it first (test-and-set), and
             // release nothing more until then.
@@ -442,6 +474,10 @@ impl Core {
             self.emit(Command::Close { conn, reason: reason.clone() });
             self.on_backup_lost(now, reason);
         }
+        if self.primary().stopping.is_some() {
+            self.stop_poll(now);
+            return;
+        }
         let p = self.primary();
         if p.claiming.is_none() && now.saturating_sub(p.last_publish) >= self.cfg.status_publish_ms {
             let lag = p.link.as_ref().map_or(0, |l| last_seq.saturating_sub(l.executed));
@@ -449,6 +485,62 @@ impl Core {
                 self.publish(now);
             }
         }
+    }
+
+    /// Stopped by the operator: take no more requests; a backup that is not
+    /// a member is owed nothing and let go; an in-sync backup is handed
+    /// over to once it has executed every entry (`stop_poll`).
+    pub(crate) fn primary_stop(&mut self, now: Millis) {
+        if self.primary().stopping.is_some() {
+            return;
+        }
+        let protected = self.primary().protected();
+        self.primary_mut().stopping = Some(Stopping { since: now, protected });
+        let joiner = self.primary().link.as_ref().filter(|l| !l.is_member()).map(|l| l.conn);
+        if let Some(conn) = joiner {
+            let reason = "the primary stops: this join is abandoned".to_string();
+            self.emit(Command::Close { conn, reason: reason.clone() });
+            self.on_backup_lost(now, reason);
+        }
+        self.stop_poll(now);
+    }
+
+    /// A stopping primary ends once every output it holds is released: by
+    /// handing over to its in-sync backup when that has received every
+    /// entry (it goes live at once, executing them first), or alone when it
+    /// has no backup. A backup that does not catch up within 20 failure
+    /// timeouts is left to take over as after a failure.
+    fn stop_poll(&mut self, now: Millis) {
+        let last = self.last_seq;
+        let p = self.primary();
+        let Some(Stopping { since, .. }) = p.stopping else { return };
+        if p.claiming.is_some() {
+            return; // winning the next epoch after losing the backup
+        }
+        let exit = match &p.link {
+            None if p.release_upto == last => "no backup to hand over to; every reply was released".to_string(),
+            None => return,
+            // Received is enough: every output is released, and the backup
+            // executes what it holds before it serves (its go-live drain).
+            Some(l) if l.phase == LinkPhase::InSync && l.received >= last => {
+                debug_assert_eq!(p.release_upto, last, "an in-sync backup that received everything released everything");
+                let (conn, node) = (l.conn, l.node.clone());
+                self.emit(Command::SendHandover { conn });
+                format!("handed over to backup {node:?} at seq {last}: it claims epoch {} now", self.epoch + 1)
+            }
+            Some(l) => {
+                let limit = 20 * self.cfg.failover_timeout_ms;
+                if now.saturating_sub(since) < limit {
+                    return;
+                }
+                format!(
+                    "backup {:?} did not receive every entry within {limit} ms (it is at {} of {last}): stopping without a handover; it takes over after its failure timeout",
+                    l.node, l.received
+                )
+            }
+        };
+        self.role = Role::Halted("stopped by the operator".into());
+        self.emit(Command::Exit { reason: exit });
     }
 
     /// Refreshes `status` fields at the arbiter (best effort).

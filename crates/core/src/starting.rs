@@ -156,10 +156,12 @@ impl Core {
                 self.retry_later(now, read, WaitFor::PrimaryBusy, || format!("{whom} refused the join for now: {reason}"))
             }
             None => self.retry_later(now, read, WaitFor::Primary, || {
-                format!(
-                    "{whom} does not answer: {reason}. If it died, its backup (members {:?}) goes live within its failure timeout and this node then joins it; if it had no backup in sync, the cluster waits for it",
-                    t.members
-                )
+                let backups: Vec<&String> = t.members.iter().filter(|m| **m != t.primary_node).collect();
+                let then = match backups.is_empty() {
+                    true => "it had no backup in sync: the cluster waits for it".to_string(),
+                    false => format!("if it died, its backup {backups:?} goes live within its failure timeout and this node joins that"),
+                };
+                format!("{whom} does not answer: {reason}; {then}")
             }),
         }
     }

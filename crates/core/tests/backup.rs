@@ -272,3 +272,21 @@ fn a_name_in_use_is_retried_through_the_grace_then_refused() {
     assert!(reason.contains("--node") && reason.contains("\"b\""), "{reason}");
     assert!(!told.is_empty() && told.len() < 5, "told at growing intervals, not at every attempt: {told:?}");
 }
+
+/// Planned switchover, backup side: a handover makes an in-sync backup
+/// claim the next epoch at once (no failure timeout); a stopped backup
+/// leaves its primary and ends.
+#[test]
+fn a_handover_is_a_go_live_without_the_timeout_and_a_stopped_backup_leaves() {
+    let mut c = in_sync_backup(5);
+    c.handle(11, Event::Handover { conn: 3, epoch: 1 });
+    let cmds = protocol(c.take_commands());
+    assert_eq!(cmds[0], Command::Close { conn: 3, reason: "primary \"a\" handed over (planned switchover)".into() });
+    assert_eq!(&cmds[1..], [Command::Claim { epoch: 2 }]);
+
+    let mut c = in_sync_backup(5);
+    c.handle(11, Event::Stop);
+    let cmds = protocol(c.take_commands());
+    assert!(matches!(&cmds[..], [Command::Close { conn: 3, .. }, Command::Exit { .. }]), "{cmds:?}");
+    assert!(c.is_halted());
+}

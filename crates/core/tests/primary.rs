@@ -61,7 +61,9 @@ fn second_joiner_is_refused_while_one_is_attached() {
     assert!(told[0].contains("30 more refusals") && told[1].contains("29 more refusals"), "{told:?}");
     // The backup's own name on another connection is a name in use.
     c.handle(130_001, Event::JoinRequest { conn: 99, node: "b".into(), epoch: 1 });
-    assert!(protocol(c.take_commands()).iter().any(|c| matches!(c, Command::Reject { conn: 99, code: RejectCode::NameInUse, .. })));
+    assert!(protocol(c.take_commands())
+        .iter()
+        .any(|c| matches!(c, Command::Reject { conn: 99, code: RejectCode::NameInUse, .. })));
 }
 
 #[test]
@@ -352,4 +354,48 @@ fn joiner_with_the_epoch_being_claimed_is_asked_to_retry() {
     assert_eq!(c.take_commands(), vec![Command::Claim { epoch: 2 }]);
     c.handle(61, Event::ClaimDone { epoch: 2, outcome: ClaimOutcome::Granted });
     assert_eq!(c.epoch(), 2);
+}
+
+/// Issue 10 §4: a stopped primary takes no more requests, hands over to
+/// its in-sync backup once that has received every entry (all outputs
+/// released by then), and ends — never before.
+#[test]
+fn a_stopped_primary_hands_over_once_its_backup_has_every_entry() {
+    let mut c = protected_primary(10);
+    c.append(); // seq 11: not yet acknowledged
+    c.handle(5, Event::Stop);
+    assert!(!c.intake_open() && c.is_stopping(), "no more requests once stopping");
+    c.poll(6);
+    assert!(
+        !c.take_commands().iter().any(|c| matches!(c, Command::SendHandover { .. } | Command::Exit { .. })),
+        "seq 11 is not at the backup yet"
+    );
+    c.handle(7, Event::Ack { conn: 7, epoch: 1, ack: ack(11, 10) });
+    assert_eq!(c.release_upto(), 11, "the last output is released by the ack");
+    c.poll(8);
+    let cmds = protocol(c.take_commands());
+    let at = cmds.iter().position(|c| *c == Command::SendHandover { conn: 7 }).expect("a handover");
+    assert!(matches!(&cmds[at + 1..], [Command::Exit { .. }]), "then the node ends: {cmds:?}");
+    assert!(c.is_halted() && !c.is_primary());
+}
+
+/// Losing the backup mid-switchover cancels the stop: exiting would take
+/// the only copy of the state away.
+#[test]
+fn a_switchover_that_loses_its_backup_keeps_the_primary() {
+    let mut c = protected_primary(10);
+    c.append();
+    c.handle(5, Event::Stop);
+    c.take_commands();
+    c.handle(6, Event::ConnClosed { conn: 7, reason: "reset".into() });
+    let cmds = c.take_commands();
+    assert!(notices(&cmds).iter().any(|n| n.contains("stays primary")), "{cmds:?}");
+    assert_eq!(protocol(cmds), vec![Command::Claim { epoch: 2 }]);
+    c.handle(7, Event::ClaimDone { epoch: 2, outcome: ClaimOutcome::Granted });
+    c.poll(8);
+    assert!(!c.take_commands().iter().any(|c| matches!(c, Command::Exit { .. })));
+    assert!(c.is_primary() && c.intake_open() && !c.is_stopping(), "it serves on, unprotected");
+    // Stopped again, alone: it releases what it holds and ends.
+    c.handle(9, Event::Stop);
+    assert!(matches!(&protocol(c.take_commands())[..], [.., Command::Exit { .. }]));
 }

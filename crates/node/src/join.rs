@@ -163,6 +163,10 @@ fn drain_frames<M: Machine>(r: &mut Replica<M>, conn: ConnId, reader: &mut Frame
                 log::info!("{}: in sync with the primary: this node may take over if it fails", r.opts.node);
                 Event::InSync { conn, epoch: h.epoch }
             }
+            Kind::Handover => {
+                log::info!("{}: the primary hands over (planned switchover): taking over", r.opts.node);
+                Event::Handover { conn, epoch: h.epoch }
+            }
             Kind::Reject => {
                 return Some(Reject::decode(p).map_or_else(|e| e.to_string(), |r| format!("primary refused: {}", r.message)))
             }

@@ -113,6 +113,8 @@ pub struct Replica<M: Machine> {
     /// The primary's client address, for redirects from a backup.
     pub primary_client: Option<String>,
     pub stats: Stats,
+    /// Stopped as asked: the process exits once what it released is written.
+    pub exiting: bool,
 }
 
 impl<M: Machine> Replica<M> {
@@ -147,6 +149,7 @@ impl<M: Machine> Replica<M> {
             snapshot_loaded: false,
             primary_client: None,
             stats: Stats::default(),
+            exiting: false,
         }
     }
 
@@ -346,7 +349,7 @@ fn exec<M: Machine>(rc: &Rc<RefCell<Replica<M>>>, c: Command) {
         }
         Command::Reject { conn, code, message } => {
             // The core tells the operator (once per joiner, then at intervals).
-            log::debug!("{}: refusing {:?}: {message}", r.opts.node, r.conns.get(&conn).map(|c| c.peer.clone()));
+            log::debug!("{}: refusing {}: {message}", r.opts.node, r.conns.get(&conn).map_or("?", |c| c.peer.as_str()));
             let epoch = r.core.epoch();
             if let Some(c) = r.conns.get_mut(&conn) {
                 c.out.extend_from_slice(&Handshake::reject(epoch, code, message));
@@ -366,9 +369,9 @@ fn exec<M: Machine>(rc: &Rc<RefCell<Replica<M>>>, c: Command) {
         Command::SendAck { conn, ack } => r.send_frame(conn, Kind::Ack, 0, |o| ack.encode(o)),
         Command::SendInSync { conn } => {
             log::info!(
-                "{}: backup {:?} is in sync: outputs now wait for its acks",
+                "{}: backup {} is in sync: outputs now wait for its acks",
                 r.opts.node,
-                r.conns.get(&conn).map(|c| c.peer.clone())
+                r.conns.get(&conn).map_or("?", |c| c.peer.as_str())
             );
             r.stats.joins_in_sync += 1;
             r.send_frame(conn, Kind::InSync, 0, |_| {});
@@ -416,6 +419,12 @@ fn exec<M: Machine>(rc: &Rc<RefCell<Replica<M>>>, c: Command) {
             std::process::exit(REFUSED_EXIT_CODE);
         }
         Command::Notice { message } => log::warn!("{}: {message}", r.opts.node),
+        Command::SendHandover { conn } => r.send_frame(conn, Kind::Handover, 0, |_| {}),
+        Command::Exit { reason } => {
+            log::info!("{}: stopping: {reason}", r.opts.node);
+            // `run::ticker` ends the process once the channels are written.
+            r.exiting = true;
+        }
         Command::ReadArbiter | Command::Claim { .. } | Command::AddMember { .. } | Command::Publish { .. } => {
             unreachable!("arbiter commands go to the lanes")
         }

@@ -123,6 +123,7 @@ pub(crate) async fn start<M: Machine>(opts: NodeOptions, factory: Factory<M>, ta
     let rc = Rc::new(RefCell::new(Replica::new(Arc::new(opts), factory, tag, lanes, tx)));
     tokio::task::spawn_local(crate::listen::accept_loop(rc.clone(), repl));
     tokio::task::spawn_local(ticker(rc.clone()));
+    tokio::task::spawn_local(signals(rc.clone()));
     {
         let mut r = rc.borrow_mut();
         let now = r.now();
@@ -141,13 +142,51 @@ pub(crate) async fn drive<M: Machine>((rc, mut rx): Driver<M>) {
     }
 }
 
+/// SIGTERM or SIGINT: stop as the core decides (a primary hands over to
+/// its in-sync backup, a backup leaves); a second signal ends the process
+/// at once, as a crash would.
+async fn signals<M: Machine>(rc: Rc<RefCell<Replica<M>>>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        log::warn!("cannot install the SIGTERM/SIGINT handlers: a signal ends this node like kill -9");
+        return;
+    };
+    loop {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        let node = rc.borrow().opts.node.clone();
+        if rc.borrow().core.is_stopping() || rc.borrow().exiting {
+            log::warn!("{node}: {name} again while stopping: exiting now, without waiting");
+            std::process::exit(1);
+        }
+        let role = rc.borrow().core.role_name().as_str();
+        log::info!("{node}: {name}: stopping ({role}: a primary hands over to an in-sync backup; a backup leaves)");
+        feed(&rc, Event::Stop);
+    }
+}
+
 /// Lets time pass in the core: heartbeats, failure detection, retries.
 async fn ticker<M: Machine>(rc: Rc<RefCell<Replica<M>>>) {
     let tick = Duration::from_millis((rc.borrow().opts.protocol.heartbeat_ms / 5).clamp(1, 10));
     let mut iv = tokio::time::interval(tick);
     iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut exiting_since = None;
     loop {
         let due = iv.tick().await;
+        if rc.borrow().exiting {
+            // Stopped as asked: once every channel's bytes (a handover) are
+            // written, give the client tasks a moment to write the replies
+            // the last acks released, then end.
+            let since = *exiting_since.get_or_insert_with(std::time::Instant::now);
+            let flushed = rc.borrow().conns.values().all(|c| c.out.is_empty());
+            if flushed || since.elapsed() > Duration::from_secs(2) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                std::process::exit(0);
+            }
+            continue;
+        }
         // How late the tick came: the event loop was busy, or the process
         // was not scheduled (a silence the peer may take for a failure).
         crate::metrics::LOOP_LAG.observe_n(due.elapsed(), 1);

@@ -73,10 +73,12 @@ impl World {
         }
     }
 
-    pub fn nemesis(&mut self) {
+    pub fn nemesis(&mut self) -> Result<(), String> {
         let n = self.nodes.len();
         let victim = self.rng.pick(n);
-        match self.rng.pick(6) {
+        // (Planned stops are an extra kind, so runs without them keep the
+        // random streams — and the regression seeds — they always had.)
+        match self.rng.pick(if self.cfg.planned_stops { 7 } else { 6 }) {
             0 if self.may_crash(victim) => {
                 let fin = self.rng.chance(0.5);
                 self.note(format!("nemesis: {} n{victim}", if fin { "kill -9" } else { "power cut" }));
@@ -114,8 +116,16 @@ impl World {
                 self.net.arbiter_down = true;
                 self.at(d, Action::ArbiterUp);
             }
+            // An operator stops a node (SIGTERM) under the same rule as a
+            // crash: never the only holder of the state.
+            6 if self.may_crash(victim) && self.nodes[victim].alive => {
+                self.note(format!("nemesis: SIGTERM n{victim}"));
+                self.feed(victim, understudy_core::Event::Stop)?;
+                return self.after(victim);
+            }
             _ => {}
         }
+        Ok(())
     }
 
     /// The process ends: everything in memory is gone. `fin`: the kernel

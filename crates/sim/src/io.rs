@@ -148,6 +148,7 @@ impl World {
             }
             Msg::Heartbeat { epoch, last_seq } if mine => self.feed(to, Event::Heartbeat { conn, epoch, last_seq }),
             Msg::InSync { epoch } if mine => self.feed(to, Event::InSync { conn, epoch }),
+            Msg::Handover { epoch } if mine => self.feed(to, Event::Handover { conn, epoch }),
             Msg::Reject { code } if !mine && !c.joined => {
                 self.feed(to, Event::JoinFailed { reason: format!("{code:?}"), code: Some(code), peer_epoch: None })
             }

@@ -43,11 +43,22 @@ pub struct SimConfig {
     pub lossy_runs: f64,
     /// Upper bound of the backup's per-slice execution delay (a slow backup).
     pub exec_delay_ms: u64,
+    /// The nemesis also stops nodes as an operator does (SIGTERM): a
+    /// primary hands over to its in-sync backup, a backup leaves.
+    pub planned_stops: bool,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig { nodes: 3, run_ms: 20_000, settle_ms: 20_000, protocol: Config::default(), lossy_runs: 0.2, exec_delay_ms: 5 }
+        SimConfig {
+            nodes: 3,
+            run_ms: 20_000,
+            settle_ms: 20_000,
+            protocol: Config::default(),
+            lossy_runs: 0.2,
+            exec_delay_ms: 5,
+            planned_stops: false,
+        }
     }
 }
 
@@ -58,6 +69,7 @@ pub struct Report {
     pub writes_acked: usize,
     pub reads_released: u64,
     pub epochs: u64,
+    pub handovers: u64,
 }
 
 /// A violated invariant, with the seed that reproduces it.
@@ -100,6 +112,7 @@ pub fn run(seed: u64, cfg: &SimConfig) -> Result<Report, Failure> {
         writes_acked: w.check.acked.len(),
         reads_released: w.check.reads_released,
         epochs: w.record.as_ref().map_or(0, |r| r.epoch),
+        handovers: w.handovers,
     })
 }
 

@@ -29,6 +29,9 @@ pub enum Msg {
     InSync {
         epoch: Epoch,
     },
+    Handover {
+        epoch: Epoch,
+    },
     Reject {
         code: RejectCode,
     },

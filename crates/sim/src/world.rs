@@ -110,6 +110,8 @@ pub struct World {
     /// Recent events, printed with a failure.
     pub trace: VecDeque<String>,
     pub steps: u64,
+    /// Planned switchovers: handovers a stopping primary sent.
+    pub handovers: u64,
 }
 
 pub fn addrs(node: usize) -> NodeAddrs {
@@ -158,6 +160,7 @@ impl World {
             healed: false,
             trace: VecDeque::new(),
             steps: 0,
+            handovers: 0,
         };
         for i in 0..w.nodes.len() {
             let at = w.rng.range(0, 300);
@@ -282,7 +285,7 @@ impl World {
                 if !self.healed {
                     let gap = self.rng.range(200, 1500);
                     self.at(gap, Action::Nemesis);
-                    self.nemesis();
+                    return self.nemesis();
                 }
                 Ok(())
             }
@@ -421,6 +424,19 @@ impl World {
             // Every simulated node is configured alike: nothing may make
             // one give up on its configuration.
             Command::Refuse { reason } => return Err(format!("n{node} refused to start: {reason}")),
+            Command::SendHandover { conn } => {
+                self.handovers += 1;
+                let epoch = self.nodes[node].core.epoch();
+                self.send(conn, node, Msg::Handover { epoch });
+            }
+            // The stopped process ends (its connections closed after what
+            // it sent); an operator starts it again later, empty.
+            Command::Exit { reason } => {
+                self.note(format!("n{node} stops: {reason}"));
+                self.crash(node, true);
+                let d = self.rng.range(200, 3000);
+                self.at(d, Action::Restart { node });
+            }
             Command::Notice { message } => self.note(format!("n{node}: {message}")),
             Command::Halt { reason } => {
                 self.note(format!("n{node} halts: {reason}"));

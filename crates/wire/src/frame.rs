@@ -47,6 +47,10 @@ pub enum Kind {
     /// accepted; `seq` is the seq of the snapshot the joiner will receive, so
     /// the first entry on the channel is `seq + 1`.
     JoinAccepted = 14,
+    /// Primary → in-sync backup, planned switchover: every entry is on the
+    /// channel and this primary takes no more requests; claim the next
+    /// epoch now, without waiting for a failure timeout.
+    Handover = 15,
     /// Start of a snapshot stream; `seq` is the snapshot's seq.
     SnapshotBegin = 20,
     /// One checksummed chunk of a snapshot.
@@ -70,6 +74,7 @@ impl Kind {
             12 => Kind::Heartbeat,
             13 => Kind::InSync,
             14 => Kind::JoinAccepted,
+            15 => Kind::Handover,
             20 => Kind::SnapshotBegin,
             21 => Kind::SnapshotChunk,
             22 => Kind::SnapshotEnd,
@@ -186,7 +191,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const KINDS: [Kind; 13] = [
+    const KINDS: [Kind; 14] = [
         Kind::Hello,
         Kind::Proof,
         Kind::Reject,
@@ -195,6 +200,7 @@ mod tests {
         Kind::Heartbeat,
         Kind::InSync,
         Kind::JoinAccepted,
+        Kind::Handover,
         Kind::SnapshotBegin,
         Kind::SnapshotChunk,
         Kind::SnapshotEnd,

@@ -310,7 +310,7 @@ fn start_when_protected(r: &mut Replica<WasmMachine>, waited: &mut Waited) {
     if s.protected {
         let next = s.last_seq + 1;
         log::info!(
-            "{}: backup {:?} is in sync: starting the guest (it replays it from seq {next}); waited {:.1?}",
+            "{}: backup {} is in sync: starting the guest (it replays it from seq {next}); waited {:.1?}",
             r.opts.node,
             s.peer.as_deref().unwrap_or("?"),
             since.elapsed()
