@@ -273,8 +273,40 @@ fn arbiter(a: ArbiterArgs) -> Result<ExitCode> {
         .with_context(|| format!("cannot write {} in --dir {}", understudy_node::listening::LISTENING_FILE, a.dir.display()))?;
     log::info!("arbiter listening on {bound}, state in {}", a.dir.display());
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    stop_on_signal(stop.clone())?;
     understudy_arbiter::serve(listener, &a.dir, secret, stop)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM or SIGINT sets `stop`: the arbiter finishes the requests in
+/// progress (each is fsynced before it is answered) and exits 0. A second
+/// signal ends it at once.
+fn stop_on_signal(stop: Arc<std::sync::atomic::AtomicBool>) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().context("the signal handler's runtime")?;
+    let (mut term, mut int) = rt
+        .block_on(async { Ok::<_, std::io::Error>((signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?)) })
+        .context("installing the SIGTERM/SIGINT handlers")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            rt.block_on(async {
+                for n in 0.. {
+                    let name = tokio::select! {
+                        _ = term.recv() => "SIGTERM",
+                        _ = int.recv() => "SIGINT",
+                    };
+                    if n > 0 {
+                        log::warn!("{name} again: exiting now");
+                        std::process::exit(1);
+                    }
+                    log::info!("{name}: finishing the requests in progress, then exiting");
+                    stop.store(true, std::sync::atomic::Ordering::Release);
+                }
+            })
+        })
+        .context("starting the signal thread")?;
+    Ok(())
 }
 
 pub fn node_options(

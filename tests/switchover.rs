@@ -155,3 +155,28 @@ fn sigterm_on_a_backup_leaves_and_on_an_unprotected_primary_ends_it() {
     assert_eq!(h.wait_exit("a", Duration::from_secs(30)), Some(0), "{}", h.log_of("a"));
     assert!(h.log_of("a").contains("no backup to hand over to"), "{}", h.log_of("a"));
 }
+
+#[test]
+fn sigterm_on_the_arbiter_ends_it_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        let mut child = std::process::Command::new(BIN)
+            .args(["arbiter", "--listen", "127.0.0.1:0", "--dir"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let l: Option<understudy_node::listening::ArbiterListening> = wait_listening(&mut child, dir.path());
+        assert!(l.is_some(), "the arbiter started");
+        child
+    };
+    let child = start();
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SIGTERM"));
+    // It released its directory: a new arbiter opens it at once.
+    let again = start();
+    assert_eq!(unsafe { libc::kill(again.id() as i32, libc::SIGINT) }, 0);
+    assert_eq!(again.wait_with_output().unwrap().status.code(), Some(0));
+}
