@@ -48,6 +48,9 @@ pub enum Cmd {
     Replay(crate::wasm_cli::ReplayArgs),
     // Its help is StatusArgs' doc comment (the exit status contract).
     Status(crate::status::StatusArgs),
+    /// Abandon the state of a cluster whose last in-sync replica died, so
+    /// the next node starts it empty (refused while its primary answers).
+    Forget(crate::forget::ForgetArgs),
     /// Run the seeded simulator of the protocol core (crashes, partitions,
     /// freezes, arbiter outages) and check every invariant.
     Sim(SimArgs),
@@ -202,6 +205,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Wasm(a) => crate::wasm_cli::wasm(*a),
         Cmd::Replay(a) => crate::wasm_cli::replay(a),
         Cmd::Status(a) => crate::status::status(a),
+        Cmd::Forget(a) => crate::forget::forget(a),
         Cmd::Sim(a) => sim(a),
         Cmd::Bench(a) => crate::bench::run(*a),
     }

@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod config;
 mod demo;
+mod forget;
 mod logger;
 mod status;
 mod wasm_cli;

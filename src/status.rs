@@ -85,6 +85,7 @@ pub fn status_json(cluster: &str, rec: Option<&ClusterRecord>, answers: bool) ->
             "members": r.members,
             "protected": r.protected,
             "primary_answers": answers,
+            "abandoned_at_ms": r.abandoned_at_ms,
         }),
     }
 }
@@ -122,7 +123,7 @@ fn probe(addr: &str, timeout: Duration) -> std::result::Result<SocketAddr, Strin
 }
 
 /// What the probe found: `Ok(which address answered)` or `Err(why not)`.
-fn probe_primary(r: &ClusterRecord, timeout: Duration) -> std::result::Result<String, String> {
+pub(crate) fn probe_primary(r: &ClusterRecord, timeout: Duration) -> std::result::Result<String, String> {
     let client = probe(&r.primary.client, timeout);
     if let Ok(a) = client {
         return Ok(format!("clients {a}"));
@@ -173,6 +174,15 @@ fn read_and_print(a: &StatusArgs) -> Result<u8> {
         let protection =
             if r.protected { "yes: outputs wait for the backup" } else { "NO: the primary runs unprotected (no backup in sync)" };
         writeln!(t, "protected {protection}")?;
+        if let Some(ms) = r.abandoned_at_ms {
+            let when = crate::logger::rfc3339(ms / 1000, (ms % 1000) as u32);
+            writeln!(
+                t,
+                "abandoned epoch {} at {when} (understudy forget): the next node to start claims epoch {} empty",
+                r.epoch,
+                r.epoch + 1
+            )?;
+        }
     } else {
         writeln!(t, "cluster {:?}: no primary registered (a node started for it will claim epoch 1)", a.cluster)?;
     }

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::durable::{self, TMP_PREFIX};
+use crate::record::ANYONE;
 use crate::rules::{self, Decision};
 use crate::{Arbiter, ArbiterError, BackupInfo, Claim, ClusterRecord, NodeAddrs, Update};
 
@@ -44,6 +45,9 @@ struct MemberFile {
     epoch: u64,
     member: String,
     added_by: String,
+    /// When it was added (milliseconds since the Unix epoch).
+    #[serde(default)]
+    at_ms: Option<u64>,
 }
 
 /// Content of `epoch-<N>.status`.
@@ -169,7 +173,21 @@ impl FileArbiter {
         members.extend(others);
         let status: Option<StatusFile> = read_json(&cdir.join(status_name(n)))?;
         let (backup, protected) = status.map_or((None, false), |s| (s.backup, s.protected));
-        Ok(Some(ClusterRecord { cluster: cluster.to_string(), epoch: n, primary: ef.primary, members, backup, protected }))
+        // Abandoned (`forget`): when, from the member file's own record.
+        let abandoned_at_ms = match members.iter().any(|m| m == ANYONE) {
+            true => read_json::<MemberFile>(&cdir.join(member_name(n, ANYONE)))?.and_then(|m| m.at_ms).or(Some(0)),
+            false => None,
+        };
+        let r = ClusterRecord {
+            cluster: cluster.to_string(),
+            epoch: n,
+            primary: ef.primary,
+            members,
+            backup,
+            protected,
+            abandoned_at_ms,
+        };
+        Ok(Some(r))
     }
 
     /// Whether `node` is a member of epoch `r.epoch`, by a lookup of its
@@ -233,7 +251,13 @@ impl Arbiter for FileArbiter {
             Decision::Answer(a) => return Ok(a),
         };
         let cdir = self.cluster_dir(cluster);
-        let content = MemberFile { cluster: cluster.into(), epoch, member: member.into(), added_by: primary_node.into() };
+        let content = MemberFile {
+            cluster: cluster.into(),
+            epoch,
+            member: member.into(),
+            added_by: primary_node.into(),
+            at_ms: next.abandoned_at_ms.or(Some(crate::rules::unix_ms())),
+        };
         // Already there means added before: membership is a set.
         durable::create_exclusive(&cdir, &member_name(epoch, member), &to_json(&content))?;
         let status = StatusFile { backup: next.backup, protected: next.protected };

@@ -49,7 +49,7 @@ pub use error::ArbiterError;
 #[cfg(feature = "etcd")]
 pub use etcd::EtcdArbiter;
 pub use file::FileArbiter;
-pub use record::{Arbiter, BackupInfo, BackupState, Claim, ClusterRecord, NodeAddrs, Update};
+pub use record::{Arbiter, BackupInfo, BackupState, Claim, ClusterRecord, NodeAddrs, Update, ANYONE};
 pub use rules::validate_name;
 pub use server::{serve, RunningServer, Server};
 

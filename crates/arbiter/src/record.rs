@@ -56,7 +56,16 @@ pub struct ClusterRecord {
     pub backup: Option<BackupInfo>,
     /// Status only: a backup in sync gates the primary's outputs.
     pub protected: bool,
+    /// Set when an operator abandoned this epoch's state (`understudy
+    /// forget`): milliseconds since the Unix epoch. Its members are then
+    /// [`ANYONE`]: any node may claim the next epoch, starting empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abandoned_at_ms: Option<u64>,
 }
+
+/// The member that stands for every node: an abandoned epoch's state is
+/// gone, so anyone may start the next one (never a valid node name).
+pub const ANYONE: &str = "*";
 
 impl ClusterRecord {
     /// The record a granted claim produces: the winner alone, unprotected.
@@ -68,12 +77,18 @@ impl ClusterRecord {
             members: vec![primary.node.clone()],
             backup: None,
             protected: false,
+            abandoned_at_ms: None,
         }
     }
 
     /// Whether `node` may claim `self.epoch + 1`.
     pub fn is_member(&self, node: &str) -> bool {
-        self.members.iter().any(|m| m == node)
+        self.members.iter().any(|m| m == node || m == ANYONE)
+    }
+
+    /// An operator abandoned this epoch's state (`understudy forget`).
+    pub fn is_abandoned(&self) -> bool {
+        self.members.iter().any(|m| m == ANYONE)
     }
 }
 
@@ -176,6 +191,16 @@ pub trait Arbiter: Send + Sync {
         backup: Option<BackupInfo>,
         protected: bool,
     ) -> Result<Update, ArbiterError>;
+
+    /// An operator abandons the state of `epoch` (its last in-sync replica
+    /// died): applied only while `epoch` is current and held by
+    /// `primary_node`; every node becomes a member, so the next node to
+    /// start claims `epoch + 1` with an empty state. Promise 4 is given up
+    /// for this one epoch, deliberately and on the record
+    /// ([`ClusterRecord::abandoned_at_ms`]).
+    fn forget(&self, cluster: &str, epoch: u64, primary_node: &str) -> Result<Update, ArbiterError> {
+        self.add_member(cluster, epoch, primary_node, ANYONE)
+    }
 
     /// Human-readable backend description for logs
     /// (`understudy://127.0.0.1:7700`, `file:///shared`).

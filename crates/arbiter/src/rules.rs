@@ -3,7 +3,13 @@
 //! The file backend applies the same rules with an atomic file create as its
 //! test-and-set; the conformance suite checks that both agree.
 
+use crate::record::ANYONE;
 use crate::{ArbiterError, BackupInfo, BackupState, Claim, ClusterRecord, NodeAddrs, Update};
+
+/// Now, for [`ClusterRecord::abandoned_at_ms`].
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
 
 /// Longest cluster or node name: names become file names on every backend.
 pub const NAME_BYTES_MAX: usize = 64;
@@ -95,10 +101,21 @@ pub fn decide_add_member(
     member: &str,
 ) -> Result<Decision<Update>, ArbiterError> {
     validate_name("--cluster", cluster)?;
-    validate_name("--node", member)?;
     let Some(r) = holder(current, epoch, primary_node) else {
         return Ok(superseded(current));
     };
+    if member == ANYONE {
+        // `forget`: the state of this epoch is abandoned.
+        let mut next = r.clone();
+        if !next.is_abandoned() {
+            next.members.push(ANYONE.to_string());
+            next.abandoned_at_ms = Some(unix_ms());
+        }
+        next.backup = None;
+        next.protected = false;
+        return Ok(Decision::Write(next));
+    }
+    validate_name("--node", member)?;
     check_new_member(r, member)?;
     let mut next = r.clone();
     if !next.is_member(member) {

@@ -23,6 +23,17 @@ pub struct ArbiterView {
     pub members: Vec<String>,
 }
 
+impl ArbiterView {
+    /// An operator abandoned this epoch's state (`understudy forget`): its
+    /// members include every node (the arbiter's `ANYONE`, `*`).
+    pub fn abandoned(&self) -> bool {
+        self.members.iter().any(|m| m == ANYONE)
+    }
+}
+
+/// The member standing for every node (the arbiter's `ANYONE`).
+pub const ANYONE: &str = "*";
+
 /// Result of claiming an epoch (the test-and-set).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimOutcome {

@@ -37,5 +37,5 @@ mod starting;
 
 pub use crate::core::{Core, RoleName, Status, WaitFor};
 pub use config::Config;
-pub use event::{ArbiterView, BackupPhase, ClaimOutcome, Command, ConnId, Epoch, Event, Millis, Seq, UpdateOutcome};
+pub use event::{ArbiterView, BackupPhase, ClaimOutcome, Command, ConnId, Epoch, Event, Millis, Seq, UpdateOutcome, ANYONE};
 pub use machine::{Ctx, SnapshotError, SnapshotWriter, StateMachine};

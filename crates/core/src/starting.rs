@@ -42,6 +42,19 @@ impl Core {
             }),
             Event::ArbiterRefused { reason } => self.refuse(format!("the arbiter refused this node: {reason}")),
             Event::ArbiterRead(Ok(None)) => self.emit(Command::Claim { epoch: 1 }),
+            Event::ArbiterRead(Ok(Some(v))) if v.abandoned() && v.epoch >= self.epoch => {
+                // `understudy forget`: the state of this epoch is gone by the
+                // operator's decision; the next epoch starts empty.
+                self.emit(Command::Notice {
+                    message: format!(
+                        "epoch {} of this cluster was abandoned by an operator (understudy forget): claiming epoch {} with an empty state",
+                        v.epoch,
+                        v.epoch + 1
+                    ),
+                });
+                self.set_epoch(v.epoch);
+                self.emit(Command::Claim { epoch: v.epoch + 1 });
+            }
             Event::ArbiterRead(Ok(Some(v))) => {
                 if v.epoch < self.epoch {
                     // A stale read: ask again.
@@ -67,10 +80,11 @@ impl Core {
                     self.target = Some(v);
                 }
             }
-            Event::ClaimDone { epoch: 1, outcome } => match outcome {
+            // Epoch 1 of an empty cluster, or the epoch after an abandoned one.
+            Event::ClaimDone { epoch, outcome } if epoch == self.epoch + 1 => match outcome {
                 ClaimOutcome::Granted => {
                     self.waited();
-                    self.become_primary(now, 1, false)
+                    self.become_primary(now, epoch, false)
                 }
                 ClaimOutcome::Superseded { .. } | ClaimOutcome::NotMember { .. } => self.emit(Command::ReadArbiter),
                 // Ask again for the same epoch, not the record: if the grant
@@ -78,8 +92,8 @@ impl Core {
                 // this node, which a re-read would take for a dead former
                 // self (simulator, seed 153). A repeated claim is answered
                 // as the first one was.
-                ClaimOutcome::Error(e) => self.retry_later(now, Command::Claim { epoch: 1 }, WaitFor::Arbiter, || {
-                    format!("cannot claim epoch 1 of an empty cluster at the arbiter: {e}; this node serves once the arbiter answers")
+                ClaimOutcome::Error(e) => self.retry_later(now, Command::Claim { epoch }, WaitFor::Arbiter, || {
+                    format!("cannot claim epoch {epoch} of an empty cluster at the arbiter: {e}; this node serves once the arbiter answers")
                 }),
             },
             Event::Joined { conn, primary, epoch, snapshot_seq } => {

@@ -290,3 +290,21 @@ fn a_handover_is_a_go_live_without_the_timeout_and_a_stopped_backup_leaves() {
     assert!(matches!(&cmds[..], [Command::Close { conn: 3, .. }, Command::Exit { .. }]), "{cmds:?}");
     assert!(c.is_halted());
 }
+
+/// An epoch an operator abandoned (`understudy forget`): a starting node —
+/// even one the record names — claims the next epoch and starts empty.
+#[test]
+fn an_abandoned_epoch_is_started_over_by_the_next_node() {
+    for name in ["a", "z"] {
+        let mut c = Core::new(cfg(), name);
+        c.start(0);
+        c.take_commands();
+        let mut v = view(3, "a");
+        v.members.push(understudy_core::ANYONE.into());
+        assert!(v.abandoned());
+        c.handle(0, Event::ArbiterRead(Ok(Some(v))));
+        assert_eq!(protocol(c.take_commands()), vec![Command::Claim { epoch: 4 }], "{name}");
+        c.handle(1, Event::ClaimDone { epoch: 4, outcome: ClaimOutcome::Granted });
+        assert!(c.is_primary() && c.epoch() == 4 && c.status().last_seq == 0);
+    }
+}

@@ -40,7 +40,31 @@ pub fn conformance(a: &dyn Arbiter, b: &dyn Arbiter) {
     first_claim(a, b, c);
     membership_and_status(a, b, c);
     failover_to_the_member(a, b, c);
+    a_forgotten_epoch_lets_anyone_start_the_next(a, b, c);
     names_are_validated(a);
+}
+
+/// `forget` (issue 10 §3): only the current epoch, only as its holder's;
+/// then any node — never a member — may claim the next epoch, once.
+fn a_forgotten_epoch_lets_anyone_start_the_next(a: &dyn Arbiter, b: &dyn Arbiter, c: &str) {
+    let cur = a.read(c).unwrap().unwrap();
+    assert_eq!((cur.epoch, cur.primary.node.as_str()), (3, "a"));
+    assert!(matches!(b.claim(c, 4, &addrs("z")).unwrap(), Claim::NotMember(_)), "z was never in sync");
+    // Stale epoch, future epoch, wrong primary: refused, nothing changes.
+    for (epoch, primary) in [(2, "b"), (4, "a"), (3, "b")] {
+        expect_superseded(b.forget(c, epoch, primary).unwrap(), &format!("forget {epoch}/{primary}"));
+    }
+    assert!(!a.read(c).unwrap().unwrap().is_abandoned());
+    let r = expect_applied(b.forget(c, 3, "a").unwrap(), "forget the current epoch");
+    assert!(r.is_abandoned() && r.abandoned_at_ms.is_some_and(|t| t > 1_600_000_000_000), "{r:?}");
+    assert!(!r.protected && r.backup.is_none());
+    assert_eq!(a.read(c).unwrap(), Some(r.clone()), "every handle sees it abandoned");
+    expect_applied(b.forget(c, 3, "a").unwrap(), "forgetting again changes nothing");
+    assert_eq!(a.read(c).unwrap().unwrap().abandoned_at_ms, r.abandoned_at_ms);
+    let r4 = ClusterRecord::granted(c, 4, &addrs("z"));
+    assert_eq!(b.claim(c, 4, &addrs("z")).unwrap(), Claim::Granted(r4.clone()), "anyone starts epoch 4");
+    assert_eq!(a.claim(c, 4, &addrs("a")).unwrap(), Claim::Superseded(r4.clone()), "once");
+    assert!(!a.read(c).unwrap().unwrap().is_abandoned(), "epoch 4 starts over with a real primary");
 }
 
 /// Promise 2: epoch 1 is granted once.
