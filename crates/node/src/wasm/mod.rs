@@ -49,13 +49,6 @@ impl FreshModule {
         FreshModule { making: Mutex::new(Some(making)), made: std::sync::OnceLock::new() }
     }
 
-    /// A module made already.
-    pub fn made(m: Arc<[u8]>) -> FreshModule {
-        let made = std::sync::OnceLock::new();
-        let _ = made.set(m);
-        FreshModule { making: Mutex::new(None), made }
-    }
-
     pub(crate) fn get(&self, fallback: &Arc<[u8]>) -> Arc<[u8]> {
         self.made
             .get_or_init(|| {

@@ -70,17 +70,24 @@ pub fn run_wasm(mut opts: WasmNodeOptions) -> Result<i32, NodeError> {
     // starts, by a fresh transfer; only a join during the job needs a
     // live snapshot.)
     let command_style = opts.guest_listen.is_none() && !opts.start_unprotected;
-    let fresh_module = if opts.guest.map_dirs.is_empty() || command_style {
-        super::FreshModule::new(transforming)
-    } else {
-        let m = transforming.join().map_err(|_| NodeError::Options("the Asyncify transformation panicked".into()))?;
-        if !asyncify::is_transformed(&m) {
-            return Err(NodeError::Options(
-                "--map-dir in a cluster needs live snapshots of the guest, which need wasm-opt (Debian package binaryen; or UNDERSTUDY_WASM_OPT=PATH) and a module it can transform: see the warning above".into(),
-            ));
+    // The checks are quick; the transformation itself (seconds for a large
+    // module) runs on: only a node that starts the guest waits for it, and
+    // a joiner — which gets the primary's module — never does.
+    if !opts.guest.map_dirs.is_empty() && !command_style {
+        let usable = asyncify::wasm_opt_version().and_then(|_| {
+            if asyncify::is_transformed(&opts.guest.module) {
+                Ok(())
+            } else {
+                asyncify::check_snapshottable(&opts.guest.module)
+            }
+        });
+        if let Err(e) = usable {
+            return Err(NodeError::Options(format!(
+                "--map-dir in a cluster needs live snapshots of the guest, which need wasm-opt (Debian package binaryen; or UNDERSTUDY_WASM_OPT=PATH) and a module it can transform: {e}"
+            )));
         }
-        super::FreshModule::made(m)
-    };
+    }
+    let fresh_module = super::FreshModule::new(transforming);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(NodeError::Runtime)?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
