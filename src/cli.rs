@@ -51,6 +51,9 @@ pub enum Cmd {
     /// Abandon the state of a cluster whose last in-sync replica died, so
     /// the next node starts it empty (refused while its primary answers).
     Forget(crate::forget::ForgetArgs),
+    /// Switch a protected cluster's primary and backup without stopping
+    /// either (the primary hands over and rejoins as backup).
+    Switchover(crate::switchover::SwitchoverArgs),
     /// Run the seeded simulator of the protocol core (crashes, partitions,
     /// freezes, arbiter outages) and check every invariant.
     Sim(SimArgs),
@@ -74,6 +77,10 @@ pub struct SimArgs {
     /// Milliseconds of faults per run (then the network heals).
     #[arg(long, default_value_t = understudy_sim::SimConfig::default().run_ms)]
     pub run_ms: u64,
+    /// The nemesis also stops nodes as an operator does (SIGTERM,
+    /// `understudy switchover`).
+    #[arg(long)]
+    pub planned_stops: bool,
 }
 
 #[derive(Args)]
@@ -206,6 +213,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Replay(a) => crate::wasm_cli::replay(a),
         Cmd::Status(a) => crate::status::status(a),
         Cmd::Forget(a) => crate::forget::forget(a),
+        Cmd::Switchover(a) => crate::switchover::switchover(a),
         Cmd::Sim(a) => sim(a),
         Cmd::Bench(a) => crate::bench::run(*a),
     }
@@ -370,7 +378,7 @@ pub fn print_out(t: &str) -> Result<()> {
 }
 
 fn sim(a: SimArgs) -> Result<ExitCode> {
-    let cfg = understudy_sim::SimConfig { run_ms: a.run_ms, ..Default::default() };
+    let cfg = understudy_sim::SimConfig { run_ms: a.run_ms, planned_stops: a.planned_stops, ..Default::default() };
     let seeds = match a.seed {
         Some(s) => s..s + 1,
         None => a.start..a.start + a.seeds,

@@ -8,6 +8,7 @@ mod demo;
 mod forget;
 mod logger;
 mod status;
+mod switchover;
 mod wasm_cli;
 
 use std::process::ExitCode;

@@ -180,3 +180,45 @@ fn sigterm_on_the_arbiter_ends_it_cleanly() {
     assert_eq!(unsafe { libc::kill(again.id() as i32, libc::SIGINT) }, 0);
     assert_eq!(again.wait_with_output().unwrap().status.code(), Some(0));
 }
+
+/// `understudy switchover`: the same handover without stopping a process;
+/// the old primary rejoins as the backup. Twice under load, back and forth:
+/// nothing lost; refused (saying why) while the cluster is unprotected.
+#[test]
+fn the_switchover_command_swaps_primary_and_backup_under_load() {
+    let _s = serial();
+    let mut h = Harness::new();
+    h.node_args = vec!["--failover-timeout-ms".into(), "5000".into()];
+    h.start_node("a", &[]);
+    h.wait_primary("a");
+    let cmd = |h: &Harness| {
+        std::process::Command::new(BIN)
+            .args(["switchover", "--arbiter", &h.arbiter_url(), "--cluster", CLUSTER, "--secret-file"])
+            .arg(h.path("secret"))
+            .output()
+            .unwrap()
+    };
+    let o = cmd(&h);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("not protected"), "{o:?}");
+    h.start_node("b", &[]);
+    h.wait_in_sync("b");
+    let w = Writers::start(&h, 4);
+    w.wait_more(1000);
+    for (from, to) in [("a", "b"), ("b", "a")] {
+        let epoch = h.record().unwrap().epoch;
+        let o = cmd(&h);
+        assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        let r = h.record().unwrap();
+        assert_eq!((r.primary.node.as_str(), r.epoch), (to, epoch + 1), "{r:?}");
+        assert_eq!(r.backup.as_ref().map(|b| b.node.as_str()), Some(from));
+        assert!(r.protected);
+        w.wait_more(1000);
+    }
+    let (acked, longest, failed) = w.stop();
+    eprintln!("two switchovers: longest pause {longest:?}, at most {failed} failed calls per writer, {} writes", acked.len());
+    assert_all_present(&h.node("a").client, &acked);
+    let epoch = h.record().unwrap().epoch;
+    h.kill9("a");
+    h.wait_primary_after("b", epoch);
+    assert_all_present(&h.node("b").client, &acked);
+}

@@ -91,6 +91,13 @@ pub struct Core {
     pub(crate) target: Option<ArbiterView>,
     /// Asked to stop while going live: stop once primary.
     pub(crate) stop_requested: bool,
+    /// The epoch this node handed over in a switchover (it rejoins as backup).
+    pub(crate) handed_over: Option<Epoch>,
+    /// Starting: the epoch a claim is out for (answer not yet in).
+    pub(crate) claiming: Option<Epoch>,
+    /// Outputs released while this node was the primary it handed over
+    /// from: its client connections still write them after the role change.
+    pub(crate) released_before: Seq,
     out: Vec<Command>,
 }
 
@@ -110,6 +117,8 @@ pub enum WaitFor {
     NameInUse,
     /// The primary refused for a passing reason (claiming, stale epoch).
     PrimaryBusy,
+    /// This node handed over (switchover) and waits for its successor.
+    Successor,
 }
 
 /// A wait in progress.
@@ -135,6 +144,9 @@ impl Core {
             wait: None,
             target: None,
             stop_requested: false,
+            handed_over: None,
+            released_before: 0,
+            claiming: None,
             out: Vec::new(),
         }
     }
@@ -275,6 +287,14 @@ impl Core {
         match &self.role {
             Role::Primary(_) => self.primary_stop(now),
             Role::Backup(_) => self.backup_stop(),
+            Role::Starting { .. } if self.claiming.is_some() => {
+                // The claim may be granted already: finish it, then stop as
+                // a primary does.
+                self.stop_requested = true;
+                self.emit(Command::Notice {
+                    message: "asked to stop while claiming an epoch: stopping once the claim is answered".into(),
+                });
+            }
             Role::Starting { .. } => {
                 self.retry = None;
                 self.role = Role::Halted("stopped by the operator".into());
@@ -306,6 +326,12 @@ impl Core {
         self.wait = None;
         self.role = Role::Halted(reason.clone());
         self.emit(Command::Refuse { reason });
+    }
+
+    /// A starting node with a claim out: if granted, it is the cluster's
+    /// primary — and, with an empty cluster, the only holder of its state.
+    pub fn is_claiming(&self) -> bool {
+        matches!(self.role, Role::Starting { .. }) && self.claiming.is_some()
     }
 
     /// True while this node may execute client operations as primary.

@@ -5,7 +5,7 @@
 use understudy_wire::msg::{Ack, RejectCode};
 
 use crate::core::{Core, Role, WaitFor};
-use crate::event::{BackupPhase, ClaimOutcome, Command, ConnId, Epoch, Event, Millis, Seq, UpdateOutcome};
+use crate::event::{BackupPhase, ClaimOutcome, Command, ConnId, Epoch, Event, Millis, Seq, UpdateOutcome, ANYONE};
 
 /// Where the backup stands, from the primary's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +77,12 @@ pub(crate) struct Stopping {
     /// An in-sync backup was there to hand over to: losing it cancels the
     /// stop (exiting would end the cluster's only copy of the state).
     protected: bool,
+    /// A switchover: after the handover this node rejoins as the backup
+    /// instead of ending.
+    rejoin: bool,
+    /// Alone and with nothing ever logged: the epoch is being abandoned at
+    /// the arbiter, so that the cluster can start again without it.
+    abandoning: bool,
 }
 
 /// A joiner refused, as told to the operator.
@@ -211,7 +217,9 @@ impl Core {
     pub fn release_upto(&self) -> Seq {
         match &self.role {
             Role::Primary(p) => p.release_upto,
-            _ => 0,
+            // Released before a switchover's handover; replies of a
+            // non-primary (-READONLY) carry tag 0.
+            _ => self.released_before,
         }
     }
 
@@ -267,6 +275,7 @@ impl Core {
             Event::ConnClosed { conn, reason } if self.primary().link.as_ref().is_some_and(|l| l.conn == conn) => {
                 self.on_backup_lost(now, reason);
             }
+            Event::AddMemberDone { epoch, node, outcome } if node == ANYONE => self.on_abandoned(now, epoch, outcome),
             Event::AddMemberDone { epoch, node, outcome } => self.on_add_member_done(now, epoch, node, outcome),
             Event::ClaimDone { epoch, outcome } => self.on_reclaim_done(now, epoch, outcome),
             // Stale answers and backup-side events do not concern a primary.
@@ -495,7 +504,7 @@ impl Core {
             return;
         }
         let protected = self.primary().protected();
-        self.primary_mut().stopping = Some(Stopping { since: now, protected });
+        self.primary_mut().stopping = Some(Stopping { since: now, protected, rejoin: false, abandoning: false });
         let joiner = self.primary().link.as_ref().filter(|l| !l.is_member()).map(|l| l.conn);
         if let Some(conn) = joiner {
             let reason = "the primary stops: this join is abandoned".to_string();
@@ -503,6 +512,28 @@ impl Core {
             self.on_backup_lost(now, reason);
         }
         self.stop_poll(now);
+    }
+
+    /// An operator's switchover: hand over to the in-sync backup as a stop
+    /// does, then rejoin the new primary as its backup. Refused (with why)
+    /// unless this node is a primary with an in-sync backup and no stop or
+    /// claim in progress.
+    pub fn request_switchover(&mut self, now: Millis) -> Result<String, String> {
+        let Role::Primary(p) = &self.role else {
+            return Err(format!("node {:?} is not the primary ({})", self.node, self.role_name().as_str()));
+        };
+        if p.stopping.is_some() || p.claiming.is_some() {
+            return Err("a stop or a claim of the next epoch is in progress".into());
+        }
+        let Some(backup) = p.link.as_ref().filter(|l| l.phase == LinkPhase::InSync).map(|l| l.node.clone()) else {
+            return Err("no backup is in sync to take over (see understudy status)".into());
+        };
+        self.primary_mut().stopping = Some(Stopping { since: now, protected: true, rejoin: true, abandoning: false });
+        self.emit(Command::Notice {
+            message: format!("switchover asked: handing over to backup {backup:?}, then rejoining it as its backup"),
+        });
+        self.stop_poll(now);
+        Ok(backup)
     }
 
     /// A stopping primary ends once every output it holds is released: by
@@ -513,11 +544,26 @@ impl Core {
     fn stop_poll(&mut self, now: Millis) {
         let last = self.last_seq;
         let p = self.primary();
-        let Some(Stopping { since, .. }) = p.stopping else { return };
+        let Some(Stopping { since, rejoin, .. }) = p.stopping else { return };
         if p.claiming.is_some() {
             return; // winning the next epoch after losing the backup
         }
         let exit = match &p.link {
+            None if p.release_upto == last && last == 0 => {
+                // Nothing was ever logged in this epoch (the cluster is
+                // empty): abandoning it loses nothing, and spares the cluster
+                // a record naming a primary that will not come back.
+                if !p.stopping.is_some_and(|s| s.abandoning) {
+                    if let Some(s) = self.primary_mut().stopping.as_mut() {
+                        s.abandoning = true;
+                    }
+                    self.emit(Command::AddMember { epoch: self.epoch, node: ANYONE.into() });
+                }
+                if now.saturating_sub(since) < 20 * self.cfg.failover_timeout_ms {
+                    return; // until the arbiter answers (`on_abandoned`)
+                }
+                "no backup to hand over to, nothing was logged; the arbiter did not answer the abandonment".to_string()
+            }
             None if p.release_upto == last => "no backup to hand over to; every reply was released".to_string(),
             None => return,
             // Received is enough: every output is released, and the backup
@@ -526,11 +572,25 @@ impl Core {
                 debug_assert_eq!(p.release_upto, last, "an in-sync backup that received everything released everything");
                 let (conn, node) = (l.conn, l.node.clone());
                 self.emit(Command::SendHandover { conn });
+                if rejoin {
+                    self.rejoin_after_handover(now, node);
+                    return;
+                }
                 format!("handed over to backup {node:?} at seq {last}: it claims epoch {} now", self.epoch + 1)
             }
             Some(l) => {
                 let limit = 20 * self.cfg.failover_timeout_ms;
                 if now.saturating_sub(since) < limit {
+                    return;
+                }
+                if rejoin {
+                    // A switchover that cannot finish is called off.
+                    let message = format!(
+                        "switchover called off: backup {:?} did not receive every entry within {limit} ms (it is at {} of {last}); serving on",
+                        l.node, l.received
+                    );
+                    self.primary_mut().stopping = None;
+                    self.emit(Command::Notice { message });
                     return;
                 }
                 format!(
@@ -541,6 +601,44 @@ impl Core {
         };
         self.role = Role::Halted("stopped by the operator".into());
         self.emit(Command::Exit { reason: exit });
+    }
+
+    /// The arbiter answered the abandonment of an empty epoch by a stopping
+    /// primary: it ends either way (applied, or the cluster moved on).
+    fn on_abandoned(&mut self, now: Millis, epoch: Epoch, outcome: UpdateOutcome) {
+        if epoch != self.epoch || !self.primary().stopping.is_some_and(|s| s.abandoning) {
+            return;
+        }
+        let reason = match outcome {
+            UpdateOutcome::Applied => {
+                format!("no backup to hand over to and nothing was logged: epoch {epoch} is abandoned at the arbiter, the next node to start claims epoch {}", epoch + 1)
+            }
+            UpdateOutcome::Superseded { current } => format!("epoch {current} exists already: nothing to abandon"),
+            UpdateOutcome::Error(e) => {
+                return self.retry_later(now, Command::AddMember { epoch, node: ANYONE.into() }, WaitFor::Arbiter, || {
+                    format!("stopping: cannot abandon the empty epoch {epoch} at the arbiter: {e}")
+                });
+            }
+        };
+        self.role = Role::Halted("stopped by the operator".into());
+        self.emit(Command::Exit { reason });
+    }
+
+    /// After a switchover's handover: this node holds nothing the cluster
+    /// needs any more (its successor has every entry); it starts over as a
+    /// joiner of the successor, which claims the next epoch now.
+    fn rejoin_after_handover(&mut self, now: Millis, successor: String) {
+        let epoch = self.epoch;
+        self.handed_over = Some(epoch);
+        self.released_before = self.primary().release_upto;
+        debug_assert_eq!(self.released_before, self.last_seq, "a handover releases every output first");
+        self.role = Role::Starting { joining_since: None };
+        self.last_seq = 0;
+        self.executed = 0;
+        self.emit(Command::ResetMachine);
+        self.retry_later(now, Command::ReadArbiter, WaitFor::Successor, || {
+            format!("handed over epoch {epoch} to {successor:?} (switchover): joining it as its backup once it serves")
+        });
     }
 
     /// Refreshes `status` fields at the arbiter (best effort).

@@ -41,7 +41,10 @@ impl Core {
                 format!("cannot read the cluster's record at the arbiter: {e}; this node starts once the arbiter answers (check --arbiter)")
             }),
             Event::ArbiterRefused { reason } => self.refuse(format!("the arbiter refused this node: {reason}")),
-            Event::ArbiterRead(Ok(None)) => self.emit(Command::Claim { epoch: 1 }),
+            Event::ArbiterRead(Ok(None)) => {
+                self.claiming = Some(1);
+                self.emit(Command::Claim { epoch: 1 })
+            }
             Event::ArbiterRead(Ok(Some(v))) if v.abandoned() && v.epoch >= self.epoch => {
                 // `understudy forget`: the state of this epoch is gone by the
                 // operator's decision; the next epoch starts empty.
@@ -53,6 +56,7 @@ impl Core {
                     ),
                 });
                 self.set_epoch(v.epoch);
+                self.claiming = Some(v.epoch + 1);
                 self.emit(Command::Claim { epoch: v.epoch + 1 });
             }
             Event::ArbiterRead(Ok(Some(v))) => {
@@ -61,6 +65,12 @@ impl Core {
                     let seen = self.epoch;
                     self.retry_later(now, Command::ReadArbiter, WaitFor::Arbiter, || {
                         format!("the arbiter answered with epoch {}, older than epoch {seen} seen before", v.epoch)
+                    });
+                } else if v.primary_node == self.node && self.handed_over == Some(v.epoch) {
+                    // This node's own switchover: its successor has not
+                    // claimed the next epoch yet.
+                    self.retry_later(now, Command::ReadArbiter, WaitFor::Successor, || {
+                        format!("handed over epoch {} (switchover): waiting for the successor to claim the next", v.epoch)
                     });
                 } else if v.primary_node == self.node {
                     // The arbiter names this node as primary although this
@@ -83,10 +93,19 @@ impl Core {
             // Epoch 1 of an empty cluster, or the epoch after an abandoned one.
             Event::ClaimDone { epoch, outcome } if epoch == self.epoch + 1 => match outcome {
                 ClaimOutcome::Granted => {
+                    self.claiming = None;
                     self.waited();
                     self.become_primary(now, epoch, false)
                 }
-                ClaimOutcome::Superseded { .. } | ClaimOutcome::NotMember { .. } => self.emit(Command::ReadArbiter),
+                ClaimOutcome::Superseded { .. } | ClaimOutcome::NotMember { .. } if self.stop_requested => {
+                    self.claiming = None;
+                    self.role = Role::Halted("stopped by the operator".into());
+                    self.emit(Command::Exit { reason: "stopped before serving or joining (another node holds the epoch)".into() });
+                }
+                ClaimOutcome::Superseded { .. } | ClaimOutcome::NotMember { .. } => {
+                    self.claiming = None;
+                    self.emit(Command::ReadArbiter)
+                }
                 // Ask again for the same epoch, not the record: if the grant
                 // was applied and only its answer lost, the record now names
                 // this node, which a re-read would take for a dead former

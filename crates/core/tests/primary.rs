@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use understudy_core::{BackupPhase, ClaimOutcome, Command, Event, RoleName, UpdateOutcome};
+use understudy_core::{BackupPhase, ClaimOutcome, Command, Core, Event, RoleName, UpdateOutcome};
 use understudy_wire::msg::{Ack, RejectCode};
 
 #[test]
@@ -398,4 +398,44 @@ fn a_switchover_that_loses_its_backup_keeps_the_primary() {
     // Stopped again, alone: it releases what it holds and ends.
     c.handle(9, Event::Stop);
     assert!(matches!(&protocol(c.take_commands())[..], [.., Command::Exit { .. }]));
+}
+
+/// A stopped primary alone with an empty log abandons its epoch at the
+/// arbiter (nothing is lost), so the cluster can start again; a node asked
+/// to stop mid-claim finishes the claim first.
+#[test]
+fn a_stop_mid_claim_and_alone_with_nothing_logged_abandons_the_epoch() {
+    let mut c = Core::new(cfg(), "a");
+    c.start(0);
+    c.take_commands();
+    c.handle(0, Event::ArbiterRead(Ok(None)));
+    assert_eq!(c.take_commands(), vec![Command::Claim { epoch: 1 }]);
+    assert!(c.is_claiming());
+    c.handle(1, Event::Stop);
+    assert!(protocol(c.take_commands()).is_empty(), "the grant may be applied: no exit before the answer");
+    c.handle(2, Event::ClaimDone { epoch: 1, outcome: ClaimOutcome::Granted });
+    let cmds = protocol(c.take_commands());
+    assert!(cmds.contains(&Command::AddMember { epoch: 1, node: understudy_core::ANYONE.into() }), "{cmds:?}");
+    assert!(!cmds.iter().any(|c| matches!(c, Command::Exit { .. })), "not before the arbiter answers");
+    c.handle(3, Event::AddMemberDone { epoch: 1, node: understudy_core::ANYONE.into(), outcome: UpdateOutcome::Applied });
+    assert!(matches!(&protocol(c.take_commands())[..], [Command::Exit { reason }] if reason.contains("abandoned")));
+}
+
+/// `understudy switchover`: refused without an in-sync backup; otherwise a
+/// handover, after which the node starts over as a joiner (empty), keeping
+/// what it released writable on its client connections.
+#[test]
+fn a_switchover_hands_over_then_rejoins_as_a_joiner() {
+    let mut c = primary("a");
+    assert!(c.request_switchover(1).unwrap_err().contains("no backup"));
+    let mut c = protected_primary(10);
+    assert_eq!(c.request_switchover(4).unwrap(), "b");
+    c.poll(5);
+    let cmds = protocol(c.take_commands());
+    assert_eq!(cmds[0], Command::SendHandover { conn: 7 });
+    assert!(cmds.contains(&Command::ResetMachine) && !cmds.iter().any(|c| matches!(c, Command::Exit { .. })), "{cmds:?}");
+    assert_eq!(c.role_name(), RoleName::Starting);
+    assert_eq!(c.release_upto(), 10, "replies released before the handover stay releasable");
+    c.poll(300);
+    assert!(protocol(c.take_commands()).contains(&Command::ReadArbiter), "it looks for its successor");
 }

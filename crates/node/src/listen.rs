@@ -84,6 +84,10 @@ async fn incoming<M: Machine>(rc: Rc<RefCell<Replica<M>>>, mut stream: TcpStream
         refuse(&mut stream, epoch, RejectCode::WrongCluster, msg).await;
         return;
     }
+    if h.purpose == Purpose::Switchover {
+        switchover(&rc, &mut stream, epoch, &addr).await;
+        return;
+    }
     if h.machine != machine {
         log::warn!("{node}: refused {addr}: machine {:?} differs from ours {machine:?}", h.machine);
         let msg = format!("machines differ: this primary runs {machine:?}, the joiner {:?}", h.machine);
@@ -106,6 +110,37 @@ async fn incoming<M: Machine>(rc: Rc<RefCell<Replica<M>>>, mut stream: TcpStream
             }
         }
         other => refuse(&mut stream, epoch, RejectCode::Protocol, format!("unexpected purpose {other:?}")).await,
+    }
+}
+
+/// An operator's `understudy switchover` (authenticated by the secret):
+/// the core decides; the answer is a Handover frame (started; the name of
+/// the successor in a Reject-shaped message) or a Reject with why not.
+async fn switchover<M: Machine>(rc: &Rc<RefCell<Replica<M>>>, stream: &mut TcpStream, epoch: u64, addr: &str) {
+    let started = {
+        let mut r = rc.borrow_mut();
+        let node = r.opts.node.clone();
+        log::info!("{node}: switchover asked from {addr}");
+        if r.machine.rejoins_in_place() {
+            let now = r.now();
+            r.core.request_switchover(now)
+        } else {
+            Err("a WebAssembly guest is not restarted in place: send the primary SIGTERM instead (it hands over and exits)"
+                .into())
+        }
+    };
+    pump(rc);
+    match started {
+        Ok(successor) => {
+            let mut frame = Vec::new();
+            understudy_wire::frame::encode(&mut frame, FrameHeader { epoch, seq: 0, kind: Kind::Handover }, successor.as_bytes());
+            let _ = stream.write_all(&frame).await;
+            let _ = stream.shutdown().await;
+        }
+        Err(why) => {
+            log::warn!("{}: switchover refused: {why}", rc.borrow().opts.node);
+            refuse(stream, epoch, RejectCode::Protocol, format!("switchover refused: {why}")).await;
+        }
     }
 }
 

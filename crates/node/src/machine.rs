@@ -23,6 +23,12 @@ pub trait Machine: Send + 'static {
     /// After the last chunk.
     fn restore_finish(&mut self) -> Result<(), SnapshotError>;
 
+    /// Whether this machine, serving as primary, can be thrown away and the
+    /// node rejoin as a backup in the same process (`understudy switchover`).
+    fn rejoins_in_place(&self) -> bool {
+        true
+    }
+
     /// This node becomes primary: the machine switches to record mode; its
     /// next entry will have seq `next_seq`. An error halts the node.
     fn on_primary(&mut self, next_seq: Seq) -> Result<(), String> {

@@ -412,6 +412,9 @@ fn exec<M: Machine>(rc: &Rc<RefCell<Replica<M>>>, c: Command) {
             r.record = RecordCtx::default();
             // The abandoned join's executor sees the new generation and ends.
             r.exec_wake.notify_waiters();
+            // A primary that handed over (switchover): client requests held
+            // at its closed intake are answered now (-READONLY, redirect).
+            r.intake.notify_waiters();
         }
         Command::Halt { reason } => r.halt(&reason),
         Command::Refuse { reason } => {

@@ -69,6 +69,9 @@ impl World {
             RoleName::Backup => (0..self.nodes.len()).any(|p| p != victim && pair(p, victim)),
             // Mid-claim: who holds the state is in flight.
             RoleName::GoingLive => false,
+            // A claim of the first epoch may be granted with its answer
+            // lost: the node is then the (empty) cluster's only primary.
+            RoleName::Starting if v.is_claiming() => false,
             RoleName::Starting | RoleName::Joining | RoleName::Halted => true,
         }
     }
@@ -119,8 +122,15 @@ impl World {
             // An operator stops a node (SIGTERM) under the same rule as a
             // crash: never the only holder of the state.
             6 if self.may_crash(victim) && self.nodes[victim].alive => {
-                self.note(format!("nemesis: SIGTERM n{victim}"));
-                self.feed(victim, understudy_core::Event::Stop)?;
+                if self.rng.chance(0.5) && self.nodes[victim].core.is_primary() {
+                    // `understudy switchover`: hand over, rejoin as backup.
+                    let now = self.now;
+                    let answer = self.nodes[victim].core.request_switchover(now);
+                    self.note(format!("nemesis: switchover of n{victim}: {answer:?}"));
+                } else {
+                    self.note(format!("nemesis: SIGTERM n{victim}"));
+                    self.feed(victim, understudy_core::Event::Stop)?;
+                }
                 return self.after(victim);
             }
             _ => {}

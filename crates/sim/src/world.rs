@@ -172,7 +172,7 @@ impl World {
     }
 
     pub fn note(&mut self, s: String) {
-        if self.trace.len() >= 60 {
+        if self.trace.len() >= 400 {
             self.trace.pop_front();
         }
         self.trace.push_back(format!("{:>7} ms  {s}", self.now));

@@ -17,6 +17,9 @@ pub enum Purpose {
     Arbiter = 3,
     /// The answering side of any handshake.
     Accept = 4,
+    /// An operator's `understudy switchover`: the primary hands over to its
+    /// in-sync backup and rejoins it as backup.
+    Switchover = 5,
 }
 
 impl Purpose {
@@ -26,6 +29,7 @@ impl Purpose {
             2 => Purpose::Snapshot,
             3 => Purpose::Arbiter,
             4 => Purpose::Accept,
+            5 => Purpose::Switchover,
             _ => return Err(WireError::malformed("hello", format!("unknown purpose {b}"))),
         })
     }

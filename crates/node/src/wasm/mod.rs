@@ -312,6 +312,12 @@ impl Machine for WasmMachine {
         self.become_primary(next_seq)
     }
 
+    fn rejoins_in_place(&self) -> bool {
+        // The recording guest owns its sockets and thread: it is not
+        // thrown away under a running process (SIGTERM hands over instead).
+        false
+    }
+
     fn snapshot(&self) -> Box<dyn SnapshotWriter> {
         if self.deferred.is_some() {
             return Box::new(transfer::FreshWriter::new(self.shared.clone()));
