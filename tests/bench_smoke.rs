@@ -47,3 +47,24 @@ fn quick_kv_bench_writes_json_and_svg_with_the_expected_fields() {
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     assert!(std::fs::read_to_string(out.path().join("bench.txt")).unwrap().contains("understudy pair"));
 }
+
+/// The switchover section runs both kinds of planned switchover under its
+/// load and reads every acknowledged write back.
+#[test]
+fn quick_switchover_bench_measures_both_kinds_and_loses_nothing() {
+    let out = tempfile::tempdir().unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_understudy"))
+        .args(["bench", "--quick", "--only", "switchover", "--failover-trials", "2", "--out"])
+        .arg(out.path())
+        .output()
+        .expect("runs understudy bench");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "bench failed:\n{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("bench.json")).unwrap()).unwrap();
+    assert_eq!(doc["meta"]["failed_sections"].as_array().unwrap().len(), 0, "{stdout}");
+    let s = &doc["sections"]["switchover"];
+    assert_eq!(s["command_pause_ms"]["n"], 1, "{s}");
+    assert_eq!(s["sigterm_pause_ms"]["n"], 1, "{s}");
+    assert!(s["writes_acknowledged"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(s["writes_lost"], 0, "{s}");
+}

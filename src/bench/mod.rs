@@ -10,7 +10,7 @@
 //! - `load`: redis-benchmark runs, a pipelined filler, a stall probe.
 //! - `matrix`: alternated redis-benchmark runs over several systems.
 //! - one module per section: `kv` (with the replication cost), `wasm`,
-//!   `failover`, `join`, `memory`, `wasm_join`, `sqlite`.
+//!   `failover`, `switchover`, `join`, `memory`, `wasm_join`, `sqlite`.
 //! - `stats` (medians, spreads), `plot` (the SVG).
 
 mod failover;
@@ -22,6 +22,7 @@ mod memory;
 mod plot;
 mod sqlite;
 mod stats;
+mod switchover;
 mod sys;
 mod wasm;
 mod wasm_join;
@@ -53,6 +54,8 @@ pub enum Section {
     Wasmjoin,
     /// The SQLite guest with replicated files: pair vs unprotected vs native; a join.
     Sqlite,
+    /// Planned switchovers under load (the command and SIGTERM): the longest client pause.
+    Switchover,
 }
 
 #[derive(Args)]
@@ -193,6 +196,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         Section::Memory,
         Section::Wasmjoin,
         Section::Sqlite,
+        Section::Switchover,
     ];
     let only: Vec<Section> = if a.only.is_empty() { all.to_vec() } else { a.only.clone() };
     let o = Opts {
@@ -255,6 +259,9 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
     }
     if has(Section::Join) {
         attempt("join", &mut report, &|r| join::run(&env, &o, r));
+    }
+    if has(Section::Switchover) {
+        attempt("switchover", &mut report, &|r| switchover::run(&env, &o, r));
     }
     if has(Section::Memory) {
         attempt("memory", &mut report, &|r| memory::run(&env, &o, r));

@@ -283,7 +283,9 @@ impl Harness {
     }
 
     pub fn wait_primary_after(&self, name: &str, epoch: u64) -> ClusterRecord {
-        wait_for(&format!("{name} to be primary after epoch {epoch}"), Duration::from_secs(30), || {
+        // Generous: a first primary of a WebAssembly guest with files first
+        // makes its module snapshottable (seconds; tens on a loaded machine).
+        wait_for(&format!("{name} to be primary after epoch {epoch}"), Duration::from_secs(120), || {
             let r = self.record().filter(|r| r.primary.node == name && r.epoch > epoch)?;
             let n = self.node(name);
             // A WebAssembly backup closes guest connections at once: an

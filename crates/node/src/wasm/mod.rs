@@ -53,6 +53,9 @@ impl FreshModule {
         self.made
             .get_or_init(|| {
                 let handle = self.making.lock().unwrap_or_else(PoisonError::into_inner).take();
+                if handle.as_ref().is_some_and(|h| !h.is_finished()) {
+                    log::info!("starting the guest once its module is snapshottable (wasm-opt --asyncify runs; cached in --dir for the next start)");
+                }
                 handle.and_then(|h| h.join().ok()).unwrap_or_else(|| fallback.clone())
             })
             .clone()
