@@ -299,7 +299,7 @@ impl Harness {
     }
 
     pub fn wait_in_sync(&self, name: &str) -> ClusterRecord {
-        wait_for(&format!("{name} to be an in-sync backup"), Duration::from_secs(60), || {
+        wait_for(&format!("{name} to be an in-sync backup"), Duration::from_secs(120), || {
             self.record().filter(|r| r.backup.as_ref().is_some_and(|b| b.node == name && b.state == BackupState::InSync))
         })
     }
