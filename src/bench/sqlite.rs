@@ -119,7 +119,7 @@ pub fn run(env: &Env, o: &Opts, report: &mut Report) -> Result<()> {
     }
     let join = join(env, &current, &guest, &mut procs, report)?;
     text.push_str(&format!(
-        "  join of a fresh node: {:.2} s; files {} copied while the guest served, {} in the pause of {}\n",
+        "  join of a fresh node (its backup killed first, so the time includes the failure timeout): {:.2} s; files {} copied while the guest served, {} in the pause of {}\n",
         join.seconds, join.precopied, join.paused, join.pause
     ));
     report.text(text);
@@ -155,11 +155,17 @@ fn join(env: &Env, cluster: &str, guest: &Path, procs: &mut [Proc], report: &mut
     let part = |after: &str, until: &str| -> String {
         line.split(after).nth(1).and_then(|r| r.split(until).next()).unwrap_or("?").trim().to_string()
     };
+    // "…, M copied in a pause of P; files: F while it ran, G in the pause"
+    let files = line.split("files: ").nth(1).unwrap_or("");
+    let files_part = |after: &str, until: &str| -> String {
+        let rest = if after.is_empty() { Some(files) } else { files.split(after).nth(1) };
+        rest.and_then(|r| r.split(until).next()).unwrap_or("?").trim().to_string()
+    };
     let j = Join {
         seconds,
         db_bytes,
-        precopied: part("files: ", " while"),
-        paused: part(" while it ran, ", " in the pause"),
+        precopied: files_part("", " while"),
+        paused: files_part("while it ran, ", " in the pause"),
         pause: part("in a pause of ", ";"),
         line: line.clone(),
     };
