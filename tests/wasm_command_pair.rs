@@ -129,3 +129,16 @@ fn start_unprotected_is_refused_where_it_means_nothing() {
     assert!(err.contains("--start-unprotected") && err.contains("--guest-listen"), "{err}");
     assert!(h.arbiter().read("srv").unwrap().is_none(), "a refused command line claims nothing");
 }
+
+/// A guest given --guest-listen that never accepts on fd 3 (here a job that
+/// prints and sleeps) leaves clients in the backlog: the node says so once.
+#[test]
+fn a_guest_that_never_accepts_on_its_listener_is_named_in_a_warning() {
+    let mut h = Harness::new();
+    h.start_wasm_node("a", "countdown", &["--", "200", "200", "0"]);
+    let line = wait_for("the unused-listener warning", Duration::from_secs(60), || {
+        h.log_of("a").lines().find(|l| l.contains("has not accepted a connection on its listener")).map(String::from)
+    });
+    assert!(line.contains("fd 3") && line.contains("--guest-listen"), "{line}");
+    assert_eq!(h.log_of("a").matches("has not accepted a connection").count(), 1, "said once");
+}

@@ -51,6 +51,9 @@ pub struct LiveWorld {
     /// replayed guest going live): a snapshot taken before the first new
     /// event is at this seq.
     pub last_seq: u64,
+    /// Set once the guest accepts on its listener or polls it: a node can
+    /// warn about a guest that never serves the port it was given.
+    pub listener_used: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl LiveWorld {
@@ -65,6 +68,7 @@ impl LiveWorld {
             stdout: Console::Inherit,
             stderr: Console::Inherit,
             send_buffer_bytes_max: SEND_BUFFER_BYTES_MAX_DEFAULT,
+            listener_used: Arc::default(),
             snapshots: None,
             last_seq: 0,
         }
@@ -133,6 +137,7 @@ pub(crate) struct Live {
     pub release: Arc<Release>,
     stage: Option<Stage>,
     listener: Option<TcpListener>,
+    listener_used: Arc<std::sync::atomic::AtomicBool>,
     stdin: Stdin,
     stdin_pos: usize,
     conns: HashMap<u64, LiveConn>,
@@ -204,6 +209,7 @@ impl Live {
             release: w.release,
             stage: Some(stage),
             listener: w.listener,
+            listener_used: w.listener_used,
             stdin: w.stdin,
             stdin_pos: 0,
             conns: HashMap::new(),
@@ -313,6 +319,7 @@ impl Live {
 
     /// Accepts a connection as connection `id`. Blocks unless `nonblock`.
     pub(crate) fn accept(&mut self, id: u64, nonblock: bool) -> Result<u16, Stop> {
+        self.listener_used.store(true, std::sync::atomic::Ordering::Relaxed);
         loop {
             self.check()?;
             let Some(l) = &self.listener else {
@@ -456,7 +463,10 @@ impl Live {
     fn real_fd(&self, kind: &SubKind, target: &SubTarget) -> Option<RawFd> {
         match (kind, target) {
             (SubKind::Read(_), SubTarget::Stdin) if matches!(self.stdin, Stdin::Inherit) => Some(0),
-            (SubKind::Read(_), SubTarget::Listener) => self.listener.as_ref().map(|l| l.as_raw_fd()),
+            (SubKind::Read(_), SubTarget::Listener) => {
+                self.listener_used.store(true, std::sync::atomic::Ordering::Relaxed);
+                self.listener.as_ref().map(|l| l.as_raw_fd())
+            }
             (SubKind::Read(_), SubTarget::Conn { id, read_shut: false, reset: false, .. }) => {
                 self.conns.get(id).map(|c| c.stream.as_raw_fd())
             }

@@ -80,6 +80,8 @@ pub struct WasmShared {
     /// A command-style guest starts only once a backup is in sync (unless
     /// `--start-unprotected`).
     pub start_when_protected: bool,
+    /// The live guest accepted on or polled its listener (fd 3) at least once.
+    pub listener_used: Arc<std::sync::atomic::AtomicBool>,
     /// While this node is not primary, a task accepts and closes the guest
     /// port's connections (`run::refuse_while_backup`); aborted before the
     /// guest gets the listener, so the two never accept from it together.
@@ -230,6 +232,7 @@ impl WasmMachine {
             world = world.with_listener(l.try_clone().map_err(|e| format!("cannot duplicate the guest's listener: {e}"))?);
         }
         world.last_seq = next_seq - 1;
+        world.listener_used = self.shared.listener_used.clone();
         if self.live {
             world = world.with_snapshots(self.shared.port.clone());
         }

@@ -125,6 +125,7 @@ pub fn run_wasm(mut opts: WasmNodeOptions) -> Result<i32, NodeError> {
             node: opts.node.node.clone(),
             listener,
             start_when_protected,
+            listener_used: Arc::default(),
             refuser: Mutex::new(None),
             verify_memory: opts.verify_memory,
             events: events_tx,
@@ -268,6 +269,7 @@ async fn events(rc: Rep, mut rx: UnboundedReceiver<(Seq, Vec<u8>)>, release: Arc
 async fn progress(rc: Rep, shared: Arc<WasmShared>, clock: Rc<RefCell<SeqClock>>) {
     let gate = rc.borrow().gate.clone();
     let mut waited = Waited::default();
+    let mut serving_since: Option<Instant> = None;
     loop {
         let notified = gate.notified();
         {
@@ -275,6 +277,9 @@ async fn progress(rc: Rep, shared: Arc<WasmShared>, clock: Rc<RefCell<SeqClock>>
             let now = r.now();
             if r.core.is_primary() && r.machine.deferred.is_some() {
                 start_when_protected(&mut r, &mut waited);
+            }
+            if r.core.is_primary() && shared.listener.is_some() {
+                unused_listener(&r, &shared, &mut serving_since);
             }
             if r.core.is_primary() {
                 let upto = r.core.release_upto();
@@ -299,6 +304,26 @@ async fn progress(rc: Rep, shared: Arc<WasmShared>, clock: Rc<RefCell<SeqClock>>
             _ = tokio::time::sleep(Duration::from_millis(2)) => {}
         }
     }
+}
+
+/// How long a live guest may leave its listener unused before the node says so.
+const LISTENER_UNUSED_WARN: Duration = Duration::from_secs(10);
+
+/// A guest given `--guest-listen` that never accepts on fd 3 (nor polls it)
+/// leaves its clients in the kernel's backlog: say so, once.
+fn unused_listener(r: &Replica<WasmMachine>, shared: &WasmShared, since: &mut Option<Instant>) {
+    let t = *since.get_or_insert_with(Instant::now);
+    if t.elapsed() < LISTENER_UNUSED_WARN || shared.listener_used.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    // Once: the flag stands in for "told" from here on.
+    shared.listener_used.store(true, std::sync::atomic::Ordering::Relaxed);
+    let addr = shared.listener.as_ref().and_then(|l| l.local_addr().ok()).map_or_else(|| "?".into(), |a| a.to_string());
+    log::warn!(
+        "{}: the guest has not accepted a connection on its listener (fd 3, --guest-listen {addr}) in {} s: clients wait in the kernel's backlog. A server must take its listening socket from fd 3 (as with systemd socket activation); a program that serves no clients runs without --guest-listen",
+        r.opts.node,
+        LISTENER_UNUSED_WARN.as_secs()
+    );
 }
 
 /// How a primary waiting for its backup has said so.
