@@ -85,17 +85,23 @@ impl Writers {
     }
 }
 
-#[test]
-fn sigterm_on_a_protected_primary_hands_over_under_load_and_loses_nothing() {
-    let _s = serial();
+/// Nodes a (primary) and b (its in-sync backup), with a long failure
+/// timeout: a takeover faster than it can only be the handover, not
+/// failure detection.
+fn protected_pair() -> Harness {
     let mut h = Harness::new();
-    // A long failure timeout: a takeover faster than it can only be the
-    // handover, not failure detection.
     h.node_args = vec!["--failover-timeout-ms".into(), "5000".into()];
     h.start_node("a", &[]);
     h.wait_primary("a");
     h.start_node("b", &[]);
     h.wait_in_sync("b");
+    h
+}
+
+#[test]
+fn sigterm_on_a_protected_primary_hands_over_under_load_and_loses_nothing() {
+    let _s = serial();
+    let mut h = protected_pair();
     let w = Writers::start(&h, 4);
     w.wait_more(2000);
 
@@ -130,12 +136,7 @@ fn sigterm_on_a_protected_primary_hands_over_under_load_and_loses_nothing() {
 #[test]
 fn sigterm_on_a_backup_leaves_and_on_an_unprotected_primary_ends_it() {
     let _s = serial();
-    let mut h = Harness::new();
-    h.node_args = vec!["--failover-timeout-ms".into(), "5000".into()];
-    h.start_node("a", &[]);
-    h.wait_primary("a");
-    h.start_node("b", &[]);
-    h.wait_in_sync("b");
+    let mut h = protected_pair();
     let mut c = h.conn("a");
     assert_eq!(c.call(&["SET", "k", "v"]).unwrap(), Reply::Simple("OK".into()));
 

@@ -44,6 +44,22 @@ fn spec(wasm: &Path) -> Spec {
     }
 }
 
+/// Every preview1 test module of the suite, sorted.
+fn preview1_tests() -> Vec<PathBuf> {
+    let mut tests: Vec<PathBuf> = Vec::new();
+    for lang in ["assemblyscript", "c", "rust"] {
+        let dir = suite().join(lang).join("testsuite/wasm32-wasip1");
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "wasm") {
+                tests.push(p);
+            }
+        }
+    }
+    tests.sort();
+    tests
+}
+
 /// A fresh copy of `from` at `to` (the tests change their directory).
 fn copy_dir(from: &Path, to: &Path) {
     let ok = Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap().success();
@@ -90,17 +106,7 @@ fn run_one(wasm: &Path, work: &Path) -> Result<(), String> {
 
 #[test]
 fn the_wasi_preview1_testsuite_passes_recorded_and_replayed() {
-    let mut tests: Vec<PathBuf> = Vec::new();
-    for lang in ["assemblyscript", "c", "rust"] {
-        let dir = suite().join(lang).join("testsuite/wasm32-wasip1");
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.extension().is_some_and(|x| x == "wasm") {
-                tests.push(p);
-            }
-        }
-    }
-    tests.sort();
+    let tests = preview1_tests();
     assert_eq!(tests.len(), 72, "the suite's preview1 tests");
     let mut failed = Vec::new();
     for t in &tests {
@@ -203,17 +209,8 @@ fn run_pair(h: &Harness, wasm: &Path, work: &Path, cluster: &str) -> Result<(), 
 #[test]
 fn the_wasi_preview1_testsuite_passes_as_replicated_pairs() {
     let h = Harness::new();
-    let mut tests: Vec<PathBuf> = Vec::new();
-    for lang in ["assemblyscript", "c", "rust"] {
-        let dir = suite().join(lang).join("testsuite/wasm32-wasip1");
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.extension().is_some_and(|x| x == "wasm") {
-                tests.push(p);
-            }
-        }
-    }
-    tests.sort();
+    let tests = preview1_tests();
+    assert_eq!(tests.len(), 72, "the suite's preview1 tests");
     let mut failed = Vec::new();
     for (i, t) in tests.iter().enumerate() {
         let work = tempfile::tempdir().unwrap();
