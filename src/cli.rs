@@ -95,6 +95,12 @@ pub struct ArbiterArgs {
     /// File holding the shared secret clients must prove.
     #[arg(long)]
     pub secret_file: Option<PathBuf>,
+    /// Serve Prometheus metrics (requests, claims granted and refused,
+    /// refused connections, clusters and their epochs, each node's last
+    /// contact) at http://ADDR/metrics. Port 0: any free port, reported in
+    /// the log and in DIR/listening.json.
+    #[arg(long, value_name = "ADDR", value_parser = listen_addr)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Read flags from this TOML file; its keys are the long flags
     /// (`listen = "10.0.0.9:7700"`). A flag on the command line or in the
     /// environment (UNDERSTUDY_<FLAG>) wins over the file.
@@ -280,13 +286,35 @@ fn arbiter(a: ArbiterArgs) -> Result<ExitCode> {
     let secret = read_secret(a.secret_file.as_ref())?;
     let listener = std::net::TcpListener::bind(a.listen).with_context(|| format!("cannot listen on --listen {}", a.listen))?;
     let bound = listener.local_addr().context("the arbiter's listening address")?;
+    let metrics = match a.metrics_listen {
+        Some(m) => {
+            let l = std::net::TcpListener::bind(m).with_context(|| format!("cannot listen on --metrics-listen {m}"))?;
+            let at = l.local_addr().context("the --metrics-listen address")?;
+            Some((l, at))
+        }
+        None => None,
+    };
     std::fs::create_dir_all(&a.dir).with_context(|| format!("cannot create --dir {}", a.dir.display()))?;
-    understudy_node::listening::announce_arbiter(&a.dir, bound)
+    // Lock and load --dir before announcing: an arbiter started by mistake
+    // on the --dir of a running one must not replace its listening.json.
+    let server = understudy_arbiter::Server::open(&a.dir, secret)?;
+    let metrics_at = metrics.as_ref().map(|(_, at)| *at);
+    understudy_node::listening::announce_arbiter(&a.dir, bound, metrics_at)
         .with_context(|| format!("cannot write {} in --dir {}", understudy_node::listening::LISTENING_FILE, a.dir.display()))?;
-    log::info!("arbiter listening on {bound}, state in {}", a.dir.display());
+    let shown = metrics_at.map(|m| format!(", metrics on http://{m}/metrics")).unwrap_or_default();
+    log::info!("arbiter listening on {bound}{shown}, state in {}", a.dir.display());
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     stop_on_signal(stop.clone())?;
-    understudy_arbiter::serve(listener, &a.dir, secret, stop)?;
+    let scrapes = match metrics {
+        Some((l, _)) => Some(server.serve_metrics(l, stop.clone()).context("--metrics-listen")?),
+        None => None,
+    };
+    let served = server.run(listener, stop.clone());
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    if let Some(t) = scrapes {
+        let _ = t.join();
+    }
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -26,6 +26,7 @@
 //! - [`file`](mod@file): the shared-filesystem backend.
 //! - [`etcd`]: the etcd backend (URL syntax, key layout, transactions).
 //! - [`server`], [`store`]: the built-in server and its durable state.
+//! - [`metrics`]: the built-in server's Prometheus metrics.
 //! - [`client`]: the built-in server's client.
 //! - [`proto`]: the messages between them, over `understudy_wire` frames.
 //! - `durable`: fsynced atomic file writes used by both disk backends.
@@ -36,6 +37,7 @@ mod error;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod file;
+pub mod metrics;
 pub mod proto;
 pub mod record;
 pub mod rules;

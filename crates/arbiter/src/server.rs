@@ -4,8 +4,9 @@
 //! answers requests one at a time for as long as the client keeps the
 //! connection (nodes keep one open). The load is a few requests per failover
 //! and per status change, so threads are cheap enough; their number is
-//! bounded all the same. See [`crate::proto`] for the messages and
-//! [`crate::store`] for what is kept on disk.
+//! bounded all the same. See [`crate::proto`] for the messages,
+//! [`crate::store`] for what is kept on disk and [`crate::metrics`] for
+//! what is counted.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -18,6 +19,7 @@ use understudy_wire::frame::Kind;
 use understudy_wire::handshake::{Handshake, HandshakeError};
 use understudy_wire::msg::{Purpose, RejectCode};
 
+use crate::metrics::{Metrics, Refusal};
 use crate::proto::{frame_json, hello, ConnError, FrameConn, RemoteError, Reply, Request, MACHINE};
 use crate::store::Store;
 use crate::ArbiterError;
@@ -38,8 +40,8 @@ pub struct Server {
 }
 
 /// Serves `listener` with the state in `dir` until `stop` is set; returns
-/// once every connection thread has finished. The blocking entry point of
-/// `understudy arbiter`.
+/// once every connection thread has finished. (`understudy arbiter` uses
+/// [`Server`] itself, to serve its metrics too.)
 pub fn serve(listener: TcpListener, dir: &Path, secret: Vec<u8>, stop: Arc<AtomicBool>) -> Result<(), ArbiterError> {
     Server::open(dir, secret)?.run(listener, stop)
 }
@@ -49,6 +51,12 @@ impl Server {
     /// holds it or a record is unreadable.
     pub fn open(dir: &Path, secret: Vec<u8>) -> Result<Server, ArbiterError> {
         Ok(Server { store: Arc::new(Store::open(dir)?), secret: secret.into() })
+    }
+
+    /// Serves the metrics page (`GET /metrics`) on `listener`, on a thread of
+    /// its own, until `stop` is set (see [`crate::metrics`]).
+    pub fn serve_metrics(&self, listener: TcpListener, stop: Arc<AtomicBool>) -> Result<JoinHandle<()>, ArbiterError> {
+        crate::metrics::spawn_http(self.store.clone(), listener, stop)
     }
 
     /// Accepts and serves connections until `stop` is set.
@@ -62,12 +70,14 @@ impl Server {
         while !stop.load(Ordering::Acquire) {
             conns.retain(|h| !h.is_finished());
             match listener.accept() {
-                Ok((stream, peer)) if conns.len() >= CONNECTIONS_MAX => refuse_busy(stream, peer),
+                Ok((stream, peer)) if conns.len() >= CONNECTIONS_MAX => refuse_busy(stream, peer, self.store.metrics()),
                 Ok((stream, peer)) => {
                     let (store, secret, stop) = (self.store.clone(), self.secret.clone(), stop.clone());
-                    let spawned = std::thread::Builder::new()
-                        .name(format!("arbiter-conn-{peer}"))
-                        .spawn(move || connection(stream, peer, &store, &secret, &stop));
+                    let open = self.store.metrics().connection();
+                    let spawned = std::thread::Builder::new().name(format!("arbiter-conn-{peer}")).spawn(move || {
+                        let _open = open;
+                        connection(stream, peer, &store, &secret, &stop)
+                    });
                     match spawned {
                         Ok(h) => conns.push(h),
                         Err(e) => log::error!("arbiter: cannot start a thread for {peer}: {e}"),
@@ -148,7 +158,8 @@ impl Drop for RunningServer {
     }
 }
 
-fn refuse_busy(stream: TcpStream, peer: SocketAddr) {
+fn refuse_busy(stream: TcpStream, peer: SocketAddr, metrics: &Metrics) {
+    metrics.refused(Refusal::Busy);
     log::warn!("arbiter: refusing {peer}: already {CONNECTIONS_MAX} connections");
     let mut conn = FrameConn::new(stream);
     let msg = format!("the arbiter serves at most {CONNECTIONS_MAX} connections");
@@ -178,10 +189,16 @@ fn serve_connection(
     stream.set_read_timeout(Some(POLL))?;
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
     let mut conn = FrameConn::new(stream);
-    authenticate(&mut conn, peer, secret, stop)?;
+    let metrics = store.metrics();
+    authenticate(&mut conn, peer, secret, stop, metrics)?;
     loop {
-        let (header, payload) = conn.read_frame_while(|| !stop.load(Ordering::Acquire))?;
+        let (header, payload) = conn.read_frame_while(|| !stop.load(Ordering::Acquire)).inspect_err(|e| {
+            if matches!(e, ConnError::Wire(_)) {
+                metrics.refused(Refusal::Protocol);
+            }
+        })?;
         if header.kind != Kind::ArbiterRequest {
+            metrics.refused(Refusal::Protocol);
             let detail = format!("expected an ArbiterRequest frame, got {:?}", header.kind);
             let _ = conn.write_all(&frame_json(Kind::ArbiterReply, &Reply::Error(RemoteError::Protocol { detail })));
             return Err(ConnError::Io(std::io::Error::other(format!("unexpected {:?} frame", header.kind))));
@@ -189,6 +206,7 @@ fn serve_connection(
         let (reply, bad) = match serde_json::from_slice::<Request>(&payload) {
             Ok(req) => (store.handle(req), None),
             Err(e) => {
+                metrics.refused(Refusal::Protocol);
                 let detail = format!("malformed request: {e}");
                 (Reply::Error(RemoteError::Protocol { detail: detail.clone() }), Some(detail))
             }
@@ -201,25 +219,40 @@ fn serve_connection(
 }
 
 /// The acceptor side of the handshake. A peer that fails to prove the secret
-/// is refused with `Reject(AuthFailed)`; every failure is logged by the caller.
-fn authenticate(conn: &mut FrameConn, peer: SocketAddr, secret: &[u8], stop: &AtomicBool) -> Result<(), ConnError> {
+/// is refused with `Reject(AuthFailed)`; every failure is logged by the caller
+/// and counted here (a peer that hangs up or says nothing is not refused).
+fn authenticate(
+    conn: &mut FrameConn,
+    peer: SocketAddr,
+    secret: &[u8],
+    stop: &AtomicBool,
+    metrics: &Metrics,
+) -> Result<(), ConnError> {
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     let mut hs = Handshake::acceptor(secret, hello("arbiter", Purpose::Accept), 0);
     let keep_waiting = || !stop.load(Ordering::Acquire) && Instant::now() < deadline;
     let them = match conn.handshake(&mut hs, &[], keep_waiting) {
         Ok(p) => p,
         Err(ConnError::Handshake(HandshakeError::AuthFailed)) => {
+            metrics.refused(Refusal::Auth);
             log::warn!("arbiter: {peer} failed authentication (different --secret-file); refused");
             let _ = conn.write_all(&Handshake::reject(0, RejectCode::AuthFailed, "authentication failed: check --secret-file"));
             return Err(ConnError::Handshake(HandshakeError::AuthFailed));
         }
         Err(ConnError::Handshake(HandshakeError::Rejected(r))) if r.code == RejectCode::AuthFailed => {
+            metrics.refused(Refusal::Auth);
             log::warn!("arbiter: {peer} could not verify our proof (different --secret-file); it hung up");
             return Err(ConnError::Handshake(HandshakeError::Rejected(r)));
         }
-        Err(e) => return Err(e),
+        Err(e) => {
+            if matches!(e, ConnError::Handshake(_) | ConnError::Wire(_)) {
+                metrics.refused(Refusal::Protocol);
+            }
+            return Err(e);
+        }
     };
     if them.hello.purpose != Purpose::Arbiter || them.hello.machine != MACHINE {
+        metrics.refused(Refusal::Protocol);
         let msg = format!(
             "this is an understudy arbiter; it serves purpose Arbiter with machine {MACHINE:?}, not {:?} with {:?}",
             them.hello.purpose, them.hello.machine

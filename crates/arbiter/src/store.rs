@@ -19,9 +19,10 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::durable::{self, TMP_PREFIX};
+use crate::metrics::Metrics;
 use crate::proto::{RemoteError, Reply, Request};
 use crate::rules::{self, Decision};
 use crate::{Arbiter, ArbiterError, BackupInfo, Claim, ClusterRecord, NodeAddrs, Update};
@@ -34,6 +35,8 @@ pub const LOCK_FILE: &str = "LOCK";
 pub struct Store {
     dir: PathBuf,
     records: Mutex<HashMap<String, ClusterRecord>>,
+    /// What [`Store::handle`] and the server counted (see [`crate::metrics`]).
+    metrics: Arc<Metrics>,
     /// Held for the store's lifetime; dropping it releases the lock.
     _lock: File,
 }
@@ -56,7 +59,7 @@ impl Store {
         }
         let records = load_all(dir)?;
         log::info!("arbiter state in {}: {} cluster(s) loaded", dir.display(), records.len());
-        Ok(Store { dir: dir.to_path_buf(), records: Mutex::new(records), _lock: lock })
+        Ok(Store { dir: dir.to_path_buf(), records: Mutex::new(records), metrics: Arc::default(), _lock: lock })
     }
 
     /// Applies a decision under the one lock: writes first, then memory.
@@ -78,25 +81,40 @@ impl Store {
         }
     }
 
-    /// Serves one request of the wire protocol.
+    /// Serves one request of the wire protocol, and counts it.
     pub fn handle(&self, req: Request) -> Reply {
-        let result = match req {
-            Request::Read { cluster } => self.read(&cluster).map(Reply::Read),
-            Request::Claim { cluster, epoch, primary } => self.claim(&cluster, epoch, &primary).map(Reply::Claim),
+        let result = match &req {
+            Request::Read { cluster } => self.read(cluster).map(Reply::Read),
+            Request::Claim { cluster, epoch, primary } => self.claim(cluster, *epoch, primary).map(Reply::Claim),
             Request::AddMember { cluster, epoch, primary_node, member } => {
-                self.add_member(&cluster, epoch, &primary_node, &member).map(Reply::Update)
+                self.add_member(cluster, *epoch, primary_node, member).map(Reply::Update)
             }
             Request::Publish { cluster, epoch, primary_node, backup, protected } => {
-                self.publish(&cluster, epoch, &primary_node, backup, protected).map(Reply::Update)
+                self.publish(cluster, *epoch, primary_node, backup.clone(), *protected).map(Reply::Update)
             }
         };
-        result.unwrap_or_else(|e| {
+        let reply = result.unwrap_or_else(|e| {
             match &e {
                 ArbiterError::Io { .. } | ArbiterError::Corrupt { .. } => log::error!("{e}"),
                 _ => log::info!("request refused: {e}"),
             }
             Reply::Error(RemoteError::from_error(&e))
-        })
+        });
+        self.metrics.served(&req, &reply);
+        reply
+    }
+
+    /// The counters of [`Store::handle`] and of the server using this store.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// (cluster, current epoch) of every record, sorted by cluster.
+    pub fn epochs(&self) -> Vec<(String, u64)> {
+        let records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<(String, u64)> = records.iter().map(|(c, r)| (c.clone(), r.epoch)).collect();
+        out.sort();
+        out
     }
 }
 

@@ -56,6 +56,9 @@ pub struct Listening {
 pub struct ArbiterListening {
     pub arbiter: SocketAddr,
     pub pid: u32,
+    /// `--metrics-listen`, if given (absent from files of older versions).
+    #[serde(default)]
+    pub metrics: Option<SocketAddr>,
 }
 
 /// The `listening.json` of a standalone guest (`understudy wasm GUEST
@@ -122,9 +125,10 @@ pub fn announce_guest(dir: &Path, bound: SocketAddr) -> std::io::Result<()> {
     write_atomically(&dir.join(LISTENING_FILE), &serde_json::to_vec(&doc).expect("plain struct"))
 }
 
-/// Writes an arbiter's `listening.json` into its `--dir`.
-pub fn announce_arbiter(dir: &Path, bound: SocketAddr) -> std::io::Result<()> {
-    let doc = ArbiterListening { arbiter: bound, pid: std::process::id() };
+/// Writes an arbiter's `listening.json` into its `--dir`: where it serves
+/// (`--listen`) and its metrics (`--metrics-listen`), if any.
+pub fn announce_arbiter(dir: &Path, bound: SocketAddr, metrics: Option<SocketAddr>) -> std::io::Result<()> {
+    let doc = ArbiterListening { arbiter: bound, pid: std::process::id(), metrics };
     write_atomically(&dir.join(LISTENING_FILE), &serde_json::to_vec(&doc).expect("plain struct"))
 }
 
@@ -175,5 +179,16 @@ mod tests {
         write_atomically(&p, b"two").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
         assert!(!p.with_extension("tmp").exists());
+    }
+
+    #[test]
+    fn an_arbiter_file_without_metrics_still_reads() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join(LISTENING_FILE), br#"{"arbiter":"127.0.0.1:7700","pid":7}"#).unwrap();
+        let l = ArbiterListening::read(d.path()).unwrap().unwrap();
+        assert_eq!((l.arbiter.port(), l.pid, l.metrics), (7700, 7, None));
+        announce_arbiter(d.path(), "127.0.0.1:7701".parse().unwrap(), Some("127.0.0.1:9100".parse().unwrap())).unwrap();
+        let l = ArbiterListening::read(d.path()).unwrap().unwrap();
+        assert_eq!((l.arbiter.port(), l.pid, l.metrics.map(|m| m.port())), (7701, std::process::id(), Some(9100)));
     }
 }
