@@ -361,7 +361,7 @@ pub fn node_options(
     understudy_arbiter::validate_name("--cluster", &cluster)?;
     understudy_arbiter::validate_name("--node", &node)?;
     let secret = read_secret(f.secret_file.as_ref())?;
-    let arb = understudy_arbiter::connect(arbiter, &secret).context("--arbiter")?;
+    let arb = understudy_arbiter::connect(arbiter, &secret)?;
     let opts = NodeOptions {
         cluster,
         node,

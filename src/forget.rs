@@ -36,7 +36,7 @@ pub struct ForgetArgs {
 
 pub fn forget(a: ForgetArgs) -> Result<ExitCode> {
     let secret = crate::cli::read_secret(a.secret_file.as_ref())?;
-    let arb = understudy_arbiter::connect(&a.arbiter, &secret).context("--arbiter")?;
+    let arb = understudy_arbiter::connect(&a.arbiter, &secret)?;
     let at = arb.describe();
     let Some(r) = arb.read(&a.cluster).with_context(|| format!("reading cluster {:?} at {at}", a.cluster))? else {
         bail!("cluster {:?} has no record at {at}: nothing to forget (a node started for it claims epoch 1)", a.cluster);

@@ -150,7 +150,7 @@ pub fn status(a: StatusArgs) -> Result<ExitCode> {
 fn read_and_print(a: &StatusArgs) -> Result<u8> {
     use std::fmt::Write as _;
     let secret = crate::cli::read_secret(a.secret_file.as_ref())?;
-    let arb = understudy_arbiter::connect(&a.arbiter, &secret).context("--arbiter")?;
+    let arb = understudy_arbiter::connect(&a.arbiter, &secret)?;
     let rec = arb.read(&a.cluster).with_context(|| format!("reading cluster {:?} at {}", a.cluster, arb.describe()))?;
     let timeout = Duration::from_millis(a.probe_timeout_ms.max(1));
     let probed = rec.as_ref().map(|r| probe_primary(r, timeout));

@@ -129,3 +129,27 @@ fn an_unreachable_primary_is_named_and_another_clusters_node_ends_the_joiner() {
     let log = manual_log(&h, "elsewhere", "x");
     assert!(log.contains("--cluster") && log.contains("another cluster"), "{log}");
 }
+
+/// Errors name the flag and carry each OS error once (not once per layer).
+#[test]
+fn a_busy_port_and_a_bad_dir_are_each_said_once() {
+    let h = Harness::new();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().to_string();
+    for (extra, flag, os) in [
+        (vec!["--client-listen", port.as_str()], "--client-listen", "Address already in use"),
+        (vec!["--client-listen", "127.0.0.1:0", "--dir", "/proc/no-such-dir"], "--dir", "No such file or directory"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["kv", "--cluster", CLUSTER, "--node", "n", "--arbiter", &h.arbiter_url(), "--repl-listen", "127.0.0.1:0"])
+            .arg("--secret-file")
+            .arg(h.path("secret"))
+            .args(&extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(flag), "{err}");
+        assert_eq!(err.matches(os).count(), 1, "the OS error once: {err}");
+    }
+    assert!(h.record().is_none(), "nothing was claimed");
+}

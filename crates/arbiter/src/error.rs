@@ -16,8 +16,8 @@ pub enum ArbiterError {
 
     /// The arbiter's storage failed (on the server for `understudy://`, on the
     /// shared filesystem for `file://`). Nothing was granted or changed.
-    #[error("arbiter storage: cannot {action} {}: {source}{}", path.display(), io_hint(source))]
-    Io { action: String, path: PathBuf, source: io::Error },
+    #[error("arbiter storage: cannot {action} {}: {cause}{}", path.display(), io_hint(cause))]
+    Io { action: String, path: PathBuf, cause: io::Error },
 
     /// The credentials were refused: the shared secrets differ
     /// (`understudy://`), or the etcd user or password is wrong (`etcd://`).
@@ -59,8 +59,8 @@ pub enum ArbiterError {
     Busy { url: String, cluster: String, attempts: u32 },
 
     /// The server's listening socket failed.
-    #[error("arbiter server: cannot {action} on {addr}: {source}")]
-    Net { action: String, addr: String, source: io::Error },
+    #[error("arbiter server: cannot {action} on {addr}: {cause}")]
+    Net { action: String, addr: String, cause: io::Error },
 
     /// Another arbiter server already serves this directory; two would grant
     /// epochs independently (Promise 2).
@@ -108,7 +108,7 @@ fn io_hint(e: &io::Error) -> &'static str {
 
 impl ArbiterError {
     pub(crate) fn io(action: &str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        ArbiterError::Io { action: action.to_string(), path: path.into(), source }
+        ArbiterError::Io { action: action.to_string(), path: path.into(), cause: source }
     }
 
     pub(crate) fn corrupt(path: impl Into<PathBuf>, reason: impl ToString) -> Self {

@@ -321,7 +321,7 @@ pub fn render(store: &Store) -> String {
 /// until `stop` is set.
 pub fn spawn_http(store: Arc<Store>, listener: TcpListener, stop: Arc<AtomicBool>) -> Result<JoinHandle<()>, ArbiterError> {
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
-    let net = |action: &str, source| ArbiterError::Net { action: action.into(), addr: addr.clone(), source };
+    let net = |action: &str, cause| ArbiterError::Net { action: action.into(), addr: addr.clone(), cause };
     listener.set_nonblocking(true).map_err(|e| net("set non-blocking", e))?;
     let thread = std::thread::Builder::new().name("arbiter-metrics".into()).spawn({
         let addr = addr.clone();

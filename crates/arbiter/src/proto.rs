@@ -91,7 +91,7 @@ pub enum RemoteError {
 impl RemoteError {
     pub fn from_error(e: &ArbiterError) -> Self {
         match e {
-            ArbiterError::Io { action, path, source } => RemoteError::Io {
+            ArbiterError::Io { action, path, cause: source } => RemoteError::Io {
                 action: action.clone(),
                 path: path.clone(),
                 os_code: source.raw_os_error(),
@@ -119,7 +119,7 @@ impl RemoteError {
                     Some(code) => io::Error::from_raw_os_error(code),
                     None => io::Error::other(message),
                 };
-                ArbiterError::Io { action: format!("{action} (on the arbiter {url})"), path, source }
+                ArbiterError::Io { action: format!("{action} (on the arbiter {url})"), path, cause: source }
             }
             RemoteError::Rejected { cluster, reason } => ArbiterError::Rejected { cluster, reason },
             RemoteError::InvalidEpoch { cluster, requested, current } => {

@@ -62,7 +62,7 @@ impl Server {
     /// Accepts and serves connections until `stop` is set.
     pub fn run(&self, listener: TcpListener, stop: Arc<AtomicBool>) -> Result<(), ArbiterError> {
         let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
-        let net = |action: &str, source| ArbiterError::Net { action: action.into(), addr: addr.clone(), source };
+        let net = |action: &str, cause| ArbiterError::Net { action: action.into(), addr: addr.clone(), cause };
         // Non-blocking accept, polled, so that `stop` is noticed promptly.
         listener.set_nonblocking(true).map_err(|e| net("set non-blocking", e))?;
         log::info!("arbiter listening on understudy://{addr}");
@@ -105,14 +105,14 @@ impl Server {
         let addr = listener.local_addr().map_err(|e| ArbiterError::Net {
             action: "read the address of".into(),
             addr: "the listener".into(),
-            source: e,
+            cause: e,
         })?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("arbiter".into())
             .spawn(move || self.run(listener, flag))
-            .map_err(|e| ArbiterError::Net { action: "start the thread serving".into(), addr: addr.to_string(), source: e })?;
+            .map_err(|e| ArbiterError::Net { action: "start the thread serving".into(), addr: addr.to_string(), cause: e })?;
         Ok(RunningServer { addr, stop, thread: Some(thread) })
     }
 }

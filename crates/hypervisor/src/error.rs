@@ -19,12 +19,10 @@ pub enum HypervisorError {
     Engine(String),
     #[error("could not instantiate the module: {0}")]
     Instantiate(String),
-    #[error("I/O on {what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
+    // The cause is in the message: not a `source` too, or a chain
+    // (`{:#}`) would print it twice.
+    #[error("I/O on {what}: {cause}")]
+    Io { what: String, cause: std::io::Error },
     #[error("log {path}: {detail}")]
     BadLog { path: String, detail: String },
     #[error("{0}")]
@@ -39,7 +37,7 @@ pub enum HypervisorError {
 
 impl HypervisorError {
     pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
-        HypervisorError::Io { what: what.into(), source }
+        HypervisorError::Io { what: what.into(), cause: source }
     }
 }
 

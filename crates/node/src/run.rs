@@ -24,16 +24,16 @@ use crate::replica::{feed, pump, Factory, Replica};
 pub enum NodeError {
     #[error("invalid options: {0}")]
     Options(String),
-    #[error("cannot listen on {addr} ({flag}): {source}")]
-    Bind { addr: String, flag: &'static str, source: std::io::Error },
-    #[error("cannot use --dir {path}: {source}")]
-    Dir { path: String, source: std::io::Error },
+    #[error("cannot listen on {addr} ({flag}): {cause}")]
+    Bind { addr: String, flag: &'static str, cause: std::io::Error },
+    #[error("cannot use --dir {path}: {cause}")]
+    Dir { path: String, cause: std::io::Error },
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
 }
 
 pub(crate) async fn bind(addr: std::net::SocketAddr, flag: &'static str) -> Result<TcpListener, NodeError> {
-    TcpListener::bind(addr).await.map_err(|source| NodeError::Bind { addr: addr.to_string(), flag, source })
+    TcpListener::bind(addr).await.map_err(|cause| NodeError::Bind { addr: addr.to_string(), flag, cause })
 }
 
 /// Binds `--metrics-listen`, if given.
@@ -46,15 +46,13 @@ pub(crate) async fn bind_metrics(opts: &NodeOptions) -> Result<Option<TcpListene
 
 /// The address a listener got (the real port when the flag said 0).
 pub(crate) fn local_addr(l: &TcpListener, flag: &'static str) -> Result<std::net::SocketAddr, NodeError> {
-    l.local_addr().map_err(|source| NodeError::Bind { addr: "?".into(), flag, source })
+    l.local_addr().map_err(|cause| NodeError::Bind { addr: "?".into(), flag, cause })
 }
 
 /// Reports the bound addresses (log, advertised addresses, `listening.json`).
 pub(crate) fn announce(opts: &mut NodeOptions, bound: &Bound) -> Result<(), NodeError> {
-    crate::listening::announce(opts, bound).map_err(|source| NodeError::Dir {
-        path: opts.dir.as_ref().map_or_else(String::new, |d| d.display().to_string()),
-        source,
-    })
+    crate::listening::announce(opts, bound)
+        .map_err(|cause| NodeError::Dir { path: opts.dir.as_ref().map_or_else(String::new, |d| d.display().to_string()), cause })
 }
 
 /// Serves the metrics page on the bound `--metrics-listen`, if any.
@@ -66,7 +64,7 @@ pub(crate) fn serve_metrics<M: Machine>(rc: &Rc<RefCell<Replica<M>>>, listener: 
 
 pub(crate) fn prepare_dir(opts: &NodeOptions) -> Result<(), NodeError> {
     let Some(dir) = &opts.dir else { return Ok(()) };
-    let err = |source| NodeError::Dir { path: dir.display().to_string(), source };
+    let err = |cause| NodeError::Dir { path: dir.display().to_string(), cause };
     std::fs::create_dir_all(dir).map_err(err)?;
     // Prove the directory is writable now rather than at the worst moment.
     let probe = dir.join(".understudy-probe");
