@@ -112,10 +112,19 @@ impl Core {
                     self.backup_channel_lost(now, format!("a handover of epoch {epoch} on a channel of epoch {}", self.epoch));
                     return;
                 }
-                // In sync, this backup claims the next epoch now (as after
-                // a failure, minus the timeout); a joiner starts over.
-                let primary = self.backup().primary.clone();
-                self.backup_channel_lost(now, format!("primary {primary:?} handed over (planned switchover)"));
+                let b = self.backup();
+                if b.in_sync && b.loaded && b.going_live.is_none() {
+                    // Claim the next epoch now (as after a failure, minus the
+                    // timeout). The channel stays open until the claim is
+                    // granted: its closing tells the old primary that its
+                    // clients will find this node at the arbiter.
+                    let epoch = self.epoch + 1;
+                    self.backup_mut().going_live = Some(GoingLive { epoch, granted: false });
+                    self.emit(Command::Claim { epoch });
+                } else {
+                    let primary = b.primary.clone();
+                    self.backup_channel_lost(now, format!("primary {primary:?} handed over (planned switchover)"));
+                }
             }
             Event::ClaimDone { epoch, outcome } => self.on_go_live_claim(now, epoch, outcome),
             Event::JoinRequest { conn, .. } => self.refuse_join(conn),
@@ -198,6 +207,11 @@ impl Core {
             ClaimOutcome::Granted => {
                 self.set_epoch(gl.epoch);
                 self.backup_mut().going_live = Some(GoingLive { granted: true, ..gl });
+                if let Some(conn) = self.backup_mut().conn.take() {
+                    // A handover's channel: the old primary ends on its close.
+                    let reason = format!("took over: epoch {} is this node's", gl.epoch);
+                    self.emit(Command::Close { conn, reason });
+                }
                 self.try_go_live(now);
             }
             ClaimOutcome::Superseded { current, holder } => {

@@ -83,6 +83,10 @@ pub(crate) struct Stopping {
     /// Alone and with nothing ever logged: the epoch is being abandoned at
     /// the arbiter, so that the cluster can start again without it.
     abandoning: bool,
+    /// The handover was sent at this time: the node ends (or rejoins) once
+    /// the successor closes the channel — its claim is granted, so clients
+    /// that reconnect find it at the arbiter at the first try.
+    handed: Option<Millis>,
 }
 
 /// A joiner refused, as told to the operator.
@@ -413,6 +417,12 @@ impl Core {
 
     /// The backup is gone (closed channel, silence, protocol violation).
     fn on_backup_lost(&mut self, now: Millis, reason: String) {
+        if let Some(s) = self.primary().stopping.filter(|s| s.handed.is_some()) {
+            // After a handover: the successor closed the channel once its
+            // claim was granted (or died; it had every entry either way).
+            let link = self.primary_mut().link.take().expect("a backup to lose");
+            return self.handed_over_to(now, link.node, s.rejoin, format!("({reason})"));
+        }
         let link = self.primary_mut().link.take().expect("a backup to lose");
         if self.primary().stopping.is_some_and(|s| s.protected) {
             // The switchover lost its target: stay primary (unprotected)
@@ -482,6 +492,9 @@ impl Core {
             let reason = format!("backup silent for more than {timeout} ms");
             self.emit(Command::Close { conn, reason: reason.clone() });
             self.on_backup_lost(now, reason);
+            if !self.is_primary() {
+                return; // it had handed over: ended, or rejoining
+            }
         }
         if self.primary().stopping.is_some() {
             self.stop_poll(now);
@@ -504,7 +517,7 @@ impl Core {
             return;
         }
         let protected = self.primary().protected();
-        self.primary_mut().stopping = Some(Stopping { since: now, protected, rejoin: false, abandoning: false });
+        self.primary_mut().stopping = Some(Stopping { since: now, protected, rejoin: false, abandoning: false, handed: None });
         let joiner = self.primary().link.as_ref().filter(|l| !l.is_member()).map(|l| l.conn);
         if let Some(conn) = joiner {
             let reason = "the primary stops: this join is abandoned".to_string();
@@ -528,7 +541,8 @@ impl Core {
         let Some(backup) = p.link.as_ref().filter(|l| l.phase == LinkPhase::InSync).map(|l| l.node.clone()) else {
             return Err("no backup is in sync to take over (see understudy status)".into());
         };
-        self.primary_mut().stopping = Some(Stopping { since: now, protected: true, rejoin: true, abandoning: false });
+        self.primary_mut().stopping =
+            Some(Stopping { since: now, protected: true, rejoin: true, abandoning: false, handed: None });
         self.emit(Command::Notice {
             message: format!("switchover asked: handing over to backup {backup:?}, then rejoining it as its backup"),
         });
@@ -544,9 +558,19 @@ impl Core {
     fn stop_poll(&mut self, now: Millis) {
         let last = self.last_seq;
         let p = self.primary();
-        let Some(Stopping { since, rejoin, .. }) = p.stopping else { return };
+        let Some(Stopping { since, rejoin, handed, .. }) = p.stopping else { return };
         if p.claiming.is_some() {
             return; // winning the next epoch after losing the backup
+        }
+        if let Some(at) = handed {
+            // Waiting for the successor's claim (the channel's close); a
+            // successor that never answers is not waited for long.
+            let limit = 4 * self.cfg.failover_timeout_ms;
+            if now.saturating_sub(at) >= limit {
+                let node = p.link.as_ref().map_or_else(|| "?".to_string(), |l| l.node.clone());
+                self.handed_over_to(now, node, rejoin, format!("(no word of its claim within {limit} ms)"));
+            }
+            return;
         }
         let exit = match &p.link {
             None if p.release_upto == last && last == 0 => {
@@ -570,13 +594,12 @@ impl Core {
             // executes what it holds before it serves (its go-live drain).
             Some(l) if l.phase == LinkPhase::InSync && l.received >= last => {
                 debug_assert_eq!(p.release_upto, last, "an in-sync backup that received everything released everything");
-                let (conn, node) = (l.conn, l.node.clone());
+                let conn = l.conn;
                 self.emit(Command::SendHandover { conn });
-                if rejoin {
-                    self.rejoin_after_handover(now, node);
-                    return;
+                if let Some(s) = self.primary_mut().stopping.as_mut() {
+                    s.handed = Some(now);
                 }
-                format!("handed over to backup {node:?} at seq {last}: it claims epoch {} now", self.epoch + 1)
+                return;
             }
             Some(l) => {
                 let limit = 20 * self.cfg.failover_timeout_ms;
@@ -622,6 +645,16 @@ impl Core {
         };
         self.role = Role::Halted("stopped by the operator".into());
         self.emit(Command::Exit { reason });
+    }
+
+    /// The handover is done: end, or (a switchover) rejoin the successor.
+    fn handed_over_to(&mut self, now: Millis, node: String, rejoin: bool, how: String) {
+        if rejoin {
+            return self.rejoin_after_handover(now, node);
+        }
+        let (last, next) = (self.last_seq, self.epoch + 1);
+        self.role = Role::Halted("stopped by the operator".into());
+        self.emit(Command::Exit { reason: format!("handed over to backup {node:?} at seq {last}; it holds epoch {next} {how}") });
     }
 
     /// After a switchover's handover: this node holds nothing the cluster

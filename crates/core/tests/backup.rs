@@ -280,9 +280,11 @@ fn a_name_in_use_is_retried_through_the_grace_then_refused() {
 fn a_handover_is_a_go_live_without_the_timeout_and_a_stopped_backup_leaves() {
     let mut c = in_sync_backup(5);
     c.handle(11, Event::Handover { conn: 3, epoch: 1 });
+    assert_eq!(protocol(c.take_commands()), vec![Command::Claim { epoch: 2 }], "at once; the channel stays open");
+    c.handle(12, Event::ClaimDone { epoch: 2, outcome: ClaimOutcome::Granted });
     let cmds = protocol(c.take_commands());
-    assert_eq!(cmds[0], Command::Close { conn: 3, reason: "primary \"a\" handed over (planned switchover)".into() });
-    assert_eq!(&cmds[1..], [Command::Claim { epoch: 2 }]);
+    assert!(matches!(&cmds[0], Command::Close { conn: 3, .. }), "closed once the epoch is ours: {cmds:?}");
+    assert!(c.is_primary(), "it had executed everything: it serves");
 
     let mut c = in_sync_backup(5);
     c.handle(11, Event::Stop);
