@@ -44,7 +44,7 @@ fn payload(f: &Frame<'_>) {
             }
         }
         Kind::Entries => entries(f.header.seq, p),
-        Kind::InSync | Kind::JoinAccepted | Kind::ArbiterRequest | Kind::ArbiterReply => {}
+        Kind::InSync | Kind::JoinAccepted | Kind::Handover | Kind::ArbiterRequest | Kind::ArbiterReply => {}
     }
 }
 
