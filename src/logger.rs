@@ -51,6 +51,9 @@ impl log::Log for Stderr {
 
 /// The bytes written for one message.
 fn render(format: Format, ts: &str, level: log::Level, node: Option<&str>, msg: &str) -> String {
+    // Messages from the node's library code name the node themselves
+    // ("a: …"); the line already says it: once is enough.
+    let msg = node.and_then(|n| msg.strip_prefix(n)).and_then(|m| m.strip_prefix(": ")).unwrap_or(msg);
     match format {
         Format::Json => {
             // Fields in this order (serde_json's maps sort keys); each value
@@ -161,6 +164,15 @@ mod tests {
             "2026-11-29T23:59:01.123Z a INFO  serving\n"
         );
         assert_eq!(render(Format::Text, ts, log::Level::Warn, None, "x"), "2026-11-29T23:59:01.123Z WARN  x\n");
+        // The node named once: its own "a: " at the message's start goes.
+        assert_eq!(
+            render(Format::Text, ts, log::Level::Info, Some("a"), "a: joined primary \"b\""),
+            "2026-11-29T23:59:01.123Z a INFO  joined primary \"b\"\n"
+        );
+        assert_eq!(
+            render(Format::Text, ts, log::Level::Info, Some("a"), "ab: not the node"),
+            "2026-11-29T23:59:01.123Z a INFO  ab: not the node\n"
+        );
         // Every line of a message carries the prefix (grep by node works).
         assert_eq!(
             render(Format::Text, ts, log::Level::Error, Some("arbiter"), "one\ntwo"),
