@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::load::redis_benchmark_set_bytes;
 use super::matrix::{self, find, paired, Cell, System, Test};
-use super::stats::{kops, ms, ratio, Summary};
+use super::stats::{ratio, Summary};
 use super::sys::{loop_lags, wait_redis_replica, Env, Proc};
 use super::{Opts, Report};
 
@@ -91,15 +91,8 @@ fn kv_results(cells: &[Cell], report: &mut Report, false_failovers: u64) {
     let mut text = String::from("KV service, redis-benchmark -c 50 (median ± half the spread)\n");
     text.push_str(&format!("  {:<10} {:<24} {:>14} {:>18} {:>18}\n", "test", "system", "ops/s", "p50", "p99"));
     for c in cells {
-        let label = format!("{} -P {}", c.test.to_uppercase(), c.pipeline);
-        text.push_str(&format!(
-            "  {:<10} {:<24} {:>14} {:>18} {:>18}\n",
-            label,
-            c.system,
-            Summary::of(&c.rps).show(kops),
-            Summary::of(&c.p50_ms).show(ms),
-            Summary::of(&c.p99_ms).show(ms)
-        ));
+        let label = c.label();
+        text.push_str(&c.table_line(24));
         rows.push(c.json());
         report.plot.throughput.push((format!("KV {label}"), c.system.clone(), Summary::of(&c.rps)));
         report.plot.latency.push((

@@ -47,6 +47,24 @@ pub struct Cell {
 }
 
 impl Cell {
+    /// "SET -P 1", as the tables and the plot label a test.
+    pub fn label(&self) -> String {
+        format!("{} -P {}", self.test.to_uppercase(), self.pipeline)
+    }
+
+    /// One line of a results table: test, system (padded to `width`),
+    /// throughput, p50, p99 — each a median ± half the spread.
+    pub fn table_line(&self, width: usize) -> String {
+        format!(
+            "  {:<10} {:<width$} {:>14} {:>18} {:>18}\n",
+            self.label(),
+            self.system,
+            Summary::of(&self.rps).show(super::stats::kops),
+            Summary::of(&self.p50_ms).show(super::stats::ms),
+            Summary::of(&self.p99_ms).show(super::stats::ms)
+        )
+    }
+
     pub fn json(&self) -> Value {
         let mut v = json!({
             "system": self.system,

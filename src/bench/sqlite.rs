@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use serde_json::json;
 
 use super::matrix::{self, find, paired, System, Test};
-use super::stats::{kops, ms, ratio, Summary};
+use super::stats::ratio;
 use super::sys::{Env, Proc};
 use super::{Opts, Report};
 
@@ -84,15 +84,7 @@ pub fn run(env: &Env, o: &Opts, report: &mut Report) -> Result<()> {
     let mut text = String::from("SQLite guest (guests/sqlserver.c, synchronous=OFF), redis-benchmark -c 50\n");
     let mut rows = Vec::new();
     for c in &cells {
-        let label = format!("{} -P {}", c.test.to_uppercase(), c.pipeline);
-        text.push_str(&format!(
-            "  {:<10} {:<26} {:>14} {:>18} {:>18}\n",
-            label,
-            c.system,
-            Summary::of(&c.rps).show(kops),
-            Summary::of(&c.p50_ms).show(ms),
-            Summary::of(&c.p99_ms).show(ms)
-        ));
+        text.push_str(&c.table_line(26));
         rows.push(c.json());
     }
     let mut ratios = serde_json::Map::new();

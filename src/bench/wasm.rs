@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use super::matrix::{self, find, paired, System, Test};
-use super::stats::{kops, ms, ratio, Summary};
+use super::stats::{ratio, Summary};
 use super::sys::{loop_lags, wait_idle, Env, Proc};
 use super::{Opts, Report};
 
@@ -68,15 +68,8 @@ fn resp(env: &Env, o: &Opts, report: &mut Report) -> Result<()> {
     let mut text = String::from("WebAssembly RESP guest (guests/kvserver.c), redis-benchmark -c 50\n");
     let mut rows = Vec::new();
     for c in &cells {
-        let label = format!("{} -P {}", c.test.to_uppercase(), c.pipeline);
-        text.push_str(&format!(
-            "  {:<10} {:<24} {:>14} {:>18} {:>18}\n",
-            label,
-            c.system,
-            Summary::of(&c.rps).show(kops),
-            Summary::of(&c.p50_ms).show(ms),
-            Summary::of(&c.p99_ms).show(ms)
-        ));
+        let label = c.label();
+        text.push_str(&c.table_line(24));
         rows.push(c.json());
         report.plot.throughput.push((format!("wasm {label}"), c.system.clone(), Summary::of(&c.rps)));
     }

@@ -555,6 +555,21 @@ fn fd_filestat_set_times(mut c: Cx<'_>, fd: i32, atim: i64, mtim: i64, fst: i32)
     commit(&mut c, e)
 }
 
+/// The errno of a call that fills `buf` (at most `len` bytes) and writes
+/// the length to `out`: the recorded errno, or the recorded bytes copied
+/// into the guest (more than `len` recorded is a corrupt log: EIO).
+fn sized_answer(c: &mut Cx<'_>, buf: i32, len: usize, out: i32) -> u16 {
+    let (mem, h) = split(c);
+    let o = &h.gate.out;
+    if o.errno != 0 {
+        o.errno
+    } else if o.bytes.len() > len {
+        errno::IO
+    } else {
+        write_bytes(mem, buf, &o.bytes).and_then(|_| write_u32(mem, out, o.bytes.len() as u32)).err().unwrap_or(0)
+    }
+}
+
 fn fd_readdir(mut c: Cx<'_>, fd: i32, buf: i32, len: i32, cookie: i64, out: i32) -> Ret {
     let args = [fd as u32 as u64, buf as u32 as u64, len as u32 as u64, cookie as u64, out as u32 as u64];
     let (id, path) = match c.data().gate.fds.get(fd as u32).map(|f| f.kind) {
@@ -598,14 +613,6 @@ fn fd_readdir(mut c: Cx<'_>, fd: i32, buf: i32, len: i32, cookie: i64, out: i32)
         b.truncate(len);
         Local { scalar: b.len() as u64, bytes: b, ..Local::default() }
     })?;
-    let (mem, h) = split(&mut c);
-    let o = &h.gate.out;
-    let e = if o.errno != 0 {
-        o.errno
-    } else if o.bytes.len() > len {
-        errno::IO
-    } else {
-        write_bytes(mem, buf, &o.bytes).and_then(|_| write_u32(mem, out, o.bytes.len() as u32)).err().unwrap_or(0)
-    };
+    let e = sized_answer(&mut c, buf, len, out);
     commit(&mut c, e)
 }

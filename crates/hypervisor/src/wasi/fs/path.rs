@@ -387,15 +387,7 @@ fn path_readlink(mut c: Cx<'_>, fd: i32, p: i32, n: i32, buf: i32, len: i32, out
             Err(e) => Local::err(e),
         }
     })?;
-    let (mem, h) = split(&mut c);
-    let o = &h.gate.out;
-    let e = if o.errno != 0 {
-        o.errno
-    } else if o.bytes.len() > len {
-        errno::IO
-    } else {
-        write_bytes(mem, buf, &o.bytes).and_then(|_| write_u32(mem, out, o.bytes.len() as u32)).err().unwrap_or(0)
-    };
+    let e = sized_answer(&mut c, buf, len, out);
     commit(&mut c, e)
 }
 
