@@ -1,6 +1,8 @@
 //! `understudy`: keeps a running program alive when the machine under it
 //! dies. See README.md for the commands; `understudy --help` for flags.
 
+#![forbid(unsafe_code)]
+
 mod bench;
 mod cli;
 mod config;

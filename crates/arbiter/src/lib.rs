@@ -31,6 +31,8 @@
 //! - [`proto`]: the messages between them, over `understudy_wire` frames.
 //! - `durable`: fsynced atomic file writes used by both disk backends.
 
+#![forbid(unsafe_code)]
+
 pub mod client;
 mod durable;
 mod error;

@@ -11,6 +11,8 @@
 //!   retried with the same number on the new primary after a failover; the
 //!   replicated session table answers a retry instead of applying it again.
 
+#![forbid(unsafe_code)]
+
 pub mod cluster;
 pub mod resp;
 pub mod session;

@@ -77,11 +77,15 @@ impl Core {
                         "entries {first}..={last} of epoch {epoch} do not follow seq {} of epoch {}",
                         self.last_seq, self.epoch
                     );
+                    self.refused(reason.clone());
                     self.backup_channel_lost(now, reason);
                     return;
                 }
                 self.last_seq = last;
                 self.backup_mut().last_heard = now;
+            }
+            Event::Entries { conn: c, first, last, .. } => {
+                self.refused(format!("entries {first}..={last} on connection {c}, which is not this backup's channel"))
             }
             Event::Heartbeat { conn: c, epoch, last_seq } if Some(c) == conn => {
                 if epoch != self.epoch {

@@ -98,7 +98,18 @@ pub struct Core {
     /// Outputs released while this node was the primary it handed over
     /// from: its client connections still write them after the role change.
     pub(crate) released_before: Seq,
+    /// Why the event being handled was refused, if it was.
+    refusal: Option<String>,
     out: Vec<Command>,
+}
+
+/// What [`Core::handle`] did with an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted,
+    /// Not taken (entries that do not follow, a stale channel, a halted
+    /// node): what it carries must not reach the machine.
+    Refused(String),
 }
 
 /// What a waiting node waits for: retries of the same kind back off
@@ -147,6 +158,7 @@ impl Core {
             handed_over: None,
             released_before: 0,
             claiming: None,
+            refusal: None,
             out: Vec::new(),
         }
     }
@@ -227,27 +239,37 @@ impl Core {
         self.epoch = e;
     }
 
-    /// Feeds one event.
-    pub fn handle(&mut self, now: Millis, ev: Event) {
-        if matches!(self.role, Role::Halted(_)) {
-            return;
+    /// Feeds one event. The outcome says whether the core took what the
+    /// event carries: the runtime hands received entries to the machine
+    /// only when they were [`Outcome::Accepted`].
+    pub fn handle(&mut self, now: Millis, ev: Event) -> Outcome {
+        if let Role::Halted(why) = &self.role {
+            return Outcome::Refused(format!("halted: {why}"));
         }
-        if let Event::HigherEpoch { epoch } = ev {
-            if epoch > self.epoch {
-                self.on_higher_epoch(now, epoch);
+        debug_assert!(self.refusal.is_none());
+        match ev {
+            Event::HigherEpoch { epoch } if epoch > self.epoch => self.on_higher_epoch(now, epoch),
+            Event::HigherEpoch { .. } => {}
+            Event::Stop => self.on_stop(now),
+            Event::Entries { .. } if !matches!(self.role, Role::Backup(_)) => {
+                self.refused(format!("entries arrived at a node that is {}, not a backup", self.role_name().as_str()))
             }
-            return;
+            ev => match self.role {
+                Role::Starting { .. } => self.starting_handle(now, ev),
+                Role::Primary(_) => self.primary_handle(now, ev),
+                Role::Backup(_) => self.backup_handle(now, ev),
+                Role::Halted(_) => {}
+            },
         }
-        if ev == Event::Stop {
-            self.on_stop(now);
-            return;
+        match self.refusal.take() {
+            Some(why) => Outcome::Refused(why),
+            None => Outcome::Accepted,
         }
-        match self.role {
-            Role::Starting { .. } => self.starting_handle(now, ev),
-            Role::Primary(_) => self.primary_handle(now, ev),
-            Role::Backup(_) => self.backup_handle(now, ev),
-            Role::Halted(_) => {}
-        }
+    }
+
+    /// Marks the event being handled as refused (with why).
+    pub(crate) fn refused(&mut self, why: String) {
+        self.refusal.get_or_insert(why);
     }
 
     /// Lets time pass: heartbeats, failure detection, retries.
@@ -270,7 +292,10 @@ impl Core {
     }
 
     fn on_higher_epoch(&mut self, now: Millis, epoch: Epoch) {
-        match self.role {
+        match &self.role {
+            // Our own claim of `epoch` may be granted with its answer still
+            // on the way (a status publish answered first): not a deposal.
+            Role::Primary(p) if p.claiming == Some(epoch) => {}
             Role::Primary(_) => self.halt(format!(
                 "epoch {epoch} exists but this primary holds only epoch {}: another node is primary; stopping at once",
                 self.epoch

@@ -27,6 +27,8 @@
 //!   whose output may have left without it; a joiner that is not a member
 //!   never claims.
 
+#![forbid(unsafe_code)]
+
 mod backup;
 pub mod config;
 mod core;
@@ -35,7 +37,7 @@ pub mod machine;
 mod primary;
 mod starting;
 
-pub use crate::core::{Core, RoleName, Status, WaitFor};
+pub use crate::core::{Core, Outcome, RoleName, Status, WaitFor};
 pub use config::Config;
 pub use event::{ArbiterView, BackupPhase, ClaimOutcome, Command, ConnId, Epoch, Event, Millis, Seq, UpdateOutcome, ANYONE};
 pub use machine::{Ctx, SnapshotError, SnapshotWriter, StateMachine};

@@ -206,14 +206,27 @@ impl Core {
         }
     }
 
-    /// True if a read is waiting for an entry that nobody appended yet; the
-    /// runtime then appends a barrier entry before flushing the batch.
+    /// True if a read is waiting for an entry that nobody appended yet (the
+    /// runtime wakes the channel's writer, which calls [`Core::barrier_for_flush`]).
     #[inline]
     pub fn barrier_needed(&self) -> bool {
         match &self.role {
             Role::Primary(p) => p.read_tag > self.last_seq,
             _ => false,
         }
+    }
+
+    /// The runtime is about to flush the batch it streams on `conn`. If a
+    /// read waits for an entry after it, the core allocates a barrier
+    /// entry's seq now; the runtime appends that (empty) entry to the batch.
+    #[inline]
+    pub fn barrier_for_flush(&mut self, conn: ConnId) -> Option<Seq> {
+        if !self.barrier_needed() || self.stream_from().is_none_or(|(c, _)| c != conn) {
+            return None;
+        }
+        let seq = self.append();
+        debug_assert!(!self.barrier_needed(), "one barrier covers every read tagged before it");
+        Some(seq)
     }
 
     /// Output gate watermark: outputs tagged ≤ this may leave the primary.
@@ -257,6 +270,18 @@ impl Core {
             assert!(upto <= last, "release past the log: {upto} > {last}");
             p.release_upto = upto;
             self.emit(Command::Release { upto });
+        }
+        self.settle_reads();
+    }
+
+    /// Outputs no longer wait for a backup: a read tagged with the next seq
+    /// (while one did) needs no entry to carry a barrier any more — its seq
+    /// is allocated here and released at once.
+    fn settle_reads(&mut self) {
+        if self.barrier_needed() && self.stream_from().is_none() && !self.primary().gating() {
+            let seq = self.append();
+            debug_assert_eq!(self.primary().release_upto, seq, "an ungated append releases itself");
+            self.emit(Command::Release { upto: seq });
         }
     }
 

@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use understudy_core::{ClaimOutcome, Command, Core, Event, RoleName};
+use understudy_core::{ClaimOutcome, Command, Core, Event, Outcome, RoleName};
 use understudy_wire::msg::Ack;
 
 #[test]
@@ -309,4 +309,16 @@ fn an_abandoned_epoch_is_started_over_by_the_next_node() {
         c.handle(1, Event::ClaimDone { epoch: 4, outcome: ClaimOutcome::Granted });
         assert!(c.is_primary() && c.epoch() == 4 && c.status().last_seq == 0);
     }
+}
+
+#[test]
+fn entries_that_do_not_follow_are_refused_with_why() {
+    let mut c = in_sync_backup(10);
+    c.take_commands();
+    assert_eq!(c.handle(5, Event::Entries { conn: 3, epoch: 1, first: 11, last: 12 }), Outcome::Accepted);
+    let gap = c.handle(6, Event::Entries { conn: 3, epoch: 1, first: 14, last: 15 });
+    assert!(matches!(&gap, Outcome::Refused(why) if why.contains("do not follow")), "{gap:?}");
+    assert_eq!(c.received(), 12, "refused entries are not received");
+    let stale = c.handle(7, Event::Entries { conn: 99, epoch: 1, first: 13, last: 13 });
+    assert!(matches!(stale, Outcome::Refused(_)), "entries on another connection are refused");
 }

@@ -146,6 +146,38 @@ fn output_rule_for_reads_needs_an_ack_sent_after_the_read() {
 }
 
 #[test]
+fn the_core_allocates_the_barrier_when_the_backup_channel_is_flushed() {
+    let mut c = protected_primary(10);
+    assert_eq!(c.barrier_for_flush(7), None, "no read waits: no barrier");
+    let tag = c.read_tag();
+    assert_eq!(c.barrier_for_flush(99), None, "only the channel that streams to the backup carries it");
+    assert_eq!(c.barrier_for_flush(7), Some(tag), "the barrier takes the read's tag");
+    assert_eq!(c.barrier_for_flush(7), None, "one barrier covers the read");
+    c.handle(6, Event::Ack { conn: 7, epoch: 1, ack: ack(tag, tag) });
+    assert_eq!(c.take_commands(), vec![Command::Release { upto: tag }]);
+}
+
+#[test]
+fn a_read_waiting_for_a_barrier_is_released_when_the_backup_is_lost() {
+    let mut c = primary("a");
+    c.handle(1, Event::JoinRequest { conn: 7, node: "b".into(), epoch: 1 });
+    for _ in 0..10 {
+        c.append();
+    }
+    c.handle(2, Event::Ack { conn: 7, epoch: 1, ack: ack(8, 8) }); // gating from 10
+    c.take_commands();
+    let tag = c.read_tag();
+    assert_eq!(tag, 11);
+    // The joiner leaves before any flush carried a barrier: no entry is
+    // needed any more, the read's seq is released at once.
+    c.handle(3, Event::ConnClosed { conn: 7, reason: "eof".into() });
+    let cmds = c.take_commands();
+    assert!(cmds.contains(&Command::Release { upto: 11 }), "{cmds:?}");
+    assert!(c.release_upto() >= tag);
+    assert!(!c.barrier_needed());
+}
+
+#[test]
 fn reads_arriving_together_share_one_barrier() {
     let mut c = protected_primary(10);
     let (t1, t2, t3) = (c.read_tag(), c.read_tag(), c.read_tag());
@@ -340,6 +372,19 @@ fn higher_epoch_stops_a_primary_at_once() {
 /// Simulator seed 35: the primary's grant of epoch 2 reached the arbiter but
 /// its answer was lost; a joiner that read the new record connects with
 /// epoch 2. That epoch is the primary's own: it must not halt.
+#[test]
+fn a_higher_epoch_that_is_our_own_claim_does_not_stop_the_primary() {
+    // A status publish answered "superseded" by our own claim's grant,
+    // before the claim's answer arrived.
+    let mut c = protected_primary(10);
+    c.handle(5, Event::ConnClosed { conn: 7, reason: "reset".into() });
+    assert_eq!(c.take_commands(), vec![Command::Claim { epoch: 2 }]);
+    c.handle(6, Event::HigherEpoch { epoch: 2 });
+    assert!(c.is_primary(), "epoch 2 may be our own grant");
+    c.handle(7, Event::HigherEpoch { epoch: 3 });
+    assert!(c.is_halted(), "epoch 3 is someone else's");
+}
+
 #[test]
 fn joiner_with_the_epoch_being_claimed_is_asked_to_retry() {
     let mut c = protected_primary(3);

@@ -36,6 +36,8 @@
 //! worst the *order* of elements in a HGETALL/SMEMBERS/KEYS reply differs,
 //! and the backup's replies are discarded anyway.
 
+#![forbid(unsafe_code)]
+
 mod cmd;
 mod entry;
 pub mod exactly_once;

@@ -60,6 +60,8 @@
 //! - `search`: the per-key search and the violation window.
 //! - [`check`](mod@check): [`check`], [`Stats`], [`CheckError`], [`Violation`].
 
+#![forbid(unsafe_code)]
+
 pub mod check;
 pub mod history;
 mod model;

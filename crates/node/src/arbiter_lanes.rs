@@ -42,7 +42,7 @@ impl ArbiterLanes {
     pub fn start(arbiter: Arc<dyn Arbiter>, cluster: String, me: NodeAddrs, events: UnboundedSender<Event>) -> Self {
         let (tx, rx) = std_mpsc::channel::<Job>();
         let status: StatusSlot = Arc::new((Mutex::new(None), Condvar::new()));
-        let (a2, c2, node2, s2) = (arbiter.clone(), cluster.clone(), me.node.clone(), status.clone());
+        let (a2, c2, node2, s2, ev2) = (arbiter.clone(), cluster.clone(), me.node.clone(), status.clone(), events.clone());
         std::thread::Builder::new()
             .name("arbiter-critical".into())
             .spawn(move || {
@@ -55,7 +55,7 @@ impl ArbiterLanes {
             .expect("spawn arbiter thread");
         std::thread::Builder::new()
             .name("arbiter-status".into())
-            .spawn(move || status_lane(&*a2, &c2, &node2, &s2))
+            .spawn(move || status_lane(&*a2, &c2, &node2, &s2, &ev2))
             .expect("spawn arbiter thread");
         ArbiterLanes { critical: tx, status }
     }
@@ -126,7 +126,7 @@ fn run_critical(arbiter: &dyn Arbiter, cluster: &str, me: &NodeAddrs, job: Job) 
     }
 }
 
-fn status_lane(arbiter: &dyn Arbiter, cluster: &str, node: &str, slot: &StatusSlot) {
+fn status_lane(arbiter: &dyn Arbiter, cluster: &str, node: &str, slot: &StatusSlot, events: &UnboundedSender<Event>) {
     loop {
         let (epoch, backup, protected) = {
             let (lock, cv) = &**slot;
@@ -137,9 +137,16 @@ fn status_lane(arbiter: &dyn Arbiter, cluster: &str, node: &str, slot: &StatusSl
             g.take().expect("checked")
         };
         // Best effort: status is informational; the arbiter applies it only
-        // if we still hold `epoch`.
-        if let Err(e) = arbiter.publish(cluster, epoch, node, backup, protected) {
-            log::debug!("publishing status to {}: {e}", arbiter.describe());
+        // if we still hold `epoch`. Its refusal says another node holds a
+        // newer one: the core acts on that (a primary halts).
+        match arbiter.publish(cluster, epoch, node, backup, protected) {
+            Ok(Update::Superseded(Some(r))) if r.epoch > epoch && r.primary.node != node => {
+                if events.send(Event::HigherEpoch { epoch: r.epoch }).is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => log::debug!("publishing status to {}: {e}", arbiter.describe()),
         }
     }
 }

@@ -63,6 +63,15 @@ impl FrameReader {
         Ok(())
     }
 
+    /// Appends bytes received by other means (the simulator's network).
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 && self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
     /// The next complete frame already buffered, if any.
     pub fn next_frame(&mut self) -> Result<Option<(FrameHeader, &[u8])>, WireError> {
         let Some((f, used)) = self.dec.decode(&self.buf[self.start..])? else { return Ok(None) };

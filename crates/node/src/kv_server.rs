@@ -95,15 +95,15 @@ async fn client(rc: Rc<RefCell<Replica<App<Kv>>>>, mut stream: TcpStream) {
     let mut parse = Parse::default();
     let mut gated = Gated::default();
     let mut clock = crate::metrics::GateClock::default();
-    let (gate, intake, pending_max) = {
+    let (wakers, pending_max) = {
         let r = rc.borrow();
         // A transaction travels as one entry: bound it like a request.
         session.set_op_bytes_max(r.opts.request_bytes_max);
-        (r.gate.clone(), r.intake.clone(), r.opts.client_pending_bytes_max)
+        (r.io.wakers.clone(), r.opts.client_pending_bytes_max)
     };
     loop {
-        let gate_wait = gate.notified();
-        let intake_wait = intake.notified();
+        let gate_wait = wakers.gate.notified();
+        let intake_wait = wakers.intake.notified();
         // Write what the gate lets out.
         let upto = rc.borrow().core.release_upto();
         let held = gated.marks.len();
@@ -144,7 +144,6 @@ async fn client(rc: Rc<RefCell<Replica<App<Kv>>>>, mut stream: TcpStream) {
                     gated.closing = true;
                 }
                 clock.queued(gated.marks.len() - held);
-                r.kick_barrier();
             }
             _ = gate_wait, if gated.unreleased() => {}
             _ = intake_wait, if !open => {}
@@ -218,13 +217,13 @@ fn command(r: &mut Replica<App<Kv>>, session: &mut Session, argv: &[&[u8]], op: 
         Dispatch::Read => {
             let now_ms = wall_us().max(r.record.floor.0) / 1000;
             r.machine.sm.read(now_ms, argv, &mut gated.buf);
-            (r.core.read_tag(), false)
+            (r.read_tag(), false)
         }
         Dispatch::Write => (r.apply_write(op, &mut gated.buf), false),
         Dispatch::Info => {
             let text = info(r, argv.get(1).copied());
             write_bulk(&mut gated.buf, text.as_bytes());
-            (if r.core.is_primary() { r.core.read_tag() } else { 0 }, false)
+            (if r.core.is_primary() { r.read_tag() } else { 0 }, false)
         }
         Dispatch::Close => (gated.last_tag, true),
     };

@@ -7,7 +7,13 @@
 //! # Layout
 //!
 //! - [`run`]: starting a node ([`run::run_kv`]).
-//! - `replica`: the state shared by a node's tasks; `pump` performs commands.
+//! - [`replica`]: a node's runtime state and the handler of the core's
+//!   commands, generic over [`io::Io`] (tokio here, the simulator's in
+//!   `understudy-sim`); [`frames`]: the channel's frames, both sides;
+//!   [`transfer`]: joins, snapshots, the backup's execution;
+//!   [`channel`]: connections and send buffers; [`snapshot`]: the snapshot
+//!   stream and its checks.
+//! - [`tokio_io`]: the tokio runtime's [`io::Io`].
 //! - [`listening`]: port 0 and `listening.json`: the addresses a node really listens on.
 //! - `listen`: the replication listener (primary side of joins, snapshots).
 //! - `join`: the backup side (joining, receiving, replaying, loading the snapshot).
@@ -19,10 +25,15 @@
 //! - [`metrics`]: Prometheus metrics on `--metrics-listen`.
 //! - [`machine`]: what is replicated; [`wasm`]: the WebAssembly guest as a machine.
 
+#![forbid(unsafe_code)]
+
 pub mod arbiter_lanes;
+pub mod channel;
 pub mod ctx;
 pub mod exec;
 pub mod framed;
+pub mod frames;
+pub mod io;
 mod join;
 pub mod kv_server;
 mod listen;
@@ -33,6 +44,9 @@ pub mod options;
 pub mod progress;
 pub mod replica;
 pub mod run;
+pub mod snapshot;
+pub mod tokio_io;
+pub mod transfer;
 pub mod wasm;
 mod writer;
 

@@ -8,21 +8,22 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use understudy_core::{ConnId, Event};
-use understudy_wire::frame::{encode_with, FrameHeader, Kind};
+use understudy_core::ConnId;
+use understudy_wire::frame::{FrameHeader, Kind};
 use understudy_wire::handshake::{Handshake, HandshakeError};
-use understudy_wire::msg::{Ack, Hello, Purpose, RejectCode, SnapshotBegin, SnapshotChunk, SnapshotEnd};
-use understudy_wire::FRAME_HEADER_BYTES;
+use understudy_wire::msg::{Hello, Purpose, RejectCode};
 
 use crate::framed::{handshake, random_bytes, ChanError, FrameReader};
+use crate::io::Io;
 use crate::machine::Machine;
-use crate::replica::{feed, pump, PendingSnapshot, Replica};
+use crate::replica::Replica;
+use crate::snapshot::{PendingSnapshot, SnapshotStream};
 use crate::writer::spawn_writer;
 
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Our hello for a handshake with `purpose`.
-pub fn my_hello<M: Machine>(r: &Replica<M>, purpose: Purpose) -> Hello {
+pub fn my_hello<M: Machine, I: Io>(r: &Replica<M, I>, purpose: Purpose) -> Hello {
     Hello {
         cluster: r.opts.cluster.clone(),
         node: r.opts.node.clone(),
@@ -97,13 +98,7 @@ async fn incoming<M: Machine>(rc: Rc<RefCell<Replica<M>>>, mut stream: TcpStream
     match h.purpose {
         Purpose::Join => channel(rc, stream, reader, h.node, h.incarnation, peer.epoch),
         Purpose::Snapshot => {
-            let pending = {
-                let mut r = rc.borrow_mut();
-                match &r.pending_snapshot {
-                    Some(p) if p.node == h.node && p.incarnation == h.incarnation => r.pending_snapshot.take(),
-                    _ => None,
-                }
-            };
+            let pending = rc.borrow_mut().take_pending_snapshot(&h.node, h.incarnation);
             match pending {
                 Some(p) => send_snapshot(rc, stream, p).await,
                 None => refuse(&mut stream, epoch, RejectCode::Protocol, "no snapshot is waiting for this node".into()).await,
@@ -129,7 +124,7 @@ async fn switchover<M: Machine>(rc: &Rc<RefCell<Replica<M>>>, stream: &mut TcpSt
                 .into())
         }
     };
-    pump(rc);
+    rc.borrow_mut().pump();
     match started {
         Ok(successor) => {
             let mut frame = Vec::new();
@@ -154,11 +149,14 @@ fn channel<M: Machine>(
     epoch: u64,
 ) {
     let (rd, wr) = stream.into_split();
-    let conn = rc.borrow_mut().new_conn(node.clone(), incarnation).0;
+    let conn = rc.borrow_mut().joiner_arrived(node, incarnation, epoch);
     spawn_writer(rc.clone(), conn, wr);
     let task = tokio::task::spawn_local(read_acks(rc.clone(), conn, rd, reader));
-    rc.borrow_mut().add_task(conn, task.abort_handle());
-    feed(&rc, Event::JoinRequest { conn, node, epoch });
+    let r = rc.borrow();
+    match r.has_conn(conn) {
+        true => r.io.wakers.add_task(conn, task.abort_handle()),
+        false => task.abort(),
+    }
 }
 
 async fn read_acks<M: Machine>(
@@ -168,52 +166,17 @@ async fn read_acks<M: Machine>(
     mut reader: FrameReader,
 ) {
     let reason = loop {
-        let mut bad = None;
-        {
-            let mut r = rc.borrow_mut();
-            let now = r.now();
-            loop {
-                match reader.next_frame() {
-                    Ok(Some((h, p))) if h.kind == Kind::Ack => match Ack::decode(p) {
-                        Ok(ack) => r.core.handle(now, Event::Ack { conn, epoch: h.epoch, ack }),
-                        Err(e) => {
-                            bad = Some(format!("bad ack: {e}"));
-                            break;
-                        }
-                    },
-                    Ok(Some((h, _))) => {
-                        bad = Some(format!("unexpected {:?} frame from the backup", h.kind));
-                        break;
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        bad = Some(format!("bad frame from the backup: {e}"));
-                        break;
-                    }
-                }
-            }
-            if r.intake_open() {
-                // Flow control may have reopened on executed progress alone.
-                r.intake.notify_waiters();
-            }
-        }
-        pump(&rc);
-        if let Some(b) = bad {
-            break b;
+        if let Err(bad) = rc.borrow_mut().on_backup_frames(conn, &mut reader) {
+            break bad;
         }
         if let Err(e) = reader.fill(&mut rd).await {
             break e.to_string();
         }
     };
-    let known = rc.borrow().conns.contains_key(&conn);
-    if known {
-        log::warn!("{}: channel to backup closed: {reason}", rc.borrow().opts.node);
-        feed(&rc, Event::ConnClosed { conn, reason });
-        rc.borrow_mut().drop_conn(conn);
-    }
+    rc.borrow_mut().channel_broken(conn, reason);
 }
 
-/// Streams a snapshot to a joiner: a thread serializes chunks from the
+/// Streams a snapshot to a joiner: a thread serializes the frames from the
 /// copy-on-write snapshot while this task writes them; the event loop keeps
 /// serving meanwhile.
 async fn send_snapshot<M: Machine>(rc: Rc<RefCell<Replica<M>>>, mut stream: TcpStream, p: PendingSnapshot) {
@@ -222,41 +185,17 @@ async fn send_snapshot<M: Machine>(rc: Rc<RefCell<Replica<M>>>, mut stream: TcpS
         (r.core.epoch(), r.opts.snapshot_chunk_bytes, r.opts.node.clone())
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
-    let PendingSnapshot { node, seq, mut writer, .. } = p;
-    let hint = writer.bytes_hint();
+    let PendingSnapshot { node, seq, writer, .. } = p;
+    let mut frames = SnapshotStream::new(writer, epoch, seq, chunk_bytes);
+    let hint = frames.bytes_hint();
     std::thread::Builder::new()
         .name("snapshot-send".into())
         .spawn(move || {
-            let mut frame = Vec::new();
-            encode_with(&mut frame, FrameHeader { epoch, seq, kind: Kind::SnapshotBegin }, |o| {
-                SnapshotBegin { bytes_hint: hint }.encode(o)
-            });
-            if tx.blocking_send(frame).is_err() {
-                return;
-            }
-            let (mut chunks, mut bytes) = (0u32, 0u64);
-            loop {
-                let mut frame = Vec::with_capacity(chunk_bytes + FRAME_HEADER_BYTES + 64);
-                let mut more = false;
-                encode_with(&mut frame, FrameHeader { epoch, seq, kind: Kind::SnapshotChunk }, |o| {
-                    SnapshotChunk::encode_header(chunks, o);
-                    let before = o.len();
-                    more = writer.next_chunk(o, chunk_bytes);
-                    bytes += (o.len() - before) as u64;
-                });
-                if !more {
-                    break;
-                }
-                chunks += 1;
+            while let Some(frame) = frames.next_frame() {
                 if tx.blocking_send(frame).is_err() {
                     return;
                 }
             }
-            let mut frame = Vec::new();
-            encode_with(&mut frame, FrameHeader { epoch, seq, kind: Kind::SnapshotEnd }, |o| {
-                SnapshotEnd { chunks, bytes }.encode(o)
-            });
-            let _ = tx.blocking_send(frame);
         })
         .expect("spawn snapshot thread");
     let start = Instant::now();

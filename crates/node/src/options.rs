@@ -72,11 +72,11 @@ impl NodeOptions {
                 self.request_bytes_max, self.frame_bytes_max
             ));
         }
-        if self.channel_backlog_bytes_max < crate::replica::BATCH_BYTES_MAX {
+        if self.channel_backlog_bytes_max < crate::io::BATCH_BYTES_MAX {
             return Err(format!(
                 "--channel-backlog-bytes-max ({}) must be at least {} (one batch of entries)",
                 self.channel_backlog_bytes_max,
-                crate::replica::BATCH_BYTES_MAX
+                crate::io::BATCH_BYTES_MAX
             ));
         }
         if (self.snapshot_chunk_bytes as u64) + 4096 > self.frame_bytes_max {

@@ -1,69 +1,34 @@
-//! [`Replica`]: the state one node's event loop shares between its tasks —
-//! the protocol core, the machine, the logging-channel connections and their
-//! send buffers — and [`pump`], which performs the core's commands.
+//! [`Replica`]: one node's runtime state and the handler of the protocol
+//! core's commands, written once for every runtime: generic over [`Io`], it
+//! runs on tokio in a real node (`tokio_io`) and in the seeded simulator.
 //!
-//! Everything runs on one thread (a current-thread tokio runtime), like
-//! Redis: tasks borrow the `RefCell` briefly and never across an `.await`.
+//! One owner per piece of state: the core (protocol decisions), the machine,
+//! [`Channels`] (connections and their send buffers), the state transfer
+//! (`Transfer`), the backup's execution queue, the record context. Frames
+//! from peers are handled in `frames`, joins and snapshots in `transfer`.
+//!
+//! Everything runs on one thread, like Redis: tokio tasks borrow the
+//! replica briefly and never across an `.await`.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
 
-use tokio::sync::mpsc::UnboundedSender;
-use tokio::sync::Notify;
-use tokio::task::AbortHandle;
-use understudy_core::{Command, ConnId, Core, Event, Millis, Seq, SnapshotWriter, StateMachine};
-
-use crate::machine::App;
-use understudy_wire::entry::{BatchWriter, EntryKind, OpEntry};
-use understudy_wire::frame::{encode_with, FrameHeader, Kind};
+use understudy_core::{Command, ConnId, Core, Event, Millis, Outcome, Seq, StateMachine};
+use understudy_wire::entry::{EntryKind, OpEntry};
+use understudy_wire::frame::Kind;
 use understudy_wire::handshake::Handshake;
-use understudy_wire::msg::{Heartbeat, RejectCode};
+use understudy_wire::msg::Heartbeat;
 
-use crate::arbiter_lanes::ArbiterLanes;
+use crate::channel::{header, Channels};
 use crate::ctx::{RecordCtx, TimeFloor};
 use crate::exec::ExecQueue;
-use crate::machine::Machine;
+use crate::io::Io;
+use crate::machine::{App, Machine};
 use crate::options::NodeOptions;
+use crate::snapshot::PendingSnapshot;
+use crate::tokio_io::TokioIo;
 
 /// Creates an empty machine (on start, on a reset, in a restore thread).
 pub type Factory<M> = Arc<dyn Fn() -> M + Send + Sync>;
-
-/// Largest batch of entries before it is sealed and sent without waiting
-/// for the writer to come round.
-pub const BATCH_BYTES_MAX: usize = 1 << 20;
-
-/// Exit code of a node that fail-stopped (lost a claim, saw a newer epoch,
-/// diverged).
-pub const HALT_EXIT_CODE: i32 = 3;
-/// A node whose configuration cannot work (the reason names the flag).
-pub const REFUSED_EXIT_CODE: i32 = 2;
-
-/// One logging-channel (or snapshot) connection.
-pub struct Conn {
-    /// Bytes waiting for the writer task.
-    pub out: Vec<u8>,
-    /// Wakes the writer task (a stored permit: no lost wakeups).
-    pub wake: Rc<Notify>,
-    pub peer: String,
-    pub incarnation: u64,
-    /// Close once `out` is written (after a Reject).
-    pub closing: bool,
-    pub tasks: Vec<AbortHandle>,
-}
-
-/// A joiner's snapshot, taken when its join was accepted, waiting for the
-/// joiner's snapshot connection.
-pub struct PendingSnapshot {
-    /// The joiner's logging channel: the snapshot dies with it.
-    pub conn: ConnId,
-    pub node: String,
-    pub incarnation: u64,
-    pub seq: Seq,
-    pub writer: Box<dyn SnapshotWriter>,
-}
 
 /// Counters exposed in INFO, the demo report and the metrics page.
 #[derive(Debug, Default, Clone)]
@@ -80,162 +45,180 @@ pub struct Stats {
     pub joins_in_sync: u64,
 }
 
-pub struct Replica<M: Machine> {
+/// The state transfer of the current join (either side).
+#[derive(Default)]
+pub(crate) struct Transfer {
+    /// Primary: the snapshot taken for a joiner, until its snapshot
+    /// connection takes it.
+    pub(crate) pending: Option<PendingSnapshot>,
+    /// Bumped on every machine reset, so a late snapshot (or executor) of
+    /// an abandoned join is not installed.
+    pub(crate) gen: u64,
+    /// Backup: the snapshot of this join is loaded; entries may execute.
+    pub(crate) loaded: bool,
+}
+
+pub struct Replica<M: Machine, I: Io = TokioIo> {
     pub core: Core,
     pub machine: M,
-    pub factory: Factory<M>,
+    pub(crate) factory: Factory<M>,
     pub opts: Arc<NodeOptions>,
     /// Random per process: tells this process from an earlier one of the same node.
     pub incarnation: u64,
     /// Identifies the machine kind and its configuration in handshakes.
     pub machine_tag: String,
-    t0: Instant,
-    lanes: ArbiterLanes,
-    pub events: UnboundedSender<Event>,
-    pub conns: HashMap<ConnId, Conn>,
-    next_conn: ConnId,
-    /// Primary: the batch being filled in the channel's send buffer.
-    batch: Option<(ConnId, BatchWriter)>,
-    pub pending_snapshot: Option<PendingSnapshot>,
-    /// Woken on every release of the output gate.
-    pub gate: Rc<Notify>,
-    /// Woken when intake reopens or the role changes.
-    pub intake: Rc<Notify>,
+    pub io: I,
+    pub(crate) chans: Channels,
+    pub(crate) transfer: Transfer,
     pub record: RecordCtx,
     /// Backup: entries received and not yet executed.
-    pub exec: ExecQueue,
-    pub exec_wake: Rc<Notify>,
-    /// Bumped on every machine reset, so a late snapshot of an abandoned
-    /// join is not installed.
-    pub join_gen: u64,
-    /// Backup: the snapshot of this join is loaded; entries may execute.
-    pub snapshot_loaded: bool,
+    pub(crate) exec: ExecQueue,
     /// The primary's client address, for redirects from a backup.
     pub primary_client: Option<String>,
     pub stats: Stats,
     /// Stopped as asked: the process exits once what it released is written.
     pub exiting: bool,
+    /// Fail-stopped (the simulator's runtime returns from `Io::halt`).
+    halted: bool,
 }
 
-impl<M: Machine> Replica<M> {
-    pub fn new(
-        opts: Arc<NodeOptions>,
-        factory: Factory<M>,
-        machine_tag: String,
-        lanes: ArbiterLanes,
-        events: UnboundedSender<Event>,
-    ) -> Self {
-        let core = Core::new(opts.protocol.clone(), opts.node.clone());
+impl<M: Machine, I: Io> Replica<M, I> {
+    pub fn new(opts: Arc<NodeOptions>, factory: Factory<M>, machine_tag: String, incarnation: u64, io: I) -> Self {
         Replica {
-            core,
+            core: Core::new(opts.protocol.clone(), opts.node.clone()),
             machine: factory(),
             factory,
             opts,
-            incarnation: crate::framed::random_u64(),
+            incarnation,
             machine_tag,
-            t0: Instant::now(),
-            lanes,
-            events,
-            conns: HashMap::new(),
-            next_conn: 1,
-            batch: None,
-            pending_snapshot: None,
-            gate: Rc::new(Notify::new()),
-            intake: Rc::new(Notify::new()),
+            io,
+            chans: Channels::default(),
+            transfer: Transfer::default(),
             record: RecordCtx::default(),
             exec: ExecQueue::default(),
-            exec_wake: Rc::new(Notify::new()),
-            join_gen: 0,
-            snapshot_loaded: false,
             primary_client: None,
             stats: Stats::default(),
             exiting: false,
+            halted: false,
         }
     }
 
     /// Monotonic milliseconds for the core.
     pub fn now(&self) -> Millis {
-        self.t0.elapsed().as_millis() as Millis
+        self.io.now()
     }
 
-    pub fn new_conn(&mut self, peer: String, incarnation: u64) -> (ConnId, Rc<Notify>) {
-        let id = self.next_conn;
-        self.next_conn += 1;
-        let wake = Rc::new(Notify::new());
-        self.conns.insert(id, Conn { out: Vec::new(), wake: wake.clone(), peer, incarnation, closing: false, tasks: Vec::new() });
-        (id, wake)
+    pub fn is_halted(&self) -> bool {
+        self.halted
     }
 
-    /// Ties a task's life to a connection: it is aborted when the
-    /// connection is dropped (or at once if it already was).
-    pub fn add_task(&mut self, conn: ConnId, task: AbortHandle) {
-        match self.conns.get_mut(&conn) {
-            Some(c) => c.tasks.push(task),
-            None => task.abort(),
-        }
+    /// Begins: the core reads the arbiter.
+    pub fn start(&mut self) {
+        let now = self.now();
+        self.core.start(now);
+        self.pump();
     }
 
-    /// Forgets a connection and stops its tasks.
-    pub fn drop_conn(&mut self, id: ConnId) {
-        if self.batch.as_ref().is_some_and(|(c, _)| *c == id) {
-            self.batch = None;
+    /// Feeds an event to the core and performs what follows.
+    pub fn feed(&mut self, ev: Event) -> Outcome {
+        if self.halted {
+            return Outcome::Refused("halted".into());
         }
-        if self.pending_snapshot.as_ref().is_some_and(|p| p.conn == id) {
-            // Holding it would keep copy-on-write copies alive for nothing.
-            self.pending_snapshot = None;
+        let now = self.now();
+        let outcome = self.core.handle(now, ev);
+        self.pump();
+        outcome
+    }
+
+    /// Lets time pass in the core: heartbeats, failure detection, retries.
+    pub fn tick(&mut self) {
+        if self.halted {
+            return;
         }
-        if let Some(c) = self.conns.remove(&id) {
-            for t in c.tasks {
-                t.abort();
+        let now = self.now();
+        self.core.poll(now);
+        self.pump();
+    }
+
+    /// Performs every command the core has produced, until it produces no more.
+    pub fn pump(&mut self) {
+        let mut cmds = Vec::new();
+        loop {
+            self.core.drain_commands(&mut cmds);
+            if cmds.is_empty() || self.halted {
+                return;
+            }
+            for c in cmds.drain(..) {
+                self.perform(c);
+                if self.halted {
+                    return;
+                }
             }
         }
-        self.intake.notify_waiters();
+    }
+
+    /// Fail-stop: nothing held at the output gate is ever released.
+    pub fn halt(&mut self, reason: &str) {
+        self.halted = true;
+        self.io.halt(reason);
+    }
+
+    pub(crate) fn log(&mut self, level: log::Level, line: &str) {
+        self.io.log(level, line);
+    }
+
+    /// Forgets a connection and stops what serves it.
+    pub fn drop_conn(&mut self, id: ConnId) {
+        if self.transfer.pending.as_ref().is_some_and(|p| p.conn == id) {
+            // Holding it would keep copy-on-write copies alive for nothing.
+            self.transfer.pending = None;
+        }
+        if self.chans.remove(id) {
+            self.io.conn_dropped(id);
+        }
+    }
+
+    pub fn has_conn(&self, id: ConnId) -> bool {
+        self.chans.contains(id)
     }
 
     /// Seals the open batch so the writer can take the buffer. A read that
-    /// still waits for an entry after it gets a barrier entry first.
+    /// still waits for an entry after it gets a barrier entry first (the
+    /// core allocates its seq).
     pub fn seal_batch(&mut self, conn: ConnId) {
-        if self.core.is_primary() && self.core.barrier_needed() && self.core.stream_from().is_some_and(|(c, _)| c == conn) {
-            let seq = self.core.append();
+        if let Some(seq) = self.core.barrier_for_flush(conn) {
             self.push_entry(seq, EntryKind::Barrier, 0, |_| {});
         }
-        if self.batch.as_ref().is_none_or(|(c, _)| *c != conn) {
-            return;
+        if let Some(s) = self.chans.seal(conn) {
+            self.stats.log_bytes += s.bytes;
+            self.stats.log_entries += s.entries;
         }
-        let (c, bw) = self.batch.take().expect("checked");
-        let out = &mut self.conns.get_mut(&c).expect("a batch's connection exists").out;
-        self.stats.log_bytes += bw.bytes(out) as u64;
-        self.stats.log_entries += bw.count();
-        bw.finish(out);
     }
 
     /// True while the primary may take client requests: the core's flow
     /// control allows it and the channel's send buffer is not backlogged.
     pub fn intake_open(&self) -> bool {
         self.core.intake_open()
-            && self
-                .core
-                .stream_from()
-                .and_then(|(c, _)| self.conns.get(&c))
-                .is_none_or(|c| c.out.len() < self.opts.channel_backlog_bytes_max)
+            && self.core.stream_from().is_none_or(|(c, _)| self.chans.backlog(c) < self.opts.channel_backlog_bytes_max)
     }
 
-    /// Wakes the channel writer if a read waits for a barrier entry.
-    pub fn kick_barrier(&mut self) {
+    /// Primary: the tag of a reply to a read executed now (the core's read
+    /// tag); wakes the channel's writer if the read needs a barrier entry.
+    pub fn read_tag(&mut self) -> Seq {
+        let tag = self.core.read_tag();
         if self.core.barrier_needed() {
-            if let Some(c) = self.core.stream_from().and_then(|(c, _)| self.conns.get(&c)) {
-                c.wake.notify_one();
+            if let Some((c, _)) = self.core.stream_from() {
+                self.io.wake_writer(c);
             }
         }
+        tag
     }
 
     /// Appends a frame to a connection's send buffer and wakes its writer.
     pub fn send_frame(&mut self, conn: ConnId, kind: Kind, seq: Seq, payload: impl FnOnce(&mut Vec<u8>)) {
         self.seal_batch(conn);
-        let epoch = self.core.epoch();
-        if let Some(c) = self.conns.get_mut(&conn) {
-            encode_with(&mut c.out, FrameHeader { epoch, seq, kind }, payload);
-            c.wake.notify_one();
+        if self.chans.frame(conn, header(self.core.epoch(), seq, kind), payload) {
+            self.io.wake_writer(conn);
         }
     }
 
@@ -245,12 +228,13 @@ impl<M: Machine> Replica<M> {
         let Some((conn, from)) = self.core.stream_from() else { return false };
         debug_assert!(seq > from, "entry {seq} is covered by the backup's snapshot or acks ({from})");
         let epoch = self.core.epoch();
-        let Some(c) = self.conns.get_mut(&conn) else { return false };
-        let (_, bw) = self.batch.get_or_insert_with(|| (conn, BatchWriter::begin(&mut c.out, epoch, seq)));
-        assert_eq!(bw.next_seq(), seq, "entries must reach the channel contiguously");
-        bw.push_with(&mut c.out, kind, body_len, fill);
-        c.wake.notify_one();
-        bw.bytes(&c.out) >= BATCH_BYTES_MAX
+        match self.chans.push_entry(conn, epoch, seq, kind, body_len, fill) {
+            Some(full) => {
+                self.io.wake_writer(conn);
+                full
+            }
+            None => false,
+        }
     }
 
     /// Primary: logs an operation the machine just applied with `self.record`.
@@ -272,9 +256,107 @@ impl<M: Machine> Replica<M> {
             }
         }
     }
+
+    pub fn time_floor(&self) -> TimeFloor {
+        self.record.floor
+    }
+
+    /// Performs one command of the core.
+    fn perform(&mut self, c: Command) {
+        match c {
+            Command::ReadArbiter | Command::Claim { .. } | Command::AddMember { .. } | Command::Publish { .. } => {
+                self.io.arbiter(c)
+            }
+            Command::Connect { repl, epoch } => self.io.connect(&repl, epoch, self.transfer.gen),
+            Command::AcceptJoin { conn, snapshot_seq } => self.accept_join(conn, snapshot_seq),
+            Command::Reject { conn, code, message } => {
+                // The core tells the operator (once per joiner, then at intervals).
+                let peer = self.chans.peer(conn).map_or("?", |p| p.0).to_string();
+                self.log(log::Level::Debug, &format!("refusing {peer}: {message}"));
+                if self.chans.send_and_close(conn, &Handshake::reject(self.core.epoch(), code, message)) {
+                    self.io.wake_writer(conn);
+                }
+            }
+            Command::Close { conn, reason } => {
+                if let Some((peer, _)) = self.chans.peer(conn) {
+                    let line = format!("closing channel to {peer:?}: {reason}");
+                    self.log(log::Level::Info, &line);
+                }
+                self.drop_conn(conn);
+            }
+            Command::SendHeartbeat { conn, last_seq } => {
+                self.send_frame(conn, Kind::Heartbeat, 0, |o| Heartbeat { last_seq }.encode(o))
+            }
+            Command::SendAck { conn, ack } => self.send_frame(conn, Kind::Ack, 0, |o| ack.encode(o)),
+            Command::SendInSync { conn } => {
+                let peer = self.chans.peer(conn).map_or("?", |p| p.0).to_string();
+                self.log(log::Level::Info, &format!("backup {peer} is in sync: outputs now wait for its acks"));
+                self.stats.joins_in_sync += 1;
+                self.send_frame(conn, Kind::InSync, 0, |_| {});
+            }
+            Command::SendHandover { conn } => self.send_frame(conn, Kind::Handover, 0, |_| {}),
+            Command::Release { .. } => {
+                self.io.gate_moved();
+                self.io.intake_changed();
+            }
+            Command::BecomePrimary { epoch, from_backup } => self.become_primary(epoch, from_backup),
+            Command::ResetMachine => {
+                self.machine = (self.factory)();
+                self.exec = ExecQueue::default();
+                self.transfer.gen += 1;
+                self.transfer.loaded = false;
+                self.record = RecordCtx::default();
+                // The abandoned join's executor sees the new generation and ends.
+                self.io.wake_exec();
+                // A primary that handed over (switchover): client requests held
+                // at its closed intake are answered now (-READONLY, redirect).
+                self.io.intake_changed();
+            }
+            Command::Halt { reason } => self.halt(&reason),
+            Command::Refuse { reason } => {
+                self.halted = true;
+                self.io.refuse(&reason);
+            }
+            Command::Notice { message } => self.log(log::Level::Warn, &message),
+            Command::Exit { reason } => {
+                self.log(log::Level::Info, &format!("stopping: {reason}"));
+                // The runtime ends the process once the channels are written.
+                self.exiting = true;
+            }
+        }
+    }
+
+    fn become_primary(&mut self, epoch: u64, from_backup: bool) {
+        let last = self.core.status().last_seq;
+        if from_backup {
+            self.log(log::Level::Warn, &format!("primary lost; went live as primary of epoch {epoch} at seq {last}"));
+            self.exec = ExecQueue::default();
+        } else {
+            self.log(log::Level::Info, &format!("primary of epoch {epoch} (unprotected until a backup joins)"));
+        }
+        self.primary_client = Some(self.opts.advertise_client.clone());
+        if let Err(e) = self.machine.on_primary(last + 1) {
+            return self.halt(&e);
+        }
+        self.io.gate_moved();
+        self.io.intake_changed();
+    }
+
+    /// Primary: accept the join on `conn`: take the snapshot now (at
+    /// `snapshot_seq`) for the joiner's snapshot connection, and answer.
+    fn accept_join(&mut self, conn: ConnId, snapshot_seq: Seq) {
+        let Some((node, incarnation)) = self.chans.peer(conn).map(|(n, i)| (n.to_string(), i)) else { return };
+        let writer = self.machine.snapshot();
+        let hint = writer.bytes_hint();
+        self.log(log::Level::Info, &format!("join of {node:?} accepted; snapshot at seq {snapshot_seq} (~{hint} bytes)"));
+        self.stats.snapshot_bytes_hint = hint;
+        self.stats.joins_accepted += 1;
+        self.transfer.pending = Some(PendingSnapshot { conn, node, incarnation, seq: snapshot_seq, writer });
+        self.send_frame(conn, Kind::JoinAccepted, snapshot_seq, |_| {});
+    }
 }
 
-impl<S: StateMachine + Send> Replica<App<S>> {
+impl<S: StateMachine + Send, I: Io> Replica<App<S>, I> {
     /// Primary: applies a write through the machine in record mode and logs
     /// it; returns the seq that tags its reply.
     pub fn apply_write(&mut self, op: &[u8], reply: &mut Vec<u8>) -> Seq {
@@ -283,167 +365,5 @@ impl<S: StateMachine + Send> Replica<App<S>> {
         self.machine.sm.apply(&mut self.record, op, reply);
         self.log_op(seq, op);
         seq
-    }
-}
-
-impl<M: Machine> Replica<M> {
-    /// Fail-stop: nothing held at the output gate is ever released.
-    pub fn halt(&self, reason: &str) -> ! {
-        log::error!("{}: halting: {reason}", self.opts.node);
-        std::process::exit(HALT_EXIT_CODE);
-    }
-
-    pub fn time_floor(&self) -> TimeFloor {
-        self.record.floor
-    }
-}
-
-/// Feeds an event to the core and performs what follows.
-pub fn feed<M: Machine>(rc: &Rc<RefCell<Replica<M>>>, ev: Event) {
-    {
-        let mut r = rc.borrow_mut();
-        let now = r.now();
-        r.core.handle(now, ev);
-    }
-    pump(rc);
-}
-
-/// Performs every command the core has produced, until it produces no more.
-pub fn pump<M: Machine>(rc: &Rc<RefCell<Replica<M>>>) {
-    let mut cmds = Vec::new();
-    loop {
-        rc.borrow_mut().core.drain_commands(&mut cmds);
-        if cmds.is_empty() {
-            return;
-        }
-        for c in cmds.drain(..) {
-            exec(rc, c);
-        }
-    }
-}
-
-fn exec<M: Machine>(rc: &Rc<RefCell<Replica<M>>>, c: Command) {
-    let mut r = rc.borrow_mut();
-    if r.lanes.submit(&c) {
-        return;
-    }
-    match c {
-        Command::Connect { repl, epoch } => {
-            let gen = r.join_gen;
-            drop(r);
-            crate::join::spawn_join(rc.clone(), repl, epoch, gen);
-        }
-        Command::AcceptJoin { conn, snapshot_seq } => {
-            let Some(c) = r.conns.get(&conn) else { return };
-            let (node, incarnation) = (c.peer.clone(), c.incarnation);
-            let writer = r.machine.snapshot();
-            log::info!(
-                "{}: join of {node:?} accepted; snapshot at seq {snapshot_seq} (~{} bytes)",
-                r.opts.node,
-                writer.bytes_hint()
-            );
-            r.stats.snapshot_bytes_hint = writer.bytes_hint();
-            r.stats.joins_accepted += 1;
-            r.pending_snapshot = Some(PendingSnapshot { conn, node, incarnation, seq: snapshot_seq, writer });
-            r.send_frame(conn, Kind::JoinAccepted, snapshot_seq, |_| {});
-        }
-        Command::Reject { conn, code, message } => {
-            // The core tells the operator (once per joiner, then at intervals).
-            log::debug!("{}: refusing {}: {message}", r.opts.node, r.conns.get(&conn).map_or("?", |c| c.peer.as_str()));
-            let epoch = r.core.epoch();
-            if let Some(c) = r.conns.get_mut(&conn) {
-                c.out.extend_from_slice(&Handshake::reject(epoch, code, message));
-                c.closing = true;
-                c.wake.notify_one();
-            }
-        }
-        Command::Close { conn, reason } => {
-            if let Some(c) = r.conns.get(&conn) {
-                log::info!("{}: closing channel to {:?}: {reason}", r.opts.node, c.peer);
-            }
-            r.drop_conn(conn);
-        }
-        Command::SendHeartbeat { conn, last_seq } => {
-            r.send_frame(conn, Kind::Heartbeat, 0, |o| Heartbeat { last_seq }.encode(o));
-        }
-        Command::SendAck { conn, ack } => r.send_frame(conn, Kind::Ack, 0, |o| ack.encode(o)),
-        Command::SendInSync { conn } => {
-            log::info!(
-                "{}: backup {} is in sync: outputs now wait for its acks",
-                r.opts.node,
-                r.conns.get(&conn).map_or("?", |c| c.peer.as_str())
-            );
-            r.stats.joins_in_sync += 1;
-            r.send_frame(conn, Kind::InSync, 0, |_| {});
-        }
-        Command::Release { .. } => {
-            if r.core.barrier_needed() && r.core.stream_from().is_none() {
-                // A read waits for an entry after it, and no backup will
-                // carry one: the barrier is only a seq.
-                r.core.append();
-            }
-            r.gate.notify_waiters();
-            r.intake.notify_waiters();
-        }
-        Command::BecomePrimary { epoch, from_backup } => {
-            if from_backup {
-                log::warn!(
-                    "{}: primary lost; went live as primary of epoch {epoch} at seq {}",
-                    r.opts.node,
-                    r.core.status().last_seq
-                );
-                r.exec = ExecQueue::default();
-            } else {
-                log::info!("{}: primary of epoch {epoch} (unprotected until a backup joins)", r.opts.node);
-            }
-            r.primary_client = Some(r.opts.advertise_client.clone());
-            let next_seq = r.core.status().last_seq + 1;
-            if let Err(e) = r.machine.on_primary(next_seq) {
-                r.halt(&e);
-            }
-            r.gate.notify_waiters();
-            r.intake.notify_waiters();
-        }
-        Command::ResetMachine => {
-            r.machine = (r.factory)();
-            r.exec = ExecQueue::default();
-            r.join_gen += 1;
-            r.snapshot_loaded = false;
-            r.record = RecordCtx::default();
-            // The abandoned join's executor sees the new generation and ends.
-            r.exec_wake.notify_waiters();
-            // A primary that handed over (switchover): client requests held
-            // at its closed intake are answered now (-READONLY, redirect).
-            r.intake.notify_waiters();
-        }
-        Command::Halt { reason } => r.halt(&reason),
-        Command::Refuse { reason } => {
-            log::error!("{}: cannot start: {reason}", r.opts.node);
-            std::process::exit(REFUSED_EXIT_CODE);
-        }
-        Command::Notice { message } => log::warn!("{}: {message}", r.opts.node),
-        Command::SendHandover { conn } => r.send_frame(conn, Kind::Handover, 0, |_| {}),
-        Command::Exit { reason } => {
-            log::info!("{}: stopping: {reason}", r.opts.node);
-            // `run::ticker` ends the process once the channels are written.
-            r.exiting = true;
-        }
-        Command::ReadArbiter | Command::Claim { .. } | Command::AddMember { .. } | Command::Publish { .. } => {
-            unreachable!("arbiter commands go to the lanes")
-        }
-    }
-}
-
-/// What a refused peer is told, by code.
-pub fn reject_code_name(c: RejectCode) -> &'static str {
-    match c {
-        RejectCode::WrongCluster => "wrong cluster",
-        RejectCode::AuthFailed => "authentication failed",
-        RejectCode::StaleEpoch => "stale epoch",
-        RejectCode::NotPrimary => "not primary",
-        RejectCode::Busy => "busy",
-        RejectCode::MachineMismatch => "machine mismatch",
-        RejectCode::Protocol => "protocol error",
-        RejectCode::NameInUse => "node name in use",
     }
 }

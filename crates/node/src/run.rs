@@ -17,7 +17,8 @@ use crate::ctx::wall_us;
 use crate::listening::Bound;
 use crate::machine::{App, Machine};
 use crate::options::NodeOptions;
-use crate::replica::{feed, pump, Factory, Replica};
+use crate::replica::{Factory, Replica};
+use crate::tokio_io::TokioIo;
 
 /// Errors that stop a node before it runs.
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +107,7 @@ pub(crate) type Driver<M> = (Rc<RefCell<Replica<M>>>, tokio::sync::mpsc::Unbound
 pub(crate) async fn start<M: Machine>(opts: NodeOptions, factory: Factory<M>, tag: String, repl: TcpListener) -> Driver<M> {
     let (tx, rx) = unbounded_channel();
     let me = NodeAddrs { node: opts.node.clone(), client: opts.advertise_client.clone(), repl: opts.advertise_repl.clone() };
-    let lanes = ArbiterLanes::start(opts.arbiter.clone(), opts.cluster.clone(), me, tx.clone());
+    let lanes = ArbiterLanes::start(opts.arbiter.clone(), opts.cluster.clone(), me, tx);
     log::info!(
         "{}: cluster {:?}, arbiter {}, clients on {}, replication on {}",
         opts.node,
@@ -118,25 +119,29 @@ pub(crate) async fn start<M: Machine>(opts: NodeOptions, factory: Factory<M>, ta
     if opts.secret.is_empty() {
         log::warn!("{}: no --secret-file: the replication channel is not authenticated", opts.node);
     }
-    let rc = Rc::new(RefCell::new(Replica::new(Arc::new(opts), factory, tag, lanes, tx)));
+    let io = TokioIo::new(opts.node.clone(), lanes);
+    let incarnation = crate::framed::random_u64();
+    let rc = Rc::new(RefCell::new(Replica::new(Arc::new(opts), factory, tag, incarnation, io)));
+    let weak = Rc::downgrade(&rc);
+    rc.borrow_mut().io.set_connector(Box::new(move |repl, epoch, gen| {
+        if let Some(rc) = weak.upgrade() {
+            tokio::task::spawn_local(crate::join::join(rc, repl, epoch, gen));
+        }
+    }));
     tokio::task::spawn_local(crate::listen::accept_loop(rc.clone(), repl));
     tokio::task::spawn_local(ticker(rc.clone()));
     tokio::task::spawn_local(signals(rc.clone()));
-    {
-        let mut r = rc.borrow_mut();
-        let now = r.now();
-        r.core.start(now);
-    }
-    pump(&rc);
+    rc.borrow_mut().start();
     (rc, rx)
 }
 
 pub(crate) async fn drive<M: Machine>((rc, mut rx): Driver<M>) {
     while let Some(ev) = rx.recv().await {
+        let mut r = rc.borrow_mut();
         if let Event::ArbiterRead(Ok(Some(v))) = &ev {
-            rc.borrow_mut().primary_client = Some(v.primary_client.clone());
+            r.primary_client = Some(v.primary_client.clone());
         }
-        feed(&rc, ev);
+        r.feed(ev);
     }
 }
 
@@ -161,7 +166,7 @@ async fn signals<M: Machine>(rc: Rc<RefCell<Replica<M>>>) {
         }
         let role = rc.borrow().core.role_name().as_str();
         log::info!("{node}: {name}: stopping ({role}: a primary hands over to an in-sync backup; a backup leaves)");
-        feed(&rc, Event::Stop);
+        rc.borrow_mut().feed(Event::Stop);
     }
 }
 
@@ -178,7 +183,7 @@ async fn ticker<M: Machine>(rc: Rc<RefCell<Replica<M>>>) {
             // written, give the client tasks a moment to write the replies
             // the last acks released, then end.
             let since = *exiting_since.get_or_insert_with(std::time::Instant::now);
-            let flushed = rc.borrow().conns.values().all(|c| c.out.is_empty());
+            let flushed = rc.borrow().chans.flushed();
             if flushed || since.elapsed() > Duration::from_secs(2) {
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 std::process::exit(0);
@@ -188,12 +193,7 @@ async fn ticker<M: Machine>(rc: Rc<RefCell<Replica<M>>>) {
         // How late the tick came: the event loop was busy, or the process
         // was not scheduled (a silence the peer may take for a failure).
         crate::metrics::LOOP_LAG.observe_n(due.elapsed(), 1);
-        {
-            let mut r = rc.borrow_mut();
-            let now = r.now();
-            r.core.poll(now);
-        }
-        pump(&rc);
+        rc.borrow_mut().tick();
     }
 }
 

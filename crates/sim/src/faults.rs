@@ -3,9 +3,9 @@
 
 use std::collections::VecDeque;
 
-use understudy_core::{Core, RoleName};
+use understudy_core::RoleName;
 
-use crate::model::{OutKind, Output, Val};
+use crate::model::{OutKind, Output};
 use crate::world::{Action, World};
 
 impl World {
@@ -16,30 +16,28 @@ impl World {
         let candidates: Vec<usize> = (0..self.nodes.len())
             .filter(|&i| {
                 let n = &self.nodes[i];
-                n.alive && n.stalled_until <= now && n.core.is_primary() && n.core.intake_open()
+                n.alive && n.stalled_until <= now && n.rep.core.is_primary() && n.rep.intake_open()
             })
             .collect();
         if candidates.is_empty() {
             return Ok(());
         }
         let node = candidates[self.rng.pick(candidates.len())];
-        let epoch = self.nodes[node].core.epoch();
-        if self.rng.chance(0.7) {
+        let epoch = self.nodes[node].rep.core.epoch();
+        // Late in the settling phase clients only read: a read must not need
+        // a later write to be released (its barrier entry carries it).
+        let reads_only = self.healed_at.is_some_and(|t| now >= t + self.cfg.settle_ms / 2);
+        if self.rng.chance(0.7) && !reads_only {
             let op = self.next_op();
-            let seq = self.nodes[node].core.append();
-            self.nodes[node].log.push(Val::Write(op));
-            self.stream(node, seq, Val::Write(op));
-            self.nodes[node].outputs.push_back(Output { tag: seq, epoch, kind: OutKind::Write { seq, op } });
+            let mut reply = Vec::new();
+            let seq = self.nodes[node].rep.apply_write(&op.to_le_bytes(), &mut reply);
+            let idx = u64::from_le_bytes(reply[..8].try_into().expect("LogSm replies with the write's index"));
+            self.nodes[node].outputs.push_back(Output { tag: seq, queued_at: now, epoch, kind: OutKind::Write { idx, op } });
         } else {
             let n = &mut self.nodes[node];
-            let state_seq = n.core.status().last_seq;
-            let tag = n.core.read_tag();
-            n.outputs.push_back(Output { tag, epoch, kind: OutKind::Read { state_seq, arrival: now } });
-            if n.core.barrier_needed() && n.core.stream_from().is_some() {
-                let seq = n.core.append();
-                n.log.push(Val::Barrier);
-                self.stream(node, seq, Val::Barrier);
-            }
+            let state_len = n.ops().len() as u64;
+            let tag = n.rep.read_tag();
+            n.outputs.push_back(Output { tag, queued_at: now, epoch, kind: OutKind::Read { state_len, arrival: now } });
         }
         self.after(node)
     }
@@ -53,10 +51,10 @@ impl World {
         if self.nodes.iter().any(|n| !n.alive) {
             return false;
         }
-        let v = &self.nodes[victim].core;
+        let v = &self.nodes[victim].rep.core;
         // A live primary protected by `backup` (an in-sync backup of its epoch).
         let pair = |primary: usize, backup: usize| {
-            let (p, b) = (&self.nodes[primary].core, &self.nodes[backup].core);
+            let (p, b) = (&self.nodes[primary].rep.core, &self.nodes[backup].rep.core);
             let s = p.status();
             p.is_primary()
                 && s.protected
@@ -122,14 +120,15 @@ impl World {
             // An operator stops a node (SIGTERM) under the same rule as a
             // crash: never the only holder of the state.
             6 if self.may_crash(victim) && self.nodes[victim].alive => {
-                if self.rng.chance(0.5) && self.nodes[victim].core.is_primary() {
+                if self.rng.chance(0.5) && self.nodes[victim].rep.core.is_primary() {
                     // `understudy switchover`: hand over, rejoin as backup.
                     let now = self.now;
-                    let answer = self.nodes[victim].core.request_switchover(now);
+                    let answer = self.nodes[victim].rep.core.request_switchover(now);
+                    self.nodes[victim].rep.pump();
                     self.note(format!("nemesis: switchover of n{victim}: {answer:?}"));
                 } else {
                     self.note(format!("nemesis: SIGTERM n{victim}"));
-                    self.feed(victim, understudy_core::Event::Stop)?;
+                    self.nodes[victim].rep.feed(understudy_core::Event::Stop);
                 }
                 return self.after(victim);
             }
@@ -141,48 +140,43 @@ impl World {
     /// The process ends: everything in memory is gone. `fin`: the kernel
     /// closes its connections (kill -9, halt); otherwise silence (power cut).
     pub fn crash(&mut self, node: usize, fin: bool) {
-        let conns: Vec<_> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.open && (c.backup == (node, self.nodes[node].inc) || c.primary == (node, self.nodes[node].inc)))
-            .map(|(id, _)| *id)
-            .collect();
-        for conn in conns {
+        let me = (node, self.nodes[node].inc);
+        let links: Vec<u64> =
+            self.links.iter().filter(|(_, l)| l.open && (l.backup == me || l.primary == me)).map(|(id, _)| *id).collect();
+        for link in links {
             if fin {
-                self.close(conn, node);
+                self.close(link, node);
             } else {
-                self.conns.get_mut(&conn).expect("exists").open = false;
+                self.links.get_mut(&link).expect("exists").open = false;
             }
         }
         let n = &mut self.nodes[node];
         n.alive = false;
         n.outputs.clear();
-        n.pending_snapshot = None;
+        n.links.clear();
+        n.readers.clear();
+        n.executor = None;
+        n.exec_scheduled = false;
     }
 
-    pub fn restart(&mut self, node: usize) {
+    pub fn restart(&mut self, node: usize) -> Result<(), String> {
         if self.nodes[node].alive {
-            return;
+            return Ok(());
         }
-        let now = self.now;
-        let cfg = self.cfg.protocol.clone();
+        let (cfg, clock) = (self.cfg.protocol.clone(), self.clock.clone());
         let n = &mut self.nodes[node];
         n.inc += 1;
+        (n.rep, n.fx) = crate::machine::replica(&n.name, n.inc, cfg, clock);
         n.alive = true;
-        n.core = Core::new(cfg, n.name.clone());
-        n.prebuf.clear();
-        n.log.clear();
-        n.executed = 0;
-        n.loaded = false;
-        n.snapshot_seq = 0;
         n.outputs = VecDeque::new();
         n.stalled_until = 0;
         n.last_epoch = 0;
-        n.core.start(now);
+        n.primary_of = None;
+        n.rep.start();
         let inc = n.inc;
         self.note(format!("n{node} starts (incarnation {inc})"));
         self.at(1, Action::Tick { node, inc });
-        let _ = self.after(node);
+        self.after(node)
     }
 
     pub fn next_op(&mut self) -> u64 {

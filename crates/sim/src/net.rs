@@ -1,63 +1,65 @@
-//! The simulated network: connections that are FIFO per direction (TCP),
-//! with delays, partitions (directed cuts), and — when a run enables it — a
-//! misbehaving transport that duplicates and reorders messages, which the
-//! core must survive by closing the channel, never by accepting it.
+//! The simulated network: connections that are FIFO per direction (TCP)
+//! and carry the bytes the nodes' runtimes write, with delays, partitions
+//! (directed cuts), and — when a run enables it — a misbehaving transport
+//! that duplicates and reorders writes, which the runtime must survive by
+//! closing the channel, never by accepting it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use understudy_core::{Epoch, Millis, Seq};
-use understudy_wire::msg::{Ack, RejectCode};
+use understudy_core::{ConnId, Epoch, Millis, Seq};
 
-use crate::model::Val;
-
-/// A message on a logging channel.
+/// What travels on a link.
 #[derive(Debug, Clone)]
 pub enum Msg {
-    JoinAccepted {
-        epoch: Epoch,
-        seq: Seq,
-    },
-    Entries {
-        epoch: Epoch,
-        first: Seq,
-        vals: Vec<Val>,
-    },
-    Heartbeat {
-        epoch: Epoch,
-        last_seq: Seq,
-    },
-    InSync {
-        epoch: Epoch,
-    },
-    Handover {
-        epoch: Epoch,
-    },
-    Reject {
-        code: RejectCode,
-    },
-    /// The snapshot, carried whole (its transfer time is its delay).
-    Snapshot {
-        seq: Seq,
-        log: Vec<Val>,
-    },
-    Ack {
-        epoch: Epoch,
-        ack: Ack,
-    },
+    /// Bytes a writer took from a connection's send buffer (whole frames).
+    Bytes(Vec<u8>),
+    /// A whole snapshot stream (its own connection; its transfer time is
+    /// its delay).
+    Snapshot(Vec<u8>),
+    /// The primary had no snapshot for the joiner (or could not be reached).
+    SnapshotRefused(String),
     /// The other side closed (FIN or RST).
     Closed,
 }
 
-/// One connection: `backup` opened it to `primary`.
+/// One connection: `backup` (node, incarnation) opened it to `primary`.
 #[derive(Debug, Clone)]
-pub struct Conn {
+pub struct Link {
     pub backup: (usize, u64),
     pub primary: (usize, u64),
+    /// The join generation of the attempt that opened it.
+    pub gen: u64,
+    /// The epoch the joiner asked to join.
+    pub epoch: Epoch,
+    /// Each side's connection id in its runtime, once it has one.
+    pub backup_conn: Option<ConnId>,
+    pub primary_conn: Option<ConnId>,
+    /// The snapshot seq the join was accepted at.
+    pub snapshot_seq: Seq,
     /// Last delivery time per direction (0: to the primary, 1: to the backup), for FIFO.
     pub last_at: [Millis; 2],
     pub open: bool,
-    /// The backup's core knows this connection (it was accepted).
+    /// The primary accepted the join (the backup's runtime knows the link).
     pub joined: bool,
+}
+
+impl Link {
+    /// The side that is not `node`: (node, incarnation, direction index).
+    pub fn other(&self, from: usize) -> ((usize, u64), usize) {
+        if self.backup.0 == from {
+            (self.primary, 0)
+        } else {
+            (self.backup, 1)
+        }
+    }
+
+    pub fn conn_of(&self, node: usize) -> Option<ConnId> {
+        if self.primary.0 == node {
+            self.primary_conn
+        } else {
+            self.backup_conn
+        }
+    }
 }
 
 #[derive(Debug, Default)]

@@ -1,17 +1,22 @@
-//! The simulated cluster: nodes running the real [`Core`], a runtime that
-//! performs its commands the way `understudy-node` does, a network, an
-//! arbiter applying the real rules, clients, and a nemesis.
+//! The simulated cluster: nodes running the node runtime's real
+//! [`Replica`](understudy_node::replica::Replica) (protocol core, command
+//! handler, channels, joins, snapshot streaming, execution, output gate
+//! watermark) over a seeded network, clock and arbiter (applying the
+//! arbiter crate's real rules), with clients and a nemesis.
 
+use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::rc::Rc;
 
 use understudy_arbiter::{ClusterRecord, NodeAddrs};
-use understudy_core::{Command, ConnId, Core, Event, Millis, Seq};
+use understudy_core::{Command, Event, Millis};
+use understudy_node::framed::FrameReader;
 
 use crate::check::{Acked, Checker};
-use crate::model::{OutKind, Output, Val};
-use crate::net::{Conn, Msg, Net};
-
+use crate::machine::{Effects, SimReplica};
+use crate::model::{OutKind, Output};
+use crate::net::{Link, Msg, Net};
 use crate::rng::Rng;
 use crate::SimConfig;
 
@@ -19,21 +24,24 @@ use crate::SimConfig;
 #[derive(Debug, Clone)]
 pub enum Action {
     Deliver {
-        conn: ConnId,
+        link: u64,
         to: usize,
         inc: u64,
         msg: Msg,
     },
-    /// A join request reaches the primary (handshake done).
+    /// A join reaches the primary (handshake done).
     JoinArrives {
-        conn: ConnId,
-        primary: usize,
-        epoch: u64,
+        link: u64,
     },
     JoinFails {
         node: usize,
         inc: u64,
+        gen: u64,
         reason: String,
+    },
+    /// The joiner's snapshot connection reaches the primary.
+    SnapshotAsked {
+        link: u64,
     },
     /// An arbiter call reaches the arbiter; its answer goes back to (node, inc).
     ArbiterCall {
@@ -59,9 +67,6 @@ pub enum Action {
     Restart {
         node: usize,
     },
-    Resume {
-        node: usize,
-    },
     HealCut {
         from: usize,
         to: usize,
@@ -76,41 +81,53 @@ pub struct Node {
     pub name: String,
     pub inc: u64,
     pub alive: bool,
-    pub core: Core,
-    /// Backup before its snapshot is loaded: entries after `snapshot_seq`.
-    pub prebuf: Vec<Val>,
-    /// The machine: applied (primary) or received (backup) values by seq.
-    pub log: Vec<Val>,
-    pub executed: Seq,
-    pub loaded: bool,
-    pub snapshot_seq: Seq,
+    pub rep: SimReplica,
+    pub fx: Rc<RefCell<Effects>>,
+    /// Client replies held at the output gate, oldest first.
     pub outputs: VecDeque<Output>,
     /// SIGSTOP: actions for this node wait until then.
     pub stalled_until: Millis,
-    /// Primary: the snapshot taken for a joiner, by its connection.
-    pub pending_snapshot: Option<(ConnId, Vec<Val>)>,
     pub last_epoch: u64,
+    /// The epoch this node was last seen primary of (checked once per epoch).
+    pub primary_of: Option<u64>,
+    /// The runtime's connection ids → links.
+    pub links: BTreeMap<u64, u64>,
+    /// This side's frame reader of each link.
+    pub readers: BTreeMap<u64, FrameReader>,
+    /// The backup's executor: (join generation, channel), and whether an
+    /// `Exec` is scheduled.
+    pub executor: Option<(u64, u64)>,
+    pub exec_scheduled: bool,
+}
+
+impl Node {
+    /// The writes the machine applied.
+    pub fn ops(&self) -> &[u64] {
+        &self.rep.machine.sm.ops
+    }
 }
 
 pub struct World {
     pub cfg: SimConfig,
     pub now: Millis,
+    pub clock: Rc<Cell<Millis>>,
     pub rng: Rng,
     queue: BinaryHeap<Reverse<(Millis, u64)>>,
     actions: BTreeMap<u64, Action>,
     next_id: u64,
     pub nodes: Vec<Node>,
     pub net: Net,
-    pub conns: BTreeMap<ConnId, Conn>,
-    pub next_conn_counter: ConnId,
+    pub links: BTreeMap<u64, Link>,
+    pub next_link: u64,
     pub record: Option<ClusterRecord>,
     pub check: Checker,
     pub op_counter: u64,
     pub healed: bool,
+    pub healed_at: Option<Millis>,
     /// Recent events, printed with a failure.
     pub trace: VecDeque<String>,
     pub steps: u64,
-    /// Planned switchovers: handovers a stopping primary sent.
+    /// Planned switchovers: handovers a backup received.
     pub handovers: u64,
 }
 
@@ -118,7 +135,7 @@ pub fn addrs(node: usize) -> NodeAddrs {
     NodeAddrs { node: format!("n{node}"), client: format!("n{node}:client"), repl: format!("n{node}") }
 }
 
-fn node_of(name: &str) -> usize {
+pub fn node_of(name: &str) -> usize {
     name.trim_start_matches('n').parse().expect("sim node names are n<i>")
 }
 
@@ -126,38 +143,45 @@ impl World {
     pub fn new(seed: u64, cfg: SimConfig) -> World {
         let mut rng = Rng::new(seed);
         let net = Net { lossy: rng.chance(cfg.lossy_runs), ..Net::default() };
+        let clock = Rc::new(Cell::new(0));
         let nodes = (0..cfg.nodes)
-            .map(|i| Node {
-                name: format!("n{i}"),
-                inc: 0,
-                alive: false,
-                core: Core::new(cfg.protocol.clone(), format!("n{i}")),
-                prebuf: Vec::new(),
-                log: Vec::new(),
-                executed: 0,
-                loaded: false,
-                snapshot_seq: 0,
-                outputs: VecDeque::new(),
-                stalled_until: 0,
-                pending_snapshot: None,
-                last_epoch: 0,
+            .map(|i| {
+                let name = format!("n{i}");
+                let (rep, fx) = crate::machine::replica(&name, 0, cfg.protocol.clone(), clock.clone());
+                Node {
+                    name,
+                    inc: 0,
+                    alive: false,
+                    rep,
+                    fx,
+                    outputs: VecDeque::new(),
+                    stalled_until: 0,
+                    last_epoch: 0,
+                    primary_of: None,
+                    links: BTreeMap::new(),
+                    readers: BTreeMap::new(),
+                    executor: None,
+                    exec_scheduled: false,
+                }
             })
             .collect();
         let mut w = World {
             cfg,
             now: 0,
+            clock,
             rng,
             queue: BinaryHeap::new(),
             actions: BTreeMap::new(),
             next_id: 0,
             nodes,
             net,
-            conns: BTreeMap::new(),
-            next_conn_counter: 1,
+            links: BTreeMap::new(),
+            next_link: 1,
             record: None,
             check: Checker::default(),
             op_counter: 0,
             healed: false,
+            healed_at: None,
             trace: VecDeque::new(),
             steps: 0,
             handovers: 0,
@@ -193,15 +217,17 @@ impl World {
             }
             self.queue.pop();
             self.now = t;
+            self.clock.set(t);
             let a = self.actions.remove(&id).expect("scheduled action");
             self.steps += 1;
             self.step(a)?;
         }
         self.now = until;
+        self.clock.set(until);
         Ok(())
     }
 
-    fn live(&self, node: usize, inc: u64) -> bool {
+    pub fn live(&self, node: usize, inc: u64) -> bool {
         let n = &self.nodes[node];
         n.alive && n.inc == inc
     }
@@ -217,43 +243,47 @@ impl World {
         false
     }
 
-    fn step(&mut self, a: Action) -> Result<(), String> {
+    /// The node an action is for, while it lives in the incarnation meant.
+    fn target(&self, a: &Action) -> Option<(usize, u64)> {
         match a {
-            Action::Deliver { conn, to, inc, ref msg } => {
-                if !self.live(to, inc) || self.stalled(to, &a) {
-                    return Ok(());
-                }
-                self.deliver(conn, to, msg.clone())?;
+            Action::Deliver { to, inc, .. } => Some((*to, *inc)),
+            Action::JoinArrives { link } | Action::SnapshotAsked { link } => self.links.get(link).map(|l| l.primary),
+            Action::JoinFails { node, inc, .. } | Action::Reply { node, inc, .. } | Action::Exec { node, inc } => {
+                Some((*node, *inc))
+            }
+            _ => None,
+        }
+    }
+
+    fn step(&mut self, a: Action) -> Result<(), String> {
+        if let Some((node, inc)) = self.target(&a) {
+            if !self.live(node, inc) || self.stalled(node, &a) {
+                return Ok(());
+            }
+        }
+        match a {
+            Action::Deliver { link, to, msg, .. } => {
+                self.deliver(link, to, msg);
                 self.after(to)
             }
-            Action::JoinArrives { conn, primary, epoch } => {
-                let inc = self.conns[&conn].primary.1;
-                if !self.live(primary, inc) || self.stalled(primary, &a) {
-                    return Ok(());
-                }
-                let backup = self.conns[&conn].backup.0;
-                self.feed(primary, Event::JoinRequest { conn, node: format!("n{backup}"), epoch })?;
-                self.after(primary)
+            Action::JoinArrives { link } => {
+                let p = self.join_arrives(link);
+                self.after(p)
             }
-            Action::JoinFails { node, inc, ref reason } => {
-                if !self.live(node, inc) || self.stalled(node, &a) {
-                    return Ok(());
-                }
-                let reason = reason.clone();
-                self.feed(node, Event::JoinFailed { reason, code: None, peer_epoch: None })?;
+            Action::JoinFails { node, gen, reason, .. } => {
+                self.join_fails(node, gen, reason);
                 self.after(node)
             }
-            Action::ArbiterCall { node, inc, ref cmd } => {
-                let cmd = cmd.clone();
+            Action::SnapshotAsked { link } => {
+                let p = self.snapshot_asked(link);
+                self.after(p)
+            }
+            Action::ArbiterCall { node, inc, cmd } => {
                 self.arbiter_call(node, inc, cmd);
                 Ok(())
             }
-            Action::Reply { node, inc, ref ev } => {
-                if !self.live(node, inc) || self.stalled(node, &a) {
-                    return Ok(());
-                }
-                let ev = ev.clone();
-                self.feed(node, ev)?;
+            Action::Reply { node, ev, .. } => {
+                self.nodes[node].rep.feed(ev);
                 self.after(node)
             }
             Action::Tick { node, inc } => {
@@ -265,14 +295,10 @@ impl World {
                 if self.nodes[node].stalled_until > self.now {
                     return Ok(());
                 }
-                let now = self.now;
-                self.nodes[node].core.poll(now);
+                self.nodes[node].rep.tick();
                 self.after(node)
             }
-            Action::Exec { node, inc } => {
-                if !self.live(node, inc) || self.stalled(node, &a) {
-                    return Ok(());
-                }
+            Action::Exec { node, .. } => {
                 self.execute(node);
                 self.after(node)
             }
@@ -289,11 +315,7 @@ impl World {
                 }
                 Ok(())
             }
-            Action::Restart { node } => {
-                self.restart(node);
-                Ok(())
-            }
-            Action::Resume { .. } => Ok(()),
+            Action::Restart { node } => self.restart(node),
             Action::HealCut { from, to } => {
                 if self.net.cut.get(&(from, to)).is_some_and(|h| *h <= self.now) {
                     self.net.cut.remove(&(from, to));
@@ -311,140 +333,102 @@ impl World {
         }
     }
 
-    pub fn feed(&mut self, node: usize, ev: Event) -> Result<(), String> {
-        let now = self.now;
-        self.nodes[node].core.handle(now, ev);
-        Ok(())
-    }
-
-    /// After a node handled something: perform its commands, release
-    /// outputs, check what can be checked.
+    /// After a node handled something: perform what its runtime asked of
+    /// the world (writes, closes, arbiter calls, joins), release outputs,
+    /// check what can be checked.
     pub fn after(&mut self, node: usize) -> Result<(), String> {
         loop {
-            let cmds = self.nodes[node].core.take_commands();
-            if cmds.is_empty() {
-                break;
+            let fx = std::mem::take(&mut *self.nodes[node].fx.borrow_mut());
+            for line in fx.lines {
+                if line.contains("the primary hands over") {
+                    self.handovers += 1;
+                }
+                self.note(format!("n{node}: {line}"));
             }
-            for c in cmds {
-                self.command(node, c)?;
+            if let Some(reason) = fx.refused {
+                // Every simulated node is configured alike: nothing may make
+                // one give up on its configuration.
+                return Err(format!("n{node} refused to start: {reason}"));
+            }
+            if let Some(reason) = fx.halted {
+                self.note(format!("n{node} halts: {reason}"));
+                self.crash(node, true);
+                let d = self.rng.range(100, 1500);
+                self.at(d, Action::Restart { node });
+                return Ok(());
+            }
+            let busy = !(fx.arbiter.is_empty() && fx.wake.is_empty() && fx.dropped.is_empty() && fx.connects.is_empty());
+            let inc = self.nodes[node].inc;
+            for cmd in fx.arbiter {
+                let d = self.rng.range(1, 5);
+                self.at(d, Action::ArbiterCall { node, inc, cmd });
+            }
+            for (repl, epoch, gen) in fx.connects {
+                self.connect(node, node_of(&repl), epoch, gen);
+            }
+            for conn in fx.wake {
+                self.write_out(node, conn);
+            }
+            for conn in fx.dropped {
+                self.dropped(node, conn);
+            }
+            if fx.exec {
+                self.schedule_exec(node);
+            }
+            if !busy {
+                break;
             }
         }
         let n = &mut self.nodes[node];
-        let e = n.core.epoch();
+        let e = n.rep.core.epoch();
         if e < n.last_epoch {
             return Err(format!("node {node}'s epoch went backwards: {} -> {e}", n.last_epoch));
         }
         n.last_epoch = e;
+        if n.rep.core.is_primary() && n.primary_of != Some(e) {
+            n.primary_of = Some(e);
+            self.note(format!("n{node} is primary of epoch {e}"));
+            let ops = self.nodes[node].ops().to_vec();
+            self.check.on_become_primary(node, e, &ops)?;
+        }
+        if self.nodes[node].rep.exiting {
+            // The stopped process ends (its connections closed after what
+            // it wrote); an operator starts it again later, empty.
+            self.note(format!("n{node} exits"));
+            self.crash(node, true);
+            let d = self.rng.range(200, 3000);
+            self.at(d, Action::Restart { node });
+            return Ok(());
+        }
         self.release(node)
     }
 
     fn release(&mut self, node: usize) -> Result<(), String> {
         loop {
             let n = &self.nodes[node];
-            let upto = n.core.release_upto();
-            let Some(o) = n.outputs.front().filter(|o| o.tag <= upto && n.core.is_primary()).cloned() else {
+            let upto = n.rep.core.release_upto();
+            let Some(o) = n.outputs.front().filter(|o| o.tag <= upto && n.rep.core.is_primary()).cloned() else {
                 return Ok(());
             };
             self.nodes[node].outputs.pop_front();
             match o.kind {
-                OutKind::Write { seq, op } => {
-                    let later: Vec<(usize, Vec<Val>)> = (0..self.nodes.len())
+                OutKind::Write { idx, op } => {
+                    let later: Vec<(usize, Vec<u64>)> = (0..self.nodes.len())
                         .filter(|&x| {
                             let m = &self.nodes[x];
-                            x != node && m.alive && m.core.is_primary() && m.core.epoch() > o.epoch
+                            x != node && m.alive && m.rep.core.is_primary() && m.rep.core.epoch() > o.epoch
                         })
-                        .map(|x| (x, self.nodes[x].log.clone()))
+                        .map(|x| (x, self.nodes[x].ops().to_vec()))
                         .collect();
-                    let later: Vec<(usize, &[Val])> = later.iter().map(|(x, l)| (*x, &l[..])).collect();
-                    let a = Acked { seq, op, epoch: o.epoch, at: self.now };
+                    let later: Vec<(usize, &[u64])> = later.iter().map(|(x, l)| (*x, &l[..])).collect();
+                    let a = Acked { idx, op, epoch: o.epoch, at: self.now };
                     self.check.on_write_released(a, node, &later)?;
                 }
-                OutKind::Read { state_seq, arrival } => {
-                    let log = self.nodes[node].log.clone();
-                    self.check.on_read_released(node, o.epoch, state_seq, arrival, &log)?;
+                OutKind::Read { state_len, arrival } => {
+                    let ops = self.nodes[node].ops().to_vec();
+                    self.check.on_read_released(node, o.epoch, state_len, arrival, &ops)?;
                 }
             }
         }
-    }
-
-    fn command(&mut self, node: usize, c: Command) -> Result<(), String> {
-        let inc = self.nodes[node].inc;
-        match c {
-            Command::ReadArbiter | Command::Claim { .. } | Command::AddMember { .. } | Command::Publish { .. } => {
-                let d = self.rng.range(1, 5);
-                self.at(d, Action::ArbiterCall { node, inc, cmd: c });
-            }
-            Command::Connect { repl, epoch } => self.connect(node, node_of(&repl), epoch),
-            Command::AcceptJoin { conn, snapshot_seq } => {
-                let snap = self.nodes[node].log[..snapshot_seq as usize].to_vec();
-                self.nodes[node].pending_snapshot = Some((conn, snap.clone()));
-                let epoch = self.nodes[node].core.epoch();
-                self.send(conn, node, Msg::JoinAccepted { epoch, seq: snapshot_seq });
-                // The joiner's snapshot connection, then the transfer time.
-                self.send(conn, node, Msg::Snapshot { seq: snapshot_seq, log: snap });
-            }
-            Command::Reject { conn, code, .. } => {
-                self.send(conn, node, Msg::Reject { code });
-                self.close(conn, node);
-            }
-            Command::Close { conn, .. } => self.close(conn, node),
-            Command::SendHeartbeat { conn, last_seq } => {
-                let epoch = self.nodes[node].core.epoch();
-                self.send(conn, node, Msg::Heartbeat { epoch, last_seq });
-            }
-            Command::SendAck { conn, ack } => {
-                let epoch = self.nodes[node].core.epoch();
-                self.send(conn, node, Msg::Ack { epoch, ack });
-            }
-            Command::SendInSync { conn } => {
-                let epoch = self.nodes[node].core.epoch();
-                self.send(conn, node, Msg::InSync { epoch });
-            }
-            Command::Release { .. } => {
-                let n = &mut self.nodes[node];
-                if n.core.barrier_needed() && n.core.stream_from().is_none() {
-                    n.core.append();
-                    n.log.push(Val::Barrier);
-                }
-            }
-            Command::BecomePrimary { epoch, from_backup } => {
-                self.note(format!("n{node} becomes primary of epoch {epoch} (from backup: {from_backup})"));
-                let n = &mut self.nodes[node];
-                n.pending_snapshot = None;
-                let log = n.log.clone();
-                self.check.on_become_primary(node, epoch, &log)?;
-            }
-            Command::ResetMachine => {
-                let n = &mut self.nodes[node];
-                n.log.clear();
-                n.prebuf.clear();
-                n.executed = 0;
-                n.loaded = false;
-            }
-            // Every simulated node is configured alike: nothing may make
-            // one give up on its configuration.
-            Command::Refuse { reason } => return Err(format!("n{node} refused to start: {reason}")),
-            Command::SendHandover { conn } => {
-                self.handovers += 1;
-                let epoch = self.nodes[node].core.epoch();
-                self.send(conn, node, Msg::Handover { epoch });
-            }
-            // The stopped process ends (its connections closed after what
-            // it sent); an operator starts it again later, empty.
-            Command::Exit { reason } => {
-                self.note(format!("n{node} stops: {reason}"));
-                self.crash(node, true);
-                let d = self.rng.range(200, 3000);
-                self.at(d, Action::Restart { node });
-            }
-            Command::Notice { message } => self.note(format!("n{node}: {message}")),
-            Command::Halt { reason } => {
-                self.note(format!("n{node} halts: {reason}"));
-                self.crash(node, true);
-                let d = self.rng.range(100, 1500);
-                self.at(d, Action::Restart { node });
-            }
-        }
-        Ok(())
     }
 }

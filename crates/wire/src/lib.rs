@@ -16,6 +16,8 @@
 //! - [`handshake`]: the handshake as a state machine without I/O.
 //! - [`codec`]: varints and a bounds-checked reader used by all of the above.
 
+#![forbid(unsafe_code)]
+
 pub mod auth;
 pub mod codec;
 pub mod entry;

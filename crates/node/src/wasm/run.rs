@@ -16,7 +16,7 @@ use super::{WasmMachine, WasmShared};
 use crate::listening::Bound;
 use crate::metrics::SeqClock;
 use crate::options::NodeOptions;
-use crate::replica::{pump, Factory, Replica};
+use crate::replica::{Factory, Replica};
 use crate::run::{announce, bind, bind_metrics, drive, local_addr, prepare_dir, serve_metrics, start, NodeError};
 
 /// Exit code of a node whose guest trapped (as a process killed by SIGABRT).
@@ -267,11 +267,11 @@ async fn events(rc: Rep, mut rx: UnboundedReceiver<(Seq, Vec<u8>)>, release: Arc
 /// Keeps the guest's thread and the core in step: the output gate's release
 /// point and flow control on a primary; replay progress on a backup.
 async fn progress(rc: Rep, shared: Arc<WasmShared>, clock: Rc<RefCell<SeqClock>>) {
-    let gate = rc.borrow().gate.clone();
+    let wakers = rc.borrow().io.wakers.clone();
     let mut waited = Waited::default();
     let mut serving_since: Option<Instant> = None;
     loop {
-        let notified = gate.notified();
+        let notified = wakers.gate.notified();
         {
             let mut r = rc.borrow_mut();
             let now = r.now();
@@ -291,14 +291,14 @@ async fn progress(rc: Rep, shared: Arc<WasmShared>, clock: Rc<RefCell<SeqClock>>
                     if done >= s {
                         r.machine.loading_upto = None;
                         log::info!("{}: the guest replayed the retained log up to seq {s}", r.opts.node);
-                        r.core.handle(now, Event::SnapshotLoaded { seq: s });
+                        let _ = r.core.handle(now, Event::SnapshotLoaded { seq: s });
                     }
                 } else if done > r.core.status().executed {
-                    r.core.handle(now, Event::Executed { upto: done });
+                    let _ = r.core.handle(now, Event::Executed { upto: done });
                 }
             }
         }
-        pump(&rc);
+        rc.borrow_mut().pump();
         tokio::select! {
             _ = notified => {}
             _ = tokio::time::sleep(Duration::from_millis(2)) => {}
@@ -385,7 +385,10 @@ async fn ended(rc: &Rep, end: Result<GuestEnd, String>) -> Option<i32> {
             log::error!("{node}: the guest trapped: {message}");
             TRAP_EXIT_CODE
         }
-        Ending::Diverged(d) => rc.borrow().halt(&format!("divergence: {d}")),
+        Ending::Diverged(d) => {
+            rc.borrow_mut().halt(&format!("divergence: {d}"));
+            return None;
+        }
         Ending::Stopped | Ending::EndOfLog => return None,
         Ending::HostFailure(m) => {
             log::error!("{node}: host failure under the guest: {m}");

@@ -1,0 +1,48 @@
+//! The runtime's seam to the world: what the replica logic (`replica`,
+//! `frames`, `transfer`) asks of its surroundings. The tokio runtime
+//! (`tokio_io`) implements it with sockets, threads and `Notify`s; the
+//! seeded simulator (`understudy-sim`) with a simulated network, clock and
+//! arbiter — so the simulator runs the node's own code paths.
+
+use understudy_core::{Command, ConnId, Epoch, Millis};
+
+/// What the replica logic needs from its runtime. Calls never block.
+pub trait Io {
+    /// Monotonic milliseconds for the protocol core.
+    fn now(&self) -> Millis;
+    /// An arbiter call (`ReadArbiter`, `Claim`, `AddMember`, `Publish`);
+    /// its answer comes back as an event.
+    fn arbiter(&mut self, call: Command);
+    /// Connection `conn` has bytes to write, or is closing.
+    fn wake_writer(&mut self, conn: ConnId);
+    /// `conn` is forgotten: whatever serves it stops.
+    fn conn_dropped(&mut self, conn: ConnId);
+    /// The output gate moved or the role changed: client tasks write what
+    /// the gate lets out now.
+    fn gate_moved(&mut self);
+    /// The primary's intake may have reopened (or closed).
+    fn intake_changed(&mut self);
+    /// Received entries wait for execution (or the join they belong to ended).
+    fn wake_exec(&mut self);
+    /// Open a logging channel to the primary at `repl` and join it; `gen`
+    /// is the join generation the attempt belongs to. The outcome comes
+    /// back through [`Replica::joined`](crate::replica::Replica::joined) or
+    /// [`Replica::join_failed`](crate::replica::Replica::join_failed).
+    fn connect(&mut self, repl: &str, epoch: Epoch, gen: u64);
+    /// A line for the operator.
+    fn log(&mut self, level: log::Level, line: &str);
+    /// Fail-stop: nothing held at the output gate is ever released. The
+    /// tokio runtime exits the process here.
+    fn halt(&mut self, reason: &str);
+    /// The node's configuration cannot work: stop for good (exit code 2).
+    fn refuse(&mut self, reason: &str);
+}
+
+/// Exit code of a node that fail-stopped (lost a claim, saw a newer epoch,
+/// diverged).
+pub const HALT_EXIT_CODE: i32 = 3;
+/// A node whose configuration cannot work (the reason names the flag).
+pub const REFUSED_EXIT_CODE: i32 = 2;
+/// Largest batch of entries before it is sealed and sent without waiting
+/// for the writer to come round.
+pub const BATCH_BYTES_MAX: usize = 1 << 20;

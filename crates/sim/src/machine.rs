@@ -1,0 +1,203 @@
+//! What the simulated nodes run: the node runtime's real [`Replica`] with a
+//! simulated [`Io`] ([`SimIo`]), replicating [`LogSm`] — a state machine
+//! whose state is the list of client writes it applied, so the checker can
+//! compare what every replica holds.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use understudy_arbiter::{Arbiter, ArbiterError, Claim, ClusterRecord, NodeAddrs, Update};
+use understudy_core::{Command, Config, ConnId, Ctx, Epoch, Millis, SnapshotError, SnapshotWriter, StateMachine};
+use understudy_node::io::Io;
+use understudy_node::machine::App;
+use understudy_node::replica::{Factory, Replica};
+use understudy_node::NodeOptions;
+
+/// A simulated node's runtime state.
+pub type SimReplica = Replica<App<LogSm>, SimIo>;
+
+/// The replicated state: client writes (op ids) in the order applied.
+#[derive(Debug, Default, Clone)]
+pub struct LogSm {
+    pub ops: Vec<u64>,
+    restoring: Vec<u8>,
+}
+
+impl StateMachine for LogSm {
+    /// `op` is an op id; the reply is its index in the log (little endian).
+    fn apply(&mut self, _ctx: &mut dyn Ctx, op: &[u8], reply: &mut Vec<u8>) {
+        let id = u64::from_le_bytes(op.try_into().expect("sim ops are 8 bytes"));
+        reply.extend_from_slice(&(self.ops.len() as u64).to_le_bytes());
+        self.ops.push(id);
+    }
+
+    fn snapshot(&self) -> Box<dyn SnapshotWriter> {
+        Box::new(LogWriter { ops: Arc::new(self.ops.clone()), pos: 0 })
+    }
+
+    fn restore_chunk(&mut self, chunk: &[u8]) -> Result<(), SnapshotError> {
+        self.restoring.extend_from_slice(chunk);
+        let whole = self.restoring.len() / 8 * 8;
+        self.ops.extend(self.restoring[..whole].chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes"))));
+        self.restoring.drain(..whole);
+        Ok(())
+    }
+
+    fn restore_finish(&mut self) -> Result<(), SnapshotError> {
+        match self.restoring.is_empty() {
+            true => Ok(()),
+            false => Err(SnapshotError(format!("{} stray bytes at the end", self.restoring.len()))),
+        }
+    }
+
+    fn digest(&self) -> u64 {
+        self.ops.iter().fold(self.ops.len() as u64, |h, op| h.rotate_left(5) ^ op)
+    }
+}
+
+struct LogWriter {
+    ops: Arc<Vec<u64>>,
+    pos: usize,
+}
+
+impl SnapshotWriter for LogWriter {
+    fn next_chunk(&mut self, out: &mut Vec<u8>, max_bytes: usize) -> bool {
+        if self.pos == self.ops.len() {
+            return false;
+        }
+        let n = (max_bytes / 8).max(1).min(self.ops.len() - self.pos);
+        for op in &self.ops[self.pos..self.pos + n] {
+            out.extend_from_slice(&op.to_le_bytes());
+        }
+        self.pos += n;
+        true
+    }
+
+    fn bytes_hint(&self) -> u64 {
+        self.ops.len() as u64 * 8
+    }
+}
+
+/// What a node asked of the world during a step, performed after it.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub arbiter: Vec<Command>,
+    pub wake: Vec<ConnId>,
+    pub dropped: Vec<ConnId>,
+    pub connects: Vec<(String, Epoch, u64)>,
+    pub exec: bool,
+    pub halted: Option<String>,
+    pub refused: Option<String>,
+    pub lines: Vec<String>,
+}
+
+/// The simulator's [`Io`]: the world's clock; every request is recorded
+/// for the world to perform after the step.
+pub struct SimIo {
+    pub clock: Rc<Cell<Millis>>,
+    pub fx: Rc<RefCell<Effects>>,
+}
+
+impl Io for SimIo {
+    fn now(&self) -> Millis {
+        self.clock.get()
+    }
+    fn arbiter(&mut self, call: Command) {
+        self.fx.borrow_mut().arbiter.push(call);
+    }
+    fn wake_writer(&mut self, conn: ConnId) {
+        let mut fx = self.fx.borrow_mut();
+        if !fx.wake.contains(&conn) {
+            fx.wake.push(conn);
+        }
+    }
+    fn conn_dropped(&mut self, conn: ConnId) {
+        self.fx.borrow_mut().dropped.push(conn);
+    }
+    fn gate_moved(&mut self) {}
+    fn intake_changed(&mut self) {}
+    fn wake_exec(&mut self) {
+        self.fx.borrow_mut().exec = true;
+    }
+    fn connect(&mut self, repl: &str, epoch: Epoch, gen: u64) {
+        self.fx.borrow_mut().connects.push((repl.to_string(), epoch, gen));
+    }
+    fn log(&mut self, level: log::Level, line: &str) {
+        if level <= log::Level::Info {
+            self.fx.borrow_mut().lines.push(line.to_string());
+        }
+    }
+    fn halt(&mut self, reason: &str) {
+        self.fx.borrow_mut().halted.get_or_insert_with(|| reason.to_string());
+    }
+    fn refuse(&mut self, reason: &str) {
+        self.fx.borrow_mut().refused.get_or_insert_with(|| reason.to_string());
+    }
+}
+
+/// The arbiter handle in a simulated node's options: never called (the
+/// node's arbiter calls go through [`SimIo`] to the world's record).
+struct WorldArbiter;
+
+impl Arbiter for WorldArbiter {
+    fn read(&self, _: &str) -> Result<Option<ClusterRecord>, ArbiterError> {
+        unreachable!("simulated arbiter calls go through SimIo")
+    }
+    fn claim(&self, _: &str, _: u64, _: &NodeAddrs) -> Result<Claim, ArbiterError> {
+        unreachable!("simulated arbiter calls go through SimIo")
+    }
+    fn add_member(&self, _: &str, _: u64, _: &str, _: &str) -> Result<Update, ArbiterError> {
+        unreachable!("simulated arbiter calls go through SimIo")
+    }
+    fn publish(
+        &self,
+        _: &str,
+        _: u64,
+        _: &str,
+        _: Option<understudy_arbiter::BackupInfo>,
+        _: bool,
+    ) -> Result<Update, ArbiterError> {
+        unreachable!("simulated arbiter calls go through SimIo")
+    }
+    fn describe(&self) -> String {
+        "the simulated arbiter".into()
+    }
+}
+
+/// Chunk size of simulated snapshots: small, so a snapshot has many chunks.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 256;
+
+/// A simulated node's options: the defaults of a real node.
+pub fn options(node: &str, protocol: Config) -> NodeOptions {
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    NodeOptions {
+        cluster: crate::arbiter::CLUSTER.into(),
+        node: node.into(),
+        arbiter: Arc::new(WorldArbiter),
+        client_listen: any,
+        repl_listen: any,
+        advertise_client: format!("{node}:client"),
+        advertise_repl: node.into(),
+        secret: Vec::new(),
+        dir: None,
+        protocol,
+        frame_bytes_max: NodeOptions::FRAME_BYTES_MAX,
+        request_bytes_max: NodeOptions::REQUEST_BYTES_MAX,
+        snapshot_chunk_bytes: SNAPSHOT_CHUNK_BYTES,
+        join_buffer_bytes: NodeOptions::JOIN_BUFFER_BYTES,
+        client_pending_bytes_max: NodeOptions::CLIENT_PENDING_BYTES_MAX,
+        channel_backlog_bytes_max: NodeOptions::CHANNEL_BACKLOG_BYTES_MAX,
+        metrics_listen: None,
+    }
+}
+
+/// A fresh replica for incarnation `inc` of `node`.
+pub fn replica(node: &str, inc: u64, protocol: Config, clock: Rc<Cell<Millis>>) -> (SimReplica, Rc<RefCell<Effects>>) {
+    let fx = Rc::new(RefCell::new(Effects::default()));
+    let factory: Factory<App<LogSm>> = Arc::new(|| App::new(LogSm::default()));
+    let io = SimIo { clock, fx: fx.clone() };
+    let r = Replica::new(Arc::new(options(node, protocol)), factory, "sim/1".into(), inc, io);
+    (r, fx)
+}
