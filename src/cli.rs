@@ -56,31 +56,7 @@ pub enum Cmd {
     Switchover(crate::switchover::SwitchoverArgs),
     /// Run the seeded simulator of the protocol core (crashes, partitions,
     /// freezes, arbiter outages) and check every invariant.
-    Sim(SimArgs),
-    /// Measure understudy side by side with its baselines (Redis, the
-    /// unprotected binary, native and wasmtime guests): a table, JSON and
-    /// an SVG plot. See docs/PERFORMANCE.md.
-    Bench(Box<crate::bench::BenchArgs>),
-}
-
-#[derive(Args)]
-pub struct SimArgs {
-    /// Run just this seed and print its trace on failure.
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Number of seeds to run.
-    #[arg(long, default_value_t = 1000)]
-    pub seeds: u64,
-    /// First seed.
-    #[arg(long, default_value_t = 0)]
-    pub start: u64,
-    /// Milliseconds of faults per run (then the network heals).
-    #[arg(long, default_value_t = understudy_sim::SimConfig::default().run_ms)]
-    pub run_ms: u64,
-    /// The nemesis also stops nodes as an operator does (SIGTERM,
-    /// `understudy switchover`).
-    #[arg(long)]
-    pub planned_stops: bool,
+    Sim(crate::sim::SimArgs),
 }
 
 #[derive(Args)]
@@ -198,6 +174,14 @@ impl Cli {
         }
     }
 
+    /// Whether a panic must end the whole process (fail-stop): in the
+    /// commands that run a replica or the arbiter, where a process that
+    /// limps on with one thread dead is worse than a dead one. Elsewhere a
+    /// panic unwinds as usual (`sim` reports a panicking seed and goes on).
+    pub fn fail_stop(&self) -> bool {
+        matches!(self.cmd, Cmd::Kv(_) | Cmd::Wasm(_) | Cmd::Arbiter(_))
+    }
+
     /// `--config` (or `UNDERSTUDY_CONFIG`) of the subcommands that take it.
     pub fn config_file(&self) -> Option<&std::path::Path> {
         match &self.cmd {
@@ -220,8 +204,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Status(a) => crate::status::status(a),
         Cmd::Forget(a) => crate::forget::forget(a),
         Cmd::Switchover(a) => crate::switchover::switchover(a),
-        Cmd::Sim(a) => sim(a),
-        Cmd::Bench(a) => crate::bench::run(*a),
+        Cmd::Sim(a) => crate::sim::sim(a),
     }
 }
 
@@ -403,43 +386,6 @@ pub fn print_out(t: &str) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         r => Ok(r?),
     }
-}
-
-fn sim(a: SimArgs) -> Result<ExitCode> {
-    let cfg = understudy_sim::SimConfig { run_ms: a.run_ms, planned_stops: a.planned_stops, ..Default::default() };
-    let seeds = match a.seed {
-        Some(s) => s..s + 1,
-        None => a.start..a.start + a.seeds,
-    };
-    let (mut ok, mut failed, mut writes, mut reads) = (0u64, 0u64, 0usize, 0u64);
-    let t0 = std::time::Instant::now();
-    for seed in seeds.clone() {
-        match std::panic::catch_unwind(|| understudy_sim::run(seed, &cfg)) {
-            Ok(Ok(r)) => {
-                ok += 1;
-                writes += r.writes_acked;
-                reads += r.reads_released;
-            }
-            Ok(Err(f)) => {
-                failed += 1;
-                println!("{f}\n");
-            }
-            Err(_) => {
-                failed += 1;
-                println!("seed={seed}: panic in the protocol core (see above)\n");
-            }
-        }
-        if (ok + failed) % 100 == 0 {
-            eprintln!("{} seeds, {failed} failed, {:.0?}", ok + failed, t0.elapsed());
-        }
-    }
-    println!(
-        "simulated seeds {}..{}: {ok} passed, {failed} failed; {writes} acknowledged writes and {reads} reads checked in {:.1?}",
-        seeds.start,
-        seeds.end,
-        t0.elapsed()
-    );
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 #[cfg(test)]

@@ -3,12 +3,12 @@
 
 #![forbid(unsafe_code)]
 
-mod bench;
 mod cli;
 mod config;
 mod demo;
 mod forget;
 mod logger;
+mod sim;
 mod status;
 mod switchover;
 mod wasm_cli;
@@ -18,13 +18,6 @@ use std::process::ExitCode;
 use config::Failure;
 
 fn main() -> ExitCode {
-    // A panic is a broken invariant: fail-stop the whole process (a replica
-    // that limps on with one task dead is worse than a dead replica).
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        default_hook(info);
-        std::process::exit(101);
-    }));
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let sub = config::subcommand_of(&argv);
     let usage_code = config::usage_exit_code(&argv);
@@ -34,6 +27,12 @@ fn main() -> ExitCode {
         Err((Failure::Clap(e), origins)) => {
             let text = e.render().to_string();
             eprint!("{text}{}", origins.notes(&text));
+            if e.kind() == clap::error::ErrorKind::InvalidSubcommand && sub.as_deref() == Some("bench") {
+                eprintln!(
+                    "understudy: note: the benchmark is its own binary now: cargo run --release -p understudy-bench -- \
+                     [--only kv,…] [--quick] (see README.md, \"Measuring it\")"
+                );
+            }
             let configurable = sub.as_deref().is_some_and(|s| config::CONFIGURABLE.contains(&s));
             if e.kind() == clap::error::ErrorKind::MissingRequiredArgument && configurable {
                 eprintln!(
@@ -52,6 +51,9 @@ fn main() -> ExitCode {
         eprint!("understudy: {e}\n{}", origins.notes(&e));
         return ExitCode::from(usage_code);
     }
+    if args.fail_stop() {
+        fail_stop_on_panic();
+    }
     if let (Some(f), Some(node)) = (args.config_file(), args.node_name()) {
         log::info!("{node} takes flags from the config file {}", f.display());
     }
@@ -63,4 +65,15 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// In a replica or the arbiter a panic is a broken invariant: fail-stop the
+/// whole process (one that limps on with one task dead is worse than a dead
+/// one), with the exit status of a panic, 101.
+fn fail_stop_on_panic() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::exit(101);
+    }));
 }

@@ -155,7 +155,7 @@ fn rss_bytes(pid: i32) -> u64 {
 /// node joins. The retained log no longer grows with the guest's age (it
 /// grew by ≈ 45 MiB per million requests), so neither does the primary's
 /// memory, nor the joiner's, nor the join: every join completes at its
-/// first attempt. Times are printed; `understudy bench --only wasmjoin`
+/// first attempt. Times are printed; `understudy-bench --only wasmjoin`
 /// runs the full-size version.
 #[test]
 fn join_and_memory_stay_flat_as_the_guest_ages() {

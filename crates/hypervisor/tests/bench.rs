@@ -43,7 +43,7 @@ fn benchmark(port: u16, requests: u32) -> String {
 }
 
 #[test]
-#[ignore = "a benchmark kept for profiling by hand (README, Testing); understudy bench measures the same"]
+#[ignore = "a benchmark kept for profiling by hand (README, Testing); understudy-bench measures the same"]
 fn kvserver_under_redis_benchmark() {
     const REQUESTS: u32 = 100_000;
     let cfg = config("kvserver");

@@ -1,4 +1,4 @@
-//! Prometheus metrics on `--metrics-listen`: the figures `understudy bench`
+//! Prometheus metrics on `--metrics-listen`: the figures `understudy-bench`
 //! reads, for an operator to see the same numbers in production.
 //!
 //! # Cost on the hot path

@@ -217,7 +217,8 @@ pub struct Env {
 }
 
 impl Env {
-    pub fn new(dir: &Path) -> Result<Env> {
+    /// `bin`: the `understudy` binary the nodes run.
+    pub fn new(dir: &Path, bin: PathBuf) -> Result<Env> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let secret = b"bench-secret".to_vec();
         std::fs::write(dir.join("secret"), &secret)?;
@@ -226,7 +227,7 @@ impl Env {
         let arbiter_url = server.url();
         Ok(Env {
             dir: dir.to_path_buf(),
-            bin: std::env::current_exe()?,
+            bin,
             arbiter: understudy_arbiter::connect(&arbiter_url, &secret)?,
             arbiter_url,
             server: Some(server),
@@ -454,7 +455,7 @@ fn redis_is(addr: &str, p: &mut Proc, limit: Duration) -> Result<bool> {
         if p.child.try_wait()?.is_some() {
             return Ok(false);
         }
-        if let Ok(info) = crate::bench::load::call(addr, &["INFO", "server"]) {
+        if let Ok(info) = crate::load::call(addr, &["INFO", "server"]) {
             let pid = info.lines().find_map(|l| l.strip_prefix("process_id:")).map(str::trim);
             return Ok(pid == Some(p.pid.to_string().as_str()));
         }
@@ -469,7 +470,7 @@ fn redis_is(addr: &str, p: &mut Proc, limit: Duration) -> Result<bool> {
 pub fn wait_redis_replica(addr: &str, limit: Duration) -> Result<()> {
     let deadline = Instant::now() + limit;
     loop {
-        let info = crate::bench::load::call(addr, &["INFO", "replication"]).unwrap_or_default();
+        let info = crate::load::call(addr, &["INFO", "replication"]).unwrap_or_default();
         if info.contains("master_link_status:up") && !info.contains("master_sync_in_progress:1") {
             return Ok(());
         }

@@ -1,17 +1,19 @@
-//! `understudy bench` runs end to end and writes what docs/PERFORMANCE.md
+//! `understudy-bench` runs end to end and writes what docs/PERFORMANCE.md
 //! promises: a JSON document with the expected fields and an SVG plot. No
-//! timing is asserted: the bench measures, the tests check correctness.
+//! timing is asserted: the bench measures, the tests check correctness. The
+//! bench, started by `cargo test`, builds the `understudy` binary it starts
+//! nodes with first (in this test's profile, next to itself).
 
 use std::process::Command;
 
 #[test]
 fn quick_kv_bench_writes_json_and_svg_with_the_expected_fields() {
     let out = tempfile::tempdir().unwrap();
-    let run = Command::new(env!("CARGO_BIN_EXE_understudy"))
-        .args(["bench", "--quick", "--only", "kv,cost", "--out"])
+    let run = Command::new(env!("CARGO_BIN_EXE_understudy-bench"))
+        .args(["--quick", "--only", "kv,cost", "--out"])
         .arg(out.path())
         .output()
-        .expect("runs understudy bench");
+        .expect("runs understudy-bench");
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "bench failed:\n{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
     assert!(stdout.contains("Targets\n"), "{stdout}");
@@ -53,11 +55,11 @@ fn quick_kv_bench_writes_json_and_svg_with_the_expected_fields() {
 #[test]
 fn quick_switchover_bench_measures_both_kinds_and_loses_nothing() {
     let out = tempfile::tempdir().unwrap();
-    let run = Command::new(env!("CARGO_BIN_EXE_understudy"))
-        .args(["bench", "--quick", "--only", "switchover", "--failover-trials", "2", "--out"])
+    let run = Command::new(env!("CARGO_BIN_EXE_understudy-bench"))
+        .args(["--quick", "--only", "switchover", "--failover-trials", "2", "--out"])
         .arg(out.path())
         .output()
-        .expect("runs understudy bench");
+        .expect("runs understudy-bench");
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "bench failed:\n{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("bench.json")).unwrap()).unwrap();
@@ -67,4 +69,32 @@ fn quick_switchover_bench_measures_both_kinds_and_loses_nothing() {
     assert_eq!(s["sigterm_pause_ms"]["n"], 1, "{s}");
     assert!(s["writes_acknowledged"].as_u64().unwrap() > 0, "{s}");
     assert_eq!(s["writes_lost"], 0, "{s}");
+}
+
+/// A missing or wrong `--understudy` fails at once, naming the flag.
+#[test]
+fn a_bad_understudy_binary_is_refused_naming_the_flag() {
+    let out = tempfile::tempdir().unwrap();
+    let missing = out.path().join("no-such-understudy");
+    let run = Command::new(env!("CARGO_BIN_EXE_understudy-bench"))
+        .args(["--quick", "--only", "kv", "--understudy"])
+        .arg(&missing)
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--understudy") && stderr.contains("cargo build --release"), "{stderr}");
+
+    // Some other program is not taken for understudy.
+    let run = Command::new(env!("CARGO_BIN_EXE_understudy-bench"))
+        .args(["--quick", "--only", "kv", "--understudy", "/bin/true", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--understudy /bin/true is not the understudy binary"), "{stderr}");
+    assert!(!out.path().join("bench.json").exists());
 }

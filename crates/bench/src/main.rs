@@ -1,10 +1,12 @@
-//! `understudy bench`: side-by-side measurements of understudy against its
+//! `understudy-bench`: side-by-side measurements of understudy against its
 //! baselines, in one run, alternating the systems under test so that drift
 //! of the machine falls on all of them alike. Prints a table and writes
-//! `bench.json`, `bench.txt` and `bench.svg` (docs/PERFORMANCE.md).
+//! `bench.json`, `bench.txt` and `bench.svg` (docs/PERFORMANCE.md). The
+//! nodes under test are the product binary, `understudy` (`--understudy`).
 //!
 //! # Layout
 //!
+//! - `binary`: finding (and, under cargo, building) the `understudy` binary.
 //! - `sys`: the processes under test (an in-process arbiter, nodes, Redis,
 //!   native builds) and what /proc says about them.
 //! - `load`: redis-benchmark runs, a pipelined filler, a stall probe.
@@ -13,6 +15,9 @@
 //!   `failover`, `switchover`, `join`, `memory`, `wasm_join`, `sqlite`.
 //! - `stats` (medians, spreads), `plot` (the SVG).
 
+#![forbid(unsafe_code)]
+
+mod binary;
 mod failover;
 mod join;
 mod kv;
@@ -32,7 +37,7 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, ValueEnum};
+use clap::{Parser, ValueEnum};
 use serde_json::{json, Value};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
@@ -58,7 +63,13 @@ pub enum Section {
     Switchover,
 }
 
-#[derive(Args)]
+#[derive(Parser)]
+#[command(
+    name = "understudy-bench",
+    version,
+    about = "Measure understudy side by side with its baselines (Redis, the unprotected binary, native and wasmtime \
+             guests): a table, JSON and an SVG plot. See docs/PERFORMANCE.md."
+)]
 pub struct BenchArgs {
     /// Sections to run, comma-separated (default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
@@ -88,6 +99,47 @@ pub struct BenchArgs {
     /// Keep the working directory (node logs) afterwards.
     #[arg(long)]
     pub keep: bool,
+    /// The `understudy` binary whose nodes are measured (default: the
+    /// `understudy` next to this executable, in the same target directory;
+    /// under `cargo run`/`cargo test` it is built first).
+    #[arg(long, value_name = "PATH")]
+    pub understudy: Option<PathBuf>,
+    /// Log level of this process's embedded arbiter, on stderr (the nodes'
+    /// logs go to files in the working directory).
+    #[arg(long, env = "UNDERSTUDY_LOG", default_value = "error", value_parser = log_level)]
+    pub log_level: log::LevelFilter,
+}
+
+fn log_level(s: &str) -> std::result::Result<log::LevelFilter, String> {
+    s.parse().map_err(|_| format!("{s:?} is not a log level (error, warn, info, debug, trace, off)"))
+}
+
+/// The embedded arbiter's log lines, on stderr.
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= log::max_level()
+    }
+
+    fn log(&self, r: &log::Record) {
+        if self.enabled(r.metadata()) {
+            eprintln!("understudy-bench: {} {}: {}", r.level(), r.target(), r.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+fn main() -> ExitCode {
+    let a = BenchArgs::parse();
+    match run(a) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("understudy-bench: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// The options every section reads.
@@ -157,9 +209,11 @@ impl Report {
     }
 }
 
-/// The source tree this binary was built from (guests/ lives there).
+/// The source tree this binary was built from (guests/ lives there): the
+/// workspace root, two levels above this crate.
 fn source_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let krate = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    krate.ancestors().nth(2).unwrap_or(krate).to_path_buf()
 }
 
 fn build_guests() -> Result<()> {
@@ -186,7 +240,7 @@ fn version_of(cmd: &str) -> Value {
         .map_or(Value::Null, |o| json!(String::from_utf8_lossy(&o.stdout).trim().to_string()))
 }
 
-pub fn run(a: BenchArgs) -> Result<ExitCode> {
+fn run(a: BenchArgs) -> Result<ExitCode> {
     let all = [
         Section::Kv,
         Section::Wasm,
@@ -213,13 +267,14 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         guests: a.guests.clone().unwrap_or_else(|| source_root().join("guests/build")),
         wasmtime: a.wasmtime.clone(),
     };
-    // The nodes' and the embedded arbiter's log lines go to files, not here.
-    if std::env::var_os("UNDERSTUDY_LOG").is_none() {
-        log::set_max_level(log::LevelFilter::Error);
+    // The nodes' log lines go to files; the embedded arbiter's errors here.
+    if log::set_logger(&StderrLog).is_ok() {
+        log::set_max_level(a.log_level);
     }
+    let bin = binary::understudy(a.understudy.as_deref())?;
     let load_start = loadavg();
     let dir = std::env::temp_dir().join(format!("understudy-bench-{}", std::process::id()));
-    let env = sys::Env::new(&dir)?;
+    let env = sys::Env::new(&dir, bin)?;
     let mut report = Report {
         start: Instant::now(),
         sections: serde_json::Map::new(),
@@ -229,10 +284,11 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         keep_logs: false,
     };
     report.say(format!(
-        "understudy bench: sections {only:?}, {} repetitions{}; load average {}; node logs in {}",
+        "understudy-bench: sections {only:?}, {} repetitions{}; load average {}; nodes of {}; node logs in {}",
         o.reps,
         if o.quick { " (quick)" } else { "" },
         load_start.as_str().unwrap_or("?"),
+        env.bin.display(),
         dir.display()
     ));
     let wasm = only.iter().any(|s| matches!(s, Section::Wasm | Section::Memory | Section::Wasmjoin | Section::Sqlite));
@@ -279,6 +335,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
     let doc = json!({
         "meta": {
             "understudy_version": env!("CARGO_PKG_VERSION"),
+            "understudy_binary": env.bin.display().to_string(),
             "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
             "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             // Other work on the machine skews everything: say how busy it was.
