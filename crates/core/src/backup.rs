@@ -4,49 +4,8 @@
 use understudy_wire::msg::Ack;
 
 use crate::core::{Core, Role, WaitFor};
-use crate::event::{ClaimOutcome, Command, ConnId, Epoch, Event, Millis, Seq};
-
-#[derive(Debug)]
-pub(crate) struct Backup {
-    /// The logging channel; `None` once closed (going live).
-    pub(crate) conn: Option<ConnId>,
-    pub(crate) primary: String,
-    /// The snapshot this backup started from.
-    pub(crate) snapshot_seq: Seq,
-    pub(crate) loaded: bool,
-    /// The primary made us a member of the epoch: we may claim the next.
-    pub(crate) in_sync: bool,
-    /// The primary's last seq as of its last heartbeat (for lag display).
-    pub(crate) primary_last_seq: Seq,
-    pub(crate) last_heard: Millis,
-    pub(crate) last_ack: Millis,
-    pub(crate) acked: Ack,
-    /// Set once the primary is declared failed and we are claiming.
-    pub(crate) going_live: Option<GoingLive>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct GoingLive {
-    pub(crate) epoch: Epoch,
-    pub(crate) granted: bool,
-}
-
-impl Backup {
-    pub(crate) fn new(conn: ConnId, primary: String, snapshot_seq: Seq, now: Millis) -> Self {
-        Backup {
-            conn: Some(conn),
-            primary,
-            snapshot_seq,
-            loaded: false,
-            in_sync: false,
-            primary_last_seq: snapshot_seq,
-            last_heard: now,
-            last_ack: 0,
-            acked: Ack { received: 0, executed: 0, snapshot_loaded: false },
-            going_live: None,
-        }
-    }
-}
+use crate::event::{ClaimOutcome, Command, Epoch, Event, Millis, Seq};
+use crate::roles::{Backup, GoingLive};
 
 impl Core {
     fn backup(&self) -> &Backup {

@@ -6,13 +6,12 @@
 //! through events: [`Core::append`], [`Core::read_tag`] and
 //! [`Core::release_upto`] are plain method calls.
 //!
-//! Role logic lives in [`crate::primary`], [`crate::backup`] and
-//! [`crate::starting`]; this file holds the shared state and dispatch.
+//! Role logic lives in `primary`, `backup` and `starting` (`impl Core`
+//! blocks); role state in `roles`; this file holds the shared state and dispatch.
 
-use crate::backup::Backup;
 use crate::config::Config;
 use crate::event::{ArbiterView, Command, ConnId, Epoch, Event, Millis, Seq};
-use crate::primary::Primary;
+use crate::roles::{Backup, Primary};
 
 /// The role a node plays right now.
 #[derive(Debug)]

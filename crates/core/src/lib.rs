@@ -35,6 +35,7 @@ mod core;
 pub mod event;
 pub mod machine;
 mod primary;
+mod roles;
 mod starting;
 
 pub use crate::core::{Core, Outcome, RoleName, Status, WaitFor};

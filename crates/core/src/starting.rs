@@ -6,9 +6,9 @@
 
 use understudy_wire::msg::RejectCode;
 
-use crate::backup::Backup;
 use crate::core::{Core, Role, WaitFor};
 use crate::event::{ArbiterView, ClaimOutcome, Command, ConnId, Event, Millis};
+use crate::roles::Backup;
 
 impl Core {
     /// Only a primary accepts joiners; anyone else says so at once, or the

@@ -26,8 +26,7 @@ pub trait Io {
     fn wake_exec(&mut self);
     /// Open a logging channel to the primary at `repl` and join it; `gen`
     /// is the join generation the attempt belongs to. The outcome comes
-    /// back through [`Replica::joined`](crate::replica::Replica::joined) or
-    /// [`Replica::join_failed`](crate::replica::Replica::join_failed).
+    /// back through `Replica::joined` or `Replica::join_failed`.
     fn connect(&mut self, repl: &str, epoch: Epoch, gen: u64);
     /// A line for the operator.
     fn log(&mut self, level: log::Level, line: &str);

@@ -6,9 +6,8 @@ use understudy_arbiter::rules::{decide_add_member, decide_claim, decide_publish,
 use understudy_arbiter::{Claim, Update};
 use understudy_core::{ArbiterView, ClaimOutcome, Command, Event, UpdateOutcome};
 
+use crate::machine::CLUSTER;
 use crate::world::{addrs, Action, World};
-
-pub const CLUSTER: &str = "sim";
 
 impl World {
     /// An arbiter call arrives: apply the real rules to the record.

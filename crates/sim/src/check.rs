@@ -10,7 +10,7 @@
 //!   backup holding the same state.
 //!
 //! A replica's state is the list of writes its machine applied
-//! ([`crate::machine::LogSm`]); a write's place in it is its index.
+//! (the simulated machine, `LogSm`); a write's place in it is its index.
 
 use std::collections::BTreeMap;
 

@@ -166,6 +166,9 @@ impl Arbiter for WorldArbiter {
     }
 }
 
+/// The simulated cluster's name.
+pub const CLUSTER: &str = "sim";
+
 /// Chunk size of simulated snapshots: small, so a snapshot has many chunks.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 256;
 
@@ -173,7 +176,7 @@ pub const SNAPSHOT_CHUNK_BYTES: usize = 256;
 pub fn options(node: &str, protocol: Config) -> NodeOptions {
     let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
     NodeOptions {
-        cluster: crate::arbiter::CLUSTER.into(),
+        cluster: CLUSTER.into(),
         node: node.into(),
         arbiter: Arc::new(WorldArbiter),
         client_listen: any,
