@@ -54,12 +54,7 @@ pub fn run(env: &Env, o: &Opts, report: &mut Report, kv: bool, cost: bool) -> Re
     }
     let (n1, n16) = if o.quick { (5_000, 20_000) } else { (100_000, 400_000) };
     let tests: Vec<Test> = if kv {
-        vec![
-            Test { test: "set", pipeline: 1, requests: n1 },
-            Test { test: "get", pipeline: 1, requests: n1 },
-            Test { test: "set", pipeline: 16, requests: n16 },
-            Test { test: "get", pipeline: 16, requests: n16 },
-        ]
+        Test::set_get(n1, n16)
     } else {
         vec![Test { test: "set", pipeline: 1, requests: n1 }, Test { test: "set", pipeline: 16, requests: n16 }]
     };

@@ -28,6 +28,19 @@ pub struct Test {
     pub requests: u64,
 }
 
+impl Test {
+    /// SET and GET at `-P 1` (`n1` requests) and `-P 16` (`n16`): the
+    /// matrix every RESP server is measured with.
+    pub fn set_get(n1: u64, n16: u64) -> Vec<Test> {
+        vec![
+            Test { test: "set", pipeline: 1, requests: n1 },
+            Test { test: "get", pipeline: 1, requests: n1 },
+            Test { test: "set", pipeline: 16, requests: n16 },
+            Test { test: "get", pipeline: 16, requests: n16 },
+        ]
+    }
+}
+
 /// Every run of one (system, test).
 #[derive(Default, Clone)]
 pub struct Cell {

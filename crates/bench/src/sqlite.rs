@@ -73,12 +73,7 @@ pub fn run(env: &Env, o: &Opts, report: &mut Report) -> Result<()> {
         System { name: NATIVE.into(), addr: native.addr.clone(), metrics: None, backup_pid: None },
     ];
     let (n1, n16) = if o.quick { (3_000, 10_000) } else { (20_000, 100_000) };
-    let tests = [
-        Test { test: "set", pipeline: 1, requests: n1 },
-        Test { test: "get", pipeline: 1, requests: n1 },
-        Test { test: "set", pipeline: 16, requests: n16 },
-        Test { test: "get", pipeline: 16, requests: n16 },
-    ];
+    let tests = Test::set_get(n1, n16);
     report.say(format!("SQLite guest: {} repetitions, redis-benchmark -c 50 (synchronous=OFF)", o.reps));
     let cells = matrix::run(&mut systems, &tests, o.reps, 50, &|m| report.say(m), &mut rebuild)?;
     let mut text = String::from("SQLite guest (guests/sqlserver.c, synchronous=OFF), redis-benchmark -c 50\n");

@@ -54,12 +54,7 @@ fn resp(env: &Env, o: &Opts, report: &mut Report) -> Result<()> {
         System { name: NATIVE.into(), addr: native_addr, metrics: None, backup_pid: None },
     ];
     let (n1, n16) = if o.quick { (3_000, 10_000) } else { (40_000, 200_000) };
-    let tests = [
-        Test { test: "set", pipeline: 1, requests: n1 },
-        Test { test: "get", pipeline: 1, requests: n1 },
-        Test { test: "set", pipeline: 16, requests: n16 },
-        Test { test: "get", pipeline: 16, requests: n16 },
-    ];
+    let tests = Test::set_get(n1, n16);
     report.say(format!("WebAssembly RESP guest: {} repetitions, redis-benchmark -c 50", o.reps));
     let cells = matrix::run(&mut systems, &tests, o.reps, 50, &|m| report.say(m), &mut rebuild)?;
     let lost = cells.iter().map(|c| c.unprotected_runs).sum::<u32>();

@@ -145,6 +145,19 @@ fn output_rule_for_reads_needs_an_ack_sent_after_the_read() {
     assert!(c.release_upto() >= tag);
 }
 
+/// A primary at seq 10 whose joiner (conn 7) caught up: outputs wait for
+/// it (gating from seq 10), but it is not a member yet.
+fn gating_joiner() -> Core {
+    let mut c = primary("a");
+    c.handle(1, Event::JoinRequest { conn: 7, node: "b".into(), epoch: 1 });
+    for _ in 0..10 {
+        c.append();
+    }
+    c.handle(2, Event::Ack { conn: 7, epoch: 1, ack: ack(8, 8) }); // gating from 10
+    c.take_commands();
+    c
+}
+
 #[test]
 fn the_core_allocates_the_barrier_when_the_backup_channel_is_flushed() {
     let mut c = protected_primary(10);
@@ -159,13 +172,7 @@ fn the_core_allocates_the_barrier_when_the_backup_channel_is_flushed() {
 
 #[test]
 fn a_read_waiting_for_a_barrier_is_released_when_the_backup_is_lost() {
-    let mut c = primary("a");
-    c.handle(1, Event::JoinRequest { conn: 7, node: "b".into(), epoch: 1 });
-    for _ in 0..10 {
-        c.append();
-    }
-    c.handle(2, Event::Ack { conn: 7, epoch: 1, ack: ack(8, 8) }); // gating from 10
-    c.take_commands();
+    let mut c = gating_joiner();
     let tag = c.read_tag();
     assert_eq!(tag, 11);
     // The joiner leaves before any flush carried a barrier: no entry is
@@ -258,13 +265,7 @@ fn losing_a_joiner_costs_no_epoch() {
 
 #[test]
 fn losing_a_gating_non_member_releases_what_it_held() {
-    let mut c = primary("a");
-    c.handle(1, Event::JoinRequest { conn: 7, node: "b".into(), epoch: 1 });
-    for _ in 0..10 {
-        c.append();
-    }
-    c.handle(2, Event::Ack { conn: 7, epoch: 1, ack: ack(8, 8) }); // gating from 10
-    c.take_commands();
+    let mut c = gating_joiner();
     c.append(); // 11 held
     assert_eq!(c.release_upto(), 10);
     c.handle(3, Event::ConnClosed { conn: 7, reason: "eof".into() });

@@ -138,9 +138,10 @@ fn status_lane(arbiter: &dyn Arbiter, cluster: &str, node: &str, slot: &StatusSl
         };
         // Best effort: status is informational; the arbiter applies it only
         // if we still hold `epoch`. Its refusal says another node holds a
-        // newer one: the core acts on that (a primary halts).
+        // newer one: the core acts on that (a primary halts, unless the
+        // newer epoch is the one it is claiming itself).
         match arbiter.publish(cluster, epoch, node, backup, protected) {
-            Ok(Update::Superseded(Some(r))) if r.epoch > epoch && r.primary.node != node => {
+            Ok(Update::Superseded(Some(r))) if r.epoch > epoch => {
                 if events.send(Event::HigherEpoch { epoch: r.epoch }).is_err() {
                     return;
                 }

@@ -14,6 +14,9 @@ use crate::io::Io;
 use crate::machine::Machine;
 use crate::replica::Replica;
 
+/// What a backup logs when its primary hands over (the simulator counts these).
+pub const HANDOVER_RECEIVED: &str = "the primary hands over (planned switchover): taking over";
+
 impl<M: Machine, I: Io> Replica<M, I> {
     /// Primary: a joiner authenticated on a new connection; the core accepts
     /// or refuses it. Returns the connection.
@@ -108,7 +111,7 @@ impl<M: Machine, I: Io> Replica<M, I> {
                     Event::InSync { conn, epoch: h.epoch }
                 }
                 Kind::Handover => {
-                    self.log(log::Level::Info, "the primary hands over (planned switchover): taking over");
+                    self.log(log::Level::Info, HANDOVER_RECEIVED);
                     Event::Handover { conn, epoch: h.epoch }
                 }
                 Kind::Reject => {

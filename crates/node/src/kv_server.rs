@@ -144,6 +144,7 @@ async fn client(rc: Rc<RefCell<Replica<App<Kv>>>>, mut stream: TcpStream) {
                     gated.closing = true;
                 }
                 clock.queued(gated.marks.len() - held);
+                r.kick_barrier();
             }
             _ = gate_wait, if gated.unreleased() => {}
             _ = intake_wait, if !open => {}
@@ -217,13 +218,13 @@ fn command(r: &mut Replica<App<Kv>>, session: &mut Session, argv: &[&[u8]], op: 
         Dispatch::Read => {
             let now_ms = wall_us().max(r.record.floor.0) / 1000;
             r.machine.sm.read(now_ms, argv, &mut gated.buf);
-            (r.read_tag(), false)
+            (r.core.read_tag(), false)
         }
         Dispatch::Write => (r.apply_write(op, &mut gated.buf), false),
         Dispatch::Info => {
             let text = info(r, argv.get(1).copied());
             write_bulk(&mut gated.buf, text.as_bytes());
-            (if r.core.is_primary() { r.read_tag() } else { 0 }, false)
+            (if r.core.is_primary() { r.core.read_tag() } else { 0 }, false)
         }
         Dispatch::Close => (gated.last_tag, true),
     };

@@ -19,7 +19,7 @@ use understudy_wire::handshake::Handshake;
 use understudy_wire::msg::Heartbeat;
 
 use crate::channel::{header, Channels};
-use crate::ctx::{RecordCtx, TimeFloor};
+use crate::ctx::RecordCtx;
 use crate::exec::ExecQueue;
 use crate::io::Io;
 use crate::machine::{App, Machine};
@@ -202,16 +202,15 @@ impl<M: Machine, I: Io> Replica<M, I> {
             && self.core.stream_from().is_none_or(|(c, _)| self.chans.backlog(c) < self.opts.channel_backlog_bytes_max)
     }
 
-    /// Primary: the tag of a reply to a read executed now (the core's read
-    /// tag); wakes the channel's writer if the read needs a barrier entry.
-    pub fn read_tag(&mut self) -> Seq {
-        let tag = self.core.read_tag();
+    /// Wakes the channel's writer if a read waits for a barrier entry: a
+    /// front end calls it once after the reads of a batch of requests
+    /// (they share one barrier), not once per read.
+    pub fn kick_barrier(&mut self) {
         if self.core.barrier_needed() {
             if let Some((c, _)) = self.core.stream_from() {
                 self.io.wake_writer(c);
             }
         }
-        tag
     }
 
     /// Appends a frame to a connection's send buffer and wakes its writer.
@@ -255,10 +254,6 @@ impl<M: Machine, I: Io> Replica<M, I> {
                 self.seal_batch(conn);
             }
         }
-    }
-
-    pub fn time_floor(&self) -> TimeFloor {
-        self.record.floor
     }
 
     /// Performs one command of the core.

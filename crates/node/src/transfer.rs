@@ -107,11 +107,6 @@ impl<M: Machine, I: Io> Replica<M, I> {
         ExecStep::More
     }
 
-    /// Received entries not yet executed (bytes).
-    pub fn exec_backlog(&self) -> usize {
-        self.exec.bytes
-    }
-
     fn halted_or_exiting(&self) -> bool {
         self.is_halted() || self.exiting
     }

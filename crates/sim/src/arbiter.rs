@@ -66,7 +66,7 @@ impl World {
                     None
                 }
                 // What the status lane of a real node reports.
-                Ok(Decision::Answer(Update::Superseded(Some(r)))) if r.epoch > *epoch && r.primary.node != me.node => {
+                Ok(Decision::Answer(Update::Superseded(Some(r)))) if r.epoch > *epoch => {
                     Some(Event::HigherEpoch { epoch: r.epoch })
                 }
                 _ => None,

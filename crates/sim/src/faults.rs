@@ -36,7 +36,8 @@ impl World {
         } else {
             let n = &mut self.nodes[node];
             let state_len = n.ops().len() as u64;
-            let tag = n.rep.read_tag();
+            let tag = n.rep.core.read_tag();
+            n.rep.kick_barrier();
             n.outputs.push_back(Output { tag, queued_at: now, epoch, kind: OutKind::Read { state_len, arrival: now } });
         }
         self.after(node)

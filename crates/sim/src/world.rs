@@ -340,7 +340,7 @@ impl World {
         loop {
             let fx = std::mem::take(&mut *self.nodes[node].fx.borrow_mut());
             for line in fx.lines {
-                if line.contains("the primary hands over") {
+                if line == understudy_node::frames::HANDOVER_RECEIVED {
                     self.handovers += 1;
                 }
                 self.note(format!("n{node}: {line}"));

@@ -274,7 +274,6 @@ async fn progress(rc: Rep, shared: Arc<WasmShared>, clock: Rc<RefCell<SeqClock>>
         let notified = wakers.gate.notified();
         {
             let mut r = rc.borrow_mut();
-            let now = r.now();
             if r.core.is_primary() && r.machine.deferred.is_some() {
                 start_when_protected(&mut r, &mut waited);
             }
@@ -291,10 +290,10 @@ async fn progress(rc: Rep, shared: Arc<WasmShared>, clock: Rc<RefCell<SeqClock>>
                     if done >= s {
                         r.machine.loading_upto = None;
                         log::info!("{}: the guest replayed the retained log up to seq {s}", r.opts.node);
-                        let _ = r.core.handle(now, Event::SnapshotLoaded { seq: s });
+                        r.feed(Event::SnapshotLoaded { seq: s });
                     }
                 } else if done > r.core.status().executed {
-                    let _ = r.core.handle(now, Event::Executed { upto: done });
+                    r.feed(Event::Executed { upto: done });
                 }
             }
         }
