@@ -301,14 +301,20 @@ impl Core {
 
     /// The backup is gone (closed channel, silence, protocol violation).
     fn on_backup_lost(&mut self, now: Millis, reason: String) {
-        if let Some(s) = self.primary().stopping.filter(|s| s.handed.is_some()) {
-            // After a handover: the successor closed the channel once its
-            // claim was granted (or died; it had every entry either way).
-            let link = self.primary_mut().link.take().expect("a backup to lose");
-            return self.handed_over_to(now, link.node, s.rejoin, format!("({reason})"));
-        }
         let link = self.primary_mut().link.take().expect("a backup to lose");
-        if self.primary().stopping.is_some_and(|s| s.protected) {
+        let handed = self.primary().stopping.is_some_and(|s| s.handed.is_some());
+        if handed {
+            // After a handover the successor ends the channel once its claim
+            // of the next epoch is granted — or it died (or was cut off)
+            // before claiming: a close or a silence cannot tell which. The
+            // arbiter can: this node claims the next epoch as after any loss
+            // of a member backup. Losing to the successor completes the
+            // handover (`on_reclaim_done`); winning means nobody took over,
+            // and this node stays primary rather than end the only copy of
+            // the state (simulator, seed 20001417).
+            debug_assert!(link.is_member(), "a handover goes to an in-sync backup");
+            self.primary_mut().handed_to = Some(link.node.clone());
+        } else if self.primary().stopping.is_some_and(|s| s.protected) {
             // The switchover lost its target: stay primary (unprotected)
             // rather than take the only copy of the state away.
             self.primary_mut().stopping = None;
@@ -338,14 +344,31 @@ impl Core {
         if self.primary().claiming != Some(epoch) {
             return;
         }
+        let handed = self.primary().stopping.filter(|s| s.handed.is_some());
         match outcome {
             ClaimOutcome::Granted => {
                 self.set_epoch(epoch);
                 let p = self.primary_mut();
                 p.claiming = None;
                 p.throttled = false;
+                if handed.is_some() {
+                    // The successor never claimed: the stop is called off.
+                    p.stopping = None;
+                    let successor = p.handed_to.take().unwrap_or_default();
+                    self.emit(Command::Notice {
+                        message: format!(
+                            "backup {successor:?} did not take over after the handover (no claim of epoch {epoch} reached the arbiter): this node stays primary of epoch {epoch}, unprotected; stop it again to stop it without a backup"
+                        ),
+                    });
+                }
                 let last = self.last_seq;
                 self.set_release(last);
+            }
+            // The successor's claim is recorded: the handover is complete.
+            ClaimOutcome::Superseded { current, .. } | ClaimOutcome::NotMember { current } if handed.is_some() => {
+                let rejoin = handed.is_some_and(|s| s.rejoin);
+                let successor = self.primary_mut().handed_to.take().unwrap_or_default();
+                self.handed_over_to(now, successor, rejoin, format!("(its claim of epoch {current} is recorded)"))
             }
             ClaimOutcome::Superseded { current, holder } => self.halt(format!(
                 "lost the claim for epoch {epoch}: node {holder:?} holds epoch {current}; this node stops (it is no longer primary)"
@@ -448,11 +471,15 @@ impl Core {
         }
         if let Some(at) = handed {
             // Waiting for the successor's claim (the channel's close); a
-            // successor that never answers is not waited for long.
+            // successor that never answers is not waited for long: the
+            // arbiter decides, as after any loss of the backup.
             let limit = 4 * self.cfg.failover_timeout_ms;
             if now.saturating_sub(at) >= limit {
-                let node = p.link.as_ref().map_or_else(|| "?".to_string(), |l| l.node.clone());
-                self.handed_over_to(now, node, rejoin, format!("(no word of its claim within {limit} ms)"));
+                if let Some(conn) = p.link.as_ref().map(|l| l.conn) {
+                    let reason = format!("no word of the successor's claim within {limit} ms");
+                    self.emit(Command::Close { conn, reason: reason.clone() });
+                    self.on_backup_lost(now, reason);
+                }
             }
             return;
         }

@@ -64,6 +64,9 @@ pub(crate) struct Primary {
     pub(crate) published_lag: u64,
     /// Asked to stop (planned switchover): no more requests.
     pub(crate) stopping: Option<Stopping>,
+    /// The backup a handover went to, once its channel ended: this node
+    /// claims the next epoch to learn whether it took over.
+    pub(crate) handed_to: Option<String>,
     /// Joiners refused lately, to tell the operator of each once, then at
     /// most every `REFUSAL_TELL_MS` with a count (a spare retries for ever).
     refusals: Vec<Refusal>,
@@ -112,6 +115,7 @@ impl Primary {
             last_publish: now,
             published_lag: 0,
             stopping: None,
+            handed_to: None,
             refusals: Vec::new(),
         }
     }

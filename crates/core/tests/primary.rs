@@ -423,11 +423,39 @@ fn a_stopped_primary_hands_over_once_its_backup_has_every_entry() {
     assert!(cmds.contains(&Command::SendHandover { conn: 7 }), "a handover: {cmds:?}");
     assert!(!cmds.iter().any(|c| matches!(c, Command::Exit { .. })), "not before the successor holds the epoch");
     // The successor closes the channel once its claim is granted: then the
-    // clients that reconnect find it at the arbiter at the first try.
+    // clients that reconnect find it at the arbiter at the first try. A
+    // close cannot tell a granted claim from a successor that died: the
+    // arbiter does (test-and-set of the next epoch).
     c.handle(9, Event::ConnClosed { conn: 7, reason: "took over".into() });
+    assert_eq!(protocol(c.take_commands()), vec![Command::Claim { epoch: 2 }]);
+    assert!(!c.is_halted(), "not before the arbiter answers");
+    c.handle(10, Event::ClaimDone { epoch: 2, outcome: ClaimOutcome::Superseded { current: 2, holder: "b".into() } });
     let cmds = protocol(c.take_commands());
     assert!(matches!(&cmds[..], [Command::Exit { reason }] if reason.contains("handed over")), "{cmds:?}");
     assert!(c.is_halted() && !c.is_primary());
+}
+
+/// Found by the simulator (seed 20001417): the successor died (a power
+/// cut) after the handover was sent and before it claimed; the stopping
+/// primary took the silence for a completed handover and ended, taking the
+/// only copy of the state with it. Now it claims the next epoch first and,
+/// winning it, stays primary.
+#[test]
+fn a_stop_whose_successor_dies_before_claiming_keeps_the_primary() {
+    let mut c = protected_primary(10);
+    c.handle(5, Event::Stop);
+    c.poll(6);
+    assert!(protocol(c.take_commands()).contains(&Command::SendHandover { conn: 7 }));
+    c.poll(6 + 501); // the successor went silent (a power cut)
+    let cmds = protocol(c.take_commands());
+    assert!(matches!(&cmds[..], [Command::Close { conn: 7, .. }, Command::Claim { epoch: 2 }]), "{cmds:?}");
+    assert!(c.is_primary() && !c.intake_open(), "nothing more until the arbiter answers");
+    c.handle(510, Event::ClaimDone { epoch: 2, outcome: ClaimOutcome::Granted });
+    let cmds = c.take_commands();
+    assert!(!cmds.iter().any(|c| matches!(c, Command::Exit { .. })), "{cmds:?}");
+    assert!(notices(&cmds).iter().any(|n| n.contains("did not take over")), "{cmds:?}");
+    assert!(c.is_primary() && !c.is_stopping() && c.intake_open(), "the stop is called off");
+    assert_eq!(c.epoch(), 2);
 }
 
 /// Losing the backup mid-switchover cancels the stop: exiting would take
@@ -484,6 +512,8 @@ fn a_switchover_hands_over_then_rejoins_as_a_joiner() {
     c.poll(5);
     assert_eq!(protocol(c.take_commands()), vec![Command::SendHandover { conn: 7 }]);
     c.handle(6, Event::ConnClosed { conn: 7, reason: "took over".into() });
+    assert_eq!(protocol(c.take_commands()), vec![Command::Claim { epoch: 2 }]);
+    c.handle(7, Event::ClaimDone { epoch: 2, outcome: ClaimOutcome::Superseded { current: 2, holder: "b".into() } });
     let cmds = protocol(c.take_commands());
     assert!(cmds.contains(&Command::ResetMachine) && !cmds.iter().any(|c| matches!(c, Command::Exit { .. })), "{cmds:?}");
     assert_eq!(c.role_name(), RoleName::Starting);

@@ -121,21 +121,35 @@ impl World {
             // An operator stops a node (SIGTERM) under the same rule as a
             // crash: never the only holder of the state.
             6 if self.may_crash(victim) && self.nodes[victim].alive => {
-                if self.rng.chance(0.5) && self.nodes[victim].rep.core.is_primary() {
-                    // `understudy switchover`: hand over, rejoin as backup.
-                    let now = self.now;
-                    let answer = self.nodes[victim].rep.core.request_switchover(now);
-                    self.nodes[victim].rep.pump();
-                    self.note(format!("nemesis: switchover of n{victim}: {answer:?}"));
-                } else {
-                    self.note(format!("nemesis: SIGTERM n{victim}"));
-                    self.nodes[victim].rep.feed(understudy_core::Event::Stop);
-                }
-                return self.after(victim);
+                // A frozen process handles the request when it resumes.
+                let (inc, switchover) = (self.nodes[victim].inc, self.rng.chance(0.5));
+                self.at(0, Action::Stop { node: victim, inc, switchover });
             }
             _ => {}
         }
         Ok(())
+    }
+
+    /// An operator stops node `node`: `understudy switchover` (a primary
+    /// hands over, then rejoins as backup) or SIGTERM.
+    pub fn operator_stop(&mut self, node: usize, switchover: bool) -> Result<(), String> {
+        if !self.may_crash(node) {
+            // The rule is checked when the request is handled (a frozen
+            // node handles it late): a backup whose primary died meanwhile
+            // is the only holder of the state (simulator, seed 30007906).
+            self.note(format!("operator: n{node} is not stopped (it may hold the only copy of the state now)"));
+            return Ok(());
+        }
+        if switchover && self.nodes[node].rep.core.is_primary() {
+            let now = self.now;
+            let answer = self.nodes[node].rep.core.request_switchover(now);
+            self.nodes[node].rep.pump();
+            self.note(format!("operator: switchover of n{node}: {answer:?}"));
+        } else {
+            self.note(format!("operator: SIGTERM n{node}"));
+            self.nodes[node].rep.feed(understudy_core::Event::Stop);
+        }
+        self.after(node)
     }
 
     /// The process ends: everything in memory is gone. `fin`: the kernel

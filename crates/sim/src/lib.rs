@@ -132,15 +132,15 @@ pub fn run(seed: u64, cfg: &SimConfig) -> Result<Report, Failure> {
 }
 
 impl World {
-    /// End of the fault phase: every link and the arbiter come back, frozen
-    /// nodes resume, dead ones are (or will soon be) restarted.
+    /// End of the fault phase: every link and the arbiter come back, dead
+    /// nodes are (or will soon be) restarted, frozen ones resume when their
+    /// freeze ends (within 2 s; cutting it short would let new messages
+    /// overtake those held for them, which TCP never does).
     pub fn heal_all(&mut self) {
         self.healed = true;
         self.healed_at = Some(self.now);
         self.net.heal();
-        let now = self.now;
         for i in 0..self.nodes.len() {
-            self.nodes[i].stalled_until = self.nodes[i].stalled_until.min(now);
             if !self.nodes[i].alive {
                 let d = self.rng.range(1, 100);
                 self.at(d, world::Action::Restart { node: i });

@@ -62,6 +62,12 @@ pub enum Action {
         node: usize,
         inc: u64,
     },
+    /// An operator's stop (SIGTERM) or switchover reaches the node.
+    Stop {
+        node: usize,
+        inc: u64,
+        switchover: bool,
+    },
     Client,
     Nemesis,
     Restart {
@@ -248,9 +254,10 @@ impl World {
         match a {
             Action::Deliver { to, inc, .. } => Some((*to, *inc)),
             Action::JoinArrives { link } | Action::SnapshotAsked { link } => self.links.get(link).map(|l| l.primary),
-            Action::JoinFails { node, inc, .. } | Action::Reply { node, inc, .. } | Action::Exec { node, inc } => {
-                Some((*node, *inc))
-            }
+            Action::JoinFails { node, inc, .. }
+            | Action::Reply { node, inc, .. }
+            | Action::Exec { node, inc }
+            | Action::Stop { node, inc, .. } => Some((*node, *inc)),
             _ => None,
         }
     }
@@ -302,6 +309,7 @@ impl World {
                 self.execute(node);
                 self.after(node)
             }
+            Action::Stop { node, switchover, .. } => self.operator_stop(node, switchover),
             Action::Client => {
                 let gap = self.rng.range(1, 8);
                 self.at(gap, Action::Client);
