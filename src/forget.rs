@@ -35,7 +35,7 @@ pub struct ForgetArgs {
 }
 
 pub fn forget(a: ForgetArgs) -> Result<ExitCode> {
-    let secret = crate::cli::read_secret(a.secret_file.as_ref())?;
+    let secret = crate::flags::read_secret(a.secret_file.as_ref())?;
     let arb = understudy_arbiter::connect(&a.arbiter, &secret)?;
     let at = arb.describe();
     let Some(r) = arb.read(&a.cluster).with_context(|| format!("reading cluster {:?} at {at}", a.cluster))? else {

@@ -6,6 +6,7 @@
 mod cli;
 mod config;
 mod demo;
+mod flags;
 mod forget;
 mod logger;
 mod sim;

@@ -149,7 +149,7 @@ pub fn status(a: StatusArgs) -> Result<ExitCode> {
 
 fn read_and_print(a: &StatusArgs) -> Result<u8> {
     use std::fmt::Write as _;
-    let secret = crate::cli::read_secret(a.secret_file.as_ref())?;
+    let secret = crate::flags::read_secret(a.secret_file.as_ref())?;
     let arb = understudy_arbiter::connect(&a.arbiter, &secret)?;
     let rec = arb.read(&a.cluster).with_context(|| format!("reading cluster {:?} at {}", a.cluster, arb.describe()))?;
     let timeout = Duration::from_millis(a.probe_timeout_ms.max(1));
@@ -186,7 +186,7 @@ fn read_and_print(a: &StatusArgs) -> Result<u8> {
     } else {
         writeln!(t, "cluster {:?}: no primary registered (a node started for it will claim epoch 1)", a.cluster)?;
     }
-    crate::cli::print_out(&t)?;
+    crate::flags::print_out(&t)?;
     Ok(code)
 }
 

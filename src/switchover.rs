@@ -33,7 +33,7 @@ pub struct SwitchoverArgs {
 }
 
 pub fn switchover(a: SwitchoverArgs) -> Result<ExitCode> {
-    let secret = crate::cli::read_secret(a.secret_file.as_ref())?;
+    let secret = crate::flags::read_secret(a.secret_file.as_ref())?;
     let arb = understudy_arbiter::connect(&a.arbiter, &secret)?;
     let read = || arb.read(&a.cluster).with_context(|| format!("reading cluster {:?} at {}", a.cluster, arb.describe()));
     let Some(r) = read()? else { bail!("cluster {:?} has no primary registered", a.cluster) };

@@ -14,7 +14,7 @@ use understudy_hypervisor::{
 };
 use understudy_node::wasm::run::{run_wasm, WasmNodeOptions, TRAP_EXIT_CODE};
 
-use crate::cli::{node_options, NodeFlags};
+use crate::flags::{node_options, NodeFlags};
 
 #[derive(Args)]
 pub struct WasmArgs {
@@ -33,13 +33,13 @@ pub struct WasmArgs {
     /// Where clients reach the guest's listening socket (its fd 3). Port 0:
     /// any free port, reported in the log (and in DIR/listening.json).
     /// Without it the guest has no listener: a command-style program.
-    #[arg(long, value_parser = crate::cli::listen_addr)]
+    #[arg(long, value_parser = crate::flags::listen_addr)]
     pub guest_listen: Option<SocketAddr>,
     /// Replicated, without --guest-listen: start the guest at once instead
     /// of once a backup is in sync (it runs unprotected until one joins).
     #[arg(long)]
     pub start_unprotected: bool,
-    #[arg(long, value_parser = crate::cli::listen_addr)]
+    #[arg(long, value_parser = crate::flags::listen_addr)]
     pub repl_listen: Option<SocketAddr>,
     /// State directory (replicated); standalone, where listening.json goes.
     #[arg(long)]
@@ -56,10 +56,10 @@ pub struct WasmArgs {
     /// Bytes of file contents each --map-dir directory may hold (e.g. 10GiB):
     /// beyond, the guest's writes fail with ENOSPC, at the same call on every
     /// replica. Default: no limit but the host's disk.
-    #[arg(long, value_parser = crate::cli::size_u64)]
+    #[arg(long, value_parser = crate::flags::size_u64)]
     pub disk_bytes_max: Option<u64>,
     /// memory.grow beyond this fails, identically on every replica (e.g. 2GiB).
-    #[arg(long, default_value_t = 1 << 30, value_parser = crate::cli::size_u64)]
+    #[arg(long, default_value_t = 1 << 30, value_parser = crate::flags::size_u64)]
     pub memory_bytes_max: u64,
     /// Count instructions (fuel): positions in divergence reports; costs guest CPU.
     #[arg(long)]

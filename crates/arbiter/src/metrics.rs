@@ -8,7 +8,7 @@
 //! of a primary), so counting is relaxed atomic adds plus, per request that
 //! names nodes, one short mutex on the last-contact map. The epochs and the
 //! number of clusters are not counted at all: a scrape reads them from the
-//! [`Store`]'s records.
+//! store's records (`Store::render_metrics`).
 //!
 //! # Format
 //!
@@ -35,7 +35,6 @@ use prometheus_client::registry::Registry;
 use crate::proto::{Reply, Request};
 use crate::record::ANYONE;
 use crate::rules::{unix_ms, validate_name};
-use crate::store::Store;
 use crate::{ArbiterError, Claim, Update};
 
 /// Most (cluster, node) pairs whose last contact is kept. Beyond it the pair
@@ -254,9 +253,9 @@ fn counters<const N: usize>(label: &'static str, names: [&str; N], values: &[Ato
     f
 }
 
-/// The page: every figure of `store`, read now.
-pub fn render(store: &Store) -> String {
-    let m = store.metrics();
+/// The page: every figure of `m`, and the current epoch of each cluster
+/// (`Store::render_metrics` reads both now).
+pub fn render(m: &Metrics, epochs: Vec<(String, u64)>) -> String {
     let mut reg = Registry::with_prefix("understudy_arbiter");
     reg.register(
         "requests",
@@ -291,7 +290,6 @@ pub fn render(store: &Store) -> String {
         "Connections being served (nodes keep one open)",
         ConstGauge::new(m.connections_open.load(Ordering::Relaxed)),
     );
-    let epochs = store.epochs();
     reg.register("clusters", "Clusters with a record", ConstGauge::new(epochs.len() as i64));
     let epoch = Family::<Labels, Gauge>::default();
     for (cluster, e) in epochs {
@@ -317,9 +315,13 @@ pub fn render(store: &Store) -> String {
     page
 }
 
-/// Serves `GET /metrics` of `store` on `listener`, on a thread of its own,
-/// until `stop` is set.
-pub fn spawn_http(store: Arc<Store>, listener: TcpListener, stop: Arc<AtomicBool>) -> Result<JoinHandle<()>, ArbiterError> {
+/// Serves `GET /metrics` on `listener` — the page `page` renders when
+/// scraped — on a thread of its own, until `stop` is set.
+pub fn spawn_http(
+    page: impl Fn() -> String + Send + 'static,
+    listener: TcpListener,
+    stop: Arc<AtomicBool>,
+) -> Result<JoinHandle<()>, ArbiterError> {
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
     let net = |action: &str, cause| ArbiterError::Net { action: action.into(), addr: addr.clone(), cause };
     listener.set_nonblocking(true).map_err(|e| net("set non-blocking", e))?;
@@ -328,7 +330,7 @@ pub fn spawn_http(store: Arc<Store>, listener: TcpListener, stop: Arc<AtomicBool
         move || {
             while !stop.load(Ordering::Acquire) {
                 match listener.accept() {
-                    Ok((stream, _)) => scrape(&store, stream, &stop),
+                    Ok((stream, _)) => scrape(&page, stream, &stop),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(POLL),
                     Err(e) => {
                         log::warn!("accepting on --metrics-listen {addr}: {e}");
@@ -342,11 +344,11 @@ pub fn spawn_http(store: Arc<Store>, listener: TcpListener, stop: Arc<AtomicBool
 }
 
 /// Answers one scraper.
-fn scrape(store: &Store, mut stream: TcpStream, stop: &AtomicBool) {
+fn scrape(page: &dyn Fn() -> String, mut stream: TcpStream, stop: &AtomicBool) {
     let Some(head) = read_head(&mut stream, stop) else { return };
     let path = head.split(|b| *b == b' ').nth(1).unwrap_or_default();
     let (status, ctype, body) = if head.starts_with(b"GET ") && (path == b"/metrics" || path == b"/") {
-        ("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", render(store))
+        ("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", page())
     } else {
         ("404 Not Found", "text/plain; charset=utf-8", "try GET /metrics\n".to_string())
     };
@@ -411,56 +413,6 @@ mod tests {
         let mut all: Vec<_> = lc.iter().map(|(c, n, at)| (c.to_string(), n.to_string(), at)).collect();
         all.sort();
         assert_eq!(all, [("c".into(), "a".into(), 5), ("c".into(), "z".into(), 50), ("e".into(), "q".into(), 1)]);
-    }
-
-    #[test]
-    fn the_store_counts_what_it_serves_and_the_page_shows_it() {
-        let d = tempfile::tempdir().unwrap();
-        let store = Store::open(d.path()).unwrap();
-        let addrs = |node: &str| crate::NodeAddrs { node: node.into(), client: "c".into(), repl: "r".into() };
-        let claim = |node: &str, epoch| Request::Claim { cluster: "k".into(), epoch, primary: addrs(node) };
-        let add =
-            |member: &str| Request::AddMember { cluster: "k".into(), epoch: 1, primary_node: "a".into(), member: member.into() };
-        assert!(matches!(store.handle(claim("a", 1)), Reply::Claim(Claim::Granted(_))));
-        assert!(matches!(store.handle(claim("b", 3)), Reply::Error(_))); // epoch 3 of 1: invalid
-                                                                         // A forget is an operator's, about a dead primary: no contact with it.
-        let a_seen = store.metrics().last_contact_ms("k", "a").expect("the claimer is a contact");
-        std::thread::sleep(Duration::from_millis(5));
-        assert!(matches!(store.handle(add(ANYONE)), Reply::Update(Update::Applied(_))));
-        assert_eq!(store.metrics().last_contact_ms("k", "a"), Some(a_seen));
-        // Names that are not names are counted but never become labels.
-        assert!(matches!(store.handle(claim("no/such", 2)), Reply::Error(_)));
-        let read = Request::Read { cluster: "bad name".into() };
-        assert!(matches!(store.handle(read), Reply::Error(_)));
-        let page = render(&store);
-        for line in [
-            "understudy_arbiter_requests_total{op=\"claim\"} 3",
-            "understudy_arbiter_requests_total{op=\"add_member\"} 1",
-            "understudy_arbiter_requests_total{op=\"read\"} 1",
-            "understudy_arbiter_claims_total{outcome=\"granted\"} 1",
-            "understudy_arbiter_claims_total{outcome=\"error\"} 2",
-            "understudy_arbiter_updates_total{op=\"forget\",outcome=\"applied\"} 1",
-            "understudy_arbiter_updates_total{op=\"add_member\",outcome=\"applied\"} 0",
-            "understudy_arbiter_clusters 1",
-            "understudy_arbiter_epoch{cluster=\"k\"} 1",
-        ] {
-            assert!(page.lines().any(|l| l == line), "no line {line:?} in\n{page}");
-        }
-        let contacts: Vec<&str> =
-            page.lines().filter(|l| l.starts_with("understudy_arbiter_node_last_contact_seconds{")).collect();
-        assert_eq!(contacts.len(), 2, "a and b, not \"no/such\": {page}");
-        assert!(contacts.iter().any(|l| l.contains("node=\"b\"")), "{page}");
-        let m = store.metrics();
-        assert!(m.last_contact_ms("k", "a").is_some() && m.last_contact_ms("k", "no/such").is_none());
-        // Connections are open while their guard lives.
-        let open = m.connection();
-        assert!(render(&store).lines().any(|l| l == "understudy_arbiter_connections_open 1"));
-        drop(open);
-        m.refused(Refusal::Auth);
-        let page = render(&store);
-        assert!(page.lines().any(|l| l == "understudy_arbiter_connections_open 0"), "{page}");
-        assert!(page.lines().any(|l| l == "understudy_arbiter_connections_total 1"), "{page}");
-        assert!(page.lines().any(|l| l == "understudy_arbiter_refusals_total{reason=\"auth\"} 1"), "{page}");
     }
 
     #[test]

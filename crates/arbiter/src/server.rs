@@ -56,7 +56,8 @@ impl Server {
     /// Serves the metrics page (`GET /metrics`) on `listener`, on a thread of
     /// its own, until `stop` is set (see [`crate::metrics`]).
     pub fn serve_metrics(&self, listener: TcpListener, stop: Arc<AtomicBool>) -> Result<JoinHandle<()>, ArbiterError> {
-        crate::metrics::spawn_http(self.store.clone(), listener, stop)
+        let store = self.store.clone();
+        crate::metrics::spawn_http(move || store.render_metrics(), listener, stop)
     }
 
     /// Accepts and serves connections until `stop` is set.

@@ -109,6 +109,11 @@ impl Store {
         &self.metrics
     }
 
+    /// The metrics page: the counters and every cluster's current epoch.
+    pub fn render_metrics(&self) -> String {
+        crate::metrics::render(&self.metrics, self.epochs())
+    }
+
     /// (cluster, current epoch) of every record, sorted by cluster.
     pub fn epochs(&self) -> Vec<(String, u64)> {
         let records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
@@ -234,5 +239,58 @@ mod tests {
         fs::write(d.path().join("c.json"), b"{ half a rec").unwrap();
         let e = Store::open(d.path()).unwrap_err();
         assert!(matches!(e, ArbiterError::Corrupt { .. }), "{e}");
+    }
+
+    #[test]
+    fn the_store_counts_what_it_serves_and_the_page_shows_it() {
+        use crate::metrics::Refusal;
+        use crate::ANYONE;
+        use std::time::Duration;
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        let addrs = |node: &str| crate::NodeAddrs { node: node.into(), client: "c".into(), repl: "r".into() };
+        let claim = |node: &str, epoch| Request::Claim { cluster: "k".into(), epoch, primary: addrs(node) };
+        let add =
+            |member: &str| Request::AddMember { cluster: "k".into(), epoch: 1, primary_node: "a".into(), member: member.into() };
+        assert!(matches!(store.handle(claim("a", 1)), Reply::Claim(Claim::Granted(_))));
+        assert!(matches!(store.handle(claim("b", 3)), Reply::Error(_))); // epoch 3 of 1: invalid
+                                                                         // A forget is an operator's, about a dead primary: no contact with it.
+        let a_seen = store.metrics().last_contact_ms("k", "a").expect("the claimer is a contact");
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(matches!(store.handle(add(ANYONE)), Reply::Update(Update::Applied(_))));
+        assert_eq!(store.metrics().last_contact_ms("k", "a"), Some(a_seen));
+        // Names that are not names are counted but never become labels.
+        assert!(matches!(store.handle(claim("no/such", 2)), Reply::Error(_)));
+        let read = Request::Read { cluster: "bad name".into() };
+        assert!(matches!(store.handle(read), Reply::Error(_)));
+        let page = store.render_metrics();
+        for line in [
+            "understudy_arbiter_requests_total{op=\"claim\"} 3",
+            "understudy_arbiter_requests_total{op=\"add_member\"} 1",
+            "understudy_arbiter_requests_total{op=\"read\"} 1",
+            "understudy_arbiter_claims_total{outcome=\"granted\"} 1",
+            "understudy_arbiter_claims_total{outcome=\"error\"} 2",
+            "understudy_arbiter_updates_total{op=\"forget\",outcome=\"applied\"} 1",
+            "understudy_arbiter_updates_total{op=\"add_member\",outcome=\"applied\"} 0",
+            "understudy_arbiter_clusters 1",
+            "understudy_arbiter_epoch{cluster=\"k\"} 1",
+        ] {
+            assert!(page.lines().any(|l| l == line), "no line {line:?} in\n{page}");
+        }
+        let contacts: Vec<&str> =
+            page.lines().filter(|l| l.starts_with("understudy_arbiter_node_last_contact_seconds{")).collect();
+        assert_eq!(contacts.len(), 2, "a and b, not \"no/such\": {page}");
+        assert!(contacts.iter().any(|l| l.contains("node=\"b\"")), "{page}");
+        let m = store.metrics();
+        assert!(m.last_contact_ms("k", "a").is_some() && m.last_contact_ms("k", "no/such").is_none());
+        // Connections are open while their guard lives.
+        let open = m.connection();
+        assert!(store.render_metrics().lines().any(|l| l == "understudy_arbiter_connections_open 1"));
+        drop(open);
+        m.refused(Refusal::Auth);
+        let page = store.render_metrics();
+        assert!(page.lines().any(|l| l == "understudy_arbiter_connections_open 0"), "{page}");
+        assert!(page.lines().any(|l| l == "understudy_arbiter_connections_total 1"), "{page}");
+        assert!(page.lines().any(|l| l == "understudy_arbiter_refusals_total{reason=\"auth\"} 1"), "{page}");
     }
 }

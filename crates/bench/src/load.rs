@@ -147,7 +147,7 @@ impl RssSampler {
         let thread = std::thread::spawn(move || {
             let mut peak = 0;
             while !s2.load(Ordering::Relaxed) {
-                peak = peak.max(crate::sys::rss_bytes(pid).unwrap_or(0));
+                peak = peak.max(crate::procfs::rss_bytes(pid).unwrap_or(0));
                 std::thread::sleep(Duration::from_millis(5));
             }
             peak

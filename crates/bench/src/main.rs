@@ -25,6 +25,7 @@ mod load;
 mod matrix;
 mod memory;
 mod plot;
+mod procfs;
 mod sqlite;
 mod stats;
 mod switchover;

@@ -6,8 +6,9 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use super::load::redis_benchmark;
+use super::procfs::cpu_time;
 use super::stats::{histogram_p50, Summary};
-use super::sys::{cpu_time, gate_buckets, metric, scrape};
+use super::sys::{gate_buckets, metric, scrape};
 
 /// A system under test.
 pub struct System {

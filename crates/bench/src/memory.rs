@@ -9,8 +9,9 @@ use anyhow::{bail, Result};
 use serde_json::json;
 
 use super::load::{call, fill};
+use super::procfs::linear_memory_rss;
 use super::stats::mib;
-use super::sys::{linear_memory_rss, metric, scrape, wait_redis_replica, Env};
+use super::sys::{metric, scrape, wait_redis_replica, Env};
 use super::{Opts, Report};
 
 fn wait(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Result<()> {

@@ -39,6 +39,7 @@
 #![forbid(unsafe_code)]
 
 mod cmd;
+mod dispatch;
 mod entry;
 pub mod exactly_once;
 pub mod kv;

@@ -31,23 +31,7 @@ use crate::op::{self, ITEM_COMMAND, ITEM_REPLY, OP_TRANSACTION};
 use crate::resp::{write_array_len, write_bulk, write_error, write_int, write_null, write_ok, write_simple};
 use crate::resp3::Shape;
 
-/// What the node does with a dispatched command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dispatch {
-    /// The reply is already in `out` and depends on no replicated state
-    /// (PING, ECHO, errors, QUEUED, +OK for MULTI…).
-    Done,
-    /// A read: the caller runs `kv.read(now_ms, argv, out)` (argv unchanged).
-    Read,
-    /// A write: `op` holds the encoded op; the caller logs it and runs
-    /// `kv.apply(ctx, op, out)`.
-    Write,
-    /// `INFO [section]`: the caller writes the reply (it knows the
-    /// replication state); see `Kv::info_keyspace`.
-    Info,
-    /// QUIT: `out` holds +OK; close after writing it.
-    Close,
-}
+pub use crate::dispatch::Dispatch;
 
 /// The version HELLO reports: the Redis release whose replies we match.
 pub const REDIS_VERSION: &str = "7.0.15";

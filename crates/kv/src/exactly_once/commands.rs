@@ -16,9 +16,9 @@ use understudy_wire::codec::{put_bytes, put_varint, Reader};
 
 use super::{Call, SessionTable, ID_BYTES_MAX};
 use crate::cmd::{exec_write, write_arity_error, Cmd, Exec, Kind};
+use crate::dispatch::Dispatch;
 use crate::op::{self, read_command, read_count, Argv};
 use crate::resp::{write_error, write_int};
-use crate::session::Dispatch;
 use crate::store::{Clock, Store};
 
 pub const OP_SESSION_OPEN: u8 = 4;

@@ -1,0 +1,20 @@
+//! [`Dispatch`]: what a front end does with a command the session
+//! dispatched (shared by `session` and the exactly-once commands).
+
+/// What the node does with a dispatched command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dispatch {
+    /// The reply is already in `out` and depends on no replicated state
+    /// (PING, ECHO, errors, QUEUED, +OK for MULTI…).
+    Done,
+    /// A read: the caller runs `kv.read(now_ms, argv, out)` (argv unchanged).
+    Read,
+    /// A write: `op` holds the encoded op; the caller logs it and runs
+    /// `kv.apply(ctx, op, out)`.
+    Write,
+    /// `INFO [section]`: the caller writes the reply (it knows the
+    /// replication state); see `Kv::info_keyspace`.
+    Info,
+    /// QUIT: `out` holds +OK; close after writing it.
+    Close,
+}
