@@ -35,6 +35,16 @@ fn redis_cli_and_redis_benchmark_work_against_the_pair() {
     let readonly = redis_cli(&b, &["GET", "greeting"]);
     assert!(readonly.contains("READONLY") && readonly.contains(&a), "a backup names the primary: {readonly}");
     assert_eq!(redis_cli(&b, &["PING"]), "PONG");
+    // Connection-level commands work on a backup, so a client that reached
+    // it first can find out what it reached (issue 15 §1).
+    let hello = redis_cli(&b, &["HELLO", "3"]);
+    assert!(hello.contains("proto") && hello.contains('3'), "{hello}");
+    assert_eq!(redis_cli(&b, &["CLIENT", "SETNAME", "app"]), "OK");
+    assert_eq!(redis_cli(&b, &["SELECT", "0"]), "OK");
+    let info = redis_cli(&b, &["INFO", "replication"]);
+    assert!(info.contains("role:slave"), "{info}");
+    let write = redis_cli(&b, &["SET", "k", "v"]);
+    assert!(write.contains("READONLY"), "{write}");
 
     let (host, port) = a.rsplit_once(':').unwrap();
     let out = Command::new("redis-benchmark")

@@ -54,4 +54,4 @@ mod store;
 pub use exactly_once::{SessionLimits, SessionTable};
 pub use kv::Kv;
 pub use resp::{parse_command, CommandParser, RespError};
-pub use session::{command_name, is_ping_or_info, Dispatch, Session};
+pub use session::{command_name, serves_on_backup, Dispatch, Session};

@@ -76,10 +76,26 @@ pub fn command_name(argv: &[&[u8]]) -> Option<&'static str> {
     argv.first().and_then(|n| Cmd::lookup(n)).map(|c| c.spec().name)
 }
 
-/// Whether a backup may answer this command itself (everything else gets
-/// `-READONLY` there).
-pub fn is_ping_or_info(argv: &[&[u8]]) -> bool {
-    matches!(argv.first().and_then(|n| Cmd::lookup(n)), Some(Cmd::Ping | Cmd::Info))
+/// Whether a backup answers this command itself: the connection-level
+/// commands a client sends before it knows what it reached (HELLO, AUTH,
+/// CLIENT, SELECT, COMMAND, PING, ECHO, INFO, RESET, QUIT), so that it
+/// learns it reached a replica. Everything else gets `-READONLY` there.
+pub fn serves_on_backup(argv: &[&[u8]]) -> bool {
+    matches!(
+        argv.first().and_then(|n| Cmd::lookup(n)),
+        Some(
+            Cmd::Ping
+                | Cmd::Echo
+                | Cmd::Quit
+                | Cmd::Hello
+                | Cmd::Auth
+                | Cmd::Select
+                | Cmd::Client
+                | Cmd::Command
+                | Cmd::Info
+                | Cmd::Reset
+        )
+    )
 }
 
 impl Session {

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{one_reply, Client, V};
-use understudy_kv::{command_name, is_ping_or_info, Dispatch, Session};
+use understudy_kv::{command_name, serves_on_backup, Dispatch, Session};
 
 fn dispatch(s: &mut Session, argv: &[&[u8]]) -> (Dispatch, Vec<u8>, Vec<u8>) {
     let (mut op, mut out) = (vec![0xAA], Vec::new());
@@ -33,8 +33,17 @@ fn helpers_name_commands() {
     assert_eq!(command_name(&[b"hGeTaLl", b"h"]), Some("hgetall"));
     assert_eq!(command_name(&[b"nosuch"]), None);
     assert_eq!(command_name(&[]), None);
-    assert!(is_ping_or_info(&[b"ping"]) && is_ping_or_info(&[b"INFO", b"replication"]));
-    assert!(!is_ping_or_info(&[b"get", b"k"]) && !is_ping_or_info(&[]));
+    assert!(serves_on_backup(&[b"ping"]) && serves_on_backup(&[b"INFO", b"replication"]));
+    for conn in
+        [&[b"HELLO" as &[u8], b"3"][..], &[b"client", b"setname", b"x"], &[b"select", b"0"], &[b"COMMAND"], &[b"auth", b"p"]]
+    {
+        assert!(serves_on_backup(conn), "{conn:?}");
+    }
+    assert!(!serves_on_backup(&[b"get", b"k"]) && !serves_on_backup(&[]));
+    assert!(
+        !serves_on_backup(&[b"multi"]) && !serves_on_backup(&[b"set", b"k", b"v"]),
+        "state and transactions are the primary's"
+    );
 }
 
 #[test]

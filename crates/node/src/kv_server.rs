@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use understudy_core::Seq;
 use understudy_kv::resp::{write_bulk, write_error, CommandParser};
-use understudy_kv::session::{is_ping_or_info, Dispatch, Session};
+use understudy_kv::session::{serves_on_backup, Dispatch, Session};
 use understudy_kv::Kv;
 
 use crate::ctx::wall_us;
@@ -204,7 +204,7 @@ fn process(
 
 /// Executes one command; returns false after QUIT.
 fn command(r: &mut Replica<App<Kv>>, session: &mut Session, argv: &[&[u8]], op: &mut Vec<u8>, gated: &mut Gated) -> bool {
-    if !r.core.is_primary() && !is_ping_or_info(argv) {
+    if !r.core.is_primary() && !serves_on_backup(argv) {
         let primary = r.primary_client.clone().unwrap_or_else(|| "unknown (no primary yet)".into());
         let msg = format!("READONLY You can't write against a read only replica. primary at {primary}");
         write_error(&mut gated.buf, msg.as_bytes());
