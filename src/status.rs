@@ -175,7 +175,7 @@ fn read_and_print(a: &StatusArgs) -> Result<u8> {
             if r.protected { "yes: outputs wait for the backup" } else { "NO: the primary runs unprotected (no backup in sync)" };
         writeln!(t, "protected {protection}")?;
         if let Some(ms) = r.abandoned_at_ms {
-            let when = crate::logger::rfc3339(ms / 1000, (ms % 1000) as u32);
+            let when = understudy_node::logger::rfc3339(ms / 1000, (ms % 1000) as u32);
             writeln!(
                 t,
                 "abandoned epoch {} at {when} (understudy forget): the next node to start claims epoch {} empty",

@@ -55,6 +55,25 @@ pub fn guest_path(name: &str) -> PathBuf {
     root.join("guests/build").join(file)
 }
 
+/// The binary of `examples/<name>.rs`: `cargo test` builds the examples
+/// next to the test binaries' directory; a test run alone (`--test X`)
+/// builds it here.
+pub fn example_path(name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join("examples").join(name);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == name) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out =
+            Command::new(cargo).args(["build", "--example", name]).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+        assert!(out.status.success(), "cargo build --example {name}: {}", String::from_utf8_lossy(&out.stderr));
+        built.push(name.to_string());
+    }
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
 /// Waits for `child`, started with `--dir dir`, to report its bound
 /// addresses in `dir/listening.json`; None if it exits first (a node that
 /// refuses to start).
@@ -86,6 +105,9 @@ pub enum Kind {
     Kv,
     /// A WebAssembly guest speaking RESP (PING answers when it serves).
     Wasm,
+    /// A program of `examples/` built on the library (`Node::serve`): the
+    /// arbiter's record says when it serves.
+    Example,
 }
 
 pub struct Node {
@@ -203,22 +225,41 @@ impl Harness {
     /// Starts node `name` with the harness's extra args plus `extra`, on
     /// port 0; returns once it has reported its addresses (or exited).
     pub fn start_node(&mut self, name: &str, extra: &[&str]) {
-        let log = self.path(&format!("{name}.log"));
         let mut cmd = Command::new(BIN);
-        cmd.args(["kv", "--cluster", CLUSTER, "--node", name, "--arbiter", &self.arbiter_url()])
-            .args(["--client-listen", "127.0.0.1:0", "--repl-listen", "127.0.0.1:0", "--secret-file"])
+        cmd.arg("kv");
+        self.spawn_node(Kind::Kv, name, cmd, "--client-listen", extra);
+    }
+
+    /// Starts node `name` running the WebAssembly guest `guest` (built from
+    /// guests/) as a replica; clients reach the guest at `client`.
+    pub fn start_wasm_node(&mut self, name: &str, guest: &str, extra: &[&str]) {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("wasm").arg(guest_path(guest));
+        self.spawn_node(Kind::Wasm, name, cmd, "--guest-listen", extra);
+    }
+
+    /// Starts node `name` running the program `examples/<example>.rs`
+    /// (built on understudy's library, with the node flags of
+    /// `NodeBuilder::args`).
+    pub fn start_example(&mut self, name: &str, example: &str, extra: &[&str]) {
+        self.spawn_node(Kind::Example, name, Command::new(example_path(example)), "--listen", extra);
+    }
+
+    /// Adds the flags every node gets (cluster, arbiter, port 0 for
+    /// `client_flag` and `--repl-listen`, secret, dir, the harness's node
+    /// args, `extra`), starts it, and waits for its addresses.
+    fn spawn_node(&mut self, kind: Kind, name: &str, mut cmd: Command, client_flag: &str, extra: &[&str]) {
+        let log = self.path(&format!("{name}.log"));
+        cmd.args(["--cluster", CLUSTER, "--node", name, "--arbiter", &self.arbiter_url()])
+            .args([client_flag, "127.0.0.1:0", "--repl-listen", "127.0.0.1:0", "--secret-file"])
             .arg(self.path("secret"))
             .arg("--dir")
             .arg(self.path(name))
             .args(&self.node_args)
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap());
-        self.spawn_node(Kind::Kv, name, cmd, log);
-    }
-
-    fn spawn_node(&mut self, kind: Kind, name: &str, mut cmd: Command, log: PathBuf) {
-        cmd.envs(self.node_env.iter().map(|(k, v)| (k, v)));
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
+            .envs(self.node_env.iter().map(|(k, v)| (k, v)));
         if self.node_stdin_piped {
             cmd.stdin(Stdio::piped());
         }
@@ -228,23 +269,30 @@ impl Harness {
         self.nodes.insert(name.to_string(), Node { kind, name: name.into(), child: Some(child), client, repl, log });
     }
 
-    /// Starts node `name` running the WebAssembly guest `guest` (built from
-    /// guests/) as a replica; clients reach the guest at `client`.
-    pub fn start_wasm_node(&mut self, name: &str, guest: &str, extra: &[&str]) {
-        let log = self.path(&format!("{name}.log"));
-        let mut cmd = Command::new(BIN);
-        cmd.arg("wasm")
-            .arg(guest_path(guest))
-            .args(["--cluster", CLUSTER, "--node", name, "--arbiter", &self.arbiter_url()])
-            .args(["--guest-listen", "127.0.0.1:0", "--repl-listen", "127.0.0.1:0", "--secret-file"])
-            .arg(self.path("secret"))
-            .arg("--dir")
-            .arg(self.path(name))
-            .args(&self.node_args)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap());
-        self.spawn_node(Kind::Wasm, name, cmd, log);
+    /// The examples' kill -9 scenario, with `a` primary and `b` its in-sync
+    /// backup under a load whose progress `more(n)` waits for: kill -9 of
+    /// `a`, `c` joins `b`, kill -9 of `b`. `c` is primary at the end.
+    pub fn two_failovers_under_load(&mut self, example: &str, more: impl Fn(u64)) {
+        more(300);
+        let epoch = self.record().unwrap().epoch;
+        self.kill9("a");
+        self.wait_primary_after("b", epoch);
+        more(300);
+        self.start_example("c", example, &[]);
+        self.wait_in_sync("c");
+        more(100);
+        let epoch = self.record().unwrap().epoch;
+        self.kill9("b");
+        self.wait_primary_after("c", epoch);
+        more(300);
+    }
+
+    /// Starts `a` (primary) and `b` (its in-sync backup) running `example`.
+    pub fn start_example_pair(&mut self, example: &str) {
+        self.start_example("a", example, &[]);
+        self.wait_primary("a");
+        self.start_example("b", example, &[]);
+        self.wait_in_sync("b");
     }
 
     pub fn node(&self, name: &str) -> &Node {
@@ -293,6 +341,7 @@ impl Harness {
             let serving = match n.kind {
                 Kind::Kv => serves_as_primary(&n.client),
                 Kind::Wasm => ping(&n.client),
+                Kind::Example => std::net::TcpStream::connect(&n.client).is_ok(),
             };
             serving.then_some(r)
         })

@@ -21,10 +21,30 @@ pub trait Ctx {
 ///
 /// `apply` must be a pure function of the machine's state, `op` and the
 /// values `ctx` hands out: the backup calls it with the same arguments and
-/// must reach the same state and produce the same reply.
+/// must reach the same state and produce the same reply. docs/API.md
+/// explains the contract with two examples.
 pub trait StateMachine: 'static {
     /// Applies one logged operation and writes the client-visible reply.
     fn apply(&mut self, ctx: &mut dyn Ctx, op: &[u8], reply: &mut Vec<u8>);
+
+    /// Answers a read-only request (one the front end classified as a
+    /// read) from the current state, at wall-clock time `now_us` (never
+    /// behind any time an applied operation saw). Runs on the primary only,
+    /// outside the log: it must change nothing that `apply` or a snapshot
+    /// can observe. Its reply is released once the backup has acknowledged
+    /// every operation applied before it (the output rule for reads).
+    fn read(&self, now_us: u64, request: &[u8], reply: &mut Vec<u8>);
+
+    /// Work the machine wants done without a client: the primary calls it
+    /// every 100 ms while it takes requests, at wall-clock time `now_us`;
+    /// returning true logs and applies `op` (filled here) like a client's
+    /// write (expiring keys, leases). The op must still be correct when
+    /// applied later, with its own recorded time: name what to change and
+    /// let `apply` re-check it. Default: nothing to do.
+    fn housekeeping(&self, now_us: u64, op: &mut Vec<u8>) -> bool {
+        let _ = (now_us, op);
+        false
+    }
 
     /// Takes a consistent snapshot of the current state. Must be cheap (no
     /// copy of the whole state): the primary keeps serving while the returned
@@ -39,7 +59,11 @@ pub trait StateMachine: 'static {
     fn restore_finish(&mut self) -> Result<(), SnapshotError>;
 
     /// An order-independent digest of the whole state, equal on replicas that
-    /// applied the same operations (used by tests and divergence checks).
+    /// applied the same operations. The runtime does not call it (it costs a
+    /// pass over the state); tests and the simulator's checker compare
+    /// replicas with it. Divergence is caught in replay: a backup whose
+    /// operation asks the context for other values than the primary
+    /// recorded halts (docs/ARCHITECTURE.md, "Divergence").
     fn digest(&self) -> u64;
 }
 

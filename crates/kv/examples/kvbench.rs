@@ -47,7 +47,7 @@ fn main() {
         let argv: [&[u8]; 2] = [b"GET", key.as_bytes()];
         out.clear();
         assert_eq!(session.dispatch(&argv, &mut op, &mut out), Dispatch::Read);
-        kv.read(1_700_000_000_000, &argv, &mut out);
+        kv.read_argv(1_700_000_000_000, &argv, &mut out);
         bytes += out.len();
     }
     let get_s = start.elapsed().as_secs_f64();

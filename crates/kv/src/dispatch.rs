@@ -7,7 +7,7 @@ pub enum Dispatch {
     /// The reply is already in `out` and depends on no replicated state
     /// (PING, ECHO, errors, QUEUED, +OK for MULTI…).
     Done,
-    /// A read: the caller runs `kv.read(now_ms, argv, out)` (argv unchanged).
+    /// A read: the caller runs `kv.read_argv(now_ms, argv, out)` (argv unchanged), or encodes argv with `op::encode_query` for `StateMachine::read`.
     Read,
     /// A write: `op` holds the encoded op; the caller logs it and runs
     /// `kv.apply(ctx, op, out)`.

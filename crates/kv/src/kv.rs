@@ -33,6 +33,9 @@ impl Clock for CtxClock<'_> {
     }
 }
 
+/// Keys (or idle sessions) one expire-cycle op names at most.
+const EXPIRE_CYCLE_KEYS: usize = 64;
+
 /// Shards the expire cycle may scan per call, bounding its cost when many
 /// keys carry expiries that have not passed yet.
 const EXPIRE_SCAN_SHARDS_MAX: usize = 64;
@@ -85,7 +88,7 @@ impl Kv {
     /// Runs a read-only command (`Dispatch::Read`) at time `now_ms` and
     /// appends its reply. Mutates nothing: an expired key reads as absent
     /// and stays until a write or the expire cycle reclaims it.
-    pub fn read(&self, now_ms: u64, argv: &[&[u8]], out: &mut Vec<u8>) {
+    pub fn read_argv(&self, now_ms: u64, argv: &[&[u8]], out: &mut Vec<u8>) {
         if argv.first().is_some_and(|n| is_session_command(n)) {
             return session_ops::read(&self.sessions, now_ms, argv, out);
         }
@@ -230,6 +233,20 @@ impl StateMachine for Kv {
         if let Err(e) = self.apply_op(&mut clock, op, reply) {
             write_error(reply, format!("ERR corrupt operation: {e}").as_bytes());
         }
+    }
+
+    /// `request` is a read's argv as [`op::encode_query`] writes it.
+    fn read(&self, now_us: u64, request: &[u8], reply: &mut Vec<u8>) {
+        let mut argv = Argv::new();
+        match op::decode_query(request, &mut argv) {
+            Ok(()) => self.read_argv(now_us / 1000, argv.as_slice(), reply),
+            Err(e) => write_error(reply, format!("ERR corrupt query: {e}").as_bytes()),
+        }
+    }
+
+    /// The expire cycle: up to 64 expired keys (or idle sessions) per call.
+    fn housekeeping(&self, now_us: u64, op: &mut Vec<u8>) -> bool {
+        self.expire_cycle_op(now_us / 1000, EXPIRE_CYCLE_KEYS, op)
     }
 
     fn snapshot(&self) -> Box<dyn SnapshotWriter> {

@@ -7,12 +7,13 @@
 //! replies are byte-identical to Redis 7.0's for the same commands (checked
 //! against a real `redis-server` by `tests/redis_differential.rs`).
 //!
-//! The node owns the sockets. Per connection it calls
-//! [`resp::parse_command`] (or a resumable [`resp::CommandParser`]) on the
-//! input, [`Session::dispatch`] on each command, and then, as [`Dispatch`]
-//! says, [`Kv::read`] for a read or logs the op and calls `Kv::apply` for a
-//! write. On the primary it calls [`Kv::expire_cycle_op`] now and then and
-//! logs the op it returns, so expired keys are reclaimed on both replicas.
+//! The node owns the sockets (its Redis front end, `understudy_node::redis`).
+//! Per connection it calls a resumable [`resp::CommandParser`] on the input,
+//! [`Session::dispatch`] on each command, and then, as [`Dispatch`] says,
+//! `StateMachine::read` with the argv encoded by [`encode_query`] for a read,
+//! or logs the op and calls `StateMachine::apply` for a write. On the primary
+//! `StateMachine::housekeeping` ([`Kv::expire_cycle_op`]) names expired keys
+//! in an op that is logged, so both replicas reclaim the same keys.
 //!
 //! # Layout
 //!
@@ -53,5 +54,6 @@ mod store;
 
 pub use exactly_once::{SessionLimits, SessionTable};
 pub use kv::Kv;
+pub use op::encode_query;
 pub use resp::{parse_command, CommandParser, RespError};
 pub use session::{command_name, serves_on_backup, Dispatch, Session};

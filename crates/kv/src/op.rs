@@ -10,6 +10,8 @@
 //! cmd-item    = id:u8 argc:varint arg:bytes*argc      (arguments after the name)
 //! bytes       = len:varint byte*len
 //! session-op  = 0x04 … 0x07                           (exactly_once::commands)
+//! query       = argc:varint arg:bytes*argc            (a read: the whole argv,
+//!                                                       not logged)
 //! ```
 //!
 //! The command is named by its index in the command table (one byte, not
@@ -56,6 +58,26 @@ pub fn encode_expire<K: AsRef<[u8]>>(op: &mut Vec<u8>, keys: &[K]) {
 /// Arguments stored inline up to this count, so decoding a typical op
 /// allocates nothing.
 const INLINE_ARGS: usize = 8;
+
+/// Replaces `query` with a read's whole argv (`StateMachine::read`).
+pub fn encode_query(query: &mut Vec<u8>, argv: &[&[u8]]) {
+    query.clear();
+    put_varint(query, argv.len() as u64);
+    for a in argv {
+        put_bytes(query, a);
+    }
+}
+
+/// Decodes a query written by [`encode_query`].
+pub fn decode_query<'a>(query: &'a [u8], argv: &mut Argv<'a>) -> Result<(), String> {
+    let mut r = Reader::new(query, "kv query");
+    let n = read_count(&mut r)?;
+    argv.clear();
+    for _ in 0..n {
+        argv.push(r.bytes().map_err(|e| e.to_string())?);
+    }
+    r.finish().map_err(|e| e.to_string())
+}
 
 /// A reusable argv whose slices borrow the op being decoded.
 pub struct Argv<'a> {

@@ -69,6 +69,15 @@ pub struct Session {
     resp3: bool,
     /// The shapes of the transaction EXEC just turned into an op.
     exec_shapes: Vec<Shape>,
+    /// RESP3: how the reply of the command just dispatched is converted
+    /// ([`Session::expect_reply`], [`Session::encode_reply`]).
+    pending: Option<Pending>,
+}
+
+/// How a RESP3 connection's next reply is converted.
+enum Pending {
+    Plain(Shape),
+    Exec(Vec<Shape>),
 }
 
 /// The canonical (lowercase) name of a known command, for metrics and logs.
@@ -107,6 +116,7 @@ impl Session {
             multi: None,
             resp3: false,
             exec_shapes: Vec::new(),
+            pending: None,
         }
     }
 
@@ -120,16 +130,36 @@ impl Session {
     /// connection's protocol: a RESP3 connection gets it converted (the
     /// commands and the log only ever produce RESP2).
     pub fn finish_reply(&mut self, argv: &[&[u8]], buf: &mut Vec<u8>, start: usize) {
+        self.expect_reply(argv);
+        self.encode_reply(buf, start);
+    }
+
+    /// [`Session::finish_reply`] in two steps, for a front end whose reply
+    /// is written after `argv` is gone: after dispatching `argv`, remember
+    /// how its reply is converted.
+    pub fn expect_reply(&mut self, argv: &[&[u8]]) {
         let shapes = std::mem::take(&mut self.exec_shapes);
-        if !self.resp3 || buf.len() == start {
+        self.pending = self.resp3.then(|| {
+            let name = command_name(argv).unwrap_or("");
+            if name == "exec" && !shapes.is_empty() {
+                Pending::Exec(shapes)
+            } else {
+                Pending::Plain(crate::resp3::shape_of(name, argv))
+            }
+        });
+    }
+
+    /// Converts the reply written at `buf[start..]` as the last
+    /// [`Session::expect_reply`] said.
+    pub fn encode_reply(&mut self, buf: &mut Vec<u8>, start: usize) {
+        let Some(pending) = self.pending.take() else { return };
+        if buf.len() == start {
             return;
         }
         let reply = buf.split_off(start);
-        let name = command_name(argv).unwrap_or("");
-        let used = if name == "exec" && !shapes.is_empty() {
-            crate::resp3::convert_exec(&reply, &shapes, buf)
-        } else {
-            crate::resp3::convert(&reply, crate::resp3::shape_of(name, argv), buf)
+        let used = match pending {
+            Pending::Exec(shapes) => crate::resp3::convert_exec(&reply, &shapes, buf),
+            Pending::Plain(shape) => crate::resp3::convert(&reply, shape, buf),
         };
         debug_assert_eq!(used, reply.len(), "one command, one reply");
     }

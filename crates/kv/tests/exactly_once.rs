@@ -77,7 +77,7 @@ fn a_backup_replaying_the_log_answers_retries_the_same_way() {
     let mut retry = Client::new(2);
     retry.kv = std::mem::take(&mut backup);
     assert_eq!(run(&mut retry, T0_US, &[b"US.CALL", b"s", b"5", b"INCRBY", b"k", b"10"]), b":50\r\n");
-    retry.kv.read(T0_US / 1000, &[b"GET", b"k"], &mut out);
+    retry.kv.read_argv(T0_US / 1000, &[b"GET", b"k"], &mut out);
     assert_eq!(out, b"$2\r\n50\r\n");
 }
 

@@ -145,8 +145,8 @@ fn restored_store_answers_the_same() {
         let owned = args(q);
         let argv: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
         let (mut a, mut b) = (Vec::new(), Vec::new());
-        c.kv.read(now_ms, &argv, &mut a);
-        r.kv.read(now_ms, &argv, &mut b);
+        c.kv.read_argv(now_ms, &argv, &mut a);
+        r.kv.read_argv(now_ms, &argv, &mut b);
         assert_eq!(a, b, "{q}");
     }
 }

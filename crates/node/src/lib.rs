@@ -6,6 +6,10 @@
 //!
 //! # Layout
 //!
+//! - [`service`]: the application level as a library: a [`FrontEnd`]
+//!   (client protocol) over a [`StateMachine`],
+//!   run by [`Node`] ([`builder`]); `serve`: their clients and the output
+//!   gate; [`redis`]: the key-value service's front end.
 //! - [`run`]: starting a node ([`run::run_kv`]).
 //! - [`replica`]: a node's runtime state and the handler of the core's
 //!   commands, generic over [`io::Io`] (tokio here, the simulator's in
@@ -14,13 +18,13 @@
 //!   [`channel`]: connections and send buffers; [`snapshot`]: the snapshot
 //!   stream and its checks.
 //! - [`tokio_io`]: the tokio runtime's [`io::Io`].
+//! - [`logger`]: the stderr logger (text or JSON lines).
 //! - [`listening`]: port 0 and `listening.json`: the addresses a node really listens on.
 //! - `listen`: the replication listener (primary side of joins, snapshots).
 //! - `join`: the backup side (joining, receiving, replaying, loading the snapshot).
 //! - `writer`: the batching writer of a channel.
 //! - `exec`: the backup's queue of received entries and their replay.
 //! - `ctx`: record and replay of the clock and randomness.
-//! - `kv_server`: the Redis-protocol front end and its output gate.
 //! - `arbiter_lanes`: arbiter calls off the event loop.
 //! - [`metrics`]: Prometheus metrics on `--metrics-listen`.
 //! - [`machine`]: what is replicated; [`wasm`]: the WebAssembly guest as a machine.
@@ -28,6 +32,7 @@
 #![forbid(unsafe_code)]
 
 pub mod arbiter_lanes;
+pub mod builder;
 pub mod channel;
 pub mod ctx;
 pub mod exec;
@@ -35,20 +40,26 @@ pub mod framed;
 pub mod frames;
 pub mod io;
 mod join;
-pub mod kv_server;
 mod listen;
 pub mod listening;
+pub mod logger;
 pub mod machine;
 pub mod metrics;
 pub mod options;
 pub mod progress;
+pub mod redis;
 pub mod replica;
 pub mod run;
+mod serve;
+pub mod service;
 pub mod snapshot;
 pub mod tokio_io;
 pub mod transfer;
 pub mod wasm;
 mod writer;
 
+pub use builder::{Node, NodeBuilder};
 pub use options::NodeOptions;
 pub use run::{run_kv, NodeError};
+pub use service::{Access, FrontEnd, NodeView, Request};
+pub use understudy_core::{Ctx, SnapshotError, SnapshotWriter, StateMachine};

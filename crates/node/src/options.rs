@@ -63,6 +63,36 @@ impl NodeOptions {
     pub const CLIENT_PENDING_BYTES_MAX: usize = 4 << 20;
     pub const CHANNEL_BACKLOG_BYTES_MAX: usize = 64 << 20;
 
+    /// Options with every bound at its default, no secret, no `--dir`, no
+    /// metrics, addresses advertised as bound.
+    pub fn new(
+        cluster: String,
+        node: String,
+        arbiter: Arc<dyn Arbiter>,
+        client_listen: SocketAddr,
+        repl_listen: SocketAddr,
+    ) -> NodeOptions {
+        NodeOptions {
+            cluster,
+            node,
+            arbiter,
+            client_listen,
+            repl_listen,
+            advertise_client: String::new(),
+            advertise_repl: String::new(),
+            secret: Vec::new(),
+            dir: None,
+            protocol: Config::default(),
+            frame_bytes_max: Self::FRAME_BYTES_MAX,
+            request_bytes_max: Self::REQUEST_BYTES_MAX,
+            snapshot_chunk_bytes: Self::SNAPSHOT_CHUNK_BYTES,
+            join_buffer_bytes: Self::JOIN_BUFFER_BYTES,
+            client_pending_bytes_max: Self::CLIENT_PENDING_BYTES_MAX,
+            channel_backlog_bytes_max: Self::CHANNEL_BACKLOG_BYTES_MAX,
+            metrics_listen: None,
+        }
+    }
+
     /// Checks relations between bounds; messages name the flags.
     pub fn validate(&self) -> Result<(), String> {
         self.protocol.validate()?;

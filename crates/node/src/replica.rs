@@ -80,6 +80,8 @@ pub struct Replica<M: Machine, I: Io = TokioIo> {
     pub exiting: bool,
     /// Fail-stopped (the simulator's runtime returns from `Io::halt`).
     halted: bool,
+    /// The housekeeping op's buffer, reused.
+    scratch_op: Vec<u8>,
 }
 
 impl<M: Machine, I: Io> Replica<M, I> {
@@ -100,6 +102,7 @@ impl<M: Machine, I: Io> Replica<M, I> {
             stats: Stats::default(),
             exiting: false,
             halted: false,
+            scratch_op: Vec::new(),
         }
     }
 
@@ -359,6 +362,26 @@ impl<S: StateMachine + Send, I: Io> Replica<App<S>, I> {
         self.record.reset();
         self.machine.sm.apply(&mut self.record, op, reply);
         self.log_op(seq, op);
+        seq
+    }
+
+    /// Primary: answers a read from the current state; returns the tag its
+    /// reply waits for (the output rule for reads).
+    pub fn read(&mut self, request: &[u8], reply: &mut Vec<u8>) -> Seq {
+        debug_assert!(self.core.is_primary(), "a read answered by a node that is not the primary");
+        let now_us = crate::ctx::wall_us().max(self.record.floor.0);
+        self.machine.sm.read(now_us, request, reply);
+        self.core.read_tag()
+    }
+
+    /// Primary: logs and applies the machine's housekeeping op, if it has
+    /// one now (`StateMachine::housekeeping`); returns its seq.
+    pub fn housekeeping(&mut self, reply: &mut Vec<u8>) -> Option<Seq> {
+        let now_us = crate::ctx::wall_us().max(self.record.floor.0);
+        let mut op = std::mem::take(&mut self.scratch_op);
+        op.clear();
+        let seq = self.machine.sm.housekeeping(now_us, &mut op).then(|| self.apply_write(&op, reply));
+        self.scratch_op = op;
         seq
     }
 }

@@ -13,11 +13,11 @@ use understudy_core::Event;
 use understudy_kv::Kv;
 
 use crate::arbiter_lanes::ArbiterLanes;
-use crate::ctx::wall_us;
 use crate::listening::Bound;
 use crate::machine::{App, Machine};
 use crate::options::NodeOptions;
 use crate::replica::{Factory, Replica};
+use crate::service::FrontEnd;
 use crate::tokio_io::TokioIo;
 
 /// Errors that stop a node before it runs.
@@ -74,9 +74,21 @@ pub(crate) fn prepare_dir(opts: &NodeOptions) -> Result<(), NodeError> {
     Ok(())
 }
 
-/// Runs the key-value service as a node of a cluster. Returns only if it
-/// cannot start; a node that halts exits the process.
-pub fn run_kv(mut opts: NodeOptions) -> Result<(), NodeError> {
+/// Runs the key-value service as a node of a cluster: [`Kv`] behind the
+/// Redis front end. Returns only if it cannot start; a node that halts
+/// exits the process.
+pub fn run_kv(opts: NodeOptions) -> Result<(), NodeError> {
+    let front = crate::redis::Redis::new(opts.request_bytes_max);
+    crate::Node::from_options(opts).machine_tag("kv/1").serve(Kv::new, front)
+}
+
+/// Runs a machine behind a front end (`Node::serve`).
+pub(crate) fn run_app<F: FrontEnd>(
+    mut opts: NodeOptions,
+    tag: String,
+    factory: Factory<App<F::Machine>>,
+    front: F,
+) -> Result<(), NodeError> {
     opts.validate().map_err(NodeError::Options)?;
     prepare_dir(&opts)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(NodeError::Runtime)?;
@@ -92,11 +104,10 @@ pub fn run_kv(mut opts: NodeOptions) -> Result<(), NodeError> {
             metrics: metrics.as_ref().map(|m| local_addr(m, "--metrics-listen")).transpose()?,
         };
         announce(&mut opts, &bound)?;
-        let factory: Factory<App<Kv>> = Arc::new(|| App::new(Kv::new()));
-        let (rc, events) = start(opts, factory, "kv/1".into(), repl).await;
+        let (rc, events) = start(opts, factory, tag, repl).await;
         serve_metrics(&rc, metrics);
-        tokio::task::spawn_local(crate::kv_server::serve(rc.clone(), client));
-        tokio::task::spawn_local(expire_cycle(rc.clone()));
+        tokio::task::spawn_local(crate::serve::serve(rc.clone(), Rc::new(front), client));
+        tokio::task::spawn_local(crate::serve::housekeeping::<F>(rc.clone()));
         drive((rc, events)).await;
         Ok(())
     })
@@ -194,26 +205,5 @@ async fn ticker<M: Machine>(rc: Rc<RefCell<Replica<M>>>) {
         // was not scheduled (a silence the peer may take for a failure).
         crate::metrics::LOOP_LAG.observe_n(due.elapsed(), 1);
         rc.borrow_mut().tick();
-    }
-}
-
-/// Deletes expired keys through the log, so both replicas delete the same
-/// keys at the same point (the primary names them; the backup checks them).
-async fn expire_cycle(rc: Rc<RefCell<Replica<App<Kv>>>>) {
-    let mut iv = tokio::time::interval(Duration::from_millis(100));
-    let mut op = Vec::new();
-    let mut reply = Vec::new();
-    loop {
-        iv.tick().await;
-        let mut r = rc.borrow_mut();
-        if !r.core.is_primary() || !r.intake_open() {
-            continue;
-        }
-        op.clear();
-        let now_ms = wall_us().max(r.record.floor.0) / 1000;
-        if r.machine.sm.expire_cycle_op(now_ms, 64, &mut op) {
-            reply.clear();
-            r.apply_write(&op, &mut reply);
-        }
     }
 }

@@ -35,8 +35,9 @@ impl World {
             self.nodes[node].outputs.push_back(Output { tag: seq, queued_at: now, epoch, kind: OutKind::Write { idx, op } });
         } else {
             let n = &mut self.nodes[node];
-            let state_len = n.ops().len() as u64;
-            let tag = n.rep.core.read_tag();
+            let mut reply = Vec::new();
+            let tag = n.rep.read(&[], &mut reply);
+            let state_len = u64::from_le_bytes(reply[..8].try_into().expect("LogSm answers a read with its length"));
             n.rep.kick_barrier();
             n.outputs.push_back(Output { tag, queued_at: now, epoch, kind: OutKind::Read { state_len, arrival: now } });
         }

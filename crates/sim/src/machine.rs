@@ -33,6 +33,11 @@ impl StateMachine for LogSm {
         self.ops.push(id);
     }
 
+    /// Every read answers the number of writes applied (little endian).
+    fn read(&self, _now_us: u64, _request: &[u8], reply: &mut Vec<u8>) {
+        reply.extend_from_slice(&(self.ops.len() as u64).to_le_bytes());
+    }
+
     fn snapshot(&self) -> Box<dyn SnapshotWriter> {
         Box::new(LogWriter { ops: Arc::new(self.ops.clone()), pos: 0 })
     }

@@ -139,7 +139,7 @@ impl Client {
         let mut out = Vec::new();
         match self.session.dispatch(argv, &mut self.op, &mut out) {
             Dispatch::Done | Dispatch::Close => {}
-            Dispatch::Read => self.kv.read(now_ms, argv, &mut out),
+            Dispatch::Read => self.kv.read_argv(now_ms, argv, &mut out),
             Dispatch::Write => {
                 self.log.push(self.op.clone());
                 self.kv.apply(ctx, &self.op, &mut out);

@@ -1,0 +1,229 @@
+//! Serving a [`FrontEnd`]'s clients: one task per connection, replies
+//! queued at the output gate in arrival order, and the machine's
+//! housekeeping on the primary.
+//!
+//! Every reply is tagged with a seq: a write's with the seq of its entry, a
+//! read's with the tag the core hands out (the next seq while a backup
+//! gates outputs), a reply that depends on no state with the tag before it.
+//! Tags are non-decreasing per connection, so the releasable replies are a
+//! prefix of the queue and go out with one write.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use understudy_core::Seq;
+
+use crate::machine::App;
+use crate::replica::Replica;
+use crate::service::{Access, FrontEnd, NodeView};
+
+type Shared<F> = Rc<RefCell<Replica<App<<F as FrontEnd>::Machine>>>>;
+
+/// Replies waiting at the output gate, oldest first.
+#[derive(Default)]
+struct Gated {
+    buf: Vec<u8>,
+    /// (tag, end offset in `buf`) of each reply.
+    marks: VecDeque<(Seq, usize)>,
+    /// Bytes of `buf` already written.
+    sent: usize,
+    last_tag: Seq,
+    /// A request asked to close: close once every queued reply is written.
+    closing: bool,
+}
+
+impl Gated {
+    fn mark(&mut self, tag: Seq) {
+        debug_assert!(tag >= self.last_tag || tag == 0, "reply tags go backwards on one connection");
+        let tag = tag.max(self.last_tag);
+        self.last_tag = tag;
+        self.marks.push_back((tag, self.buf.len()));
+    }
+
+    /// End offset of the prefix whose tags are ≤ `upto`.
+    fn releasable(&mut self, upto: Seq) -> usize {
+        let mut end = self.sent;
+        while let Some(&(tag, e)) = self.marks.front() {
+            if tag > upto {
+                break;
+            }
+            end = e;
+            self.marks.pop_front();
+        }
+        end
+    }
+
+    fn unreleased(&self) -> bool {
+        !self.marks.is_empty()
+    }
+
+    fn held_bytes(&self) -> usize {
+        self.buf.len() - self.sent
+    }
+}
+
+/// What a request may carry beyond `--request-bytes-max` of payload (its
+/// framing: a command's header, an HTTP request's head).
+const REQUEST_HEAD_SLACK: usize = 64 << 10;
+
+/// A connection id: unique within this process (Redis's CLIENT ID).
+fn next_client_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Accepts clients on `listener` for as long as the node runs.
+pub(crate) async fn serve<F: FrontEnd>(rc: Shared<F>, front: Rc<F>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::task::spawn_local(client(rc.clone(), front.clone(), stream));
+            }
+            Err(e) => {
+                log::warn!("accepting a client: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn client<F: FrontEnd>(rc: Shared<F>, front: Rc<F>, mut stream: TcpStream) {
+    let (mut rd, mut wr) = stream.split();
+    let mut inbuf: Vec<u8> = Vec::with_capacity(16 << 10);
+    let mut conn = front.open(next_client_id());
+    let mut op = Vec::new();
+    let mut gated = Gated::default();
+    let mut clock = crate::metrics::GateClock::default();
+    let (wakers, pending_max, request_max) = {
+        let r = rc.borrow();
+        (r.io.wakers.clone(), r.opts.client_pending_bytes_max, r.opts.request_bytes_max)
+    };
+    loop {
+        let gate_wait = wakers.gate.notified();
+        let intake_wait = wakers.intake.notified();
+        // Write what the gate lets out.
+        let upto = rc.borrow().core.release_upto();
+        let held = gated.marks.len();
+        let end = gated.releasable(upto);
+        clock.released(held - gated.marks.len());
+        if end > gated.sent {
+            if wr.write_all(&gated.buf[gated.sent..end]).await.is_err() {
+                return;
+            }
+            gated.sent = end;
+            if gated.marks.is_empty() {
+                gated.buf.clear();
+                gated.sent = 0;
+            }
+            continue;
+        }
+        if gated.closing && !gated.unreleased() {
+            let _ = wr.shutdown().await;
+            return;
+        }
+        let open = {
+            let r = rc.borrow();
+            !r.core.is_primary() || r.intake_open()
+        };
+        let can_read = open && gated.held_bytes() < pending_max && !gated.closing;
+        tokio::select! {
+            n = rd.read_buf(&mut inbuf), if can_read => {
+                match n {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                let held = gated.marks.len();
+                let mut r = rc.borrow_mut();
+                process(&mut r, &*front, &mut conn, &mut inbuf, &mut op, &mut gated);
+                if !gated.closing && inbuf.len() > request_max.saturating_add(REQUEST_HEAD_SLACK) {
+                    // A front end that never finds the end of a request must
+                    // not make the node buffer without bound.
+                    log::warn!("closing a client connection: a request exceeds --request-bytes-max ({request_max} bytes)");
+                    return;
+                }
+                clock.queued(gated.marks.len() - held);
+                r.kick_barrier();
+            }
+            _ = gate_wait, if gated.unreleased() => {}
+            _ = intake_wait, if !open => {}
+            else => {
+                // Unreachable by construction (a closed intake, held replies
+                // or a pending close always leaves a branch); close rather
+                // than spin if that ever changes.
+                log::warn!("client connection with nothing to wait for; closing it");
+                return;
+            }
+        }
+    }
+}
+
+/// Executes every whole request in `inbuf` and queues the replies.
+fn process<F: FrontEnd>(
+    r: &mut Replica<App<F::Machine>>,
+    front: &F,
+    conn: &mut F::Conn,
+    inbuf: &mut Vec<u8>,
+    op: &mut Vec<u8>,
+    gated: &mut Gated,
+) {
+    let mut consumed = 0;
+    while consumed < inbuf.len() && !gated.closing {
+        op.clear();
+        let start = gated.buf.len();
+        let decoded = front.decode(conn, &inbuf[consumed..], &NodeView::new(r), op, &mut gated.buf);
+        let Some(req) = decoded else {
+            debug_assert_eq!(gated.buf.len(), start, "a front end replied to a request it did not decode");
+            break;
+        };
+        assert!(
+            req.len > 0 && consumed + req.len <= inbuf.len(),
+            "a front end took {} of {} bytes",
+            req.len,
+            inbuf.len() - consumed
+        );
+        consumed += req.len;
+        let primary = r.core.is_primary();
+        debug_assert!(
+            matches!(req.access, Access::Local | Access::Status) || gated.buf.len() == start,
+            "a front end wrote a reply for a {:?} request",
+            req.access
+        );
+        let tag = match req.access {
+            Access::Write | Access::Read if !primary => {
+                front.redirect(conn, r.primary_client.as_deref(), &mut gated.buf);
+                0
+            }
+            Access::Write => r.apply_write(op, &mut gated.buf),
+            Access::Read => r.read(op, &mut gated.buf),
+            Access::Local => gated.last_tag,
+            Access::Status if primary => r.core.read_tag(),
+            Access::Status => 0,
+        };
+        front.encode(conn, &mut gated.buf, start);
+        gated.mark(tag);
+        gated.closing = req.close;
+    }
+    inbuf.drain(..consumed);
+}
+
+/// The machine's housekeeping (`StateMachine::housekeeping`): every 100 ms
+/// on the primary, logged like a client's write, so both replicas change
+/// the same state at the same point.
+pub(crate) async fn housekeeping<F: FrontEnd>(rc: Shared<F>) {
+    let mut iv = tokio::time::interval(Duration::from_millis(100));
+    let mut reply = Vec::new();
+    loop {
+        iv.tick().await;
+        let mut r = rc.borrow_mut();
+        if r.core.is_primary() && r.intake_open() {
+            reply.clear();
+            r.housekeeping(&mut reply);
+        }
+    }
+}

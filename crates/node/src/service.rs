@@ -1,0 +1,158 @@
+//! The application level as a library: a [`FrontEnd`] turns a client's
+//! bytes into requests for a [`StateMachine`], and [`crate::Node`] runs the
+//! pair with the output gate, joins, metrics and failover. The key-value
+//! service is one such pair (`crate::redis`); `examples/` has two more and
+//! docs/API.md explains the contract.
+//!
+//! Per connection the runtime calls [`FrontEnd::decode`] on the bytes it
+//! has received, as long as it returns a request. What happens next depends
+//! on the request's [`Access`]:
+//!
+//! | access | on the primary | on any other node |
+//! | --- | --- | --- |
+//! | `Write` | `op` is logged and applied ([`StateMachine::apply`]); the reply waits for the backup's ack of it | [`FrontEnd::redirect`] |
+//! | `Read` | [`StateMachine::read`] answers `op`; the reply waits for acks of every write before it | [`FrontEnd::redirect`] |
+//! | `Local` | the front end wrote the reply; it depends on no replicated state and leaves in order | same |
+//! | `Status` | the front end wrote the reply from the [`NodeView`]; released as a read is | released at once |
+//!
+//! Then [`FrontEnd::encode`] puts the reply into the wire format, and the
+//! reply joins the connection's queue at the output gate. Replies leave in
+//! request order.
+
+use understudy_core::{StateMachine, Status};
+
+use crate::machine::App;
+use crate::replica::{Replica, Stats};
+
+/// What a request does with the replicated state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Changes it: `op` is an operation for [`StateMachine::apply`].
+    Write,
+    /// Reads it: `op` is a request for [`StateMachine::read`].
+    Read,
+    /// Does not touch it: the front end wrote the whole reply to `out`
+    /// (a ping, a protocol error, a reply queued inside a transaction).
+    Local,
+    /// Reports the node's own state: the front end wrote the reply to `out`
+    /// from the [`NodeView`] (role, replication, figures). On the primary it
+    /// is released as a read is, since it may reveal an unacknowledged write.
+    Status,
+}
+
+/// One decoded request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request {
+    /// Bytes of the input it took (at least 1).
+    pub len: usize,
+    pub access: Access,
+    /// Close the connection once this request's reply is written (a QUIT,
+    /// `Connection: close`, or a protocol error the front end answered).
+    pub close: bool,
+}
+
+impl Request {
+    pub fn new(len: usize, access: Access) -> Request {
+        Request { len, access, close: false }
+    }
+
+    /// The same request, closing the connection after its reply.
+    pub fn then_close(self) -> Request {
+        Request { close: true, ..self }
+    }
+}
+
+/// A client protocol on top of a [`StateMachine`]. One value serves every
+/// connection of a node (per-connection state lives in [`FrontEnd::Conn`]);
+/// every call runs on the node's event loop, so none may block.
+pub trait FrontEnd: 'static {
+    type Machine: StateMachine + Send;
+    /// State of one client connection (a parser's progress, a transaction
+    /// being queued, the protocol version the client asked for).
+    type Conn;
+
+    /// A client connected; `id` is unique within this process.
+    fn open(&self, id: u64) -> Self::Conn;
+
+    /// Decodes the request at the start of `input` (what was received and
+    /// not consumed yet). `None`: no whole request yet; the runtime reads
+    /// more and calls again with the longer input. Otherwise fill `op` (a
+    /// write or a read; it arrives empty) or append the reply to `out` (a
+    /// local or status reply), never both. A protocol error is a `Local`
+    /// request that closes the connection, its error reply in `out`.
+    fn decode(
+        &self,
+        conn: &mut Self::Conn,
+        input: &[u8],
+        node: &NodeView<'_, Self::Machine>,
+        op: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+    ) -> Option<Request>;
+
+    /// Puts the reply that `out[start..]` holds into the wire format, in
+    /// place (a status line and headers around a body, a protocol version
+    /// the client asked for). Called once for every request's reply.
+    /// Default: the reply is already what the client reads.
+    fn encode(&self, conn: &mut Self::Conn, out: &mut Vec<u8>, start: usize) {
+        let _ = (conn, out, start);
+    }
+
+    /// Answers a write or read that reached a node that is not the primary
+    /// (a backup, or a node still starting): an error naming `primary`, the
+    /// primary's client address when it is known.
+    fn redirect(&self, conn: &mut Self::Conn, primary: Option<&str>, out: &mut Vec<u8>);
+}
+
+/// What a front end may look at while it decodes: the node's role and
+/// replication state, its figures, and the machine (for a status reply).
+pub struct NodeView<'a, M: StateMachine + Send> {
+    r: &'a Replica<App<M>>,
+}
+
+impl<'a, M: StateMachine + Send> NodeView<'a, M> {
+    pub(crate) fn new(r: &'a Replica<App<M>>) -> Self {
+        NodeView { r }
+    }
+
+    /// True while this node is the live primary.
+    pub fn is_primary(&self) -> bool {
+        self.r.core.is_primary()
+    }
+
+    /// Role, epoch, peer, seqs, lag: what `understudy status` shows.
+    pub fn status(&self) -> Status {
+        self.r.core.status()
+    }
+
+    /// The highest seq whose outputs may leave.
+    pub fn release_upto(&self) -> u64 {
+        self.r.core.release_upto()
+    }
+
+    /// Log and state-transfer counters.
+    pub fn stats(&self) -> &Stats {
+        &self.r.stats
+    }
+
+    /// This node's name and its cluster's (`--node`, `--cluster`).
+    pub fn node(&self) -> &str {
+        &self.r.opts.node
+    }
+
+    pub fn cluster(&self) -> &str {
+        &self.r.opts.cluster
+    }
+
+    /// The primary's client address, if known (this node's own when it is
+    /// the primary).
+    pub fn primary_client(&self) -> Option<&str> {
+        self.r.primary_client.as_deref()
+    }
+
+    /// The replicated state, for a status reply (a key count). Never
+    /// answer a client's read from it here: a `Read` request goes through
+    /// the gate's rule for reads.
+    pub fn machine(&self) -> &M {
+        &self.r.machine.sm
+    }
+}
