@@ -54,6 +54,8 @@ pub enum Cmd {
     /// Switch a protected cluster's primary and backup without stopping
     /// either (the primary hands over and rejoins as backup).
     Switchover(crate::switchover::SwitchoverArgs),
+    // Its help is SentinelArgs' doc comment.
+    Sentinel(crate::sentinel::SentinelArgs),
     /// Run the seeded simulator of the protocol core (crashes, partitions,
     /// freezes, arbiter outages) and check every invariant.
     Sim(crate::sim::SimArgs),
@@ -122,6 +124,7 @@ impl Cli {
             Cmd::Kv(a) => Some(a.node.clone()),
             Cmd::Wasm(a) => a.node.clone(),
             Cmd::Arbiter(_) => Some("arbiter".into()),
+            Cmd::Sentinel(_) => Some("sentinel".into()),
             _ => None,
         }
     }
@@ -141,6 +144,7 @@ impl Cli {
             Cmd::Wasm(a) => a.config.as_deref(),
             Cmd::Arbiter(a) => a.config.as_deref(),
             Cmd::Status(a) => a.config.as_deref(),
+            Cmd::Sentinel(a) => a.config.as_deref(),
             _ => None,
         }
     }
@@ -156,6 +160,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Status(a) => crate::status::status(a),
         Cmd::Forget(a) => crate::forget::forget(a),
         Cmd::Switchover(a) => crate::switchover::switchover(a),
+        Cmd::Sentinel(a) => crate::sentinel::sentinel(a),
         Cmd::Sim(a) => crate::sim::sim(a),
     }
 }

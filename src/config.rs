@@ -1,5 +1,5 @@
 //! Where flags come from besides the command line, for `kv`, `wasm`,
-//! `arbiter` and `status`: an environment variable `UNDERSTUDY_<FLAG>`
+//! `arbiter`, `status` and `sentinel`: an environment variable `UNDERSTUDY_<FLAG>`
 //! (`--client-listen` is `UNDERSTUDY_CLIENT_LISTEN`) and a TOML file named
 //! by `--config FILE` (or `UNDERSTUDY_CONFIG`) whose keys are the long flags
 //! (`client-listen = "0.0.0.0:6379"`; `client_listen` is the same key).
@@ -24,7 +24,7 @@ use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory as _, FromArgMatc
 use crate::cli::Cli;
 
 /// The subcommands whose flags have environment variables and a config file.
-pub const CONFIGURABLE: [&str; 4] = ["kv", "wasm", "arbiter", "status"];
+pub const CONFIGURABLE: [&str; 5] = ["kv", "wasm", "arbiter", "status", "sentinel"];
 
 /// `UNDERSTUDY_CLIENT_LISTEN` for `client-listen`.
 pub fn env_name(long: &str) -> String {

@@ -5,10 +5,12 @@ mod common;
 use common::*;
 use std::process::Command;
 
+/// Runs redis-cli; a reply that never comes fails the call after 60 s
+/// (coreutils' `timeout`) instead of hanging the test.
 fn redis_cli(addr: &str, args: &[&str]) -> String {
     let (host, port) = addr.rsplit_once(':').unwrap();
-    let out = Command::new("redis-cli")
-        .args(["-h", host, "-p", port])
+    let out = Command::new("timeout")
+        .args(["60", "redis-cli", "-h", host, "-p", port])
         .args(args)
         .output()
         .expect("redis-cli is installed (Debian package redis-tools)");
@@ -61,4 +63,97 @@ fn redis_cli_and_redis_benchmark_work_against_the_pair() {
     h.wait_primary_after("b", epoch);
     assert_eq!(redis_cli(&b, &["DBSIZE"]), size);
     assert_eq!(redis_cli(&b, &["GET", "greeting"]), "hello");
+}
+
+/// Field names of an INFO replication section (`name:value` lines), with
+/// `slave0` standing for `slaveN`.
+fn info_fields(info: &str) -> Vec<String> {
+    info.lines().filter_map(|l| l.split_once(':')).map(|(k, _)| k.to_string()).collect()
+}
+
+/// A redis-server on a free port; `replica_of` makes it a replica.
+struct RedisServer(std::process::Child, String);
+
+impl RedisServer {
+    fn start(dir: &std::path::Path, name: &str, replica_of: Option<&str>) -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+        let mut c = Command::new("redis-server");
+        c.args(["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir"]).arg(dir);
+        c.args(["--dbfilename", &format!("{name}.rdb")]);
+        if let Some(p) = replica_of {
+            let (h, pp) = p.rsplit_once(':').unwrap();
+            c.args(["--replicaof", h, pp]);
+        }
+        let child = c.stdout(std::process::Stdio::null()).spawn().expect("redis-server (Debian package redis-server)");
+        let addr = format!("127.0.0.1:{port}");
+        wait_for("redis-server to answer", std::time::Duration::from_secs(30), || {
+            (redis_cli(&addr, &["PING"]) == "PONG").then_some(())
+        });
+        RedisServer(child, addr)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn role_wait_and_info_replication_speak_redis_format_on_both_nodes() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let master = RedisServer::start(dir.path(), "m", None);
+    let replica = RedisServer::start(dir.path(), "r", Some(&master.1));
+    wait_for("redis's replica to connect", std::time::Duration::from_secs(30), || {
+        let up = redis_cli(&replica.1, &["INFO", "replication"]).contains("master_link_status:up");
+        (up && redis_cli(&master.1, &["INFO", "replication"]).contains("state=online")).then_some(())
+    });
+    let redis_master = info_fields(&redis_cli(&master.1, &["INFO", "replication"]));
+    let redis_replica = info_fields(&redis_cli(&replica.1, &["INFO", "replication"]));
+
+    let mut h = Harness::new();
+    h.start_node("a", &[]);
+    h.wait_primary("a");
+    h.start_node("b", &[]);
+    h.wait_in_sync("b");
+    let (a, b) = (h.node("a").client.clone(), h.node("b").client.clone());
+    assert_eq!(redis_cli(&a, &["SET", "k", "v"]), "OK");
+    // Every field Redis prints, in Redis's order, before understudy's own.
+    let ours = info_fields(&redis_cli(&a, &["INFO", "replication"]));
+    assert_eq!(ours[..redis_master.len()], redis_master[..], "primary's INFO replication");
+    let info = redis_cli(&a, &["INFO", "replication"]);
+    let (bh, bp) = b.rsplit_once(':').unwrap();
+    assert!(info.contains(&format!("slave0:ip={bh},port={bp},state=online,")), "{info}");
+    wait_for("the backup to report its link up", std::time::Duration::from_secs(30), || {
+        redis_cli(&b, &["INFO", "replication"]).contains("master_link_status:up").then_some(())
+    });
+    let info = redis_cli(&b, &["INFO", "replication"]);
+    let ours = info_fields(&info);
+    assert_eq!(ours[..redis_replica.len()], redis_replica[..], "backup's INFO replication");
+    let (ah, ap) = a.rsplit_once(':').unwrap();
+    assert!(info.contains(&format!("master_host:{ah}\r")) || info.contains(&format!("master_host:{ah}\n")), "{info}");
+    assert!(info.contains(&format!("master_port:{ap}")), "{info}");
+
+    // ROLE: the shapes redis-cli prints for Redis's master and replica.
+    let role = redis_cli(&a, &["ROLE"]);
+    let lines: Vec<&str> = role.lines().collect();
+    assert_eq!(lines.first(), Some(&"master"), "{role}");
+    assert!(lines.len() == 5 && lines[2] == bh && lines[3] == bp, "{role}");
+    let role = redis_cli(&b, &["ROLE"]);
+    let lines: Vec<&str> = role.lines().collect();
+    assert_eq!(lines[..4], ["slave", ah, ap, "connected"], "{role}");
+    let redis_role = redis_cli(&replica.1, &["ROLE"]);
+    assert_eq!(redis_role.lines().count(), lines.len(), "redis: {redis_role}\nours: {role}");
+
+    // WAIT answers at once: the backup holds every acknowledged write.
+    assert_eq!(redis_cli(&a, &["WAIT", "1", "0"]), "1");
+    assert_eq!(redis_cli(&a, &["WAIT", "0", "x"]), "ERR timeout is not an integer or out of range");
+    assert!(redis_cli(&b, &["WAIT", "1", "0"]).contains("READONLY"));
+    h.kill9("b");
+    wait_for("the primary to notice its backup is gone", std::time::Duration::from_secs(30), || {
+        (redis_cli(&a, &["WAIT", "1", "100"]) == "0").then_some(())
+    });
+    assert!(redis_cli(&a, &["INFO", "replication"]).contains("connected_slaves:0"));
 }

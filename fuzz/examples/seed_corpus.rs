@@ -111,7 +111,7 @@ fn resp_seeds() {
 }
 
 fn hello(node: &str, purpose: Purpose) -> Hello {
-    Hello { cluster: "c".into(), node: node.into(), incarnation: 7, purpose, machine: "kv/1".into(), nonce: [3; 16] }
+    Hello { cluster: "c".into(), node: node.into(), incarnation: 7, purpose, machine: "kv/1".into(), nonce: [3; 16], client: "127.0.0.1:6379".into() }
 }
 
 /// Every frame kind, as the real encoders write them.

@@ -262,7 +262,15 @@ pub fn hello(node: &str, purpose: Purpose) -> Hello {
     getrandom::fill(&mut r).expect("the operating system's random source failed");
     let incarnation = u64::from_le_bytes(r[..8].try_into().expect("8 bytes"));
     let nonce = r[8..].try_into().expect("16 bytes");
-    Hello { cluster: String::new(), node: node.to_string(), incarnation, purpose, machine: MACHINE.into(), nonce }
+    Hello {
+        cluster: String::new(),
+        node: node.to_string(),
+        incarnation,
+        purpose,
+        machine: MACHINE.into(),
+        nonce,
+        client: String::new(),
+    }
 }
 
 #[cfg(test)]

@@ -158,7 +158,15 @@ fn read_frame(s: &mut TcpStream, buf: &mut Vec<u8>) -> (Kind, Vec<u8>) {
 }
 
 fn raw_hello(purpose: Purpose, machine: &str) -> Hello {
-    Hello { cluster: String::new(), node: "raw".into(), incarnation: 1, purpose, machine: machine.into(), nonce: [7; 16] }
+    Hello {
+        cluster: String::new(),
+        node: "raw".into(),
+        incarnation: 1,
+        purpose,
+        machine: machine.into(),
+        nonce: [7; 16],
+        client: String::new(),
+    }
 }
 
 /// Opens a raw connection, sends our hello, reads the server's hello and proof.

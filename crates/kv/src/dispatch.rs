@@ -12,9 +12,10 @@ pub enum Dispatch {
     /// A write: `op` holds the encoded op; the caller logs it and runs
     /// `kv.apply(ctx, op, out)`.
     Write,
-    /// `INFO [section]`: the caller writes the reply (it knows the
-    /// replication state); see `Kv::info_keyspace`.
-    Info,
+    /// INFO, ROLE, WAIT (arguments checked): the caller answers from the
+    /// node's replication state (see `Kv::info_keyspace` for INFO's
+    /// keyspace section).
+    Status,
     /// QUIT: `out` holds +OK; close after writing it.
     Close,
 }

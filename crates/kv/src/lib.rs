@@ -54,6 +54,8 @@ mod store;
 
 pub use exactly_once::{SessionLimits, SessionTable};
 pub use kv::Kv;
+/// Redis's glob matching, for other RESP front ends (`understudy sentinel`'s PSUBSCRIBE).
+pub use num::glob_match;
 pub use op::encode_query;
 pub use resp::{parse_command, CommandParser, RespError};
 pub use session::{command_name, serves_on_backup, Dispatch, Session};

@@ -18,7 +18,7 @@
 //! Not implemented, by choice: WATCH (optimistic locking would need
 //! per-key versions in the replicated state; WATCH answers an error rather
 //! than a silent no-op that would make a client's check-and-set unsafe),
-//! INFO inside MULTI (the node writes INFO; queuing it aborts the
+//! INFO, ROLE and WAIT inside MULTI (the node writes them; queuing one aborts the
 //! transaction). `HELLO 3` switches the connection to RESP3: replies are
 //! produced in RESP2 and converted on the way out (`crate::resp3`).
 
@@ -87,7 +87,7 @@ pub fn command_name(argv: &[&[u8]]) -> Option<&'static str> {
 
 /// Whether a backup answers this command itself: the connection-level
 /// commands a client sends before it knows what it reached (HELLO, AUTH,
-/// CLIENT, SELECT, COMMAND, PING, ECHO, INFO, RESET, QUIT), so that it
+/// CLIENT, SELECT, COMMAND, PING, ECHO, INFO, ROLE, RESET, QUIT), so that it
 /// learns it reached a replica. Everything else gets `-READONLY` there.
 pub fn serves_on_backup(argv: &[&[u8]]) -> bool {
     matches!(
@@ -102,6 +102,7 @@ pub fn serves_on_backup(argv: &[&[u8]]) -> bool {
                 | Cmd::Client
                 | Cmd::Command
                 | Cmd::Info
+                | Cmd::Role
                 | Cmd::Reset
         )
     )
@@ -237,7 +238,8 @@ impl Session {
     }
 
     fn queue(&mut self, cmd: Cmd, argv: &[&[u8]], out: &mut Vec<u8>) -> Dispatch {
-        if cmd == Cmd::Info {
+        if matches!(cmd, Cmd::Info | Cmd::Role | Cmd::Wait) {
+            // Their replies come from the node, not the session or the log.
             write_error(out, b"ERR Command not allowed inside a transaction");
             return self.reject();
         }
@@ -291,7 +293,16 @@ impl Session {
                 *self = Session { op_bytes_max: self.op_bytes_max, ..Session::new(self.id) };
                 write_simple(out, b"RESET");
             }
-            Cmd::Info => return Dispatch::Info,
+            Cmd::Info | Cmd::Role => return Dispatch::Status,
+            Cmd::Wait => {
+                // Redis's order: the count, then the timeout.
+                match (crate::num::parse_i64(argv[1]), crate::num::parse_i64(argv[2])) {
+                    (None, _) => write_error(out, NOT_INT),
+                    (Some(_), None) => write_error(out, b"ERR timeout is not an integer or out of range"),
+                    (Some(_), Some(t)) if t < 0 => write_error(out, b"ERR timeout is negative"),
+                    (Some(_), Some(_)) => return Dispatch::Status,
+                }
+            }
             _ => self.connection_command(cmd, argv, out),
         }
         Dispatch::Done

@@ -21,7 +21,7 @@ fn dispatch_classifies_commands() {
     assert_eq!((d, out.is_empty()), (Dispatch::Write, true));
     assert!(!op.is_empty());
     assert_eq!(dispatch(&mut s, &[b"PING"]), (Dispatch::Done, vec![], b"+PONG\r\n".to_vec()));
-    assert_eq!(dispatch(&mut s, &[b"info", b"keyspace"]).0, Dispatch::Info);
+    assert_eq!(dispatch(&mut s, &[b"info", b"keyspace"]).0, Dispatch::Status);
     assert_eq!(dispatch(&mut s, &[b"QUIT"]), (Dispatch::Close, vec![], b"+OK\r\n".to_vec()));
     assert_eq!(dispatch(&mut s, &[]), (Dispatch::Done, vec![], vec![]), "a blank line does nothing");
     let (d, _, out) = dispatch(&mut s, &[b"GET"]);

@@ -17,6 +17,8 @@ struct Conn {
     out: Vec<u8>,
     peer: String,
     incarnation: u64,
+    /// The peer's client address, as its hello said (may be empty).
+    client: String,
     /// Close once `out` is written (after a Reject).
     closing: bool,
 }
@@ -37,10 +39,10 @@ pub struct Sealed {
 }
 
 impl Channels {
-    pub fn open(&mut self, peer: String, incarnation: u64) -> ConnId {
+    pub fn open(&mut self, peer: String, incarnation: u64, client: String) -> ConnId {
         self.next += 1;
         let id = self.next;
-        self.conns.insert(id, Conn { out: Vec::new(), peer, incarnation, closing: false });
+        self.conns.insert(id, Conn { out: Vec::new(), peer, incarnation, client, closing: false });
         id
     }
 
@@ -58,6 +60,11 @@ impl Channels {
 
     pub fn peer(&self, id: ConnId) -> Option<(&str, u64)> {
         self.conns.get(&id).map(|c| (c.peer.as_str(), c.incarnation))
+    }
+
+    /// The peer's client address; None when its hello had none.
+    pub fn client(&self, id: ConnId) -> Option<&str> {
+        self.conns.get(&id).map(|c| c.client.as_str()).filter(|c| !c.is_empty())
     }
 
     /// Bytes queued for `id` and not yet taken by its writer.

@@ -20,8 +20,8 @@ pub const HANDOVER_RECEIVED: &str = "the primary hands over (planned switchover)
 impl<M: Machine, I: Io> Replica<M, I> {
     /// Primary: a joiner authenticated on a new connection; the core accepts
     /// or refuses it. Returns the connection.
-    pub fn joiner_arrived(&mut self, node: String, incarnation: u64, epoch: u64) -> ConnId {
-        let conn = self.chans.open(node.clone(), incarnation);
+    pub fn joiner_arrived(&mut self, node: String, incarnation: u64, client: String, epoch: u64) -> ConnId {
+        let conn = self.chans.open(node.clone(), incarnation, client);
         self.feed(Event::JoinRequest { conn, node, epoch });
         conn
     }

@@ -17,7 +17,7 @@ use crate::framed::{handshake, random_bytes, ChanError, FrameReader};
 use crate::io::Io;
 use crate::machine::Machine;
 use crate::replica::Replica;
-use crate::snapshot::{PendingSnapshot, SnapshotStream};
+use crate::snapshot::SnapshotStream;
 use crate::writer::spawn_writer;
 
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,6 +31,7 @@ pub fn my_hello<M: Machine, I: Io>(r: &Replica<M, I>, purpose: Purpose) -> Hello
         purpose,
         machine: r.machine_tag.clone(),
         nonce: random_bytes(),
+        client: r.opts.advertise_client.clone(),
     }
 }
 
@@ -96,11 +97,11 @@ async fn incoming<M: Machine>(rc: Rc<RefCell<Replica<M>>>, mut stream: TcpStream
         return;
     }
     match h.purpose {
-        Purpose::Join => channel(rc, stream, reader, h.node, h.incarnation, peer.epoch),
+        Purpose::Join => channel(rc, stream, reader, h, peer.epoch),
         Purpose::Snapshot => {
-            let pending = rc.borrow_mut().take_pending_snapshot(&h.node, h.incarnation);
+            let pending = rc.borrow_mut().take_snapshot_stream(&h.node, h.incarnation);
             match pending {
-                Some(p) => send_snapshot(rc, stream, p).await,
+                Some(frames) => send_snapshot(rc, stream, h.node, frames).await,
                 None => refuse(&mut stream, epoch, RejectCode::Protocol, "no snapshot is waiting for this node".into()).await,
             }
         }
@@ -116,15 +117,8 @@ async fn switchover<M: Machine>(rc: &Rc<RefCell<Replica<M>>>, stream: &mut TcpSt
         let mut r = rc.borrow_mut();
         let node = r.opts.node.clone();
         log::info!("{node}: switchover asked from {addr}");
-        if r.machine.rejoins_in_place() {
-            let now = r.now();
-            r.core.request_switchover(now)
-        } else {
-            Err("a WebAssembly guest is not restarted in place: send the primary SIGTERM instead (it hands over and exits)"
-                .into())
-        }
+        r.request_switchover()
     };
-    rc.borrow_mut().pump();
     match started {
         Ok(successor) => {
             let mut frame = Vec::new();
@@ -140,16 +134,9 @@ async fn switchover<M: Machine>(rc: &Rc<RefCell<Replica<M>>>, stream: &mut TcpSt
 }
 
 /// A joiner's logging channel, primary side: acks in, entries out.
-fn channel<M: Machine>(
-    rc: Rc<RefCell<Replica<M>>>,
-    stream: TcpStream,
-    reader: FrameReader,
-    node: String,
-    incarnation: u64,
-    epoch: u64,
-) {
+fn channel<M: Machine>(rc: Rc<RefCell<Replica<M>>>, stream: TcpStream, reader: FrameReader, hello: Hello, epoch: u64) {
     let (rd, wr) = stream.into_split();
-    let conn = rc.borrow_mut().joiner_arrived(node, incarnation, epoch);
+    let conn = rc.borrow_mut().joiner_arrived(hello.node, hello.incarnation, hello.client, epoch);
     spawn_writer(rc.clone(), conn, wr);
     let task = tokio::task::spawn_local(read_acks(rc.clone(), conn, rd, reader));
     let r = rc.borrow();
@@ -179,14 +166,9 @@ async fn read_acks<M: Machine>(
 /// Streams a snapshot to a joiner: a thread serializes the frames from the
 /// copy-on-write snapshot while this task writes them; the event loop keeps
 /// serving meanwhile.
-async fn send_snapshot<M: Machine>(rc: Rc<RefCell<Replica<M>>>, mut stream: TcpStream, p: PendingSnapshot) {
-    let (epoch, chunk_bytes, me) = {
-        let r = rc.borrow();
-        (r.core.epoch(), r.opts.snapshot_chunk_bytes, r.opts.node.clone())
-    };
+async fn send_snapshot<M: Machine>(rc: Rc<RefCell<Replica<M>>>, mut stream: TcpStream, node: String, mut frames: SnapshotStream) {
+    let me = rc.borrow().opts.node.clone();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
-    let PendingSnapshot { node, seq, writer, .. } = p;
-    let mut frames = SnapshotStream::new(writer, epoch, seq, chunk_bytes);
     let hint = frames.bytes_hint();
     std::thread::Builder::new()
         .name("snapshot-send".into())
@@ -206,7 +188,7 @@ async fn send_snapshot<M: Machine>(rc: Rc<RefCell<Replica<M>>>, mut stream: TcpS
             return;
         }
         progress.add(frame.len() as u64);
-        rc.borrow_mut().stats.snapshot_bytes_sent += frame.len() as u64;
+        rc.borrow_mut().snapshot_sent(frame.len() as u64);
     }
     let _ = stream.shutdown().await;
     log::info!("{me}: snapshot to {node:?} sent: {} in {:.2?}", crate::progress::human(progress.done()), start.elapsed());

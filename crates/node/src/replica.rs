@@ -59,29 +59,31 @@ pub(crate) struct Transfer {
 }
 
 pub struct Replica<M: Machine, I: Io = TokioIo> {
-    pub core: Core,
-    pub machine: M,
+    pub(crate) core: Core,
+    pub(crate) machine: M,
     pub(crate) factory: Factory<M>,
-    pub opts: Arc<NodeOptions>,
+    pub(crate) opts: Arc<NodeOptions>,
     /// Random per process: tells this process from an earlier one of the same node.
-    pub incarnation: u64,
+    pub(crate) incarnation: u64,
     /// Identifies the machine kind and its configuration in handshakes.
-    pub machine_tag: String,
-    pub io: I,
+    pub(crate) machine_tag: String,
+    pub(crate) io: I,
     pub(crate) chans: Channels,
     pub(crate) transfer: Transfer,
-    pub record: RecordCtx,
+    pub(crate) record: RecordCtx,
     /// Backup: entries received and not yet executed.
     pub(crate) exec: ExecQueue,
     /// The primary's client address, for redirects from a backup.
-    pub primary_client: Option<String>,
-    pub stats: Stats,
+    pub(crate) primary_client: Option<String>,
+    pub(crate) stats: Stats,
     /// Stopped as asked: the process exits once what it released is written.
-    pub exiting: bool,
+    pub(crate) exiting: bool,
     /// Fail-stopped (the simulator's runtime returns from `Io::halt`).
     halted: bool,
     /// The housekeeping op's buffer, reused.
     scratch_op: Vec<u8>,
+    /// (primary?, intake open?) when the client connections last heard.
+    intake_seen: (bool, bool),
 }
 
 impl<M: Machine, I: Io> Replica<M, I> {
@@ -103,7 +105,60 @@ impl<M: Machine, I: Io> Replica<M, I> {
             exiting: false,
             halted: false,
             scratch_op: Vec::new(),
+            intake_seen: (false, false),
         }
+    }
+
+    /// The protocol core: role, epoch, seqs (read only; events go through
+    /// [`Replica::feed`]).
+    pub fn core(&self) -> &Core {
+        &self.core
+    }
+
+    pub fn machine(&self) -> &M {
+        &self.machine
+    }
+
+    pub fn opts(&self) -> &NodeOptions {
+        &self.opts
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn io(&self) -> &I {
+        &self.io
+    }
+
+    pub fn io_mut(&mut self) -> &mut I {
+        &mut self.io
+    }
+
+    /// Primary: the client address its backup (or joiner) published, when
+    /// it has one and said so in its hello.
+    pub fn backup_client(&self) -> Option<&str> {
+        self.core.stream_from().and_then(|(c, _)| self.chans.client(c))
+    }
+
+    /// Stopped as asked: the runtime ends once its channels are written.
+    pub fn is_exiting(&self) -> bool {
+        self.exiting
+    }
+
+    /// An operator's switchover: the core decides (`Ok`: the successor's
+    /// name). A machine that cannot rejoin in place refuses.
+    pub fn request_switchover(&mut self) -> Result<String, String> {
+        if !self.machine.rejoins_in_place() {
+            return Err(
+                "a WebAssembly guest is not restarted in place: send the primary SIGTERM instead (it hands over and exits)"
+                    .into(),
+            );
+        }
+        let now = self.now();
+        let answer = self.core.request_switchover(now);
+        self.pump();
+        answer
     }
 
     /// Monotonic milliseconds for the core.
@@ -143,13 +198,17 @@ impl<M: Machine, I: Io> Replica<M, I> {
         self.pump();
     }
 
-    /// Performs every command the core has produced, until it produces no more.
+    /// Performs every command the core has produced, until it produces no
+    /// more; then wakes the client connections if the core's intake (or
+    /// the role that decides whether they read at all) changed: a claim won
+    /// after losing the backup reopens the intake without releasing
+    /// anything new, and nothing else would wake a connection waiting for it.
     pub fn pump(&mut self) {
         let mut cmds = Vec::new();
         loop {
             self.core.drain_commands(&mut cmds);
             if cmds.is_empty() || self.halted {
-                return;
+                break;
             }
             for c in cmds.drain(..) {
                 self.perform(c);
@@ -157,6 +216,11 @@ impl<M: Machine, I: Io> Replica<M, I> {
                     return;
                 }
             }
+        }
+        let intake = (self.core.is_primary(), self.core.intake_open());
+        if intake != self.intake_seen {
+            self.intake_seen = intake;
+            self.io.intake_changed();
         }
     }
 

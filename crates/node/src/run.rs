@@ -79,7 +79,7 @@ pub(crate) fn prepare_dir(opts: &NodeOptions) -> Result<(), NodeError> {
 /// exits the process.
 pub fn run_kv(opts: NodeOptions) -> Result<(), NodeError> {
     let front = crate::redis::Redis::new(opts.request_bytes_max);
-    crate::Node::from_options(opts).machine_tag("kv/1").serve(Kv::new, front)
+    run_app(opts, "kv/1".into(), Arc::new(|| App::new(Kv::new())), front)
 }
 
 /// Runs a machine behind a front end (`Node::serve`).

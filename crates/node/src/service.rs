@@ -79,7 +79,9 @@ pub trait FrontEnd: 'static {
     /// more and calls again with the longer input. Otherwise fill `op` (a
     /// write or a read; it arrives empty) or append the reply to `out` (a
     /// local or status reply), never both. A protocol error is a `Local`
-    /// request that closes the connection, its error reply in `out`.
+    /// request that closes the connection, its error reply in `out`. The
+    /// request's `len` is at least 1 and at most `input.len()` (checked: a
+    /// front end that breaks this stops the node, as any broken invariant).
     fn decode(
         &self,
         conn: &mut Self::Conn,
@@ -147,6 +149,11 @@ impl<'a, M: StateMachine + Send> NodeView<'a, M> {
     /// the primary).
     pub fn primary_client(&self) -> Option<&str> {
         self.r.primary_client.as_deref()
+    }
+
+    /// Primary: its backup's client address (INFO, ROLE), if known.
+    pub fn backup_client(&self) -> Option<&str> {
+        self.r.backup_client()
     }
 
     /// The replicated state, for a status reply (a key count). Never

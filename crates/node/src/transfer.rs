@@ -9,7 +9,7 @@ use understudy_core::{ConnId, Event, Seq};
 use crate::io::Io;
 use crate::machine::Machine;
 use crate::replica::Replica;
-use crate::snapshot::{JoinRefused, PendingSnapshot};
+use crate::snapshot::{JoinRefused, SnapshotStream};
 
 /// What one slice of the backup's execution left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +39,7 @@ impl<M: Machine, I: Io> Replica<M, I> {
             log::Level::Info,
             &format!("joined primary {primary:?} (epoch {epoch}); loading its snapshot at seq {snapshot_seq}"),
         );
-        let conn = self.chans.open(primary.clone(), incarnation);
+        let conn = self.chans.open(primary.clone(), incarnation, String::new());
         self.feed(Event::Joined { conn, primary, epoch, snapshot_seq });
         Some(conn)
     }
@@ -52,12 +52,21 @@ impl<M: Machine, I: Io> Replica<M, I> {
         self.feed(Event::JoinFailed { reason: refused.error.to_string(), code, peer_epoch: refused.peer_epoch });
     }
 
-    /// Primary: the snapshot waiting for joiner `node` (this incarnation).
-    pub fn take_pending_snapshot(&mut self, node: &str, incarnation: u64) -> Option<PendingSnapshot> {
+    /// Primary: the stream of the snapshot waiting for joiner `node` (this
+    /// incarnation), in this epoch's frames of `--snapshot-chunk-bytes`.
+    pub fn take_snapshot_stream(&mut self, node: &str, incarnation: u64) -> Option<SnapshotStream> {
         match &self.transfer.pending {
-            Some(p) if p.node == node && p.incarnation == incarnation => self.transfer.pending.take(),
+            Some(p) if p.node == node && p.incarnation == incarnation => {
+                let p = self.transfer.pending.take()?;
+                Some(SnapshotStream::new(p.writer, self.core.epoch(), p.seq, self.opts.snapshot_chunk_bytes))
+            }
             _ => None,
         }
+    }
+
+    /// Primary: `bytes` of a snapshot stream were sent.
+    pub fn snapshot_sent(&mut self, bytes: u64) {
+        self.stats.snapshot_bytes_sent += bytes;
     }
 
     /// Backup: the snapshot of join `gen` at `seq` is restored into

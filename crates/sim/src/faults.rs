@@ -16,14 +16,19 @@ impl World {
         let candidates: Vec<usize> = (0..self.nodes.len())
             .filter(|&i| {
                 let n = &self.nodes[i];
-                n.alive && n.stalled_until <= now && n.rep.core.is_primary() && n.rep.intake_open()
+                n.alive && n.stalled_until <= now && n.rep.core().is_primary()
             })
             .collect();
         if candidates.is_empty() {
             return Ok(());
         }
         let node = candidates[self.rng.pick(candidates.len())];
-        let epoch = self.nodes[node].rep.core.epoch();
+        if !self.nodes[node].rep.intake_open() {
+            // Its connection waits until the runtime says the intake changed.
+            self.nodes[node].parked += 1;
+            return Ok(());
+        }
+        let epoch = self.nodes[node].rep.core().epoch();
         // Late in the settling phase clients only read: a read must not need
         // a later write to be released (its barrier entry carries it).
         let reads_only = self.healed_at.is_some_and(|t| now >= t + self.cfg.settle_ms / 2);
@@ -53,10 +58,10 @@ impl World {
         if self.nodes.iter().any(|n| !n.alive) {
             return false;
         }
-        let v = &self.nodes[victim].rep.core;
+        let v = &self.nodes[victim].rep.core();
         // A live primary protected by `backup` (an in-sync backup of its epoch).
         let pair = |primary: usize, backup: usize| {
-            let (p, b) = (&self.nodes[primary].rep.core, &self.nodes[backup].rep.core);
+            let (p, b) = (&self.nodes[primary].rep.core(), &self.nodes[backup].rep.core());
             let s = p.status();
             p.is_primary()
                 && s.protected
@@ -141,10 +146,8 @@ impl World {
             self.note(format!("operator: n{node} is not stopped (it may hold the only copy of the state now)"));
             return Ok(());
         }
-        if switchover && self.nodes[node].rep.core.is_primary() {
-            let now = self.now;
-            let answer = self.nodes[node].rep.core.request_switchover(now);
-            self.nodes[node].rep.pump();
+        if switchover && self.nodes[node].rep.core().is_primary() {
+            let answer = self.nodes[node].rep.request_switchover();
             self.note(format!("operator: switchover of n{node}: {answer:?}"));
         } else {
             self.note(format!("operator: SIGTERM n{node}"));
@@ -168,6 +171,7 @@ impl World {
         }
         let n = &mut self.nodes[node];
         n.alive = false;
+        n.parked = 0;
         n.outputs.clear();
         n.links.clear();
         n.readers.clear();

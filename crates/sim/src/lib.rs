@@ -152,10 +152,10 @@ impl World {
     /// backup whose log agrees with the primary's.
     pub fn converged(&self) -> Result<(), String> {
         let primaries: Vec<usize> =
-            (0..self.nodes.len()).filter(|&i| self.nodes[i].alive && self.nodes[i].rep.core.is_primary()).collect();
+            (0..self.nodes.len()).filter(|&i| self.nodes[i].alive && self.nodes[i].rep.core().is_primary()).collect();
         let [p] = primaries[..] else { return Err(format!("primaries: {primaries:?}")) };
         let r = self.record.as_ref().ok_or("no record")?;
-        if r.primary.node != format!("n{p}") || r.epoch != self.nodes[p].rep.core.epoch() {
+        if r.primary.node != format!("n{p}") || r.epoch != self.nodes[p].rep.core().epoch() {
             return Err(format!("the arbiter names {} (epoch {}), the primary is n{p}", r.primary.node, r.epoch));
         }
         // Liveness of the output gate: nothing the primary holds waits long
@@ -165,19 +165,19 @@ impl World {
                 "primary n{p} holds a reply queued at {} ms (tag {}, release_upto {})",
                 o.queued_at,
                 o.tag,
-                self.nodes[p].rep.core.release_upto()
+                self.nodes[p].rep.core().release_upto()
             ));
         }
         let alive = self.nodes.iter().filter(|n| n.alive).count();
         if alive >= 2 {
-            let s = self.nodes[p].rep.core.status();
+            let s = self.nodes[p].rep.core().status();
             if !s.protected {
                 return Err(format!("primary n{p} is not protected: {s:?}"));
             }
             let b: usize = s.peer.as_deref().ok_or("no peer")?.trim_start_matches('n').parse().map_err(|_| "peer name")?;
             let bn = &self.nodes[b];
-            if bn.rep.core.role_name() != RoleName::Backup {
-                return Err(format!("n{b} is {:?}, not an in-sync backup", bn.rep.core.role_name()));
+            if bn.rep.core().role_name() != RoleName::Backup {
+                return Err(format!("n{b} is {:?}, not an in-sync backup", bn.rep.core().role_name()));
             }
             let (bops, pops) = (bn.ops(), self.nodes[p].ops());
             if bops.len() > pops.len() || bops != &pops[..bops.len()] {

@@ -6,7 +6,7 @@
 use understudy_core::SnapshotError;
 use understudy_node::framed::{ChanError, FrameReader};
 use understudy_node::machine::App;
-use understudy_node::snapshot::{join_answer, JoinRefused, LoadStep, SnapshotLoad, SnapshotStream};
+use understudy_node::snapshot::{join_answer, JoinRefused, LoadStep, SnapshotLoad};
 use understudy_node::transfer::ExecStep;
 
 use crate::machine::LogSm;
@@ -53,7 +53,8 @@ impl World {
             return p; // the joiner is gone: the connection was reset
         }
         let name = self.nodes[l.backup.0].name.clone();
-        let conn = self.nodes[p].rep.joiner_arrived(name, l.backup.1, l.epoch);
+        let client = self.nodes[l.backup.0].rep.opts().advertise_client.clone();
+        let conn = self.nodes[p].rep.joiner_arrived(name, l.backup.1, client, l.epoch);
         self.links.get_mut(&link).expect("exists").primary_conn = Some(conn);
         self.nodes[p].links.insert(conn, link);
         p
@@ -74,16 +75,14 @@ impl World {
         let p = l.primary.0;
         let reachable = self.net.reachable(l.backup.0, p) && self.net.reachable(p, l.backup.0);
         let name = self.nodes[l.backup.0].name.clone();
-        let pending = if reachable { self.nodes[p].rep.take_pending_snapshot(&name, l.backup.1) } else { None };
+        let pending = if reachable { self.nodes[p].rep.take_snapshot_stream(&name, l.backup.1) } else { None };
         let msg = match pending {
-            Some(s) => {
-                let r = &mut self.nodes[p].rep;
-                let mut stream = SnapshotStream::new(s.writer, r.core.epoch(), s.seq, r.opts.snapshot_chunk_bytes);
+            Some(mut stream) => {
                 let mut bytes = Vec::new();
                 while let Some(f) = stream.next_frame() {
                     bytes.extend_from_slice(&f);
                 }
-                r.stats.snapshot_bytes_sent += bytes.len() as u64;
+                self.nodes[p].rep.snapshot_sent(bytes.len() as u64);
                 Msg::Snapshot(bytes)
             }
             None if reachable => Msg::SnapshotRefused("no snapshot is waiting for this node".into()),
@@ -154,7 +153,7 @@ impl World {
     pub fn deliver(&mut self, link: u64, to: usize, msg: Msg) {
         let Some(l) = self.links.get(&link).cloned() else { return };
         let conn = l.conn_of(to).filter(|c| self.nodes[to].links.get(c) == Some(&link));
-        let max = self.nodes[to].rep.opts.frame_bytes_max;
+        let max = self.nodes[to].rep.opts().frame_bytes_max;
         match (msg, conn) {
             (Msg::Bytes(b), Some(conn)) => {
                 let n = &mut self.nodes[to];

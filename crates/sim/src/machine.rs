@@ -93,6 +93,8 @@ pub struct Effects {
     pub dropped: Vec<ConnId>,
     pub connects: Vec<(String, Epoch, u64)>,
     pub exec: bool,
+    /// The runtime woke the clients waiting for its intake to open.
+    pub intake_woken: bool,
     pub halted: Option<String>,
     pub refused: Option<String>,
     pub lines: Vec<String>,
@@ -122,7 +124,9 @@ impl Io for SimIo {
         self.fx.borrow_mut().dropped.push(conn);
     }
     fn gate_moved(&mut self) {}
-    fn intake_changed(&mut self) {}
+    fn intake_changed(&mut self) {
+        self.fx.borrow_mut().intake_woken = true;
+    }
     fn wake_exec(&mut self) {
         self.fx.borrow_mut().exec = true;
     }

@@ -104,12 +104,15 @@ pub struct Node {
     /// `Exec` is scheduled.
     pub executor: Option<(u64, u64)>,
     pub exec_scheduled: bool,
+    /// Clients that reached this primary while its intake was closed: as a
+    /// real node's connection tasks, they wait for `Io::intake_changed`.
+    pub parked: u32,
 }
 
 impl Node {
     /// The writes the machine applied.
     pub fn ops(&self) -> &[u64] {
-        &self.rep.machine.sm.ops
+        &self.rep.machine().sm.ops
     }
 }
 
@@ -168,6 +171,7 @@ impl World {
                     readers: BTreeMap::new(),
                     executor: None,
                     exec_scheduled: false,
+                    parked: 0,
                 }
             })
             .collect();
@@ -383,23 +387,34 @@ impl World {
             if fx.exec {
                 self.schedule_exec(node);
             }
+            if fx.intake_woken {
+                self.nodes[node].parked = 0;
+            }
             if !busy {
                 break;
             }
         }
         let n = &mut self.nodes[node];
-        let e = n.rep.core.epoch();
+        let e = n.rep.core().epoch();
         if e < n.last_epoch {
             return Err(format!("node {node}'s epoch went backwards: {} -> {e}", n.last_epoch));
         }
         n.last_epoch = e;
-        if n.rep.core.is_primary() && n.primary_of != Some(e) {
+        if n.rep.core().is_primary() && n.primary_of != Some(e) {
             n.primary_of = Some(e);
             self.note(format!("n{node} is primary of epoch {e}"));
             let ops = self.nodes[node].ops().to_vec();
             self.check.on_become_primary(node, e, &ops)?;
         }
-        if self.nodes[node].rep.exiting {
+        let n = &self.nodes[node];
+        if n.parked > 0 && !n.rep.is_halted() && (!n.rep.core().is_primary() || n.rep.intake_open()) {
+            // A real node's client tasks would wait forever: nothing woke them.
+            return Err(format!(
+                "n{node}: {} client(s) wait for an intake that is open (or a node no longer primary), and nothing woke them",
+                n.parked
+            ));
+        }
+        if self.nodes[node].rep.is_exiting() {
             // The stopped process ends (its connections closed after what
             // it wrote); an operator starts it again later, empty.
             self.note(format!("n{node} exits"));
@@ -414,8 +429,8 @@ impl World {
     fn release(&mut self, node: usize) -> Result<(), String> {
         loop {
             let n = &self.nodes[node];
-            let upto = n.rep.core.release_upto();
-            let Some(o) = n.outputs.front().filter(|o| o.tag <= upto && n.rep.core.is_primary()).cloned() else {
+            let upto = n.rep.core().release_upto();
+            let Some(o) = n.outputs.front().filter(|o| o.tag <= upto && n.rep.core().is_primary()).cloned() else {
                 return Ok(());
             };
             self.nodes[node].outputs.pop_front();
@@ -424,7 +439,7 @@ impl World {
                     let later: Vec<(usize, Vec<u64>)> = (0..self.nodes.len())
                         .filter(|&x| {
                             let m = &self.nodes[x];
-                            x != node && m.alive && m.rep.core.is_primary() && m.rep.core.epoch() > o.epoch
+                            x != node && m.alive && m.rep.core().is_primary() && m.rep.core().epoch() > o.epoch
                         })
                         .map(|x| (x, self.nodes[x].ops().to_vec()))
                         .collect();

@@ -172,6 +172,7 @@ mod tests {
             purpose,
             machine: "kv/1".into(),
             nonce: [node.as_bytes()[0]; 16],
+            client: format!("{node}:6379"),
         }
     }
 

@@ -48,6 +48,10 @@ pub struct Hello {
     pub machine: String,
     /// Fresh randomness for the HMAC proof (prevents replaying a handshake).
     pub nonce: [u8; 16],
+    /// The sender's client address as published (`--advertise-client`), so
+    /// a primary can name its backup to clients (INFO, ROLE); empty when it
+    /// has none. Last and optional on the wire: a hello without it decodes.
+    pub client: String,
 }
 
 impl Hello {
@@ -58,6 +62,7 @@ impl Hello {
         out.push(self.purpose as u8);
         put_str(out, &self.machine);
         out.extend_from_slice(&self.nonce);
+        put_str(out, &self.client);
     }
 
     pub fn decode(buf: &[u8]) -> Result<Self, WireError> {
@@ -68,8 +73,9 @@ impl Hello {
         let purpose = Purpose::from_u8(r.u8()?)?;
         let machine = r.string()?;
         let nonce = r.take(16)?.try_into().expect("16 bytes");
+        let client = if r.remaining() > 0 { r.string()? } else { String::new() };
         r.finish()?;
-        Ok(Hello { cluster, node, incarnation, purpose, machine, nonce })
+        Ok(Hello { cluster, node, incarnation, purpose, machine, nonce, client })
     }
 }
 
@@ -275,10 +281,14 @@ mod tests {
             purpose: Purpose::Join,
             machine: "kv/1".into(),
             nonce: [7; 16],
+            client: "10.0.0.1:6379".into(),
         };
         let mut out = Vec::new();
         h.encode(&mut out);
         assert_eq!(Hello::decode(&out).unwrap(), h);
+        // A hello of a build before the client address decodes, without it.
+        let without = &out[..out.len() - 1 - h.client.len()];
+        assert_eq!(Hello::decode(without).unwrap(), Hello { client: String::new(), ..h.clone() });
         out.push(0);
         assert!(Hello::decode(&out).is_err(), "trailing bytes must be rejected");
     }

@@ -165,6 +165,8 @@ commands! {
     Unwatch "unwatch" 1 Session ["noscript" "loading" "stale" "fast" "allow_busy"] (0 0 0);
     Reset "reset" 1 Session ["noscript" "loading" "stale" "fast" "no_auth" "allow_busy"] (0 0 0);
     Info "info" -1 Session ["loading" "stale"] (0 0 0);
+    Role "role" 1 Session ["noscript" "loading" "stale" "fast"] (0 0 0);
+    Wait "wait" 3 Session ["noscript"] (0 0 0);
     Auth "auth" -2 Session ["noscript" "loading" "stale" "fast" "no_auth" "allow_busy"] (0 0 0);
 }
 

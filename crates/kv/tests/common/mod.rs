@@ -144,7 +144,7 @@ impl Client {
                 self.log.push(self.op.clone());
                 self.kv.apply(ctx, &self.op, &mut out);
             }
-            Dispatch::Info => {
+            Dispatch::Status => {
                 let mut s = String::new();
                 self.kv.info_keyspace(&mut s);
                 understudy_kv::resp::write_bulk(&mut out, s.as_bytes());
