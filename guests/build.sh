@@ -9,15 +9,27 @@
 #                           kept in build/sqlite/ with its compiled objects
 # Needs Debian packages: clang lld wasi-libc libclang-rt-14-dev-wasm32 (and gcc),
 # and cargo (to fetch the crate when it is not in cargo's cache yet).
+#
+#   sh guests/build.sh --prebuilt [DIR]
+# builds only the guests shipped inside the understudy binary (kvserver.wasm,
+# for `understudy demo`) into DIR (default guests/prebuilt, which is
+# committed), reproducibly: without debug sections (wasi-libc's carry its
+# build paths) and with source paths mapped, so the bytes depend only on the
+# sources and the toolchain's versions. `cargo test --test prebuilt_guest`
+# checks the committed bytes against such a rebuild.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
+prebuilt=""
+if [ "${1:-}" = "--prebuilt" ]; then
+    prebuilt="${2:-$here/prebuilt}"
+fi
 out="$here/build"
-mkdir -p "$out"
+[ -n "$prebuilt" ] || mkdir -p "$out"
 
 missing=""
 command -v clang >/dev/null 2>&1 || missing="$missing clang"
 command -v wasm-ld >/dev/null 2>&1 || missing="$missing lld"
-command -v gcc >/dev/null 2>&1 || missing="$missing gcc"
+[ -n "$prebuilt" ] || command -v gcc >/dev/null 2>&1 || missing="$missing gcc"
 sysroot=""
 for d in /usr/share/wasi-sysroot /usr/lib/wasi-sysroot /usr; do
     if [ -f "$d/lib/wasm32-wasi/libc.a" ] || [ -f "$d/lib/wasm32-wasi/crt1-command.o" ]; then sysroot="$d"; break; fi
@@ -30,6 +42,18 @@ if [ -n "$missing" ]; then
     echo "guests/build.sh: missing tools; install the Debian packages:$missing" >&2
     echo "  apt-get install -y clang lld wasi-libc libclang-rt-14-dev-wasm32 gcc" >&2
     exit 3
+fi
+
+if [ -n "$prebuilt" ]; then
+    mkdir -p "$prebuilt"
+    for name in kvserver; do
+        dst="$prebuilt/$name.wasm"
+        clang --target=wasm32-wasi --sysroot="$sysroot" -O2 -Wall -Wextra -Werror -ffile-prefix-map="$here"=guests \
+            -Wl,--strip-debug -o "$dst.tmp.$$" "$here/$name.c"
+        mv "$dst.tmp.$$" "$dst"
+        echo "$dst: $(wc -c <"$dst") bytes, sha256 $(sha256sum "$dst" | cut -d' ' -f1)"
+    done
+    exit 0
 fi
 
 build_wasm() {

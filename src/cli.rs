@@ -33,8 +33,9 @@ pub struct Cli {
 pub enum Cmd {
     /// Run the main job on embedded defaults: arbiter, primary and backup on
     /// loopback, a write load, kill -9 of the primary, failover, a new backup
-    /// by state transfer, and a report. Exits non-zero if an acknowledged
-    /// write was lost.
+    /// by state transfer, a report and a timeline (terminal and SVG); for
+    /// the key-value service and for a C program compiled to WebAssembly
+    /// (--level). Exits non-zero if an acknowledged write was lost.
     Demo(crate::demo::DemoArgs),
     /// Run the built-in arbiter (the test-and-set that picks the primary).
     Arbiter(ArbiterArgs),

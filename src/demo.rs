@@ -1,33 +1,76 @@
 //! `understudy demo`: the main job on embedded defaults, end to end, with
-//! real processes and a real kill -9.
+//! real processes and a real kill -9 — at the application level (the
+//! built-in key-value service), at the machine level (an unmodified C
+//! server compiled to WebAssembly, shipped inside this binary), or both.
+//! Each level ends with a report and a picture of the failover
+//! (`timeline`): on the terminal and as an SVG file next to the logs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use understudy_arbiter::{Arbiter, BackupState, ClusterRecord, RunningServer, Server};
 use understudy_client::{Cluster, Conn, Reply};
 use understudy_node::listening::{Document as _, Listening};
 
+use crate::timeline::{Marker, Timeline};
+
 #[derive(Args)]
 pub struct DemoArgs {
+    /// What is replicated: `kv`, the built-in Redis-protocol key-value
+    /// service (application level); `machine`, guests/kvserver.c — a plain
+    /// C RESP server compiled to wasm32-wasip1, shipped inside this binary —
+    /// on the deterministic WebAssembly hypervisor (machine level); `both`,
+    /// one after the other.
+    #[arg(long, value_enum, default_value_t = Level::Both)]
+    pub level: Level,
     /// Client threads writing during the demo.
     #[arg(long, default_value_t = 8)]
     pub clients: usize,
-    /// Seconds of load before the primary is killed.
+    /// Seconds of load before the primary is killed (at each level).
     #[arg(long, default_value_t = 3)]
     pub load_secs: u64,
-    /// Working directory for logs and state (default: a fresh one under $TMPDIR).
+    /// Working directory for logs, state and the timeline pictures; one
+    /// subdirectory per level (default: a fresh one under $TMPDIR).
     #[arg(long)]
     pub dir: Option<PathBuf>,
-    /// Keep the working directory afterwards.
+    /// Keep the logs and state afterwards (the pictures are always kept).
     #[arg(long)]
     pub keep: bool,
 }
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+pub enum Level {
+    Kv,
+    Machine,
+    Both,
+}
+
+impl Level {
+    fn name(self) -> &'static str {
+        match self {
+            Level::Kv => "kv",
+            Level::Machine => "machine",
+            Level::Both => "both",
+        }
+    }
+}
+
+/// The machine level's guest: guests/kvserver.c built by `sh
+/// guests/build.sh --prebuilt` (`tests/prebuilt_guest.rs` checks these
+/// bytes against a rebuild), so the demo needs no C toolchain.
+pub const KVSERVER_WASM: &[u8] = include_bytes!("../guests/prebuilt/kvserver.wasm");
+const GUEST_FILE: &str = "kvserver.wasm";
+/// The picture's file, in each level's directory.
+pub const TIMELINE_FILE: &str = "timeline.svg";
+/// Width of a bucket of the timeline.
+const BUCKET: Duration = Duration::from_millis(50);
+/// Buckets per row of the terminal timeline (3 s).
+const TEXT_WIDTH: usize = 60;
 
 const CLUSTER: &str = "demo";
 
@@ -46,6 +89,9 @@ impl Drop for Nodes {
 }
 
 struct Demo {
+    level: Level,
+    /// The guest module (machine level).
+    guest: Option<PathBuf>,
     start: Instant,
     dir: PathBuf,
     arbiter_url: String,
@@ -58,14 +104,19 @@ impl Demo {
         println!("[{:5.1}s] {}", self.start.elapsed().as_secs_f64(), msg.as_ref());
     }
 
-    /// Starts node `name` on port 0 and returns its client address, as the
-    /// node reports it in `listening.json`.
-    fn spawn_node(&mut self, name: &str) -> Result<String> {
+    /// Starts node `name` on port 0 and returns what it reports in
+    /// `listening.json`: its client (or guest) and metrics addresses.
+    fn spawn_node(&mut self, name: &str) -> Result<Listening> {
         let log = std::fs::File::create(self.dir.join(format!("{name}.log")))?;
         let node_dir = self.dir.join(name);
-        let child = Command::new(std::env::current_exe()?)
-            .args(["kv", "--cluster", CLUSTER, "--node", name, "--arbiter", &self.arbiter_url])
-            .args(["--client-listen", "127.0.0.1:0", "--repl-listen", "127.0.0.1:0"])
+        let mut cmd = Command::new(std::env::current_exe()?);
+        match &self.guest {
+            None => cmd.arg("kv").args(["--client-listen", "127.0.0.1:0"]),
+            Some(g) => cmd.arg("wasm").arg(g).args(["--guest-listen", "127.0.0.1:0"]),
+        };
+        let child = cmd
+            .args(["--cluster", CLUSTER, "--node", name, "--arbiter", &self.arbiter_url])
+            .args(["--repl-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
             .arg("--dir")
             .arg(&node_dir)
             .arg("--secret-file")
@@ -76,10 +127,31 @@ impl Demo {
             .context("starting a node")?;
         let pid = child.id();
         self.nodes.children.push((name.to_string(), child));
-        let l = Listening::wait(&node_dir, pid, Duration::from_secs(20)).map_err(|e| {
+        Listening::wait(&node_dir, pid, Duration::from_secs(60)).map_err(|e| {
             anyhow::anyhow!("node {name} did not report its addresses: {e}; its log is {}/{name}.log", self.dir.display())
-        })?;
-        Ok(l.client.to_string())
+        })
+    }
+
+    fn log_of(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// Waits until the primary at `client` answers PING (a WebAssembly
+    /// primary may still be preparing its guest after it won its epoch).
+    fn wait_serving(&self, client: &str, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let pong = Conn::connect(client, Duration::from_secs(1))
+                .and_then(|mut c| c.call(&["PING"]))
+                .is_ok_and(|r| r == Reply::Simple("PONG".into()));
+            if pong {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the primary at {client} did not answer PING within {limit:?}; logs are in {}", self.dir.display());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn record(&self) -> Option<ClusterRecord> {
@@ -150,50 +222,125 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
         None => std::env::temp_dir().join(format!("understudy-demo-{}", std::process::id())),
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut raw = [0u8; 24];
-    getrandom::fill(&mut raw).context("reading the OS random source")?;
-    let secret: Vec<u8> = raw.iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes();
-    std::fs::write(dir.join("secret"), &secret)?;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let server: RunningServer = Server::open(&dir.join("arbiter"), secret.clone())?.spawn(listener)?;
-    let arbiter_url = server.url();
-    let mut d = Demo {
-        start: Instant::now(),
-        arbiter: understudy_arbiter::connect(&arbiter_url, &secret)?,
-        arbiter_url,
-        dir: dir.clone(),
-        nodes: Nodes { children: Vec::new() },
-    };
-    // The demo narrates; the embedded arbiter's own log lines would be noise.
+    // The demo narrates; the embedded arbiter's own log lines would be noise
+    // (even its warnings: a writer that ends resets its connection).
     if std::env::var_os("UNDERSTUDY_LOG").is_none() {
-        log::set_max_level(log::LevelFilter::Warn);
+        log::set_max_level(log::LevelFilter::Error);
     }
     println!("understudy demo: logs and state in {}", dir.display());
-    d.say(format!("built-in arbiter listening at {}", d.arbiter_url));
-    let result = script(&mut d, &a, &secret);
-    drop(d.nodes);
-    server.stop().ok();
-    let ok = matches!(result, Ok(true));
-    if let Err(e) = &result {
-        println!("demo failed: {e:#}");
+    let levels: &[Level] = match a.level {
+        Level::Both => &[Level::Kv, Level::Machine],
+        Level::Kv => &[Level::Kv],
+        Level::Machine => &[Level::Machine],
+    };
+    let start = Instant::now();
+    let mut ok = true;
+    for &level in levels {
+        match run_level(level, &a, &dir.join(level.name())) {
+            Ok(true) => {}
+            Ok(false) => ok = false,
+            Err(e) => {
+                println!("demo failed at the {} level: {e:#}", level.name());
+                ok = false;
+            }
+        }
+    }
+    if levels.len() > 1 {
+        println!();
+        let verdict = if ok { "no acknowledged write lost" } else { "FAILED" };
+        println!("both levels in {:.1} s: {verdict}", start.elapsed().as_secs_f64());
     }
     if ok && !a.keep && a.dir.is_none() {
-        let _ = std::fs::remove_dir_all(&dir);
+        remove_all_but_pictures(&dir);
+        println!("logs and state removed (--keep keeps them); the timeline pictures stay in {}", dir.display());
     } else {
         println!("logs kept in {}", dir.display());
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
+/// Removes the demo's logs and state, not the SVG pictures the report named.
+fn remove_all_but_pictures(dir: &Path) {
+    let Ok(levels) = std::fs::read_dir(dir) else { return };
+    for level in levels.flatten() {
+        let Ok(entries) = std::fs::read_dir(level.path()) else { continue };
+        for e in entries.flatten().filter(|e| e.file_name() != TIMELINE_FILE) {
+            let p = e.path();
+            let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+        }
+    }
+}
+
+/// One level's story, with its own arbiter, secret and nodes in `dir`.
+fn run_level(level: Level, a: &DemoArgs, dir: &Path) -> Result<bool> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut raw = [0u8; 24];
+    getrandom::fill(&mut raw).context("reading the OS random source")?;
+    let secret: Vec<u8> = raw.iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes();
+    std::fs::write(dir.join("secret"), &secret)?;
+    let guest = match level {
+        Level::Machine => {
+            let p = dir.join(GUEST_FILE);
+            std::fs::write(&p, KVSERVER_WASM).with_context(|| format!("writing the guest to {}", p.display()))?;
+            Some(p)
+        }
+        _ => None,
+    };
+    println!();
+    match level {
+        Level::Machine => println!(
+            "== machine level: guests/kvserver.c, a plain C RESP server compiled to wasm32-wasip1 ({} KiB, carried inside \
+             this binary), replicated by deterministic replay of every host call",
+            KVSERVER_WASM.len() / 1024
+        ),
+        _ => println!("== application level: the built-in Redis-protocol key-value service"),
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let server: RunningServer = Server::open(&dir.join("arbiter"), secret.clone())?.spawn(listener)?;
+    let arbiter_url = server.url();
+    let mut d = Demo {
+        level,
+        guest,
+        start: Instant::now(),
+        arbiter: understudy_arbiter::connect(&arbiter_url, &secret)?,
+        arbiter_url,
+        dir: dir.to_path_buf(),
+        nodes: Nodes { children: Vec::new() },
+    };
+    d.say(format!("built-in arbiter listening at {}", d.arbiter_url));
+    let result = script(&mut d, a, &secret);
+    drop(d.nodes);
+    server.stop().ok();
+    result
+}
+
+/// Moments of the story, for the report and the timeline.
+struct Moments {
+    load: Instant,
+    kill: Instant,
+    live: Instant,
+    join: Instant,
+    in_sync: Instant,
+    end: Instant,
+}
+
 fn script(d: &mut Demo, a: &DemoArgs, secret: &[u8]) -> Result<bool> {
-    d.spawn_node("a")?;
-    let r = d.wait_for("node a to become primary", Duration::from_secs(20), |r| r.primary.node == "a")?;
-    d.say(format!("node a is primary of epoch {} (clients at {})", r.epoch, r.primary.client));
+    let machine = d.level == Level::Machine;
+    let (serves, what) = if machine { ("guest's socket", "runs kvserver.wasm") } else { ("clients", "serves") };
+    let first = d.spawn_node("a")?;
+    let r = d.wait_for("node a to become primary", Duration::from_secs(60), |r| r.primary.node == "a")?;
+    d.wait_serving(&first.client.to_string(), Duration::from_secs(60))?;
+    d.say(format!("node a {what}: primary of epoch {} ({serves} at {})", r.epoch, r.primary.client));
     d.spawn_node("b")?;
-    d.wait_for("node b to be in sync", Duration::from_secs(30), |r| in_sync(r, "b"))?;
-    d.say("node b joined by state transfer and is in sync: every reply now waits for its ack");
+    d.wait_for("node b to be in sync", Duration::from_secs(60), |r| in_sync(r, "b"))?;
+    if machine {
+        d.say("node b joined and is in sync: its guest replays every host call of a's; every reply of a's guest now waits for b's ack");
+    } else {
+        d.say("node b joined by state transfer and is in sync: every reply now waits for its ack");
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
+    let load = Instant::now();
     let threads: Vec<_> = (0..a.clients)
         .map(|id| {
             let (url, secret, stop) = (d.arbiter_url.clone(), secret.to_vec(), stop.clone());
@@ -204,29 +351,43 @@ fn script(d: &mut Demo, a: &DemoArgs, secret: &[u8]) -> Result<bool> {
     std::thread::sleep(Duration::from_secs(a.load_secs));
 
     let epoch_before = d.record().map_or(0, |r| r.epoch);
-    let t_kill = Instant::now();
+    let kill = Instant::now();
     let pid = d.kill("a")?;
     d.say(format!("kill -9 of the primary a (pid {pid}) while the clients write"));
     let r = d.wait_for("node b to go live", Duration::from_secs(30), |r| r.primary.node == "b" && r.epoch > epoch_before)?;
-    d.say(format!("b went live: primary of epoch {} after {:.0} ms", r.epoch, t_kill.elapsed().as_secs_f64() * 1e3));
+    let live = Instant::now();
+    let whose = if machine { "b's guest" } else { "b" };
+    d.say(format!("{whose} went live: primary of epoch {} after {:.0} ms", r.epoch, (live - kill).as_secs_f64() * 1e3));
 
-    let t_join = Instant::now();
-    let c_client = d.spawn_node("c")?;
+    let join = Instant::now();
+    let joiner = d.spawn_node("c")?;
     d.wait_for("node c to be in sync", Duration::from_secs(60), |r| in_sync(r, "c"))?;
-    let join_time = t_join.elapsed();
-    d.say(format!("node c joined b by state transfer under load and is in sync after {:.0} ms", join_time.as_secs_f64() * 1e3));
+    let in_sync_at = Instant::now();
+    let join_time = in_sync_at - join;
+    let how = if !machine {
+        "by state transfer"
+    } else if d.log_of("c").contains("from its live snapshot") {
+        "by a live snapshot of the running guest"
+    } else {
+        "by replaying the log retained since the guest started (no wasm-opt here: Debian's binaryen gives live snapshots)"
+    };
+    d.say(format!("node c joined b under load {how}, in sync after {:.0} ms", join_time.as_secs_f64() * 1e3));
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
     let acks: Vec<Acks> = threads.into_iter().map(|t| t.join().expect("writer thread")).collect::<Result<_>>()?;
     let acks: Vec<_> = acks.into_iter().flatten().collect();
+    let at = Moments { load, kill, live, join, in_sync: in_sync_at, end: Instant::now() };
 
     let survivor = d.record().context("reading the arbiter")?.primary.client;
     // Failover time: from the kill to the first write the new primary acknowledged.
-    let failover = acks.iter().filter(|a| a.by == survivor && a.at > t_kill).map(|a| a.at - t_kill).min();
+    let failover = acks.iter().filter(|a| a.by == survivor && a.at > kill).map(|a| a.at - kill).min();
     let (found, lost) = verify(&survivor, &acks)?;
-    let bytes = snapshot_bytes(&c_client)?;
+    let bytes = match joiner.metrics {
+        Some(m) => snapshot_bytes(&m.to_string())?,
+        None => bail!("node c reported no metrics address"),
+    };
     println!();
-    println!("report");
+    println!("report ({} level)", d.level.name());
     println!("  writes acknowledged            {}", acks.len());
     println!("  found on the survivor (b)      {found}");
     println!("  lost                           {lost}");
@@ -236,10 +397,35 @@ fn script(d: &mut Demo, a: &DemoArgs, secret: &[u8]) -> Result<bool> {
     }
     println!("  join of c (start -> in sync)   {:.0} ms", join_time.as_secs_f64() * 1e3);
     println!("  state transferred to c         {bytes} bytes");
+    let picture = picture(d, &acks, &at)?;
+    println!("  timeline picture               {}", picture.display());
     if lost > 0 {
         println!("FAILED: {lost} acknowledged writes are missing on the survivor");
     }
     Ok(lost == 0 && failover.is_some())
+}
+
+/// Prints the timeline of acknowledged writes and writes it as an SVG
+/// file in the level's directory; returns the file's path.
+fn picture(d: &Demo, acks: &[Ack], at: &Moments) -> Result<PathBuf> {
+    let since = |t: Instant| t.saturating_duration_since(at.load);
+    let primary = if d.level == Level::Machine { "b's guest" } else { "b" };
+    let markers = vec![
+        Marker { at: since(at.kill), symbol: 'K', label: "kill -9 of the primary a".into() },
+        Marker { at: since(at.live), symbol: 'L', label: format!("{primary} live") },
+        Marker { at: since(at.join), symbol: 'J', label: "c starts to join".into() },
+        Marker { at: since(at.in_sync), symbol: 'S', label: "c in sync".into() },
+    ];
+    let t = Timeline::new(BUCKET, since(at.end), acks.iter().map(|a| since(a.at)), markers);
+    println!();
+    print!("{}", t.text(TEXT_WIDTH));
+    let title = match d.level {
+        Level::Machine => "understudy demo, machine level: a C RESP server compiled to WebAssembly survives kill -9",
+        _ => "understudy demo, application level: the key-value service survives kill -9",
+    };
+    let path = d.dir.join(TIMELINE_FILE);
+    std::fs::write(&path, t.svg(title)).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }
 
 /// Reads every acknowledged key back from the survivor, pipelined.
@@ -262,13 +448,16 @@ fn verify(addr: &str, acks: &[Ack]) -> Result<(usize, usize)> {
     Ok((found, lost))
 }
 
-/// The joiner's INFO says how many snapshot bytes it received.
-fn snapshot_bytes(client: &str) -> Result<u64> {
-    let mut c = Conn::connect(client, Duration::from_secs(5))?;
-    let info = c.call(&["INFO", "replication"])?;
-    let text = String::from_utf8_lossy(info.bytes().context("INFO reply")?).into_owned();
-    text.lines()
-        .find_map(|l| l.strip_prefix("snapshot_bytes_received:"))
+/// What the joiner's metrics page says it loaded by state transfer.
+fn snapshot_bytes(metrics: &str) -> Result<u64> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(metrics).with_context(|| format!("node c's metrics at {metrics}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")?;
+    let mut page = String::new();
+    s.read_to_string(&mut page)?;
+    page.lines()
+        .find_map(|l| l.strip_prefix("understudy_snapshot_bytes_received_total "))
         .and_then(|v| v.trim().parse().ok())
-        .context("INFO has no snapshot_bytes_received")
+        .context("node c's metrics have no understudy_snapshot_bytes_received_total")
 }

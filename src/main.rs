@@ -16,6 +16,7 @@ mod sentinel_watch;
 mod sim;
 mod status;
 mod switchover;
+mod timeline;
 mod wasm_cli;
 
 use std::process::ExitCode;

@@ -9,8 +9,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use understudy_hypervisor::fs::MapDir;
 use understudy_hypervisor::{
-    record_checkpointed, replay_file, run, Ending, EventSink, Fuel, GuestConfig, GuestEnd, LiveWorld, Mode, ReplayOptions,
-    RunOptions, Stdin,
+    record_checkpointed, replay_file, run, Console, Ending, EventSink, Fuel, GuestConfig, GuestEnd, LiveWorld, Mode,
+    ReplayOptions, RunOptions, Stdin,
 };
 use understudy_node::wasm::run::{run_wasm, WasmNodeOptions, TRAP_EXIT_CODE};
 
@@ -106,6 +106,11 @@ pub struct ReplayArgs {
     /// same order (the replay performs the run's file operations on them).
     #[arg(long = "map-dir", value_name = "HOST_DIR::GUEST_PATH", value_parser = MapDir::parse)]
     pub map_dir: Vec<MapDir>,
+    /// Show the guest's own output: what it writes to stdout and stderr
+    /// goes to this process's stdout and stderr as it is replayed (from
+    /// the checkpoint on, with --from-checkpoint), before the summary.
+    #[arg(long)]
+    pub show_output: bool,
 }
 
 fn guest_config(a: &WasmArgs) -> Result<GuestConfig> {
@@ -264,6 +269,7 @@ pub fn replay(a: ReplayArgs) -> Result<ExitCode> {
         ignore_fingerprint: a.ignore_fingerprint,
         from_checkpoint: a.from_checkpoint,
         map_dirs: a.map_dir.clone(),
+        console: a.show_output.then_some((Console::Inherit, Console::Inherit)),
         ..Default::default()
     };
     let rep = replay_file(&module, &a.log, &opts).with_context(|| format!("replaying {}", a.log.display()))?;

@@ -173,3 +173,56 @@ fn checkpointed_runs_replay_from_their_last_checkpoint_in_another_process() {
     let p = understudy(&["replay", guest_path("clockrand").to_str().unwrap(), plain.to_str().unwrap(), "--from-checkpoint"]);
     assert!(!p.status.success() && text(&p).contains("--checkpoint-every"), "{}", text(&p));
 }
+
+/// `replay --show-output` shows what the guest wrote to stdout and stderr,
+/// as replayed (without the flag, only the digest): a guest that writes
+/// known text to each, and a C guest whose replayed stdout is exactly what
+/// the recording printed.
+#[test]
+fn replay_shows_the_guests_own_output_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let guest = dir.path().join("hello.wasm");
+    let wasm = wat::parse_str(
+        r#"(module
+             (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+             (memory (export "memory") 1)
+             (data (i32.const 16) "hello from the replayed guest\n")
+             (data (i32.const 64) "and its stderr\n")
+             (func (export "_start")
+               (i32.store (i32.const 0) (i32.const 16))
+               (i32.store (i32.const 4) (i32.const 30))
+               (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+               (i32.store (i32.const 0) (i32.const 64))
+               (i32.store (i32.const 4) (i32.const 15))
+               (drop (call $fd_write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
+    )
+    .unwrap();
+    std::fs::write(&guest, wasm).unwrap();
+    let log = dir.path().join("hello.log");
+    let (g, l) = (guest.to_str().unwrap(), log.to_str().unwrap());
+    let r = understudy(&["wasm", g, "--record", l]);
+    assert!(r.status.success(), "{}", text(&r));
+    assert_eq!(String::from_utf8_lossy(&r.stdout), "hello from the replayed guest\n");
+
+    let plain = understudy(&["replay", g, l]);
+    assert!(plain.status.success() && text(&plain).contains("faithful"), "{}", text(&plain));
+    assert!(!text(&plain).contains("hello from"), "without --show-output only the digest: {}", text(&plain));
+
+    let shown = understudy(&["replay", g, l, "--show-output"]);
+    let (out, err) = (String::from_utf8_lossy(&shown.stdout), String::from_utf8_lossy(&shown.stderr));
+    assert!(shown.status.success() && out.contains("faithful"), "{}", text(&shown));
+    assert!(out.starts_with("hello from the replayed guest\n"), "the guest's stdout, then the summary: {out}");
+    assert_eq!(err, "and its stderr\n", "the guest's stderr on stderr");
+
+    // A C guest: the replay shows exactly what the recording printed.
+    let clock = guest_path("clockrand");
+    let clog = dir.path().join("clock.log");
+    let r = understudy(&["wasm", clock.to_str().unwrap(), "--record", clog.to_str().unwrap(), "--", "300"]);
+    assert!(r.status.success(), "{}", text(&r));
+    let recorded = String::from_utf8_lossy(&r.stdout).into_owned();
+    assert!(!recorded.is_empty());
+    let p = understudy(&["replay", clock.to_str().unwrap(), clog.to_str().unwrap(), "--show-output"]);
+    let out = String::from_utf8_lossy(&p.stdout);
+    assert!(p.status.success() && out.contains("faithful"), "{}", text(&p));
+    assert!(out.starts_with(&recorded), "replayed:\n{out}\nrecorded:\n{recorded}");
+}

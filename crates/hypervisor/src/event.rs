@@ -375,6 +375,12 @@ pub trait EventSource: Send {
     /// Blocks until the next event is available, the replica must go live,
     /// or the log ends.
     fn next(&mut self) -> Next;
+
+    /// What the replayed guest wrote to its stdout (`stderr` false) or
+    /// stderr, as it writes it; the bytes are in the outputs digest either
+    /// way. By default dropped, as a backup's outputs are; a standalone
+    /// replay shows them when asked (`understudy replay --show-output`).
+    fn console(&mut self, _stderr: bool, _bytes: &[u8]) {}
 }
 
 /// What an [`EventSource`] hands the gate.

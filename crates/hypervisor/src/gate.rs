@@ -241,8 +241,10 @@ impl Gate {
         d.update(bytes);
         self.outputs_digest = d.finalize().into();
         self.output_bytes += bytes.len() as u64;
-        if self.is_live() {
-            self.outputs.push((target, bytes.to_vec()));
+        match (&mut self.mode, target) {
+            (Mode::Live(_), _) => self.outputs.push((target, bytes.to_vec())),
+            (Mode::Replay(r), Target::Stdout | Target::Stderr) => r.source.console(target == Target::Stderr, bytes),
+            _ => {}
         }
     }
 

@@ -37,6 +37,7 @@ use crate::error::HypervisorError;
 use crate::event::{EventSink, EventSource, Next};
 use crate::fs::MapDir;
 use crate::machine::{run, run_restored, run_with_checkpoints, CheckpointSink, Ending, GuestEnd, Mode, RunOptions, TrapKind};
+use crate::output::Console;
 use crate::snapshot::Record;
 use crate::world::{LiveWorld, Stdin};
 
@@ -449,9 +450,21 @@ struct FileSource {
     r: BufReader<File>,
     buf: Vec<u8>,
     end: Arc<Mutex<SourceEnd>>,
+    /// Where the guest's stdout and stderr go ([`ReplayOptions::console`]).
+    console: Option<(Console, Console)>,
 }
 
 impl EventSource for FileSource {
+    fn console(&mut self, stderr: bool, bytes: &[u8]) {
+        if let Some((out, err)) = &self.console {
+            if stderr {
+                err.write(bytes, true);
+            } else {
+                out.write(bytes, false);
+            }
+        }
+    }
+
     fn next(&mut self) -> Next {
         let mut end = self.end.lock().expect("source state poisoned");
         if end.exhausted {
@@ -493,6 +506,10 @@ pub struct ReplayOptions {
     pub from_checkpoint: bool,
     /// This replay's copies of the mapped directories (`--map-dir`).
     pub map_dirs: Vec<MapDir>,
+    /// Where the guest's stdout and stderr go as they are replayed (from
+    /// the checkpoint on, with `from_checkpoint`). None: only into the
+    /// outputs digest, as on a backup.
+    pub console: Option<(Console, Console)>,
 }
 
 /// The result of a replay.
@@ -553,12 +570,13 @@ pub fn replay_file(module: &[u8], log_path: &Path, opts: &ReplayOptions) -> Resu
             Some(Record::Final(f)) => f.seq,
             _ => unreachable!("a complete checkpoint ends with its final record"),
         };
-        let source = FileSource { r: open_after(log_path, seq)?, buf: Vec::new(), end: state.clone() };
+        let source =
+            FileSource { r: open_after(log_path, seq)?, buf: Vec::new(), end: state.clone(), console: opts.console.clone() };
         let mut it = std::iter::once(Record::Module(guest.module.to_vec())).chain(records);
         let mut next = move || Ok(it.next());
         (run_restored(&guest, &mut next, Box::new(source), opts_run)?, Some(seq), seq)
     } else {
-        let source = FileSource { r, buf: Vec::new(), end: state.clone() };
+        let source = FileSource { r, buf: Vec::new(), end: state.clone(), console: opts.console.clone() };
         (run(&guest, Mode::Replay(Box::new(source)), opts_run)?, None, 0)
     };
     let mut src = std::mem::take(&mut *state.lock().expect("source state poisoned"));
@@ -568,6 +586,7 @@ pub fn replay_file(module: &[u8], log_path: &Path, opts: &ReplayOptions) -> Resu
             r: open_after(log_path, skipped + src.events)?,
             buf: Vec::new(),
             end: Arc::new(Mutex::new(SourceEnd::default())),
+            console: None,
         };
         if let Next::Event(_) = rest.next() {
             src.error = Some(format!("the log holds events after the {} the guest consumed", skipped + src.events));

@@ -166,7 +166,9 @@ pub enum Console {
 }
 
 impl Console {
-    fn write(&self, bytes: &[u8], stderr: bool) {
+    /// Writes `bytes` to this process's stdout (flushed) or stderr, to the
+    /// buffer, or nowhere.
+    pub fn write(&self, bytes: &[u8], stderr: bool) {
         match self {
             Console::Inherit if stderr => {
                 let _ = std::io::stderr().write_all(bytes);
