@@ -9,7 +9,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
 use understudy_kv::resp::{write_array_len, write_bulk, write_error, write_int, write_ok, write_simple};
-use understudy_kv::session::REDIS_VERSION;
+use understudy_kv::session::{check_client_name, parse_hello, unknown_command, write_hello_fields, HelloArgs};
 
 use crate::sentinel_reply::{info, master_fields, replica_fields};
 use crate::sentinel_watch::{split_addr, Lookup, Message, Watch};
@@ -106,26 +106,6 @@ fn arity_error(out: &mut Vec<u8>, name: &str) {
 /// A C string's view of an argument (Redis prints up to the first NUL).
 fn c_str(a: &[u8]) -> &[u8] {
     a.iter().position(|&b| b == 0).map_or(a, |z| &a[..z])
-}
-
-fn unknown_command(argv: &[&[u8]], out: &mut Vec<u8>) {
-    let mut msg = b"ERR unknown command '".to_vec();
-    let name = c_str(argv[0]);
-    msg.extend_from_slice(&name[..name.len().min(128)]);
-    msg.extend_from_slice(b"', with args beginning with: ");
-    let mut args_len = 0;
-    for a in &argv[1..] {
-        if args_len >= 128 {
-            break;
-        }
-        let a = c_str(a);
-        let part = &a[..a.len().min(128 - args_len)];
-        msg.push(b'\'');
-        msg.extend_from_slice(part);
-        msg.extend_from_slice(b"' ");
-        args_len += part.len() + 3;
-    }
-    write_error(out, &msg);
 }
 
 fn unknown_subcommand(out: &mut Vec<u8>, sub: &[u8], container: &str) {
@@ -260,32 +240,7 @@ impl Client {
 
     /// HELLO [protover [AUTH user pass] [SETNAME name]].
     fn hello(&mut self, argv: &[&[u8]], out: &mut Vec<u8>) {
-        let mut proto = None;
-        if let Some(v) = argv.get(1) {
-            match parse_i64(v) {
-                None => return write_error(out, b"ERR Protocol version is not an integer or out of range"),
-                Some(p @ (2 | 3)) => proto = Some(p),
-                Some(_) => return write_error(out, b"NOPROTO unsupported protocol version"),
-            }
-        }
-        let (mut j, mut setname) = (2, None);
-        while j < argv.len() {
-            let more = argv.len() - 1 - j;
-            if argv[j].eq_ignore_ascii_case(b"auth") && more >= 2 {
-                if !argv[j + 1].eq_ignore_ascii_case(b"default") {
-                    return write_error(out, b"WRONGPASS invalid username-password pair or user is disabled.");
-                }
-                j += 3;
-            } else if argv[j].eq_ignore_ascii_case(b"setname") && more >= 1 {
-                setname = Some(argv[j + 1]);
-                j += 2;
-            } else {
-                let mut msg = b"ERR Syntax error in HELLO option '".to_vec();
-                msg.extend_from_slice(c_str(argv[j]));
-                msg.push(b'\'');
-                return write_error(out, &msg);
-            }
-        }
+        let Some(HelloArgs { proto, setname }) = parse_hello(argv, out) else { return };
         if let Some(name) = setname {
             if !self.set_name(name, out) {
                 return;
@@ -295,25 +250,11 @@ impl Client {
             self.resp3 = p == 3;
         }
         self.map_len(out, 7);
-        for (k, v) in [("server", "redis"), ("version", REDIS_VERSION)] {
-            write_bulk(out, k.as_bytes());
-            write_bulk(out, v.as_bytes());
-        }
-        write_bulk(out, b"proto");
-        write_int(out, if self.resp3 { 3 } else { 2 });
-        write_bulk(out, b"id");
-        write_int(out, self.id as i64);
-        for (k, v) in [("mode", "sentinel"), ("role", "master")] {
-            write_bulk(out, k.as_bytes());
-            write_bulk(out, v.as_bytes());
-        }
-        write_bulk(out, b"modules");
-        write_array_len(out, 0);
+        write_hello_fields(out, self.resp3, self.id, "sentinel");
     }
 
     fn set_name(&mut self, name: &[u8], out: &mut Vec<u8>) -> bool {
-        if name.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
-            write_error(out, b"ERR Client names cannot contain spaces, newlines or special characters.");
+        if !check_client_name(name, out) {
             return false;
         }
         self.name = (!name.is_empty()).then(|| name.to_vec());

@@ -13,10 +13,7 @@ use understudy_client::Reply;
 
 fn pair() -> Harness {
     let mut h = Harness::new();
-    h.start_node("a", &[]);
-    h.wait_primary("a");
-    h.start_node("b", &[]);
-    h.wait_in_sync("b");
+    h.start_pair();
     h
 }
 

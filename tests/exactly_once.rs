@@ -177,10 +177,7 @@ fn a_write_whose_reply_died_with_the_primary_is_applied_exactly_once() {
     // (and release the held reply alone) before the test freezes it; the
     // thawed backup goes live after this much silence.
     h.node_args = vec!["--failover-timeout-ms".into(), "2000".into()];
-    h.start_node("a", &[]);
-    h.wait_primary("a");
-    h.start_node("b", &[]);
-    h.wait_in_sync("b");
+    h.start_pair();
     session_incr_survives(&mut h, "a", "b", Death::FrozenThenKilled);
 
     // The same moment with a plain RESP client that retries (at least once).
@@ -208,10 +205,7 @@ fn a_write_whose_primary_died_while_the_backup_was_frozen_is_applied_exactly_onc
     let _s = serial();
     let mut h = Harness::new();
     h.node_args = vec!["--failover-timeout-ms".into(), "5000".into()];
-    h.start_node("a", &[]);
-    h.wait_primary("a");
-    h.start_node("b", &[]);
-    h.wait_in_sync("b");
+    h.start_pair();
     session_incr_survives(&mut h, "a", "b", Death::KilledWhileBackupFrozen);
 }
 
@@ -290,10 +284,7 @@ fn session_sum(h: &Harness, node: &str, at_least: i64) -> i64 {
 fn counters_through_two_failovers(death: Death) {
     let _s = serial();
     let mut h = Harness::new();
-    h.start_node("a", &[]);
-    h.wait_primary("a");
-    h.start_node("b", &[]);
-    h.wait_in_sync("b");
+    h.start_pair();
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = incr_clients(&h, 4, true, &stop);
     threads.extend(incr_clients(&h, 3, false, &stop));

@@ -57,10 +57,7 @@ fn a_wrong_secret_ends_the_node_naming_the_flag() {
 fn a_spare_waits_quietly_and_a_name_in_use_ends_the_node() {
     let _s = serial();
     let mut h = Harness::new();
-    h.start_node("a", &[]);
-    h.wait_primary("a");
-    h.start_node("b", &[]);
-    h.wait_in_sync("b");
+    h.start_pair();
 
     // A third node is a spare: it says so, keeps trying with back-off, and
     // neither it nor the primary logs every attempt.

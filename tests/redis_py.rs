@@ -41,10 +41,7 @@ print('ok')
 fn redis_py_works_against_the_pair_in_resp3_and_resp2() {
     let _s = serial();
     let mut h = Harness::new();
-    h.start_node("a", &[]);
-    h.wait_primary("a");
-    h.start_node("b", &[]);
-    h.wait_in_sync("b");
+    h.start_pair();
     let out = Command::new("python3")
         .args(["-c", SCRIPT, &h.node("a").client, &h.node("b").client])
         .output()

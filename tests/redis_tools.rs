@@ -21,10 +21,7 @@ fn redis_cli(addr: &str, args: &[&str]) -> String {
 fn redis_cli_and_redis_benchmark_work_against_the_pair() {
     let _s = serial();
     let mut h = Harness::new();
-    h.start_node("a", &[]);
-    h.wait_primary("a");
-    h.start_node("b", &[]);
-    h.wait_in_sync("b");
+    h.start_pair();
     let a = h.node("a").client.clone();
     assert_eq!(redis_cli(&a, &["PING"]), "PONG");
     assert_eq!(redis_cli(&a, &["SET", "greeting", "hello"]), "OK");
@@ -114,10 +111,7 @@ fn role_wait_and_info_replication_speak_redis_format_on_both_nodes() {
     let redis_replica = info_fields(&redis_cli(&replica.1, &["INFO", "replication"]));
 
     let mut h = Harness::new();
-    h.start_node("a", &[]);
-    h.wait_primary("a");
-    h.start_node("b", &[]);
-    h.wait_in_sync("b");
+    h.start_pair();
     let (a, b) = (h.node("a").client.clone(), h.node("b").client.clone());
     assert_eq!(redis_cli(&a, &["SET", "k", "v"]), "OK");
     // Every field Redis prints, in Redis's order, before understudy's own.

@@ -131,10 +131,7 @@ fn switch_payload(old: &str, new: &str) -> String {
 fn two_sentinels_report_the_primary_and_announce_each_switch() {
     let _s = serial();
     let mut h = Harness::new();
-    h.start_node("a", &[]);
-    h.wait_primary("a");
-    h.start_node("b", &[]);
-    h.wait_in_sync("b");
+    h.start_pair();
     let (a, b) = (h.node("a").client.clone(), h.node("b").client.clone());
     // s1 lists the cluster from the start; s2 learns it when asked by name.
     let s1 = Sentinel::start(&h, "s1", &["--cluster", CLUSTER]);
@@ -217,10 +214,7 @@ fn two_sentinels_report_the_primary_and_announce_each_switch() {
 fn while_the_arbiter_is_down_a_sentinel_answers_from_the_last_record_and_bad_input_harms_nothing() {
     let _s = serial();
     let mut h = Harness::new();
-    h.start_node("a", &[]);
-    h.wait_primary("a");
-    h.start_node("b", &[]);
-    h.wait_in_sync("b");
+    h.start_pair();
     let a = h.node("a").client.clone();
     let s = Sentinel::start(&h, "s", &["--cluster", CLUSTER]);
     s.wait_master(&a);
@@ -370,10 +364,7 @@ fn now() -> String {
 fn redis_py_master_for_keeps_writing_across_two_kill9_failovers() {
     let _s = serial();
     let mut h = Harness::new();
-    h.start_node("a", &[]);
-    h.wait_primary("a");
-    h.start_node("b", &[]);
-    h.wait_in_sync("b");
+    h.start_pair();
     let s1 = Sentinel::start(&h, "s1", &["--cluster", CLUSTER]);
     let s2 = Sentinel::start(&h, "s2", &["--cluster", CLUSTER]);
     s1.wait_master(&h.node("a").client.clone());

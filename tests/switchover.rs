@@ -91,10 +91,7 @@ impl Writers {
 fn protected_pair() -> Harness {
     let mut h = Harness::new();
     h.node_args = vec!["--failover-timeout-ms".into(), "5000".into()];
-    h.start_node("a", &[]);
-    h.wait_primary("a");
-    h.start_node("b", &[]);
-    h.wait_in_sync("b");
+    h.start_pair();
     h
 }
 

@@ -287,6 +287,14 @@ impl Harness {
         more(300);
     }
 
+    /// Starts key-value nodes `a` (primary) and `b` (its in-sync backup).
+    pub fn start_pair(&mut self) {
+        self.start_node("a", &[]);
+        self.wait_primary("a");
+        self.start_node("b", &[]);
+        self.wait_in_sync("b");
+    }
+
     /// Starts `a` (primary) and `b` (its in-sync backup) running `example`.
     pub fn start_example_pair(&mut self, example: &str) {
         self.start_example("a", example, &[]);

@@ -108,6 +108,83 @@ pub fn serves_on_backup(argv: &[&[u8]]) -> bool {
     )
 }
 
+/// The 7 field/value pairs of HELLO's reply (after the map or array
+/// header): server, version, proto, id, mode (`standalone`, `sentinel`),
+/// role, modules.
+pub fn write_hello_fields(out: &mut Vec<u8>, resp3: bool, id: u64, mode: &str) {
+    for (k, v) in [("server", "redis"), ("version", REDIS_VERSION)] {
+        write_bulk(out, k.as_bytes());
+        write_bulk(out, v.as_bytes());
+    }
+    write_bulk(out, b"proto");
+    write_int(out, if resp3 { 3 } else { 2 });
+    write_bulk(out, b"id");
+    write_int(out, id as i64);
+    for (k, v) in [("mode", mode), ("role", "master")] {
+        write_bulk(out, k.as_bytes());
+        write_bulk(out, v.as_bytes());
+    }
+    write_bulk(out, b"modules");
+    write_array_len(out, 0);
+}
+
+/// Redis's `clientSetNameOrReply`'s check: a client name is printable
+/// ASCII without spaces; otherwise writes Redis's error and returns false.
+pub fn check_client_name(name: &[u8], out: &mut Vec<u8>) -> bool {
+    let ok = name.iter().all(|c| (b'!'..=b'~').contains(c));
+    if !ok {
+        write_error(out, b"ERR Client names cannot contain spaces, newlines or special characters.");
+    }
+    ok
+}
+
+/// HELLO's arguments: the protocol asked for and a client name.
+pub struct HelloArgs<'a> {
+    pub proto: Option<i64>,
+    pub setname: Option<&'a [u8]>,
+}
+
+/// Parses `HELLO [protover [AUTH user pass] [SETNAME name]]` as Redis 7
+/// does (only the `default` user exists); on an error writes Redis's error
+/// reply to `out` and returns None.
+pub fn parse_hello<'a>(argv: &[&'a [u8]], out: &mut Vec<u8>) -> Option<HelloArgs<'a>> {
+    let mut proto = None;
+    if let Some(v) = argv.get(1) {
+        match crate::num::parse_i64(v) {
+            None => {
+                write_error(out, b"ERR Protocol version is not an integer or out of range");
+                return None;
+            }
+            Some(p @ (2 | 3)) => proto = Some(p),
+            Some(_) => {
+                write_error(out, b"NOPROTO unsupported protocol version");
+                return None;
+            }
+        }
+    }
+    let (mut j, mut setname) = (2, None);
+    while j < argv.len() {
+        let more = argv.len() - 1 - j;
+        if argv[j].eq_ignore_ascii_case(b"auth") && more >= 2 {
+            if !argv[j + 1].eq_ignore_ascii_case(b"default") {
+                write_error(out, b"WRONGPASS invalid username-password pair or user is disabled.");
+                return None;
+            }
+            j += 3;
+        } else if argv[j].eq_ignore_ascii_case(b"setname") && more >= 1 {
+            setname = Some(argv[j + 1]);
+            j += 2;
+        } else {
+            let mut msg = b"ERR Syntax error in HELLO option '".to_vec();
+            msg.extend_from_slice(c_str(argv[j]));
+            msg.push(b'\'');
+            write_error(out, &msg);
+            return None;
+        }
+    }
+    Some(HelloArgs { proto, setname })
+}
+
 impl Session {
     pub fn new(client_id: u64) -> Session {
         Session {
@@ -378,62 +455,23 @@ impl Session {
 
     /// HELLO [protover [AUTH user pass] [SETNAME name]]: RESP2 or RESP3.
     fn hello(&mut self, argv: &[&[u8]], out: &mut Vec<u8>) {
-        let mut proto = None;
-        if let Some(v) = argv.get(1) {
-            match crate::num::parse_i64(v) {
-                None => return write_error(out, b"ERR Protocol version is not an integer or out of range"),
-                Some(p @ (2 | 3)) => proto = Some(p),
-                Some(_) => return write_error(out, b"NOPROTO unsupported protocol version"),
-            }
-        }
-        let (mut j, mut setname) = (2, None);
-        while j < argv.len() {
-            let more = argv.len() - 1 - j;
-            if argv[j].eq_ignore_ascii_case(b"auth") && more >= 2 {
-                if !argv[j + 1].eq_ignore_ascii_case(b"default") {
-                    return write_error(out, b"WRONGPASS invalid username-password pair or user is disabled.");
-                }
-                j += 3;
-            } else if argv[j].eq_ignore_ascii_case(b"setname") && more >= 1 {
-                setname = Some(argv[j + 1]);
-                j += 2;
-            } else {
-                let mut msg = b"ERR Syntax error in HELLO option '".to_vec();
-                msg.extend_from_slice(c_str(argv[j]));
-                msg.push(b'\'');
-                return write_error(out, &msg);
-            }
-        }
+        let Some(HelloArgs { proto, setname }) = parse_hello(argv, out) else { return };
         if let Some(name) = setname {
             if !self.set_name(name, out) {
                 return;
             }
         }
         write_array_len(out, 14);
-        for (k, v) in [("server", "redis"), ("version", REDIS_VERSION)] {
-            write_bulk(out, k.as_bytes());
-            write_bulk(out, v.as_bytes());
-        }
         if let Some(p) = proto {
             self.resp3 = p == 3;
         }
-        write_bulk(out, b"proto");
-        write_int(out, if self.resp3 { 3 } else { 2 });
-        write_bulk(out, b"id");
-        write_int(out, self.id as i64);
-        for (k, v) in [("mode", "standalone"), ("role", "master")] {
-            write_bulk(out, k.as_bytes());
-            write_bulk(out, v.as_bytes());
-        }
-        write_bulk(out, b"modules");
-        write_array_len(out, 0);
+        write_hello_fields(out, self.resp3, self.id, "standalone");
     }
 
     /// Redis's `clientSetNameOrReply`: printable ASCII without spaces; an
     /// empty name clears it.
     fn set_name(&mut self, name: &[u8], out: &mut Vec<u8>) -> bool {
-        if name.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
-            write_error(out, b"ERR Client names cannot contain spaces, newlines or special characters.");
+        if !check_client_name(name, out) {
             return false;
         }
         self.name = (!name.is_empty()).then(|| name.into());
@@ -537,7 +575,9 @@ fn help(out: &mut Vec<u8>, container: &str, lines: &[&str]) {
     }
 }
 
-fn unknown_command(argv: &[&[u8]], out: &mut Vec<u8>) {
+/// Redis's error for an unknown command, naming it and its first
+/// arguments (each cut at a NUL, 128 bytes in all), for every RESP front end.
+pub fn unknown_command(argv: &[&[u8]], out: &mut Vec<u8>) {
     let mut msg = b"ERR unknown command '".to_vec();
     let name = c_str(argv[0]);
     msg.extend_from_slice(&name[..name.len().min(128)]);
