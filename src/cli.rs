@@ -108,6 +108,10 @@ pub struct KvArgs {
     /// State directory of this node.
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// File holding the password clients must give (AUTH pass, HELLO 3 AUTH
+    /// default pass), as Redis's requirepass; without it, none is asked.
+    #[arg(long, value_name = "FILE")]
+    pub requirepass_file: Option<PathBuf>,
     /// Read flags from this TOML file; its keys are the long flags
     /// (`cluster = "shop"`, `heartbeat-ms = 50`). A flag on the command line
     /// or in the environment (UNDERSTUDY_<FLAG>) wins over the file.
@@ -242,7 +246,8 @@ fn stop_on_signal(stop: Arc<std::sync::atomic::AtomicBool>) -> Result<()> {
 }
 
 fn kv(a: KvArgs) -> Result<ExitCode> {
+    let password = crate::flags::read_password(a.requirepass_file.as_ref())?;
     let opts = node_options(a.cluster, a.node, &a.arbiter, a.client_listen, a.repl_listen, a.dir, &a.common)?;
-    understudy_node::run_kv(opts)?;
+    understudy_node::run_kv(opts, password)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use clap::Args;
 use understudy_core::Config;
 use understudy_node::NodeOptions;
@@ -97,15 +97,15 @@ pub fn size_usize(s: &str) -> std::result::Result<usize, String> {
 
 /// Reads `--secret-file`; a trailing newline is not part of the secret.
 pub fn read_secret(path: Option<&PathBuf>) -> Result<Vec<u8>> {
-    let Some(p) = path else { return Ok(Vec::new()) };
-    let mut s = std::fs::read(p).with_context(|| format!("reading --secret-file {}", p.display()))?;
-    while s.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-        s.pop();
+    match path {
+        Some(p) => understudy_node::builder::read_secret_file(p, "--secret-file").map_err(anyhow::Error::msg),
+        None => Ok(Vec::new()),
     }
-    if s.is_empty() {
-        bail!("--secret-file {} is empty", p.display());
-    }
-    Ok(s)
+}
+
+/// Reads `--requirepass-file`: the password clients must give (AUTH).
+pub fn read_password(path: Option<&PathBuf>) -> Result<Option<Vec<u8>>> {
+    path.map(|p| understudy_node::builder::read_secret_file(p, "--requirepass-file").map_err(anyhow::Error::msg)).transpose()
 }
 
 /// A node's options from its flags; errors name the flag.

@@ -9,7 +9,9 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
 use understudy_kv::resp::{write_array_len, write_bulk, write_error, write_int, write_ok, write_simple};
-use understudy_kv::session::{check_client_name, parse_hello, unknown_command, write_hello_fields, HelloArgs};
+use understudy_kv::session::{
+    check_auth, check_client_name, parse_hello, unknown_command, write_hello_fields, HelloArgs, WRONGPASS,
+};
 
 use crate::sentinel_reply::{info, master_fields, replica_fields};
 use crate::sentinel_watch::{split_addr, Lookup, Message, Watch};
@@ -240,7 +242,10 @@ impl Client {
 
     /// HELLO [protover [AUTH user pass] [SETNAME name]].
     fn hello(&mut self, argv: &[&[u8]], out: &mut Vec<u8>) {
-        let Some(HelloArgs { proto, setname }) = parse_hello(argv, out) else { return };
+        let Some(HelloArgs { proto, auth, setname }) = parse_hello(argv, out) else { return };
+        if auth.is_some_and(|(user, pass)| !check_auth(user, pass, None)) {
+            return write_error(out, WRONGPASS);
+        }
         if let Some(name) = setname {
             if !self.set_name(name, out) {
                 return;

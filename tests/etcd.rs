@@ -73,7 +73,7 @@ fn no_one_goes_live_while_etcd_is_unreachable_then_exactly_one_does() {
     // b cannot win an epoch: it must not serve. Watch for a while.
     let until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < until {
-        assert!(!serves_as_primary(&h.node("b").client), "b went live without the arbiter");
+        assert!(!serves_as_primary(&h.node("b").client, None), "b went live without the arbiter");
         std::thread::sleep(Duration::from_millis(100));
     }
     etcd.restart(0);

@@ -41,7 +41,7 @@ fn a_dead_unprotected_cluster_waits_until_an_operator_forgets_its_epoch() {
     wait_for("b to say why it waits", Duration::from_secs(30), || {
         h.log_of("b").contains("it had no backup in sync: the cluster waits for it").then_some(())
     });
-    assert!(!ping(&h.node("b").client) || !serves_as_primary(&h.node("b").client), "b does not serve empty");
+    assert!(!ping(&h.node("b").client) || !serves_as_primary(&h.node("b").client, None), "b does not serve empty");
     assert_eq!(understudy(&h, &["status"]).status.code(), Some(2), "the primary does not answer");
 
     // A stale epoch is refused, naming the current one.

@@ -104,7 +104,7 @@ fn settle(
     let loser = other(&winner);
     load.wait_more(200, LIMIT);
     if c.running(loser) {
-        assert!(!serves_as_primary(&c.client_addr(loser)), "{loser} serves too: two primaries");
+        assert!(!serves_as_primary(&c.client_addr(loser), None), "{loser} serves too: two primaries");
     }
     heal(&mut c.net);
     let loser_exit = c.wait_exit(loser, LIMIT);
@@ -178,7 +178,7 @@ fn pair_cut_arbiter_reachable_from_the_primary_only() {
     // b cannot win an epoch; it waits, serving nothing, until it can ask.
     load.wait_more(200, LIMIT);
     assert!(c.running("b"), "b stays a backup while it cannot reach the arbiter");
-    assert!(!serves_as_primary(&c.client_addr("b")));
+    assert!(!serves_as_primary(&c.client_addr("b"), None));
     let o = settle(c, load, epoch0, Failover::Took(took), Some("a"), Net::heal_all);
     report("a<->b and b<->arbiter cut", &o);
 }
@@ -254,7 +254,7 @@ fn flapping_primary_link() {
         std::thread::sleep(Duration::from_millis(50));
         let Some(r) = c.record() else { continue };
         let (p, o) = (r.primary.node.clone(), other(&r.primary.node));
-        if !serves_as_primary(&c.client_addr(&p)) {
+        if !serves_as_primary(&c.client_addr(&p), None) {
             continue;
         }
         if !c.running(o) {

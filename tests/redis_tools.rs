@@ -151,3 +151,57 @@ fn role_wait_and_info_replication_speak_redis_format_on_both_nodes() {
     });
     assert!(redis_cli(&a, &["INFO", "replication"]).contains("connected_slaves:0"));
 }
+
+#[test]
+fn a_password_protects_both_nodes_and_never_reaches_a_log() {
+    let _s = serial();
+    let mut h = Harness::new();
+    let pass = "correct horse battery staple";
+    std::fs::write(h.path("pass"), format!("{pass}\n")).unwrap();
+    h.node_args = vec!["--requirepass-file".into(), h.path("pass").display().to_string()];
+    h.client_password = Some(pass.into());
+    h.start_pair();
+    let (a, b) = (h.node("a").client.clone(), h.node("b").client.clone());
+    let noauth = "NOAUTH Authentication required.";
+    assert_eq!(redis_cli(&a, &["SET", "k", "v"]), noauth);
+    assert_eq!(redis_cli(&a, &["INFO"]), noauth);
+    // Not even a backup's redirect (it names the primary) before AUTH.
+    assert_eq!(redis_cli(&b, &["GET", "k"]), noauth);
+    let with = |addr: &str, args: &[&str]| {
+        let mut v = vec!["-a", pass, "--no-auth-warning"];
+        v.extend_from_slice(args);
+        redis_cli(addr, &v)
+    };
+    assert_eq!(with(&a, &["SET", "k", "v"]), "OK");
+    assert_eq!(with(&a, &["GET", "k"]), "v");
+    assert!(with(&b, &["GET", "k"]).contains("READONLY"));
+    // redis-cli reports the failed AUTH on stderr; the command then meets NOAUTH.
+    assert_eq!(redis_cli(&a, &["-a", "wrong", "--no-auth-warning", "GET", "k"]), noauth);
+    // redis-py, RESP3 (HELLO 3 AUTH) and RESP2 (AUTH), across a kill -9.
+    let script = r#"
+import sys, redis
+h, p = sys.argv[1].rsplit(':', 1)
+for proto in (3, 2):
+    r = redis.Redis(host=h, port=int(p), password=sys.argv[2], protocol=proto, decode_responses=True, socket_timeout=5)
+    assert r.get('k') == 'v' and r.incr('n') > 0
+try:
+    redis.Redis(host=h, port=int(p), decode_responses=True, socket_timeout=5).get('k')
+    raise SystemExit('no password, yet an answer')
+except redis.exceptions.AuthenticationError:
+    pass
+print('ok')
+"#;
+    let run = |addr: &str| {
+        let out = Command::new("python3").args(["-c", script, addr, pass]).output().expect("python3");
+        assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    };
+    run(&a);
+    let epoch = h.record().unwrap().epoch;
+    h.kill9("a");
+    h.wait_primary_after("b", epoch);
+    run(&b);
+    assert_eq!(with(&b, &["GET", "n"]), "4", "every increment (two per run) survived the failover");
+    for n in ["a", "b"] {
+        assert!(!h.log_of(n).contains(pass), "node {n} logged the password");
+    }
+}

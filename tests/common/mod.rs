@@ -138,6 +138,8 @@ pub struct Harness {
     pub node_env: Vec<(String, String)>,
     /// Nodes started while this is set get a pipe as stdin (`Node::stdin`).
     pub node_stdin_piped: bool,
+    /// The password key-value nodes ask for (`--requirepass-file`), if any.
+    pub client_password: Option<String>,
 }
 
 impl Harness {
@@ -154,6 +156,7 @@ impl Harness {
             node_args: Vec::new(),
             node_env: Vec::new(),
             node_stdin_piped: false,
+            client_password: None,
         };
         h.start_arbiter();
         h
@@ -177,6 +180,7 @@ impl Harness {
             node_args: Vec::new(),
             node_env: Vec::new(),
             node_stdin_piped: false,
+            client_password: None,
         }
     }
 
@@ -347,7 +351,7 @@ impl Harness {
             // A WebAssembly backup closes guest connections at once: an
             // answer means the guest serves.
             let serving = match n.kind {
-                Kind::Kv => serves_as_primary(&n.client),
+                Kind::Kv => serves_as_primary(&n.client, self.client_password.as_deref()),
                 Kind::Wasm => ping(&n.client),
                 Kind::Example => std::net::TcpStream::connect(&n.client).is_ok(),
             };
@@ -393,10 +397,15 @@ impl Drop for Harness {
     }
 }
 
-/// The node says `role:master` in INFO.
-pub fn serves_as_primary(addr: &str) -> bool {
+/// The node says `role:master` in INFO (after AUTH with `password`).
+pub fn serves_as_primary(addr: &str, password: Option<&str>) -> bool {
     Conn::connect(addr, Duration::from_secs(1))
-        .and_then(|mut c| c.call(&["INFO", "replication"]))
+        .and_then(|mut c| {
+            if let Some(p) = password {
+                c.call(&["AUTH", p])?;
+            }
+            c.call(&["INFO", "replication"])
+        })
         .is_ok_and(|r| r.bytes().is_some_and(|b| String::from_utf8_lossy(b).contains("role:master")))
 }
 

@@ -269,7 +269,7 @@ pub fn heal(h: &mut Harness, limit: Duration) -> Result<Pair, String> {
         if let Some(r) = h.record() {
             if let Some(b) = r.backup.as_ref().filter(|b| b.state == BackupState::InSync) {
                 let (p, b) = (r.primary.node.clone(), b.node.clone());
-                if p != b && running(h, &p) && running(h, &b) && serves_as_primary(&h.node(&p).client) {
+                if p != b && running(h, &p) && running(h, &b) && serves_as_primary(&h.node(&p).client, None) {
                     return Ok(Pair { primary: p, backup: b, epoch: r.epoch });
                 }
             }

@@ -120,14 +120,14 @@ impl NsCluster {
     pub fn wait_new_primary(&self, epoch: u64, limit: Duration) -> ClusterRecord {
         wait_for(&format!("a primary of an epoch after {epoch}"), limit, || {
             let r = self.record().filter(|r| r.epoch > epoch)?;
-            serves_as_primary(&r.primary.client).then_some(r)
+            serves_as_primary(&r.primary.client, None).then_some(r)
         })
     }
 
     pub fn wait_primary(&self, name: &str) -> ClusterRecord {
         wait_for(&format!("{name} to be primary"), Duration::from_secs(30), || {
             let r = self.record().filter(|r| r.primary.node == name)?;
-            serves_as_primary(&self.client_addr(name)).then_some(r)
+            serves_as_primary(&self.client_addr(name), None).then_some(r)
         })
     }
 

@@ -22,6 +22,8 @@
 //! transaction). `HELLO 3` switches the connection to RESP3: replies are
 //! produced in RESP2 and converted on the way out (`crate::resp3`).
 
+use std::sync::Arc;
+
 use understudy_wire::codec::{put_bytes, put_varint, Reader};
 
 use crate::cmd::keyspace::c_str;
@@ -72,6 +74,10 @@ pub struct Session {
     /// RESP3: how the reply of the command just dispatched is converted
     /// ([`Session::expect_reply`], [`Session::encode_reply`]).
     pending: Option<Pending>,
+    /// The default user's password (`--requirepass-file`); None: no password.
+    password: Option<Arc<[u8]>>,
+    /// AUTH (or HELLO … AUTH) succeeded, or no password is required.
+    authenticated: bool,
 }
 
 /// How a RESP3 connection's next reply is converted.
@@ -141,6 +147,8 @@ pub fn check_client_name(name: &[u8], out: &mut Vec<u8>) -> bool {
 /// HELLO's arguments: the protocol asked for and a client name.
 pub struct HelloArgs<'a> {
     pub proto: Option<i64>,
+    /// AUTH's user and password, checked by the caller ([`check_auth`]).
+    pub auth: Option<(&'a [u8], &'a [u8])>,
     pub setname: Option<&'a [u8]>,
 }
 
@@ -162,14 +170,11 @@ pub fn parse_hello<'a>(argv: &[&'a [u8]], out: &mut Vec<u8>) -> Option<HelloArgs
             }
         }
     }
-    let (mut j, mut setname) = (2, None);
+    let (mut j, mut setname, mut auth) = (2, None, None);
     while j < argv.len() {
         let more = argv.len() - 1 - j;
         if argv[j].eq_ignore_ascii_case(b"auth") && more >= 2 {
-            if !argv[j + 1].eq_ignore_ascii_case(b"default") {
-                write_error(out, b"WRONGPASS invalid username-password pair or user is disabled.");
-                return None;
-            }
+            auth = Some((argv[j + 1], argv[j + 2]));
             j += 3;
         } else if argv[j].eq_ignore_ascii_case(b"setname") && more >= 1 {
             setname = Some(argv[j + 1]);
@@ -182,7 +187,7 @@ pub fn parse_hello<'a>(argv: &[&'a [u8]], out: &mut Vec<u8>) -> Option<HelloArgs
             return None;
         }
     }
-    Some(HelloArgs { proto, setname })
+    Some(HelloArgs { proto, auth, setname })
 }
 
 impl Session {
@@ -195,7 +200,22 @@ impl Session {
             resp3: false,
             exec_shapes: Vec::new(),
             pending: None,
+            password: None,
+            authenticated: true,
         }
+    }
+
+    /// Requires `password` of the default user (Redis's `requirepass`):
+    /// until AUTH or HELLO … AUTH gives it, only AUTH, HELLO, QUIT and
+    /// RESET are answered, everything else with `-NOAUTH`.
+    pub fn set_password(&mut self, password: Option<Arc<[u8]>>) {
+        self.authenticated = password.is_none();
+        self.password = password;
+    }
+
+    /// AUTH succeeded, or no password is required.
+    pub fn authenticated(&self) -> bool {
+        self.authenticated
     }
 
     /// The client asked for RESP3 (`HELLO 3`): convert replies with
@@ -267,6 +287,10 @@ impl Session {
         op.clear();
         let Some(name) = argv.first() else { return Dispatch::Done };
         if exactly_once::is_session_command(name) {
+            if !self.authenticated {
+                write_error(out, NOAUTH);
+                return self.reject();
+            }
             if self.multi.is_some() {
                 write_error(out, b"ERR US.* session commands are not allowed inside MULTI");
                 return self.reject();
@@ -290,6 +314,10 @@ impl Session {
             return self.reject();
         }
         if !subcommand_ok(cmd, argv, out) {
+            return self.reject();
+        }
+        if !self.authenticated && !matches!(cmd, Cmd::Auth | Cmd::Hello | Cmd::Quit | Cmd::Reset) {
+            write_error(out, NOAUTH);
             return self.reject();
         }
         if self.multi.is_some() && !matches!(cmd, Cmd::Exec | Cmd::Discard | Cmd::Multi | Cmd::Watch | Cmd::Quit | Cmd::Reset) {
@@ -367,7 +395,11 @@ impl Session {
             }
             Cmd::Reset => {
                 // Back to RESP2 and a fresh connection state, as Redis does.
+                // Redis's RESET also makes the connection the default user
+                // again: unauthenticated when that user has a password.
+                let password = self.password.take();
                 *self = Session { op_bytes_max: self.op_bytes_max, ..Session::new(self.id) };
+                self.set_password(password);
                 write_simple(out, b"RESET");
             }
             Cmd::Info | Cmd::Role => return Dispatch::Status,
@@ -442,7 +474,7 @@ impl Session {
                 Some(_) => write_error(out, b"ERR DB index is out of range"),
             },
             Cmd::Hello => self.hello(argv, out),
-            Cmd::Auth => auth(argv, out),
+            Cmd::Auth => self.auth(argv, out),
             Cmd::Client => self.client(argv, out),
             Cmd::Config => config(argv, out),
             Cmd::Command => command(argv, out),
@@ -453,9 +485,37 @@ impl Session {
         }
     }
 
+    /// AUTH [user] pass.
+    fn auth(&mut self, argv: &[&[u8]], out: &mut Vec<u8>) {
+        let (user, pass) = match argv.len() {
+            2 if self.password.is_none() => return write_error(
+                out,
+                b"ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            ),
+            2 => (&b"default"[..], argv[1]),
+            3 => (argv[1], argv[2]),
+            _ => return write_error(out, crate::cmd::SYNTAX),
+        };
+        if check_auth(user, pass, self.password.as_deref()) {
+            self.authenticated = true;
+            write_ok(out);
+        } else {
+            write_error(out, WRONGPASS);
+        }
+    }
+
     /// HELLO [protover [AUTH user pass] [SETNAME name]]: RESP2 or RESP3.
     fn hello(&mut self, argv: &[&[u8]], out: &mut Vec<u8>) {
-        let Some(HelloArgs { proto, setname }) = parse_hello(argv, out) else { return };
+        let Some(HelloArgs { proto, auth, setname }) = parse_hello(argv, out) else { return };
+        if let Some((user, pass)) = auth {
+            if !check_auth(user, pass, self.password.as_deref()) {
+                return write_error(out, WRONGPASS);
+            }
+            self.authenticated = true;
+        }
+        if !self.authenticated {
+            return write_error(out, b"NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+        }
         if let Some(name) = setname {
             if !self.set_name(name, out) {
                 return;
@@ -597,18 +657,16 @@ pub fn unknown_command(argv: &[&[u8]], out: &mut Vec<u8>) {
     write_error(out, &msg);
 }
 
-/// AUTH [user] pass: no password is configured (the default user has none).
-fn auth(argv: &[&[u8]], out: &mut Vec<u8>) {
-    match argv.len() {
-        2 => write_error(
-            out,
-            b"ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
-        ),
-        3 if argv[1] == b"default" => write_ok(out),
-        3 => write_error(out, b"WRONGPASS invalid username-password pair or user is disabled."),
-        _ => write_error(out, crate::cmd::SYNTAX),
-    }
+/// The one user is `default`; with no password configured it takes any
+/// password, as Redis's `nopass` default user does. Compared in constant
+/// time.
+pub fn check_auth(user: &[u8], pass: &[u8], password: Option<&[u8]>) -> bool {
+    let same = |a: &[u8], b: &[u8]| a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
+    user == b"default" && password.is_none_or(|p| same(p, pass))
 }
+
+pub const NOAUTH: &[u8] = b"NOAUTH Authentication required.";
+pub const WRONGPASS: &[u8] = b"WRONGPASS invalid username-password pair or user is disabled.";
 
 /// Configuration parameters CONFIG GET reports: what redis-benchmark asks
 /// at start, answered as a server without persistence.

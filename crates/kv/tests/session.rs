@@ -138,3 +138,42 @@ fn reset_leaves_multi_and_name() {
     assert_eq!(c.session.name(), None);
     assert_eq!(c.session.client_id(), 9);
 }
+
+/// With a password (`--requirepass-file`), replies are Redis 7's with
+/// `requirepass` set (captured from redis-server 7.0): only AUTH, HELLO,
+/// QUIT and RESET before AUTH; unknown commands and arity errors first.
+#[test]
+fn a_password_is_asked_for_as_redis_asks_it() {
+    let mut s = Session::new(9);
+    s.set_password(Some(std::sync::Arc::from(&b"s3cret"[..])));
+    let reply = |s: &mut Session, argv: &[&[u8]]| String::from_utf8(dispatch(s, argv).2).unwrap();
+    assert_eq!(reply(&mut s, &[b"PING"]), "-NOAUTH Authentication required.\r\n");
+    assert_eq!(dispatch(&mut s, &[b"GET", b"k"]).0, Dispatch::Done, "nothing reaches the machine");
+    assert_eq!(reply(&mut s, &[b"INFO"]), "-NOAUTH Authentication required.\r\n");
+    assert_eq!(reply(&mut s, &[b"US.SESSION", b"1"]), "-NOAUTH Authentication required.\r\n");
+    assert!(reply(&mut s, &[b"FOO"]).starts_with("-ERR unknown command 'FOO'"));
+    assert_eq!(reply(&mut s, &[b"GET"]), "-ERR wrong number of arguments for 'get' command\r\n");
+    assert!(reply(&mut s, &[b"HELLO", b"3"]).starts_with("-NOAUTH HELLO must be called with the client already authenticated"));
+    let wrong = "-WRONGPASS invalid username-password pair or user is disabled.\r\n";
+    assert_eq!(reply(&mut s, &[b"AUTH", b"nope"]), wrong);
+    assert_eq!(reply(&mut s, &[b"AUTH", b"bob", b"s3cret"]), wrong);
+    assert_eq!(reply(&mut s, &[b"HELLO", b"2", b"AUTH", b"default", b"wrong"]), wrong);
+    assert_eq!(reply(&mut s, &[b"AUTH", b"a", b"b", b"c"]), "-ERR syntax error\r\n");
+    assert_eq!(reply(&mut s, &[b"RESET"]), "+RESET\r\n");
+    assert_eq!(reply(&mut s, &[b"AUTH", b"s3cret"]), "+OK\r\n");
+    assert!(s.authenticated());
+    assert_eq!(reply(&mut s, &[b"PING"]), "+PONG\r\n");
+    assert_eq!(dispatch(&mut s, &[b"GET", b"k"]).0, Dispatch::Read);
+    // RESET makes the connection the default user again: unauthenticated.
+    assert_eq!(reply(&mut s, &[b"RESET"]), "+RESET\r\n");
+    assert_eq!(reply(&mut s, &[b"PING"]), "-NOAUTH Authentication required.\r\n");
+    assert!(reply(&mut s, &[b"HELLO", b"3", b"AUTH", b"default", b"s3cret"]).starts_with("*14\r\n"));
+    assert!(s.authenticated() && s.resp3());
+    let mut s = Session::new(10);
+    s.set_password(Some(std::sync::Arc::from(&b"s3cret"[..])));
+    assert_eq!(reply(&mut s, &[b"AUTH", b"default", b"s3cret"]), "+OK\r\n");
+    // Without a password, AUTH says so, as Redis does.
+    let mut s = Session::new(11);
+    assert!(reply(&mut s, &[b"AUTH", b"x"]).starts_with("-ERR AUTH <password> called without any password configured"));
+    assert_eq!(reply(&mut s, &[b"AUTH", b"default", b"x"]), "+OK\r\n");
+}

@@ -249,7 +249,7 @@ impl NodeBuilder {
         understudy_arbiter::validate_name("--node", &node).map_err(|e| bad(e.to_string()))?;
         let secret = match (self.secret, &self.secret_file) {
             (Some(s), _) => s,
-            (None, Some(p)) => read_secret(p)?,
+            (None, Some(p)) => read_secret_file(p, "--secret-file").map_err(bad)?,
             (None, None) => Vec::new(),
         };
         let arbiter = match (self.arbiter, self.arbiter_url) {
@@ -295,13 +295,15 @@ fn number(s: &str, flag: &str) -> Result<u64, NodeError> {
     s.parse().map_err(|_| NodeError::Options(format!("{flag} {s:?} is not a number of milliseconds")))
 }
 
-fn read_secret(p: &PathBuf) -> Result<Vec<u8>, NodeError> {
-    let mut s = std::fs::read(p).map_err(|e| NodeError::Options(format!("reading --secret-file {}: {e}", p.display())))?;
+/// Reads a secret or password from the file that `flag` names; a trailing
+/// newline is not part of it; an empty one is an error naming the flag.
+pub fn read_secret_file(p: &std::path::Path, flag: &str) -> Result<Vec<u8>, String> {
+    let mut s = std::fs::read(p).map_err(|e| format!("reading {flag} {}: {e}", p.display()))?;
     while s.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
         s.pop();
     }
     if s.is_empty() {
-        return Err(NodeError::Options(format!("--secret-file {} is empty", p.display())));
+        return Err(format!("{flag} {} is empty", p.display()));
     }
     Ok(s)
 }

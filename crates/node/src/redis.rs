@@ -4,6 +4,7 @@
 //! queues transactions; reads and writes go to the machine.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use understudy_core::RoleName;
 use understudy_kv::resp::{write_array_len, write_bulk, write_error, write_int, CommandParser};
@@ -17,11 +18,13 @@ pub struct Redis {
     /// `--request-bytes-max`: the largest command, and the largest
     /// transaction (it travels as one entry).
     request_bytes_max: usize,
+    /// The password clients must give (`--requirepass-file`), if any.
+    password: Option<Arc<[u8]>>,
 }
 
 impl Redis {
-    pub fn new(request_bytes_max: usize) -> Redis {
-        Redis { request_bytes_max }
+    pub fn new(request_bytes_max: usize, password: Option<Arc<[u8]>>) -> Redis {
+        Redis { request_bytes_max, password }
     }
 }
 
@@ -41,6 +44,7 @@ impl FrontEnd for Redis {
     fn open(&self, id: u64) -> RedisConn {
         let mut session = Session::new(id);
         session.set_op_bytes_max(self.request_bytes_max);
+        session.set_password(self.password.clone());
         RedisConn { session, parser: CommandParser::default(), args: Vec::new() }
     }
 
@@ -66,7 +70,9 @@ impl FrontEnd for Redis {
             // A blank inline line: no reply, as in Redis.
             return Some(Request::new(len, Access::Local));
         }
-        if !node.is_primary() && !serves_on_backup(&argv) {
+        // An unauthenticated client learns nothing, not even where the
+        // primary is: the session answers -NOAUTH.
+        if !node.is_primary() && !serves_on_backup(&argv) && c.session.authenticated() {
             self.redirect(c, node.primary_client(), out);
             return Some(Request::new(len, Access::Local));
         }
