@@ -105,7 +105,12 @@ pub fn read_secret(path: Option<&PathBuf>) -> Result<Vec<u8>> {
 
 /// Reads `--requirepass-file`: the password clients must give (AUTH).
 pub fn read_password(path: Option<&PathBuf>) -> Result<Option<Vec<u8>>> {
-    path.map(|p| understudy_node::builder::read_secret_file(p, "--requirepass-file").map_err(anyhow::Error::msg)).transpose()
+    read_secret_file(path, "--requirepass-file")
+}
+
+/// Reads the secret or password file that `flag` names, if given.
+pub fn read_secret_file(path: Option<&PathBuf>, flag: &str) -> Result<Option<Vec<u8>>> {
+    path.map(|p| understudy_node::builder::read_secret_file(p, flag).map_err(anyhow::Error::msg)).transpose()
 }
 
 /// A node's options from its flags; errors name the flag.

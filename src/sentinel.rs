@@ -65,6 +65,15 @@ pub struct SentinelArgs {
     /// File holding the shared secret of the arbiter.
     #[arg(long)]
     pub secret_file: Option<PathBuf>,
+    /// File holding the password Sentinel clients must give (AUTH), as a
+    /// Redis Sentinel's requirepass; without it, none is asked.
+    #[arg(long, value_name = "FILE")]
+    pub requirepass_file: Option<PathBuf>,
+    /// File holding the password the nodes ask for (their
+    /// --requirepass-file), as Redis Sentinel's `auth-pass`: given before
+    /// asking a primary which backup it has.
+    #[arg(long, value_name = "FILE")]
+    pub auth_pass_file: Option<PathBuf>,
     /// A cluster to report from the start (repeatable): SENTINEL MASTERS and
     /// INFO list it without a client having asked for it by name.
     #[arg(long = "cluster", value_name = "NAME")]
@@ -98,12 +107,14 @@ pub fn sentinel(a: SentinelArgs) -> Result<ExitCode> {
     let arbiter = understudy_arbiter::connect(&a.arbiter, &secret)?;
     let listener = TcpListener::bind(a.listen).with_context(|| format!("cannot listen on --listen {}", a.listen))?;
     let bound = listener.local_addr().context("the sentinel's listening address")?;
-    let watch = Arc::new(Watch::new(Arc::from(arbiter), Duration::from_millis(a.poll_ms), &a.clusters));
+    let auth_pass = crate::flags::read_secret_file(a.auth_pass_file.as_ref(), "--auth-pass-file")?;
+    let watch = Arc::new(Watch::new(Arc::from(arbiter), Duration::from_millis(a.poll_ms), &a.clusters, auth_pass));
     watch.spawn_poller().context("starting the thread that reads the arbiter")?;
     let mut raw = [0u8; 20];
     getrandom::fill(&mut raw).context("reading the OS random source")?;
     let myid: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-    let shared = Arc::new(Shared { watch, myid, port: bound.port(), clients: Default::default() });
+    let password = crate::flags::read_password(a.requirepass_file.as_ref())?.map(Arc::from);
+    let shared = Arc::new(Shared { watch, myid, password, port: bound.port(), clients: Default::default() });
     log::info!(
         "sentinel listening on {bound}, reading {} every {} ms{}",
         shared.watch.describe_arbiter(),
@@ -165,7 +176,7 @@ fn serve(mut stream: TcpStream, s: &Shared, id: u64) {
     if stream.set_nodelay(true).and_then(|_| stream.set_write_timeout(Some(WRITE_TIMEOUT))).is_err() {
         return;
     }
-    let mut client = Client::new(id, peer, local);
+    let mut client = Client::new(id, peer, local, s.password.clone());
     let mut parser = CommandParser::new();
     let mut args = Vec::new();
     let mut inbuf: Vec<u8> = Vec::new();

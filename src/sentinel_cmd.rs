@@ -8,10 +8,9 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
+use understudy_kv::auth::{Auth, NOAUTH};
 use understudy_kv::resp::{write_array_len, write_bulk, write_error, write_int, write_ok, write_simple};
-use understudy_kv::session::{
-    check_auth, check_client_name, parse_hello, unknown_command, write_hello_fields, HelloArgs, WRONGPASS,
-};
+use understudy_kv::session::{check_client_name, parse_hello, unknown_command, write_hello_fields, HelloArgs};
 
 use crate::sentinel_reply::{info, master_fields, replica_fields};
 use crate::sentinel_watch::{split_addr, Lookup, Message, Watch};
@@ -24,6 +23,8 @@ const SUBSCRIPTION_BYTES_MAX: usize = 64 * 1024;
 /// What every connection shares.
 pub struct Shared {
     pub watch: Arc<Watch>,
+    /// The password clients must give (`--requirepass-file`), if any.
+    pub password: Option<Arc<[u8]>>,
     /// This sentinel's run id (40 hex digits, new at each start).
     pub myid: String,
     pub port: u16,
@@ -48,6 +49,7 @@ pub struct Client {
     patterns: BTreeSet<Vec<u8>>,
     /// Published messages, while subscribed to anything.
     pub inbox: Option<Receiver<Message>>,
+    auth: Auth,
 }
 
 /// Redis's arity for each command (negative: at least).
@@ -134,8 +136,9 @@ const NOT_INT: &[u8] = b"ERR value is not an integer or out of range";
 const NO_SUCH_MASTER: &[u8] = b"ERR No such master with that name";
 
 impl Client {
-    pub fn new(id: u64, peer: String, local: String) -> Client {
-        Client { id, peer, local, name: None, resp3: false, channels: BTreeSet::new(), patterns: BTreeSet::new(), inbox: None }
+    pub fn new(id: u64, peer: String, local: String, password: Option<Arc<[u8]>>) -> Client {
+        let (channels, patterns) = (BTreeSet::new(), BTreeSet::new());
+        Client { id, peer, local, name: None, resp3: false, channels, patterns, inbox: None, auth: Auth::new(password) }
     }
 
     fn subscriptions(&self) -> usize {
@@ -186,6 +189,10 @@ impl Client {
             arity_error(out, &name);
             return Next::Continue;
         }
+        if !self.auth.authenticated() && !Auth::exempt(&name) {
+            write_error(out, NOAUTH);
+            return Next::Continue;
+        }
         let pubsub_only = ["subscribe", "psubscribe", "unsubscribe", "punsubscribe", "ping", "quit", "reset"];
         if !self.resp3 && self.subscriptions() > 0 && !pubsub_only.contains(&name.as_str()) {
             let msg = format!(
@@ -211,7 +218,7 @@ impl Client {
                 return Next::Close;
             }
             "hello" => self.hello(argv, out),
-            "auth" => auth(argv, out),
+            "auth" => self.auth.command(argv, out),
             "client" => self.client(argv, out),
             "info" => write_bulk(out, info(s, &argv[1..]).as_bytes()),
             "role" => {
@@ -233,6 +240,7 @@ impl Client {
                 self.inbox = None;
                 self.name = None;
                 self.resp3 = false;
+                self.auth.reset();
                 write_simple(out, b"RESET");
             }
             _ => unknown_command(argv, out),
@@ -243,8 +251,8 @@ impl Client {
     /// HELLO [protover [AUTH user pass] [SETNAME name]].
     fn hello(&mut self, argv: &[&[u8]], out: &mut Vec<u8>) {
         let Some(HelloArgs { proto, auth, setname }) = parse_hello(argv, out) else { return };
-        if auth.is_some_and(|(user, pass)| !check_auth(user, pass, None)) {
-            return write_error(out, WRONGPASS);
+        if !self.auth.hello(auth, out) {
+            return;
         }
         if let Some(name) = setname {
             if !self.set_name(name, out) {
@@ -527,18 +535,5 @@ impl Client {
                 .as_bytes(),
             ),
         }
-    }
-}
-
-/// AUTH [user] pass: no password is configured (the default user has none).
-fn auth(argv: &[&[u8]], out: &mut Vec<u8>) {
-    match argv.len() {
-        2 => write_error(
-            out,
-            b"ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
-        ),
-        3 if argv[1] == b"default" => write_ok(out),
-        3 => write_error(out, b"WRONGPASS invalid username-password pair or user is disabled."),
-        _ => write_error(out, b"ERR syntax error"),
     }
 }

@@ -21,6 +21,8 @@ struct Sentinel {
     child: Child,
     addr: String,
     log: PathBuf,
+    /// Sent with AUTH before every call, when set.
+    password: Option<String>,
 }
 
 impl Sentinel {
@@ -42,11 +44,14 @@ impl Sentinel {
             let at = text.find("listening on ")? + "listening on ".len();
             Some(text[at..].split([',', ' ', '\n']).next().unwrap().to_string())
         });
-        Sentinel { child, addr, log }
+        Sentinel { child, addr, log, password: None }
     }
 
     fn call(&self, args: &[&str]) -> Reply {
         let mut c = Conn::connect(&self.addr, Duration::from_secs(10)).unwrap();
+        if let Some(p) = &self.password {
+            assert_eq!(c.call(&["AUTH", p]).unwrap(), Reply::Simple("OK".into()));
+        }
         c.call(args).unwrap()
     }
 
@@ -294,14 +299,20 @@ fn a_sentinel_reads_a_file_arbiter() {
 const APP: &str = r#"
 import os, sys, time, redis
 from redis.sentinel import Sentinel
-s1, s2, cluster, ctl = sys.argv[1:5]
+s1, s2, cluster, ctl, pw = sys.argv[1:6]
 def hp(a):
     h, p = a.rsplit(':', 1)
     return (h, int(p))
-sentinel = Sentinel([hp(s1), hp(s2)], socket_timeout=2)
-m = sentinel.master_for(cluster, socket_timeout=2, decode_responses=True)
+# AUTH everywhere: the sentinels and the nodes ask for the password.
+sentinel = Sentinel([hp(s1), hp(s2)], socket_timeout=2, sentinel_kwargs={'socket_timeout': 2, 'password': pw})
+m = sentinel.master_for(cluster, socket_timeout=2, decode_responses=True, password=pw)
 # redis-py 8 talks RESP3 to the sentinels (HELLO 3); RESP2 finds the same.
-resp2 = Sentinel([hp(s2)], sentinel_kwargs={'socket_timeout': 2, 'protocol': 2})
+resp2 = Sentinel([hp(s2)], sentinel_kwargs={'socket_timeout': 2, 'protocol': 2, 'password': pw})
+try:
+    Sentinel([hp(s1)], sentinel_kwargs={'socket_timeout': 2}).discover_master(cluster)
+    raise SystemExit('a sentinel answered without the password')
+except redis.sentinel.MasterNotFoundError:
+    pass
 assert resp2.discover_master(cluster) == sentinel.discover_master(cluster), 'RESP2 and RESP3 disagree'
 # The in-sync backup is listed (at most a poll after the join), the same in both.
 wait_until = time.monotonic() + 60
@@ -364,9 +375,18 @@ fn now() -> String {
 fn redis_py_master_for_keeps_writing_across_two_kill9_failovers() {
     let _s = serial();
     let mut h = Harness::new();
+    let pass = "sentinel and node password";
+    std::fs::write(h.path("pass"), pass).unwrap();
+    let pass_file = h.path("pass").display().to_string();
+    h.node_args = vec!["--requirepass-file".into(), pass_file.clone()];
+    h.client_password = Some(pass.into());
     h.start_pair();
-    let s1 = Sentinel::start(&h, "s1", &["--cluster", CLUSTER]);
-    let s2 = Sentinel::start(&h, "s2", &["--cluster", CLUSTER]);
+    let with_pass = ["--cluster", CLUSTER, "--requirepass-file", &pass_file, "--auth-pass-file", &pass_file];
+    let mut s1 = Sentinel::start(&h, "s1", &with_pass);
+    let mut s2 = Sentinel::start(&h, "s2", &with_pass);
+    assert_eq!(s1.call(&["SENTINEL", "MASTERS"]), Reply::Error("NOAUTH Authentication required.".into()));
+    s1.password = Some(pass.into());
+    s2.password = Some(pass.into());
     s1.wait_master(&h.node("a").client.clone());
     s2.wait_master(&h.node("a").client.clone());
     let ctl = h.path("ctl");
@@ -375,6 +395,7 @@ fn redis_py_master_for_keeps_writing_across_two_kill9_failovers() {
     let mut app = Command::new("python3")
         .args(["-c", APP, &s1.addr, &s2.addr, CLUSTER])
         .arg(&ctl)
+        .arg(pass)
         .stdout(std::fs::File::create(&out_path).unwrap())
         .stderr(Stdio::from(std::fs::File::create(h.path("app.err")).unwrap()))
         .spawn()

@@ -39,6 +39,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 mod cmd;
 mod dispatch;
 mod entry;

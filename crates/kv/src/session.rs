@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use understudy_wire::codec::{put_bytes, put_varint, Reader};
 
+use crate::auth::{Auth, NOAUTH};
 use crate::cmd::keyspace::c_str;
 use crate::cmd::{write_arity_error, Cmd, Kind, NOT_INT, SPECS};
 use crate::exactly_once::commands as exactly_once;
@@ -74,10 +75,8 @@ pub struct Session {
     /// RESP3: how the reply of the command just dispatched is converted
     /// ([`Session::expect_reply`], [`Session::encode_reply`]).
     pending: Option<Pending>,
-    /// The default user's password (`--requirepass-file`); None: no password.
-    password: Option<Arc<[u8]>>,
-    /// AUTH (or HELLO … AUTH) succeeded, or no password is required.
-    authenticated: bool,
+    /// AUTH (`--requirepass-file`).
+    auth: Auth,
 }
 
 /// How a RESP3 connection's next reply is converted.
@@ -147,7 +146,7 @@ pub fn check_client_name(name: &[u8], out: &mut Vec<u8>) -> bool {
 /// HELLO's arguments: the protocol asked for and a client name.
 pub struct HelloArgs<'a> {
     pub proto: Option<i64>,
-    /// AUTH's user and password, checked by the caller ([`check_auth`]).
+    /// AUTH's user and password, checked by the caller (`Auth::hello`).
     pub auth: Option<(&'a [u8], &'a [u8])>,
     pub setname: Option<&'a [u8]>,
 }
@@ -200,8 +199,7 @@ impl Session {
             resp3: false,
             exec_shapes: Vec::new(),
             pending: None,
-            password: None,
-            authenticated: true,
+            auth: Auth::default(),
         }
     }
 
@@ -209,13 +207,12 @@ impl Session {
     /// until AUTH or HELLO … AUTH gives it, only AUTH, HELLO, QUIT and
     /// RESET are answered, everything else with `-NOAUTH`.
     pub fn set_password(&mut self, password: Option<Arc<[u8]>>) {
-        self.authenticated = password.is_none();
-        self.password = password;
+        self.auth = Auth::new(password);
     }
 
     /// AUTH succeeded, or no password is required.
     pub fn authenticated(&self) -> bool {
-        self.authenticated
+        self.auth.authenticated()
     }
 
     /// The client asked for RESP3 (`HELLO 3`): convert replies with
@@ -287,7 +284,7 @@ impl Session {
         op.clear();
         let Some(name) = argv.first() else { return Dispatch::Done };
         if exactly_once::is_session_command(name) {
-            if !self.authenticated {
+            if !self.auth.authenticated() {
                 write_error(out, NOAUTH);
                 return self.reject();
             }
@@ -316,7 +313,7 @@ impl Session {
         if !subcommand_ok(cmd, argv, out) {
             return self.reject();
         }
-        if !self.authenticated && !matches!(cmd, Cmd::Auth | Cmd::Hello | Cmd::Quit | Cmd::Reset) {
+        if !self.auth.authenticated() && !Auth::exempt(spec.name) {
             write_error(out, NOAUTH);
             return self.reject();
         }
@@ -397,9 +394,9 @@ impl Session {
                 // Back to RESP2 and a fresh connection state, as Redis does.
                 // Redis's RESET also makes the connection the default user
                 // again: unauthenticated when that user has a password.
-                let password = self.password.take();
-                *self = Session { op_bytes_max: self.op_bytes_max, ..Session::new(self.id) };
-                self.set_password(password);
+                let mut auth = self.auth.clone();
+                auth.reset();
+                *self = Session { op_bytes_max: self.op_bytes_max, auth, ..Session::new(self.id) };
                 write_simple(out, b"RESET");
             }
             Cmd::Info | Cmd::Role => return Dispatch::Status,
@@ -474,7 +471,7 @@ impl Session {
                 Some(_) => write_error(out, b"ERR DB index is out of range"),
             },
             Cmd::Hello => self.hello(argv, out),
-            Cmd::Auth => self.auth(argv, out),
+            Cmd::Auth => self.auth.command(argv, out),
             Cmd::Client => self.client(argv, out),
             Cmd::Config => config(argv, out),
             Cmd::Command => command(argv, out),
@@ -485,36 +482,11 @@ impl Session {
         }
     }
 
-    /// AUTH [user] pass.
-    fn auth(&mut self, argv: &[&[u8]], out: &mut Vec<u8>) {
-        let (user, pass) = match argv.len() {
-            2 if self.password.is_none() => return write_error(
-                out,
-                b"ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
-            ),
-            2 => (&b"default"[..], argv[1]),
-            3 => (argv[1], argv[2]),
-            _ => return write_error(out, crate::cmd::SYNTAX),
-        };
-        if check_auth(user, pass, self.password.as_deref()) {
-            self.authenticated = true;
-            write_ok(out);
-        } else {
-            write_error(out, WRONGPASS);
-        }
-    }
-
     /// HELLO [protover [AUTH user pass] [SETNAME name]]: RESP2 or RESP3.
     fn hello(&mut self, argv: &[&[u8]], out: &mut Vec<u8>) {
         let Some(HelloArgs { proto, auth, setname }) = parse_hello(argv, out) else { return };
-        if let Some((user, pass)) = auth {
-            if !check_auth(user, pass, self.password.as_deref()) {
-                return write_error(out, WRONGPASS);
-            }
-            self.authenticated = true;
-        }
-        if !self.authenticated {
-            return write_error(out, b"NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+        if !self.auth.hello(auth, out) {
+            return;
         }
         if let Some(name) = setname {
             if !self.set_name(name, out) {
@@ -656,17 +628,6 @@ pub fn unknown_command(argv: &[&[u8]], out: &mut Vec<u8>) {
     }
     write_error(out, &msg);
 }
-
-/// The one user is `default`; with no password configured it takes any
-/// password, as Redis's `nopass` default user does. Compared in constant
-/// time.
-pub fn check_auth(user: &[u8], pass: &[u8], password: Option<&[u8]>) -> bool {
-    let same = |a: &[u8], b: &[u8]| a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
-    user == b"default" && password.is_none_or(|p| same(p, pass))
-}
-
-pub const NOAUTH: &[u8] = b"NOAUTH Authentication required.";
-pub const WRONGPASS: &[u8] = b"WRONGPASS invalid username-password pair or user is disabled.";
 
 /// Configuration parameters CONFIG GET reports: what redis-benchmark asks
 /// at start, answered as a server without persistence.
