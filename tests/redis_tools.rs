@@ -141,6 +141,25 @@ fn role_wait_and_info_replication_speak_redis_format_on_both_nodes() {
     let redis_role = redis_cli(&replica.1, &["ROLE"]);
     assert_eq!(redis_role.lines().count(), lines.len(), "redis: {redis_role}\nours: {role}");
 
+    // The other sections Redis prints, with this node's real figures.
+    let info = redis_cli(&a, &["INFO"]);
+    let field = |name: &str| -> u64 {
+        let line = info.lines().find_map(|l| l.strip_prefix(&format!("{name}:"))).unwrap_or_else(|| panic!("no {name} in {info}"));
+        line.trim().parse().unwrap_or_else(|_| panic!("{name}:{line}"))
+    };
+    for section in ["# Server", "# Clients", "# Memory", "# Persistence", "# Stats", "# Replication", "# Keyspace"] {
+        assert!(info.contains(section), "{section} missing: {info}");
+    }
+    assert_eq!(field("tcp_port"), ap.parse::<u64>().unwrap());
+    assert_eq!(field("process_id"), h.node("a").pid() as u64);
+    assert!(field("connected_clients") >= 1 && field("total_connections_received") >= field("connected_clients"));
+    assert!(field("total_commands_processed") >= 3, "SET, INFO replication, ROLE… were processed");
+    assert!(field("used_memory_rss") > 1 << 20 && field("used_memory_peak") >= field("used_memory_rss") / 2);
+    assert!(field("total_net_input_bytes") > 0 && field("total_net_output_bytes") > 0);
+    assert!(info.contains("db0:keys=1,expires=0"), "{info}");
+    let only = redis_cli(&a, &["INFO", "memory", "CLIENTS"]);
+    assert!(only.contains("# Memory") && only.contains("# Clients") && !only.contains("# Server"), "{only}");
+
     // WAIT answers at once: the backup holds every acknowledged write.
     assert_eq!(redis_cli(&a, &["WAIT", "1", "0"]), "1");
     assert_eq!(redis_cli(&a, &["WAIT", "0", "x"]), "ERR timeout is not an integer or out of range");

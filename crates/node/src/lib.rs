@@ -48,6 +48,7 @@ pub mod metrics;
 pub mod options;
 pub mod progress;
 pub mod redis;
+mod redis_info;
 pub mod replica;
 pub mod run;
 mod serve;

@@ -43,6 +43,15 @@ pub struct Stats {
     /// Joins accepted as primary, and joiners that became in-sync members.
     pub joins_accepted: u64,
     pub joins_in_sync: u64,
+    /// Client connections: open now, and accepted since the start.
+    pub clients_connected: u64,
+    pub connections_received: u64,
+    /// Client requests decoded, and client bytes read and written.
+    pub requests: u64,
+    pub client_bytes_in: u64,
+    pub client_bytes_out: u64,
+    /// When this process started (Unix milliseconds), for uptime.
+    pub started_unix_ms: u64,
 }
 
 /// The state transfer of the current join (either side).
@@ -101,7 +110,7 @@ impl<M: Machine, I: Io> Replica<M, I> {
             record: RecordCtx::default(),
             exec: ExecQueue::default(),
             primary_client: None,
-            stats: Stats::default(),
+            stats: Stats { started_unix_ms: crate::ctx::wall_us() / 1000, ..Stats::default() },
             exiting: false,
             halted: false,
             scratch_op: Vec::new(),

@@ -83,7 +83,16 @@ pub(crate) async fn serve<F: FrontEnd>(rc: Shared<F>, front: Rc<F>, listener: Tc
         match listener.accept().await {
             Ok((stream, _)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::task::spawn_local(client(rc.clone(), front.clone(), stream));
+                {
+                    let mut r = rc.borrow_mut();
+                    r.stats.connections_received += 1;
+                    r.stats.clients_connected += 1;
+                }
+                let (rc, front) = (rc.clone(), front.clone());
+                tokio::task::spawn_local(async move {
+                    client(rc.clone(), front, stream).await;
+                    rc.borrow_mut().stats.clients_connected -= 1;
+                });
             }
             Err(e) => {
                 log::warn!("accepting a client: {e}");
@@ -116,6 +125,7 @@ async fn client<F: FrontEnd>(rc: Shared<F>, front: Rc<F>, mut stream: TcpStream)
             if wr.write_all(&gated.buf[gated.sent..end]).await.is_err() {
                 return;
             }
+            rc.borrow_mut().stats.client_bytes_out += (end - gated.sent) as u64;
             gated.sent = end;
             if gated.marks.is_empty() {
                 gated.buf.clear();
@@ -134,12 +144,13 @@ async fn client<F: FrontEnd>(rc: Shared<F>, front: Rc<F>, mut stream: TcpStream)
         let can_read = open && gated.held_bytes() < pending_max && !gated.closing;
         tokio::select! {
             n = rd.read_buf(&mut inbuf), if can_read => {
-                match n {
+                let n = match n {
                     Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                }
+                    Ok(n) => n,
+                };
                 let held = gated.marks.len();
                 let mut r = rc.borrow_mut();
+                r.stats.client_bytes_in += n as u64;
                 process(&mut r, &*front, &mut conn, &mut inbuf, &mut op, &mut gated);
                 if !gated.closing && inbuf.len() > request_max.saturating_add(REQUEST_HEAD_SLACK) {
                     // A front end that never finds the end of a request must
@@ -188,6 +199,7 @@ fn process<F: FrontEnd>(
             inbuf.len() - consumed
         );
         consumed += req.len;
+        r.stats.requests += 1;
         let primary = r.core.is_primary();
         debug_assert!(
             matches!(req.access, Access::Local | Access::Status) || gated.buf.len() == start,

@@ -136,6 +136,22 @@ impl<'a, M: StateMachine + Send> NodeView<'a, M> {
         &self.r.stats
     }
 
+    /// The port clients connect to (as bound).
+    pub fn listen_port(&self) -> u16 {
+        self.r
+            .opts
+            .advertise_client
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or(self.r.opts.client_listen.port())
+    }
+
+    /// 40 hex digits, new in every process (Redis's `run_id`).
+    pub fn run_id(&self) -> String {
+        let i = self.r.incarnation;
+        format!("{:020x}{:020x}", i, i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
+
     /// This node's name and its cluster's (`--node`, `--cluster`).
     pub fn node(&self) -> &str {
         &self.r.opts.node
