@@ -26,7 +26,8 @@ use clap::Args;
 use understudy_kv::resp::CommandParser;
 
 use crate::flags::{listen_addr, read_secret};
-use crate::sentinel_cmd::{Client, Next, Shared};
+use crate::sentinel_cmd::{Client, Next};
+use crate::sentinel_reply::Shared;
 use crate::sentinel_watch::Watch;
 
 /// Largest request a client may send (Sentinel commands are short).

@@ -4,7 +4,6 @@
 //! first and `SUBSCRIBE` for `+switch-master`.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
@@ -12,24 +11,13 @@ use understudy_kv::auth::{Auth, NOAUTH};
 use understudy_kv::resp::{write_array_len, write_bulk, write_error, write_int, write_ok, write_simple};
 use understudy_kv::session::{check_client_name, parse_hello, unknown_command, write_hello_fields, HelloArgs};
 
-use crate::sentinel_reply::{info, master_fields, replica_fields};
-use crate::sentinel_watch::{split_addr, Lookup, Message, Watch};
+use crate::sentinel_reply::{info, master_fields, replica_fields, Shared};
+use crate::sentinel_watch::{split_addr, Lookup, Message};
 
 /// Channels and patterns one connection may subscribe to, and the bytes of
 /// their names.
 const SUBSCRIPTIONS_MAX: usize = 1024;
 const SUBSCRIPTION_BYTES_MAX: usize = 64 * 1024;
-
-/// What every connection shares.
-pub struct Shared {
-    pub watch: Arc<Watch>,
-    /// The password clients must give (`--requirepass-file`), if any.
-    pub password: Option<Arc<[u8]>>,
-    /// This sentinel's run id (40 hex digits, new at each start).
-    pub myid: String,
-    pub port: u16,
-    pub clients: AtomicUsize,
-}
 
 /// After a command: keep reading, or close once the reply is written.
 #[derive(Debug, PartialEq, Eq)]

@@ -2,14 +2,25 @@
 //! fields of `SENTINEL MASTER`/`MASTERS`/`REPLICAS` in Redis 7's order (plus
 //! understudy's own), and `INFO`.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use understudy_arbiter::BackupState;
 use understudy_kv::session::REDIS_VERSION;
 
-use crate::sentinel_cmd::Shared;
-use crate::sentinel_watch::{split_addr, View};
+use crate::sentinel_watch::{split_addr, View, Watch};
+
+/// What every connection shares.
+pub struct Shared {
+    pub watch: Arc<Watch>,
+    /// The password clients must give (`--requirepass-file`), if any.
+    pub password: Option<Arc<[u8]>>,
+    /// This sentinel's run id (40 hex digits, new at each start).
+    pub myid: String,
+    pub port: u16,
+    pub clients: AtomicUsize,
+}
 
 fn ms_since(t: Instant) -> String {
     t.elapsed().as_millis().to_string()

@@ -144,7 +144,8 @@ fn role_wait_and_info_replication_speak_redis_format_on_both_nodes() {
     // The other sections Redis prints, with this node's real figures.
     let info = redis_cli(&a, &["INFO"]);
     let field = |name: &str| -> u64 {
-        let line = info.lines().find_map(|l| l.strip_prefix(&format!("{name}:"))).unwrap_or_else(|| panic!("no {name} in {info}"));
+        let line =
+            info.lines().find_map(|l| l.strip_prefix(&format!("{name}:"))).unwrap_or_else(|| panic!("no {name} in {info}"));
         line.trim().parse().unwrap_or_else(|_| panic!("{name}:{line}"))
     };
     for section in ["# Server", "# Clients", "# Memory", "# Persistence", "# Stats", "# Replication", "# Keyspace"] {

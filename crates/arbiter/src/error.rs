@@ -4,6 +4,9 @@
 use std::io;
 use std::path::PathBuf;
 
+/// Name of the lock file inside an arbiter server's `--dir` (`store.rs`).
+pub const LOCK_FILE: &str = "LOCK";
+
 /// Why an arbiter operation did not produce an answer. Note that losing a
 /// race is not an error: that is [`crate::Claim::Superseded`] /
 /// [`crate::Update::Superseded`].
@@ -64,7 +67,7 @@ pub enum ArbiterError {
 
     /// Another arbiter server already serves this directory; two would grant
     /// epochs independently (Promise 2).
-    #[error("another arbiter is already serving --dir {} (it holds the lock on {}); stop it or choose another --dir", dir.display(), dir.join(crate::store::LOCK_FILE).display())]
+    #[error("another arbiter is already serving --dir {} (it holds the lock on {}); stop it or choose another --dir", dir.display(), dir.join(LOCK_FILE).display())]
     DirLocked { dir: PathBuf },
 }
 

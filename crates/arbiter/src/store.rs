@@ -27,8 +27,9 @@ use crate::proto::{RemoteError, Reply, Request};
 use crate::rules::{self, Decision};
 use crate::{Arbiter, ArbiterError, BackupInfo, Claim, ClusterRecord, NodeAddrs, Update};
 
-/// Name of the lock file inside `--dir`.
-pub const LOCK_FILE: &str = "LOCK";
+/// Name of the lock file inside `--dir` (defined with the error that names
+/// it, so `error` needs nothing of this module).
+pub use crate::error::LOCK_FILE;
 
 /// Records of all clusters; see the module docs.
 #[derive(Debug)]

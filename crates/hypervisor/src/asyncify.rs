@@ -24,7 +24,7 @@ use std::process::Command;
 
 use wasmtime::wasmparser::{Operator, Parser, Payload};
 
-use crate::wasi::MODULE;
+use crate::abi::MODULE;
 
 /// The preview1 imports at which a guest can be unwound: every call that
 /// may block, so a guest waiting for a client can be snapshotted without

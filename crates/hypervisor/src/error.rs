@@ -117,3 +117,20 @@ impl std::fmt::Display for Divergence {
         }
     }
 }
+
+/// Why the guest stops inside a host call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stop {
+    Exit(i32),
+    Diverged(Box<Divergence>),
+    /// The engine stopped the world (`Release::stop`).
+    Stopped,
+    /// Replay reached the end of the log at a call that needs an event.
+    EndOfLog,
+    /// The host itself failed (not the guest's doing).
+    Host(String),
+    /// A wait inside a host call was interrupted for a snapshot: the call
+    /// is rolled back (`Gate::abort_call`) and the guest unwinds; it
+    /// makes the call again once rewound.
+    Snapshot,
+}

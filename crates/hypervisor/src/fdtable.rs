@@ -11,12 +11,10 @@
 use understudy_wire::codec::{put_varint, Reader};
 use understudy_wire::WireError;
 
+use crate::abi::{rights_of, RIGHTS_ALL};
+
 /// The listening socket's descriptor, when the guest has one.
 pub const LISTENER_FD: u32 = 3;
-
-/// Every right preview1 defines (rights are checked by the gate as
-/// wasmtime does; see `wasi::fs`).
-pub const RIGHTS_ALL: u64 = (1 << 30) - 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FdKind {
@@ -82,7 +80,7 @@ impl FdTable {
             fds.push(Some(Fd::new(FdKind::Listener)));
         }
         for id in 0..preopens as u64 {
-            let rights = crate::wasi::rights_of(true, true, false);
+            let rights = rights_of(true, true, false);
             fds.push(Some(Fd { rights, ..Fd::new(FdKind::Dir { id, preopen: true }) }));
         }
         FdTable { fds, next_conn: 1 }

@@ -14,28 +14,12 @@ use std::collections::HashSet;
 use sha2::{Digest, Sha256};
 use understudy_wire::codec::{put_varint, Reader};
 
-use crate::error::{CallView, Divergence, DivergenceKind};
-use crate::event::{self, ClockMemory, EventHeader, EventSource, Func, Next, Outcome};
+use crate::error::{CallView, Divergence, DivergenceKind, Stop};
+use crate::event::{self, ClockMemory, EventHeader, Func, Outcome};
 use crate::fdtable::FdTable;
 use crate::output::Target;
+use crate::source::{EventSource, Next};
 use crate::world::{Live, LiveWorld};
-
-/// Why the guest stops inside a host call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Stop {
-    Exit(i32),
-    Diverged(Box<Divergence>),
-    /// The engine stopped the world (`Release::stop`).
-    Stopped,
-    /// Replay reached the end of the log at a call that needs an event.
-    EndOfLog,
-    /// The host itself failed (not the guest's doing).
-    Host(String),
-    /// A wait inside a host call was interrupted for a snapshot: the call
-    /// is rolled back ([`Gate::abort_call`]) and the guest unwinds; it
-    /// makes the call again once rewound.
-    Snapshot,
-}
 
 /// Version of [`Gate::encode_state`].
 const STATE_VERSION: u64 = 1;

@@ -6,8 +6,8 @@
 use understudy_wire::codec::{put_str, put_varint, Reader};
 use wasmtime::wasmparser::{BinaryReader, GlobalSectionReader, ImportSectionReader, TypeRef};
 
+use crate::abi::MODULE;
 use crate::error::HypervisorError;
-use crate::wasi::MODULE;
 
 const MAGIC: &[u8; 4] = b"\0asm";
 const SECTION_IMPORT: u8 = 2;

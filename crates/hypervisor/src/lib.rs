@@ -12,10 +12,20 @@
 //!
 //! - [`config`]: [`GuestConfig`], the deterministic wasmtime configuration
 //!   ([`engine_config`]) and the pairing [`fingerprint`].
-//! - [`event`]: the event encoding, and the [`EventSink`] / [`EventSource`]
-//!   traits the replication engine plugs in.
+//! - [`event`]: the event encoding, and the [`EventSink`] trait the
+//!   replication engine plugs in (record mode).
+//! - `source`: replay mode: the [`EventSource`] trait the engine plugs in,
+//!   [`Next`] (an event, a world to go live in, the end), [`VecSource`].
+//! - [`error`]: errors, the divergence report, and why a guest stops
+//!   inside a host call (`Stop`).
 //! - `gate`: record/replay of every host call, call numbering, divergence.
+//! - `fdtable`: the guest's descriptors, virtual state of the gate.
+//! - `host`: the store's data (`Host`: the gate, memory and globals, the
+//!   resource limiter, the snapshot state, the mapped directories), which
+//!   `wasi`, `unwind` and `machine` share.
 //! - `wasi`: the preview1 functions (guest memory in, results out).
+//! - `abi`: the preview1 numbers the modules below `wasi` need too (the
+//!   import module's name, errno values, rights).
 //! - `world`: the real world of a recording guest (clocks, randomness,
 //!   stdin, the listening socket as fd 3, connections); [`LiveWorld`].
 //! - [`output`]: the output gate: outputs tagged with their event's seq
@@ -25,8 +35,22 @@
 //!   [`replay_file`]), like rr for WebAssembly.
 //! - [`fs`]: the mapped directories: confined host descriptors, the
 //!   filesystem calls (`wasi::fs`) on each replica's own copy.
+//! - [`snapshot`]: live snapshots of a running guest ([`SnapshotPort`],
+//!   [`SnapshotStream`]); `record`: the records such a stream carries and
+//!   their encoding, the directory tree included (re-exported as
+//!   [`snapshot::Record`], [`snapshot::FinalState`]); `unwind`: the guest
+//!   thread's side (unwind at a host call, rewind); [`asyncify`]: the
+//!   transformation that makes a guest unwindable; `dirty`: which pages the
+//!   guest wrote.
 //! - `instrument`: import checks; exports mutable globals for state hashes.
 //! - [`state`]: the hash of linear memory and mutable globals.
+//!
+//! Dependencies between these modules go one way (no import circles:
+//! `tests/import_cycles.rs` checks every crate of the workspace). From the
+//! bottom: the leaves `abi`, `event`, `record`, `state`, `output`, `dirty`;
+//! then `error`, `fdtable`, `fs`, `asyncify`; `config`, `instrument`,
+//! `snapshot`; `world`; `source`; `gate`; `host`; `unwind`; `wasi`;
+//! `machine`; `logfile`. A module needs nothing of one above it.
 //!
 //! # What each call records
 //!
@@ -69,6 +93,7 @@
 //! - Files only in directories mapped with `--map-dir` (`fs`); no UDP;
 //!   `sock_recv` flags other than PEEK are ignored.
 
+mod abi;
 pub mod asyncify;
 pub mod config;
 mod dirty;
@@ -77,11 +102,14 @@ pub mod event;
 mod fdtable;
 pub mod fs;
 mod gate;
+mod host;
 mod instrument;
 pub mod logfile;
 mod machine;
 pub mod output;
+mod record;
 pub mod snapshot;
+mod source;
 pub mod state;
 mod unwind;
 mod wasi;
@@ -89,7 +117,7 @@ mod world;
 
 pub use config::{engine_config, fingerprint, module_digest, Fuel, GuestConfig, WASMTIME_VERSION};
 pub use error::{CallView, Divergence, DivergenceKind, HypervisorError};
-pub use event::{EventDecoder, EventSink, EventSource, Func, MemorySink, Next, VecSource};
+pub use event::{EventDecoder, EventSink, Func, MemorySink};
 pub use fdtable::LISTENER_FD;
 pub use instrument::{prepare, Prepared};
 pub use logfile::{read_log, record_checkpointed, record_file, replay_file, LogContents, ReplayOptions, ReplayReport};
@@ -99,4 +127,5 @@ pub use machine::{
 };
 pub use output::{Console, Release};
 pub use snapshot::{SnapshotPort, SnapshotStream};
+pub use source::{EventSource, Next, VecSource};
 pub use world::{LiveWorld, Stdin, SEND_BUFFER_BYTES_MAX_DEFAULT};

@@ -6,7 +6,7 @@
 //! kind    := 1 header | 2 event | 3 trailer | 4 checkpoint | 5 module
 //! module  := the Asyncify-transformed module the guest ran (right after
 //!            the header; only in a log with checkpoints)
-//! checkpoint := one record of a guest snapshot (`snapshot.rs`): pages,
+//! checkpoint := one record of a guest snapshot (`record.rs`): pages,
 //!            then a final record; it follows the event at its seq
 //! header  := version:varint fingerprint:str module_sha256[32] program:str
 //!            nargs:varint arg:str… nenv:varint (key:str value:str)…
@@ -34,11 +34,12 @@ use understudy_wire::codec::{put_str, put_varint, Reader};
 
 use crate::config::{fingerprint, module_digest, Fuel, GuestConfig};
 use crate::error::HypervisorError;
-use crate::event::{EventSink, EventSource, Next};
+use crate::event::EventSink;
 use crate::fs::MapDir;
 use crate::machine::{run, run_restored, run_with_checkpoints, CheckpointSink, Ending, GuestEnd, Mode, RunOptions, TrapKind};
 use crate::output::Console;
 use crate::snapshot::Record;
+use crate::source::{EventSource, Next};
 use crate::world::{LiveWorld, Stdin};
 
 const MAGIC: &[u8; 8] = b"USWASMLG";

@@ -1,17 +1,18 @@
 //! Runs a guest on the calling thread, in record or replay mode, and says how
 //! it ended.
 
-use wasmtime::{Engine, Linker, Module, ResourceLimiter, Store, Trap};
+use wasmtime::{Engine, Linker, Module, Store, Trap};
 
 use crate::config::{engine_config, GuestConfig};
-use crate::error::{Divergence, HypervisorError};
-use crate::event::EventSource;
-use crate::gate::{Gate, Stop};
+use crate::error::{Divergence, HypervisorError, Stop};
+use crate::gate::Gate;
+use crate::host::{self, Checkpoints, Funcs, Host, Limits, Pending, Phase};
 use crate::instrument;
 use crate::snapshot::{Record, PAGE_BYTES};
+use crate::source::EventSource;
 use crate::state::bits_global;
-use crate::unwind::{self, Checkpoints, Pending, Phase};
-use crate::wasi::{self, Host};
+use crate::unwind;
+use crate::wasi;
 use crate::world::LiveWorld;
 
 /// How the gate starts.
@@ -97,61 +98,6 @@ pub struct GuestEnd {
     pub memory_limit_hits: u32,
     /// Replay that went live: the call number at which it did.
     pub went_live_at_call: Option<u64>,
-}
-
-/// The store's resource limiter: the same memory bound on every replica.
-#[derive(Debug)]
-pub(crate) struct Limits {
-    pub(crate) memory_bytes_max: usize,
-    pub(crate) hits: u32,
-    /// The last `memory_growing` allowed the growth: a failure after it is
-    /// the host's (the OS refused), not the limit's.
-    approved: bool,
-    host_failure: Option<String>,
-}
-
-impl Limits {
-    fn new(memory_bytes_max: u64) -> Limits {
-        Limits {
-            memory_bytes_max: usize::try_from(memory_bytes_max).unwrap_or(usize::MAX),
-            hits: 0,
-            approved: false,
-            host_failure: None,
-        }
-    }
-}
-
-/// Tables may grow to this many elements.
-const TABLE_ELEMENTS_MAX: usize = 1 << 20;
-
-impl ResourceLimiter for Limits {
-    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
-        self.approved = false;
-        if desired > self.memory_bytes_max {
-            self.hits += 1;
-            log::info!("guest memory.grow from {current} to {desired} bytes refused: limit {} bytes", self.memory_bytes_max);
-            return Ok(false);
-        }
-        if maximum.is_some_and(|m| desired > m) {
-            return Ok(false);
-        }
-        self.approved = true;
-        Ok(true)
-    }
-
-    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
-        if self.approved {
-            // The other replica may well have succeeded: stop rather than
-            // let the guest see a failure the log cannot explain.
-            self.host_failure = Some(format!("the host could not grow guest memory: {error}"));
-            return Err(error);
-        }
-        Ok(())
-    }
-
-    fn table_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= TABLE_ELEMENTS_MAX && maximum.is_none_or(|m| desired <= m))
-    }
 }
 
 #[derive(Clone)]
@@ -333,7 +279,7 @@ fn run_inner(
     };
     let memory = instance.get_memory(&mut store, "memory").expect("checked at load");
     let globals = loaded.globals.iter().filter_map(|n| instance.get_global(&mut store, n)).collect();
-    let funcs = unwind::Funcs::find(&mut store, &instance);
+    let funcs = Funcs::find(&mut store, &instance);
     {
         let h = store.data_mut();
         h.memory = Some(memory);
@@ -377,7 +323,7 @@ fn run_inner(
 fn finish(store: &mut Store<Host>, result: wasmtime::Result<()>, fuel_start: Option<u64>) -> GuestEnd {
     let stop = store.data_mut().stop.take();
     let ending = classify(result, stop, store.data_mut().limits.host_failure.take());
-    let state_hash = if store.data().memory.is_some() { wasi::state_hash(store) } else { [0; 32] };
+    let state_hash = if store.data().memory.is_some() { host::state_hash(store) } else { [0; 32] };
     let fuel_consumed = fuel_start.map(|s| s - store.get_fuel().unwrap_or(0));
     let h = store.data_mut();
     h.gate.finish();

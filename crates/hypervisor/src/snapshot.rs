@@ -37,32 +37,24 @@
 //!
 //! # Stream
 //!
-//! ```text
-//! stream := record*        (in snapshot chunks on the wire; in checkpoint records of a log file)
-//! record := 1 module:bytes                       the module every replica runs (transformed)
-//!         | 2 first_page:varint data:bytes       whole 64 KiB pages from first_page on; later ones win
-//!         | 3 final                              the pause: the rest, then the stream ends
-//!         | 4 key:varint size:varint             a file of the mapped directories, sized (created if new)
-//!         | 5 key:varint offset:varint data:bytes   bytes of that file
-//!         | 6 tree                               the mapped directories at the pause (`fs::copy::Tree`)
-//! final  := seq:varint memory_pages:varint nglobals:varint (tag:u8 bits:u128 LE)×n
-//!           unwind_at:varint unwind_orig:bytes gate:bytes fuel_flag:u8 [fuel:varint]
-//!           limit_hits:varint state_hash[32]
-//! ```
+//! A stream of [`Record`]s: the module, pages, file contents and the
+//! directory tree, then the final record; `record.rs` defines them and
+//! their encoding (and re-exported here, their paths stay
+//! `snapshot::Record`, `snapshot::FinalState`, `snapshot::PAGE_BYTES`).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use understudy_wire::codec::{put_bytes, put_varint, Reader};
+use understudy_wire::codec::put_varint;
 
 use crate::dirty::DirtyTracker;
 use crate::output::Release;
+use crate::record::{encode_pages, REC_PAGES};
+pub use crate::record::{BadRecord, FinalState, Record, PAGE_BYTES};
 use crate::state::hash_parts;
 
-/// The unit of snapshot pages and of the state hash: a WebAssembly page.
-pub const PAGE_BYTES: usize = 64 * 1024;
 /// Largest unwind region: the saved call stack must fit (frames take a few
 /// hundred bytes; Asyncify traps if they do not fit).
 pub const UNWIND_REGION_BYTES: usize = 1 << 20;
@@ -74,173 +66,6 @@ pub const PRECOPY_CONVERGED_BYTES: usize = 2 << 20;
 pub const PRECOPY_ROUNDS_MAX: u32 = 6;
 /// How long a snapshot waits for the guest to reach a host call.
 pub const PAUSE_WAIT: Duration = Duration::from_secs(60);
-
-const REC_MODULE: u8 = 1;
-const REC_PAGES: u8 = 2;
-const REC_FINAL: u8 = 3;
-const REC_FILE: u8 = 4;
-const REC_FILE_DATA: u8 = 5;
-const REC_TREE: u8 = 6;
-
-/// What the guest thread hands over at the pause, besides pages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FinalState {
-    /// Seq of the last event recorded before the snapshot point.
-    pub seq: u64,
-    pub memory_pages: u32,
-    /// Mutable globals before the unwind, as (tag, bits).
-    pub globals: Vec<(u8, u128)>,
-    /// Address of the unwind region, where Asyncify's data starts.
-    pub unwind_at: u32,
-    /// The region's bytes before the unwind wrote the stack there.
-    pub unwind_orig: Vec<u8>,
-    /// The gate's state (`Gate::encode_state`).
-    pub gate: Vec<u8>,
-    pub fuel_remaining: Option<u64>,
-    pub limit_hits: u32,
-    /// Hash of memory and globals at the snapshot point.
-    pub state_hash: [u8; 32],
-}
-
-/// One record of a snapshot stream (see the module docs).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Record {
-    Module(Vec<u8>),
-    Pages {
-        first: u32,
-        data: Vec<u8>,
-    },
-    Final(Box<FinalState>),
-    /// A file of the mapped directories has `size` bytes.
-    File {
-        key: u64,
-        size: u64,
-    },
-    FileData {
-        key: u64,
-        offset: u64,
-        data: Vec<u8>,
-    },
-    Tree(Box<crate::fs::copy::Tree>),
-}
-
-/// A snapshot stream that does not decode.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("bad snapshot record: {0}")]
-pub struct BadRecord(pub String);
-
-impl Record {
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        match self {
-            Record::Module(m) => {
-                out.push(REC_MODULE);
-                put_bytes(out, m);
-            }
-            Record::Pages { first, data } => {
-                debug_assert_eq!(data.len() % PAGE_BYTES, 0);
-                encode_pages(out, *first, data);
-            }
-            Record::Final(f) => {
-                out.push(REC_FINAL);
-                put_varint(out, f.seq);
-                put_varint(out, u64::from(f.memory_pages));
-                put_varint(out, f.globals.len() as u64);
-                for (tag, bits) in &f.globals {
-                    out.push(*tag);
-                    out.extend_from_slice(&bits.to_le_bytes());
-                }
-                put_varint(out, u64::from(f.unwind_at));
-                put_bytes(out, &f.unwind_orig);
-                put_bytes(out, &f.gate);
-                out.push(u8::from(f.fuel_remaining.is_some()));
-                if let Some(x) = f.fuel_remaining {
-                    put_varint(out, x);
-                }
-                put_varint(out, u64::from(f.limit_hits));
-                out.extend_from_slice(&f.state_hash);
-            }
-            Record::File { key, size } => {
-                out.push(REC_FILE);
-                put_varint(out, *key);
-                put_varint(out, *size);
-            }
-            Record::FileData { key, offset, data } => {
-                out.push(REC_FILE_DATA);
-                put_varint(out, *key);
-                put_varint(out, *offset);
-                put_bytes(out, data);
-            }
-            Record::Tree(t) => {
-                out.push(REC_TREE);
-                t.encode(out);
-            }
-        }
-    }
-
-    /// Decodes one record from `r`.
-    pub fn decode(r: &mut Reader<'_>) -> Result<Record, BadRecord> {
-        let bad = |e: understudy_wire::WireError| BadRecord(e.to_string());
-        Ok(match r.u8().map_err(bad)? {
-            REC_MODULE => Record::Module(r.bytes().map_err(bad)?.to_vec()),
-            REC_PAGES => {
-                let first = u32::try_from(r.varint().map_err(bad)?).map_err(|_| BadRecord("page index".into()))?;
-                let data = r.bytes().map_err(bad)?.to_vec();
-                if data.len() % PAGE_BYTES != 0 {
-                    return Err(BadRecord(format!("{} page bytes are not whole pages", data.len())));
-                }
-                Record::Pages { first, data }
-            }
-            REC_FINAL => {
-                let seq = r.varint().map_err(bad)?;
-                let memory_pages = u32::try_from(r.varint().map_err(bad)?).map_err(|_| BadRecord("memory size".into()))?;
-                let n = r.varint().map_err(bad)?;
-                if n > 1 << 20 {
-                    return Err(BadRecord(format!("{n} globals")));
-                }
-                let mut globals = Vec::with_capacity(n as usize);
-                for _ in 0..n {
-                    let tag = r.u8().map_err(bad)?;
-                    let bits = u128::from_le_bytes(r.take(16).map_err(bad)?.try_into().expect("16 bytes"));
-                    globals.push((tag, bits));
-                }
-                let unwind_at = u32::try_from(r.varint().map_err(bad)?).map_err(|_| BadRecord("unwind address".into()))?;
-                let unwind_orig = r.bytes().map_err(bad)?.to_vec();
-                let gate = r.bytes().map_err(bad)?.to_vec();
-                let fuel_remaining = match r.u8().map_err(bad)? {
-                    0 => None,
-                    1 => Some(r.varint().map_err(bad)?),
-                    f => return Err(BadRecord(format!("fuel flag {f}"))),
-                };
-                let limit_hits = r.varint().map_err(bad)? as u32;
-                let state_hash = r.take(32).map_err(bad)?.try_into().expect("32 bytes");
-                Record::Final(Box::new(FinalState {
-                    seq,
-                    memory_pages,
-                    globals,
-                    unwind_at,
-                    unwind_orig,
-                    gate,
-                    fuel_remaining,
-                    limit_hits,
-                    state_hash,
-                }))
-            }
-            REC_FILE => Record::File { key: r.varint().map_err(bad)?, size: r.varint().map_err(bad)? },
-            REC_FILE_DATA => {
-                let (key, offset) = (r.varint().map_err(bad)?, r.varint().map_err(bad)?);
-                Record::FileData { key, offset, data: r.bytes().map_err(bad)?.to_vec() }
-            }
-            REC_TREE => Record::Tree(Box::new(crate::fs::copy::Tree::decode(r).map_err(bad)?)),
-            k => return Err(BadRecord(format!("record kind {k}"))),
-        })
-    }
-}
-
-fn encode_pages(out: &mut Vec<u8>, first: u32, data: &[u8]) {
-    out.push(REC_PAGES);
-    put_varint(out, u64::from(first));
-    put_bytes(out, data);
-}
 
 /// Pages the guest thread copied inside the pause, and the rest.
 pub(crate) struct Paused {

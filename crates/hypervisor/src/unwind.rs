@@ -21,108 +21,23 @@
 //!
 //! A restored guest starts at step 3 with what the snapshot carried, and
 //! checks its state hash against the primary's there.
+//!
+//! What this works on — Asyncify's exports, the engine's port, the phase
+//! (`Snap`, `Phase`, `Pending`) — is part of the store's data (`host.rs`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use wasmtime::{AsContextMut, Caller, Instance, Store, TypedFunc, Val};
+use wasmtime::{AsContextMut, Caller, Store, Val};
 
-use crate::asyncify::{START_REWIND, START_UNWIND, STOP_REWIND, STOP_UNWIND};
-use crate::error::{CallView, Divergence, DivergenceKind};
+use crate::error::{CallView, Divergence, DivergenceKind, Stop};
 use crate::event::Func;
-use crate::gate::Stop;
+use crate::host::{state_hash, Host, Pending, Phase};
 use crate::snapshot::{FinalState, Paused, PortShared, Record, PAGE_BYTES, UNWIND_REGION_BYTES};
 use crate::state::global_bits;
-use crate::wasi::Host;
 
 /// Fuel lent to a guest for its unwind and rewind (returned exactly).
 const UNWIND_FUEL: u64 = 1 << 40;
-
-/// The transformed module's Asyncify exports.
-#[derive(Clone)]
-pub(crate) struct Funcs {
-    start_unwind: TypedFunc<i32, ()>,
-    stop_unwind: TypedFunc<(), ()>,
-    pub(crate) start_rewind: TypedFunc<i32, ()>,
-    stop_rewind: TypedFunc<(), ()>,
-}
-
-impl Funcs {
-    /// The exports, if the module was transformed.
-    pub(crate) fn find(store: &mut Store<Host>, instance: &Instance) -> Option<Funcs> {
-        Some(Funcs {
-            start_unwind: instance.get_typed_func(&mut *store, START_UNWIND).ok()?,
-            stop_unwind: instance.get_typed_func(&mut *store, STOP_UNWIND).ok()?,
-            start_rewind: instance.get_typed_func(&mut *store, START_REWIND).ok()?,
-            stop_rewind: instance.get_typed_func(&mut *store, STOP_REWIND).ok()?,
-        })
-    }
-}
-
-/// What lives between the unwind and the end of the rewind.
-pub(crate) struct Pending {
-    pub unwind_at: u32,
-    pub unwind_orig: Vec<u8>,
-    pub globals: Vec<Val>,
-    pub fuel: Option<u64>,
-    /// A restored guest checks its state against this once rewound.
-    pub expect_hash: Option<[u8; 32]>,
-    /// Seq of the snapshot point (for messages).
-    pub seq: u64,
-    /// When the unwind began (the pause's start, on a recording guest).
-    pub since: Option<std::time::Instant>,
-}
-
-pub(crate) enum Phase {
-    Running,
-    /// The guest is unwinding to `_start` for a snapshot.
-    Unwinding(Pending),
-    /// The guest is rewinding into the import it left.
-    Rewinding(Pending),
-}
-
-/// Standalone checkpoints (`record_file` with a checkpoint interval).
-pub(crate) struct Checkpoints {
-    /// Pause at the first unwind-capable call once this many events exist.
-    pub next_at: u64,
-    pub every: u64,
-    /// Receives each checkpoint's records once the guest is rewound.
-    pub sink: Box<dyn FnMut(Vec<Record>)>,
-    /// The checkpoint being taken (its hash is filled in after the rewind).
-    pub taking: Option<Vec<Record>>,
-}
-
-/// A guest's snapshot machinery (in the store's data).
-pub(crate) struct Snap {
-    pub funcs: Option<Funcs>,
-    pub port: Option<Arc<PortShared>>,
-    /// The module the guest runs (published to the port for the joiner).
-    pub module: Option<Arc<[u8]>>,
-    pub phase: Phase,
-    pub checkpoints: Option<Checkpoints>,
-}
-
-impl Default for Snap {
-    fn default() -> Self {
-        Snap { funcs: None, port: None, module: None, phase: Phase::Running, checkpoints: None }
-    }
-}
-
-impl Snap {
-    pub(crate) fn unwinding(&self) -> bool {
-        matches!(self.phase, Phase::Unwinding(_))
-    }
-
-    /// Whether the guest should unwind at this import.
-    fn due(&self, events: u64) -> bool {
-        if self.funcs.is_none() {
-            return false;
-        }
-        let port = self.port.as_ref().is_some_and(|p| p.pause.load(Ordering::SeqCst));
-        let checkpoint = self.checkpoints.as_ref().is_some_and(|c| events >= c.next_at);
-        port || checkpoint
-    }
-}
 
 type Cx<'a> = Caller<'a, Host>;
 
@@ -366,7 +281,7 @@ fn finish_rewind(c: &mut Cx<'_>) -> wasmtime::Result<()> {
         log::info!("snapshot of the guest at seq {}: paused {paused:.2?} (unwind, copy of the rest, rewind)", p.seq);
     }
     if let Some(want) = p.expect_hash {
-        let got = crate::wasi::state_hash(c);
+        let got = state_hash(c);
         if got != want {
             let detail = format!(
                 "the restored guest's memory and globals differ from the primary's at seq {}: {} vs {}",
@@ -383,7 +298,7 @@ fn finish_rewind(c: &mut Cx<'_>) -> wasmtime::Result<()> {
     }
     if let Some(records) = c.data_mut().snap.checkpoints.as_mut().and_then(|cp| cp.taking.take()) {
         // The checkpoint's state hash is the state now, rewound and restored.
-        let hash = crate::wasi::state_hash(c);
+        let hash = state_hash(c);
         let mut records = records;
         if let Some(Record::Final(f)) = records.last_mut() {
             f.state_hash = hash;

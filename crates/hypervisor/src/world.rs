@@ -10,11 +10,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::abi::errno;
+use crate::error::Stop;
 use crate::event::{EventSink, PollEvent};
-use crate::gate::Stop;
 use crate::output::{ConnShared, Console, Item, Release, Stage, Target};
 use crate::snapshot::{PortShared, SnapshotPort};
-use crate::wasi::errno;
 
 /// Default bound on bytes a guest may have sent on one connection that are
 /// not yet written (held by the output gate or by a slow client).

@@ -10,7 +10,7 @@
 //!   (client protocol) over a [`StateMachine`],
 //!   run by [`Node`] ([`builder`]); `serve`: their clients and the output
 //!   gate; [`redis`]: the key-value service's front end.
-//! - [`run`]: starting a node ([`run::run_kv`]).
+//! - [`run`]: starting a node ([`run_kv`]: the key-value service as a node).
 //! - [`replica`]: a node's runtime state and the handler of the core's
 //!   commands, generic over [`io::Io`] (tokio here, the simulator's in
 //!   `understudy-sim`); [`frames`]: the channel's frames, both sides;

@@ -14,7 +14,7 @@
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use crate::wasi::errno;
+use crate::abi::errno;
 
 /// `openat2(2)`'s `struct open_how`.
 #[repr(C)]

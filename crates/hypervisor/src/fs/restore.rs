@@ -10,10 +10,11 @@ use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use super::copy::{walk, NodeKind, ObjWhat, Tree, TreeHasher, Walked};
+use super::copy::{walk, TreeHasher, Walked};
 use super::host;
 use super::track::BLOCK;
 use super::{Fs, Obj};
+use crate::record::{NodeKind, ObjWhat, Tree};
 
 /// A restore in progress.
 pub(crate) struct Restore {

@@ -3,9 +3,9 @@
 use wasmtime::Linker;
 
 use super::{begin, commit, errno, pure, range, split, write_bytes, write_u32, write_u64, Cx, Dig, Host, Ret, MODULE};
+use crate::error::Stop;
 use crate::event::Func;
 use crate::fdtable::{Fd, FdKind};
-use crate::gate::Stop;
 use crate::world::clock_now;
 
 const FILETYPE_UNKNOWN: u8 = 0;

@@ -18,11 +18,10 @@
 use wasmtime::Linker;
 
 use super::{begin, commit, errno, iovecs, pure, range, split, write_bytes, write_u32, write_u64, Cx, Dig, Host, Ret, MODULE};
-use crate::error::{CallView, Divergence, DivergenceKind};
+use crate::error::{CallView, Divergence, DivergenceKind, Stop};
 use crate::event::Func;
 use crate::fdtable::{Fd, FdKind};
 use crate::fs::{host, join, Obj};
-use crate::gate::Stop;
 
 mod path;
 
@@ -45,13 +44,6 @@ const FSTFLAGS_ATIM: u16 = 1;
 const FSTFLAGS_ATIM_NOW: u16 = 2;
 const FSTFLAGS_MTIM: u16 = 4;
 const FSTFLAGS_MTIM_NOW: u16 = 8;
-
-const RIGHTS_FD_DATASYNC: u64 = 1;
-const RIGHTS_FD_READ: u64 = 1 << 1;
-const RIGHTS_FD_WRITE: u64 = 1 << 6;
-const RIGHTS_FD_ALLOCATE: u64 = 1 << 8;
-const RIGHTS_FD_READDIR: u64 = 1 << 14;
-const RIGHTS_FD_FILESTAT_SET_SIZE: u64 = 1 << 22;
 
 pub(super) fn link(l: &mut Linker<Host>) -> wasmtime::Result<()> {
     l.func_wrap(MODULE, "fd_prestat_get", fd_prestat_get)?;
@@ -90,25 +82,6 @@ pub(super) fn link(l: &mut Linker<Host>) -> wasmtime::Result<()> {
     l.func_wrap(MODULE, "fd_readdir", fd_readdir)?;
     path::link(l)?;
     Ok(())
-}
-
-const RIGHTS_FD_SEEK: u64 = 1 << 2;
-const RIGHTS_PATH_FILESTAT_SET_SIZE: u64 = 1 << 19;
-
-/// The rights a descriptor reports (`fd_fdstat_get`), as wasmtime reports
-/// them: everything, but what its open mode or kind cannot do.
-pub(crate) fn rights_of(dir: bool, read: bool, write: bool) -> u64 {
-    let mut r = crate::fdtable::RIGHTS_ALL;
-    if dir {
-        r &= !(RIGHTS_FD_SEEK | RIGHTS_FD_FILESTAT_SET_SIZE | RIGHTS_PATH_FILESTAT_SET_SIZE | RIGHTS_FD_WRITE);
-    }
-    if !read {
-        r &= !(RIGHTS_FD_READ | RIGHTS_FD_READDIR);
-    }
-    if !write {
-        r &= !RIGHTS_FD_WRITE;
-    }
-    r
 }
 
 /// What this replica's host answered to a recorded filesystem call.

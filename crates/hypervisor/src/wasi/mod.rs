@@ -1,6 +1,8 @@
 //! Our own `wasi_snapshot_preview1`: the virtual hardware of the guest.
 //! Every function passes the gate (see `gate.rs`); this module only turns
-//! guest memory into arguments and results into guest memory.
+//! guest memory into arguments and results into guest memory. What the
+//! functions work on is the store's data (`host.rs`); the ABI's numbers
+//! that lower modules share are in `abi.rs`.
 //!
 //! # Layout
 //!
@@ -10,84 +12,15 @@
 
 mod basic;
 mod fs;
-pub(crate) use fs::rights_of;
 mod io;
 mod poll;
 
-use wasmtime::{Caller, Global, Linker, Memory, Module, Val};
+use wasmtime::{Caller, Linker, Module, Val};
 
+use crate::abi::{errno, MODULE};
+use crate::error::Stop;
 use crate::event::Func;
-use crate::gate::{Gate, Stop};
-use crate::machine::Limits;
-use crate::world::{SubKind, SubTarget};
-
-pub const MODULE: &str = "wasi_snapshot_preview1";
-
-/// preview1 errno values used here.
-pub mod errno {
-    pub const AGAIN: u16 = 6;
-    pub const BADF: u16 = 8;
-    pub const CONNABORTED: u16 = 13;
-    pub const CONNRESET: u16 = 15;
-    pub const FAULT: u16 = 21;
-    pub const INTR: u16 = 27;
-    pub const INVAL: u16 = 28;
-    pub const IO: u16 = 29;
-    pub const NFILE: u16 = 41;
-    pub const NOBUFS: u16 = 42;
-    pub const NOSYS: u16 = 52;
-    pub const NOTCONN: u16 = 53;
-    pub const NOTSOCK: u16 = 57;
-    pub const PIPE: u16 = 64;
-    pub const SPIPE: u16 = 70;
-    pub const TIMEDOUT: u16 = 73;
-}
-
-/// The store's data: the gate and what host functions need of the instance.
-pub(crate) struct Host {
-    pub gate: Gate,
-    pub memory: Option<Memory>,
-    /// Mutable globals, exported by instrumentation, for state hashes.
-    pub globals: Vec<Global>,
-    pub argv: Vec<String>,
-    pub environ: Vec<String>,
-    pub limits: Limits,
-    /// Fuel given to the store when fuel is enabled.
-    pub fuel_start: Option<u64>,
-    /// Why the guest was stopped inside a host call.
-    pub stop: Option<Stop>,
-    /// Snapshots: Asyncify's functions, the engine's port, the unwind state.
-    pub snap: crate::unwind::Snap,
-    /// The mapped directories and the files opened in them.
-    pub fs: crate::fs::Fs,
-    scratch: Vec<u8>,
-    subs: Vec<(SubKind, SubTarget)>,
-}
-
-impl Host {
-    pub(crate) fn new(gate: Gate, argv: Vec<String>, environ: Vec<String>, limits: Limits, fuel_start: Option<u64>) -> Host {
-        Host {
-            gate,
-            memory: None,
-            globals: Vec::new(),
-            argv,
-            environ,
-            limits,
-            fuel_start,
-            stop: None,
-            snap: crate::unwind::Snap::default(),
-            fs: crate::fs::Fs::default(),
-            scratch: Vec::new(),
-            subs: Vec::new(),
-        }
-    }
-
-    /// Stops the guest: the reason is kept, wasmtime unwinds with an error.
-    pub(crate) fn halt(&mut self, s: Stop) -> wasmtime::Error {
-        self.stop = Some(s);
-        wasmtime::Error::msg("guest halted by the gate")
-    }
-}
+use crate::host::{state_hash, Host};
 
 type Cx<'a> = Caller<'a, Host>;
 type Ret = wasmtime::Result<i32>;
@@ -109,13 +42,6 @@ fn split<'a>(c: &'a mut Cx<'_>) -> (&'a mut [u8], &'a mut Host) {
 
 fn fuel_used(c: &Cx<'_>) -> Option<u64> {
     c.data().fuel_start.map(|start| start - c.get_fuel().unwrap_or(0))
-}
-
-/// Hash of linear memory and mutable globals (verify mode).
-pub(crate) fn state_hash(c: &mut impl wasmtime::AsContextMut<Data = Host>) -> [u8; 32] {
-    let globals: Vec<Val> = c.as_context().data().globals.clone().iter().map(|g| g.get(&mut *c)).collect();
-    let mem = c.as_context().data().memory.expect("memory is set");
-    crate::state::hash(mem.data(&*c), &globals)
 }
 
 /// Runs an unwind-capable import (`asyncify::UNWIND_IMPORTS`): a snapshot

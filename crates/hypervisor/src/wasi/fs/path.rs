@@ -7,6 +7,10 @@ use std::os::fd::AsRawFd;
 use wasmtime::Linker;
 
 use super::*;
+use crate::abi::{
+    rights_of, RIGHTS_FD_ALLOCATE, RIGHTS_FD_DATASYNC, RIGHTS_FD_FILESTAT_SET_SIZE, RIGHTS_FD_READ, RIGHTS_FD_READDIR,
+    RIGHTS_FD_WRITE,
+};
 
 pub(super) fn link(l: &mut Linker<Host>) -> wasmtime::Result<()> {
     l.func_wrap(MODULE, "path_open", path_open)?;
