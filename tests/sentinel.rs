@@ -3,7 +3,7 @@
 //! `+switch-master` on a switchover and on a kill -9; they answer from the
 //! last record while the arbiter is down; and redis-py's
 //! `Sentinel(...).master_for(cluster)` keeps an application writing across
-//! two kill -9 failovers.
+//! two kill -9 failovers and a planned switchover.
 
 mod common;
 use common::*;
@@ -354,15 +354,19 @@ for k, v in acked.items():
     else:
         sys.exit(f'cannot read {k}')
     assert got == v, (k, got, v)
-for n in (1, 2):
-    with open(os.path.join(ctl, f'kill{n}')) as f:
-        killed = float(f.read())
-    near = [(b - a, a, b) for a, b in zip(acks, acks[1:]) if b > killed and a < killed + 10]
+events = []
+for what, name in (('kill -9 number 1', 'kill1'), ('kill -9 number 2', 'kill2'), ('the switchover', 'switch')):
+    with open(os.path.join(ctl, name)) as f:
+        events.append((what, float(f.read())))
+# Each event's window ends where the next begins (or 10 s later).
+for i, (what, killed) in enumerate(events):
+    until = events[i + 1][1] if i + 1 < len(events) else killed + 10
+    near = [(b - a, a, b) for a, b in zip(acks, acks[1:]) if b > killed and a < until]
     gap, a, b = max(near)
     seen = [e for t, e in errors if a <= t <= b]
     first_error = min([t for t, _ in errors if a <= t <= b], default=None)
     after_error = f'{b - first_error:.3f} s from the first error to the next acknowledged write' if first_error else 'no error reached the application (redis-py retried by itself)'
-    print(f'kill -9 number {n}: writes paused {gap:.3f} s; the next acknowledged write came {b - killed:.3f} s after the kill; {after_error}; errors caught: {seen}', flush=True)
+    print(f'{what}: writes paused {gap:.3f} s; the next acknowledged write came {b - killed:.3f} s after it began; {after_error}; errors caught: {seen}', flush=True)
 print(f'ok: {len(acked)} acknowledged writes, every one readable', flush=True)
 "#;
 
@@ -372,7 +376,7 @@ fn now() -> String {
 }
 
 #[test]
-fn redis_py_master_for_keeps_writing_across_two_kill9_failovers() {
+fn redis_py_master_for_keeps_writing_across_two_kill9_failovers_and_a_switchover() {
     let _s = serial();
     let mut h = Harness::new();
     let pass = "sentinel and node password";
@@ -433,13 +437,27 @@ fn redis_py_master_for_keeps_writing_across_two_kill9_failovers() {
     std::fs::write(ctl.join("kill2"), now()).unwrap();
     h.kill9("b");
     h.wait_primary_after("c", epoch);
-    wait_writes(&h, n, 200, "after the second failover");
+    let n = wait_writes(&h, n, 200, "after the second failover");
+    // A planned switchover: d joins c, then they swap.
+    h.start_node("d", &[]);
+    h.wait_in_sync("d");
+    let n = wait_writes(&h, n, 100, "with d in sync");
+    let epoch = h.record().unwrap().epoch;
+    std::fs::write(ctl.join("switch"), now()).unwrap();
+    let out = Command::new(BIN)
+        .args(["switchover", "--arbiter", &h.arbiter_url(), "--cluster", CLUSTER, "--secret-file"])
+        .arg(h.path("secret"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "switchover: {}", String::from_utf8_lossy(&out.stderr));
+    h.wait_primary_after("d", epoch);
+    wait_writes(&h, n, 200, "after the switchover");
     std::fs::write(ctl.join("stop"), "").unwrap();
     let status = wait_for("the application to check its writes and exit", Duration::from_secs(120), || app.try_wait().unwrap());
     let text = output(&h);
     println!("{text}");
     assert!(status.success() && text.contains("ok: "), "redis-py through the sentinels:\n{text}");
-    for kill in 1..=2 {
-        assert!(text.contains(&format!("kill -9 number {kill}: writes paused")), "{text}");
+    for what in ["kill -9 number 1", "kill -9 number 2", "the switchover"] {
+        assert!(text.contains(&format!("{what}: writes paused")), "{text}");
     }
 }
