@@ -158,6 +158,12 @@ fn role_wait_and_info_replication_speak_redis_format_on_both_nodes() {
     assert!(field("used_memory_rss") > 1 << 20 && field("used_memory_peak") >= field("used_memory_rss") / 2);
     assert!(field("total_net_input_bytes") > 0 && field("total_net_output_bytes") > 0);
     assert!(info.contains("db0:keys=1,expires=0"), "{info}");
+    let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let time = redis_cli(&a, &["TIME"]);
+    let secs: u64 = time.lines().next().unwrap().parse().unwrap();
+    assert!(secs.abs_diff(unix) < 60 && time.lines().count() == 2, "{time}");
+    let lastsave: u64 = redis_cli(&a, &["LASTSAVE"]).parse().unwrap();
+    assert!(lastsave <= unix && unix - lastsave < 600, "LASTSAVE is this process's start: {lastsave}");
     let only = redis_cli(&a, &["INFO", "memory", "CLIENTS"]);
     assert!(only.contains("# Memory") && only.contains("# Clients") && !only.contains("# Server"), "{only}");
 

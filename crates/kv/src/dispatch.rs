@@ -12,7 +12,7 @@ pub enum Dispatch {
     /// A write: `op` holds the encoded op; the caller logs it and runs
     /// `kv.apply(ctx, op, out)`.
     Write,
-    /// INFO, ROLE, WAIT (arguments checked): the caller answers from the
+    /// INFO, ROLE, WAIT (arguments checked), LASTSAVE: the caller answers from the
     /// node's replication state (see `Kv::info_keyspace` for INFO's
     /// keyspace section).
     Status,

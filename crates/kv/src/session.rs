@@ -340,7 +340,7 @@ impl Session {
     }
 
     fn queue(&mut self, cmd: Cmd, argv: &[&[u8]], out: &mut Vec<u8>) -> Dispatch {
-        if matches!(cmd, Cmd::Info | Cmd::Role | Cmd::Wait) {
+        if matches!(cmd, Cmd::Info | Cmd::Role | Cmd::Wait | Cmd::Lastsave) {
             // Their replies come from the node, not the session or the log.
             write_error(out, b"ERR Command not allowed inside a transaction");
             return self.reject();
@@ -399,7 +399,7 @@ impl Session {
                 *self = Session { op_bytes_max: self.op_bytes_max, auth, ..Session::new(self.id) };
                 write_simple(out, b"RESET");
             }
-            Cmd::Info | Cmd::Role => return Dispatch::Status,
+            Cmd::Info | Cmd::Role | Cmd::Lastsave => return Dispatch::Status,
             Cmd::Wait => {
                 // Redis's order: the count, then the timeout.
                 match (crate::num::parse_i64(argv[1]), crate::num::parse_i64(argv[2])) {

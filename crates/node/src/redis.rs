@@ -88,6 +88,9 @@ impl FrontEnd for Redis {
                     // Every write this connection was answered is on the
                     // backup already; the reply leaves after this point's ack.
                     Some("wait") => write_int(out, i64::from(node.status().protected)),
+                    // Nothing is ever saved to disk: the state lives in the
+                    // replicas' memory, as loaded when this process started.
+                    Some("lastsave") => write_int(out, (node.stats().started_unix_ms / 1000) as i64),
                     _ => write_bulk(out, crate::redis_info::info(node, &argv[1..]).as_bytes()),
                 }
                 Request::new(len, Access::Status)

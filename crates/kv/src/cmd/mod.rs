@@ -109,6 +109,7 @@ commands! {
     Smismember "smismember" -3 Read ["readonly" "fast"] (1 1 1);
     Scard "scard" 2 Read ["readonly" "fast"] (1 1 1);
     Dbsize "dbsize" 1 Read ["readonly" "fast"] (0 0 0);
+    Time "time" 1 Read ["loading" "stale" "fast"] (0 0 0);
     Keys "keys" 2 Read ["readonly"] (0 0 0);
     Set "set" -3 Write ["write" "denyoom"] (1 1 1);
     Setnx "setnx" 3 Write ["write" "denyoom" "fast"] (1 1 1);
@@ -165,6 +166,7 @@ commands! {
     Unwatch "unwatch" 1 Session ["noscript" "loading" "stale" "fast" "allow_busy"] (0 0 0);
     Reset "reset" 1 Session ["noscript" "loading" "stale" "fast" "no_auth" "allow_busy"] (0 0 0);
     Info "info" -1 Session ["loading" "stale"] (0 0 0);
+    Lastsave "lastsave" 1 Session ["loading" "stale" "fast"] (0 0 0);
     Role "role" 1 Session ["noscript" "loading" "stale" "fast"] (0 0 0);
     Wait "wait" 3 Session ["noscript"] (0 0 0);
     Auth "auth" -2 Session ["noscript" "loading" "stale" "fast" "no_auth" "allow_busy"] (0 0 0);
@@ -292,6 +294,14 @@ pub fn exec_read(cmd: Cmd, store: &Store, x: &mut Exec, argv: &[&[u8]]) {
         Ttl | Pttl | Expiretime | Pexpiretime => keyspace::ttl(cmd, store, x, argv),
         Type => keyspace::type_(store, x, argv),
         Dbsize => x.int(store.len() as i64),
+        Time => {
+            // The replicated clock's time (never behind any applied
+            // operation's, not even across a failover), at ms resolution.
+            let ms = x.clock.now_ms();
+            crate::resp::write_array_len(x.out, 2);
+            crate::resp::write_bulk(x.out, (ms / 1000).to_string().as_bytes());
+            crate::resp::write_bulk(x.out, (ms % 1000 * 1000).to_string().as_bytes());
+        }
         Keys => keyspace::keys(store, x, argv),
         Hget | Hmget | Hlen | Hexists | Hgetall | Hkeys | Hvals | Hstrlen => hashes::read(cmd, store, x, argv),
         Llen | Lrange | Lindex => lists::read(cmd, store, x, argv),
