@@ -52,7 +52,7 @@ fn run_commands(cmds: &[&[&str]]) -> (Vec<Vec<u8>>, Kv) {
                 kv.apply(&mut ctx, &op, &mut out);
                 ops.push(op.clone());
             }
-            Dispatch::Read => kv.read(NOW_US / 1000, &argv, &mut out),
+            Dispatch::Read => kv.read_argv(NOW_US / 1000, &argv, &mut out),
             _ => {}
         }
     }
@@ -111,7 +111,15 @@ fn resp_seeds() {
 }
 
 fn hello(node: &str, purpose: Purpose) -> Hello {
-    Hello { cluster: "c".into(), node: node.into(), incarnation: 7, purpose, machine: "kv/1".into(), nonce: [3; 16], client: "127.0.0.1:6379".into() }
+    Hello {
+        cluster: "c".into(),
+        node: node.into(),
+        incarnation: 7,
+        purpose,
+        machine: "kv/1".into(),
+        nonce: [3; 16],
+        client: "127.0.0.1:6379".into(),
+    }
 }
 
 /// Every frame kind, as the real encoders write them.

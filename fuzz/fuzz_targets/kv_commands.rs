@@ -26,9 +26,9 @@ fuzz_target!(|data: &[u8]| {
         let argv: Vec<&[u8]> = args.iter().map(|r| &buf[r.clone()]).collect();
         out.clear();
         match session.dispatch(&argv, &mut op, &mut out) {
-            Dispatch::Done | Dispatch::Info => {}
+            Dispatch::Done | Dispatch::Status => {}
             Dispatch::Close => break,
-            Dispatch::Read => primary.read(now_ms, &argv, &mut out),
+            Dispatch::Read => primary.read_argv(now_ms, &argv, &mut out),
             Dispatch::Write => {
                 primary.apply(&mut ctx, &op, &mut out);
                 shadow.clear();

@@ -18,7 +18,15 @@ use understudy_wire::FrameDecoder;
 const SECRET: &[u8] = b"fuzz-secret-the-fuzzer-does-not-know";
 
 fn hello(node: &str, purpose: Purpose) -> Hello {
-    Hello { cluster: "c".into(), node: node.into(), incarnation: 7, purpose, machine: "kv/1".into(), nonce: [9; 16], client: "127.0.0.1:6379".into() }
+    Hello {
+        cluster: "c".into(),
+        node: node.into(),
+        incarnation: 7,
+        purpose,
+        machine: "kv/1".into(),
+        nonce: [9; 16],
+        client: "127.0.0.1:6379".into(),
+    }
 }
 
 /// Feeds frames until the handshake ends; returns whether it authenticated.
