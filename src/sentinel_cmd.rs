@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use understudy_kv::auth::{Auth, NOAUTH};
 use understudy_kv::resp::{write_array_len, write_bulk, write_error, write_int, write_ok, write_simple};
-use understudy_kv::session::{check_client_name, parse_hello, unknown_command, write_hello_fields, HelloArgs};
+use understudy_kv::session::{check_client_name, client_setinfo, parse_hello, unknown_command, write_hello_fields, HelloArgs};
 
 use crate::sentinel_reply::{info, master_fields, replica_fields, Shared};
 use crate::sentinel_watch::{split_addr, Lookup, Message};
@@ -284,17 +284,7 @@ impl Client {
                     write_ok(out);
                 }
             }
-            b"setinfo" => {
-                let attr = argv[2].to_ascii_lowercase();
-                if attr == b"lib-name" || attr == b"lib-ver" {
-                    write_ok(out);
-                } else {
-                    let mut msg = b"ERR Unrecognized option '".to_vec();
-                    msg.extend_from_slice(c_str(argv[2]));
-                    msg.push(b'\'');
-                    write_error(out, &msg);
-                }
-            }
+            b"setinfo" => client_setinfo(argv, out),
             b"info" => {
                 let name = self.name.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
                 let line = format!(

@@ -423,25 +423,19 @@ fn redis_py_master_for_keeps_writing_across_two_kill9_failovers_and_a_switchover
         })
     };
     let n = wait_writes(&h, 0, 200, "before any failure");
-    // kill -9 of the primary; b takes over; c joins as the new backup.
-    let epoch = h.record().unwrap().epoch;
-    std::fs::write(ctl.join("kill1"), now()).unwrap();
-    h.kill9("a");
-    h.wait_primary_after("b", epoch);
-    let n = wait_writes(&h, n, 200, "after the first failover");
-    h.start_node("c", &[]);
-    h.wait_in_sync("c");
-    let n = wait_writes(&h, n, 200, "with c in sync");
-    // kill -9 of the new primary; c takes over.
-    let epoch = h.record().unwrap().epoch;
-    std::fs::write(ctl.join("kill2"), now()).unwrap();
-    h.kill9("b");
-    h.wait_primary_after("c", epoch);
-    let n = wait_writes(&h, n, 200, "after the second failover");
-    // A planned switchover: d joins c, then they swap.
-    h.start_node("d", &[]);
-    h.wait_in_sync("d");
-    let n = wait_writes(&h, n, 100, "with d in sync");
+    // kill -9 of the primary, its backup takes over, a new node joins; twice.
+    let mut n = n;
+    for (mark, victim, next, joiner) in [("kill1", "a", "b", "c"), ("kill2", "b", "c", "d")] {
+        let epoch = h.record().unwrap().epoch;
+        std::fs::write(ctl.join(mark), now()).unwrap();
+        h.kill9(victim);
+        h.wait_primary_after(next, epoch);
+        n = wait_writes(&h, n, 200, &format!("after {mark}"));
+        h.start_node(joiner, &[]);
+        h.wait_in_sync(joiner);
+        n = wait_writes(&h, n, 100, &format!("with {joiner} in sync"));
+    }
+    // A planned switchover: c and d swap.
     let epoch = h.record().unwrap().epoch;
     std::fs::write(ctl.join("switch"), now()).unwrap();
     let out = Command::new(BIN)

@@ -143,6 +143,21 @@ pub fn check_client_name(name: &[u8], out: &mut Vec<u8>) -> bool {
     ok
 }
 
+/// `CLIENT SETINFO attr value`: accepted for `lib-name` and `lib-ver`
+/// (client libraries send them on connect), as Redis 7.2 does; nothing is
+/// kept.
+pub fn client_setinfo(argv: &[&[u8]], out: &mut Vec<u8>) {
+    let attr = argv[2].to_ascii_lowercase();
+    if attr == b"lib-name" || attr == b"lib-ver" {
+        write_ok(out);
+    } else {
+        let mut msg = b"ERR Unrecognized option '".to_vec();
+        msg.extend_from_slice(c_str(argv[2]));
+        msg.push(b'\'');
+        write_error(out, &msg);
+    }
+}
+
 /// HELLO's arguments: the protocol asked for and a client name.
 pub struct HelloArgs<'a> {
     pub proto: Option<i64>,
@@ -523,17 +538,7 @@ impl Session {
                     write_ok(out);
                 }
             }
-            b"setinfo" => {
-                let attr = argv[2].to_ascii_lowercase();
-                if attr == b"lib-name" || attr == b"lib-ver" {
-                    write_ok(out);
-                } else {
-                    let mut msg = b"ERR Unrecognized option '".to_vec();
-                    msg.extend_from_slice(c_str(argv[2]));
-                    msg.push(b'\'');
-                    write_error(out, &msg);
-                }
-            }
+            b"setinfo" => client_setinfo(argv, out),
             b"no-evict" | b"no-touch" => write_ok(out),
             _ => help(out, "CLIENT", &["ID", "GETNAME", "SETNAME <name>", "SETINFO <LIB-NAME|LIB-VER> <value>"]),
         }
