@@ -199,13 +199,15 @@ impl Core {
         }
     }
 
-    pub(crate) fn backup_poll(&mut self, now: Millis) {
+    /// `judge`: whether a silent primary may be declared failed now (see
+    /// `Core::poll`).
+    pub(crate) fn backup_poll(&mut self, now: Millis, judge: bool) {
         let (hb, timeout) = (self.cfg.heartbeat_ms, self.cfg.failover_timeout_ms);
         let (received, executed) = (self.last_seq, self.executed);
         let lag_step = (self.cfg.lag_entries_max / 8).max(1);
         let b = self.backup_mut();
         let Some(conn) = b.conn else { return };
-        if now.saturating_sub(b.last_heard) > timeout {
+        if judge && now.saturating_sub(b.last_heard) > timeout {
             self.backup_channel_lost(now, format!("primary silent for more than {timeout} ms"));
             return;
         }

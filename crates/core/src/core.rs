@@ -99,6 +99,10 @@ pub struct Core {
     pub(crate) released_before: Seq,
     /// Why the event being handled was refused, if it was.
     refusal: Option<String>,
+    /// The time of the last `poll` and whether it put off judging a peer's
+    /// silence (see [`Core::poll`]).
+    last_poll: Millis,
+    silence_deferred: bool,
     out: Vec<Command>,
 }
 
@@ -158,6 +162,8 @@ impl Core {
             released_before: 0,
             claiming: None,
             refusal: None,
+            last_poll: 0,
+            silence_deferred: false,
             out: Vec::new(),
         }
     }
@@ -282,9 +288,18 @@ impl Core {
                 self.emit(c);
             }
         }
+        // A poll long after the last one means this node was not running
+        // (frozen, starved of CPU): what its peer sent meanwhile may be
+        // waiting unread, and the peer is not silent for that. Silence is
+        // judged at the next poll, once the runtime has read it — put off
+        // once only, so a node that stays slow still detects a failure.
+        let gap = now.saturating_sub(self.last_poll);
+        self.last_poll = self.last_poll.max(now);
+        let judge = self.silence_deferred || gap <= self.cfg.failover_timeout_ms / 2;
+        self.silence_deferred = !judge;
         match self.role {
-            Role::Primary(_) => self.primary_poll(now),
-            Role::Backup(_) => self.backup_poll(now),
+            Role::Primary(_) => self.primary_poll(now, judge),
+            Role::Backup(_) => self.backup_poll(now, judge),
             Role::Starting { .. } => self.starting_poll(now),
             Role::Halted(_) => {}
         }

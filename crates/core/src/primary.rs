@@ -382,12 +382,14 @@ impl Core {
         }
     }
 
-    pub(crate) fn primary_poll(&mut self, now: Millis) {
+    /// `judge`: whether a silent backup may be declared lost now (not
+    /// right after this node itself was not running; see `Core::poll`).
+    pub(crate) fn primary_poll(&mut self, now: Millis, judge: bool) {
         let (hb, timeout) = (self.cfg.heartbeat_ms, self.cfg.failover_timeout_ms);
         let last_seq = self.last_seq;
         let mut lost = None;
         if let Some(l) = self.primary_mut().link.as_mut() {
-            if now.saturating_sub(l.last_heard) > timeout {
+            if judge && now.saturating_sub(l.last_heard) > timeout {
                 lost = Some(l.conn);
             } else if now.saturating_sub(l.last_heartbeat) >= hb {
                 l.last_heartbeat = now;
@@ -404,7 +406,7 @@ impl Core {
             }
         }
         if self.primary().stopping.is_some() {
-            self.stop_poll(now);
+            self.stop_poll(now, judge);
             return;
         }
         let p = self.primary();
@@ -431,7 +433,7 @@ impl Core {
             self.emit(Command::Close { conn, reason: reason.clone() });
             self.on_backup_lost(now, reason);
         }
-        self.stop_poll(now);
+        self.stop_poll(now, true);
     }
 
     /// An operator's switchover: hand over to the in-sync backup as a stop
@@ -453,7 +455,7 @@ impl Core {
         self.emit(Command::Notice {
             message: format!("switchover asked: handing over to backup {backup:?}, then rejoining it as its backup"),
         });
-        self.stop_poll(now);
+        self.stop_poll(now, true);
         Ok(backup)
     }
 
@@ -462,7 +464,7 @@ impl Core {
     /// entry (it goes live at once, executing them first), or alone when it
     /// has no backup. A backup that does not catch up within 20 failure
     /// timeouts is left to take over as after a failure.
-    fn stop_poll(&mut self, now: Millis) {
+    fn stop_poll(&mut self, now: Millis, judge: bool) {
         let last = self.last_seq;
         let p = self.primary();
         let Some(Stopping { since, rejoin, handed, .. }) = p.stopping else { return };
@@ -474,7 +476,7 @@ impl Core {
             // successor that never answers is not waited for long: the
             // arbiter decides, as after any loss of the backup.
             let limit = 4 * self.cfg.failover_timeout_ms;
-            if now.saturating_sub(at) >= limit {
+            if judge && now.saturating_sub(at) >= limit {
                 if let Some(conn) = p.link.as_ref().map(|l| l.conn) {
                     let reason = format!("no word of the successor's claim within {limit} ms");
                     self.emit(Command::Close { conn, reason: reason.clone() });

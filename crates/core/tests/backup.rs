@@ -38,7 +38,7 @@ fn go_live_waits_for_the_claim_and_the_drain() {
     let mut c = in_sync_backup(5);
     c.handle(11, Event::Entries { conn: 3, epoch: 1, first: 6, last: 8 });
     c.take_commands();
-    c.poll(200); // silence past the timeout
+    poll_after_gap(&mut c, 200); // silence past the timeout
     assert_eq!(
         c.take_commands(),
         vec![Command::Close { conn: 3, reason: "primary silent for more than 100 ms".into() }, Command::Claim { epoch: 2 }]

@@ -279,7 +279,32 @@ fn silent_backup_is_declared_failed_after_the_timeout() {
     let mut c = protected_primary(10);
     c.poll(50);
     assert!(c.take_commands().iter().all(|c| matches!(c, Command::SendHeartbeat { .. })));
+    c.poll(80);
+    c.take_commands();
     c.poll(104);
+    let cmds = c.take_commands();
+    assert!(matches!(&cmds[..], [Command::Close { conn: 7, .. }, Command::Claim { epoch: 2 }]), "{cmds:?}");
+}
+
+/// A primary frozen for about the timeout (SIGSTOP, a starved CPU) thaws
+/// with its backup's acks waiting unread in its socket: its first poll
+/// must not take its own freeze for the backup's silence (issue 17). A
+/// backup that really fell silent is still declared lost at the next poll.
+#[test]
+fn a_primary_that_was_frozen_reads_before_it_judges_its_backup() {
+    let mut c = protected_primary(10);
+    c.poll(40);
+    c.take_commands();
+    c.poll(160); // frozen from 40 to 160: the backup's last ack is 160 ms old
+    assert!(c.take_commands().iter().all(|c| matches!(c, Command::SendHeartbeat { .. })), "not judged yet");
+    c.handle(160, Event::Ack { conn: 7, epoch: 1, ack: Ack { received: 10, executed: 10, snapshot_loaded: true } });
+    c.poll(161);
+    assert!(c.take_commands().iter().all(|c| matches!(c, Command::SendHeartbeat { .. })), "the ack that waited counts");
+    assert!(c.status().protected);
+    // A real silence after a freeze: declared at the second poll.
+    c.poll(400);
+    c.take_commands();
+    c.poll(401);
     let cmds = c.take_commands();
     assert!(matches!(&cmds[..], [Command::Close { conn: 7, .. }, Command::Claim { epoch: 2 }]), "{cmds:?}");
 }
@@ -446,7 +471,7 @@ fn a_stop_whose_successor_dies_before_claiming_keeps_the_primary() {
     c.handle(5, Event::Stop);
     c.poll(6);
     assert!(protocol(c.take_commands()).contains(&Command::SendHandover { conn: 7 }));
-    c.poll(6 + 501); // the successor went silent (a power cut)
+    poll_after_gap(&mut c, 6 + 501); // the successor went silent (a power cut)
     let cmds = protocol(c.take_commands());
     assert!(matches!(&cmds[..], [Command::Close { conn: 7, .. }, Command::Claim { epoch: 2 }]), "{cmds:?}");
     assert!(c.is_primary() && !c.intake_open(), "nothing more until the arbiter answers");

@@ -2,7 +2,7 @@
 //! matters and asserts the exact commands that come out.
 #![allow(dead_code)]
 
-use understudy_core::{ArbiterView, ClaimOutcome, Command, Config, Core, Event, UpdateOutcome};
+use understudy_core::{ArbiterView, ClaimOutcome, Command, Config, Core, Event, Millis, UpdateOutcome};
 use understudy_wire::msg::Ack;
 
 pub fn cfg() -> Config {
@@ -93,4 +93,17 @@ pub fn in_sync_backup(snap: u64) -> Core {
     c.poll(10);
     assert_eq!(c.take_commands(), vec![Command::SendAck { conn: 3, ack: ack(snap, snap) }]);
     c
+}
+
+/// A poll at `t` long after the previous one, as after a freeze of this
+/// node: the first poll only puts off judging a silent peer (what the peer
+/// sent meanwhile may be unread), a second one judges.
+pub fn poll_after_gap(c: &mut Core, t: Millis) {
+    c.poll(t);
+    let first = c.take_commands();
+    assert!(
+        !first.iter().any(|c| matches!(c, Command::Close { .. } | Command::Claim { .. })),
+        "silence judged at the first poll after a gap: {first:?}"
+    );
+    c.poll(t);
 }
