@@ -176,11 +176,7 @@ fn two_sentinels_report_the_primary_and_announce_each_switch() {
     let sub2 = Subscriber::start(&s2.addr, &["PSUBSCRIBE", "*"]);
 
     // A planned switchover: b is primary, a its backup.
-    let out = Command::new(BIN)
-        .args(["switchover", "--arbiter", &h.arbiter_url(), "--cluster", CLUSTER, "--secret-file"])
-        .arg(h.path("secret"))
-        .output()
-        .unwrap();
+    let out = h.switchover();
     assert!(out.status.success(), "switchover: {}", String::from_utf8_lossy(&out.stderr));
     for s in [&s1, &s2] {
         s.wait_master(&b);
@@ -438,11 +434,7 @@ fn redis_py_master_for_keeps_writing_across_two_kill9_failovers_and_a_switchover
     // A planned switchover: c and d swap.
     let epoch = h.record().unwrap().epoch;
     std::fs::write(ctl.join("switch"), now()).unwrap();
-    let out = Command::new(BIN)
-        .args(["switchover", "--arbiter", &h.arbiter_url(), "--cluster", CLUSTER, "--secret-file"])
-        .arg(h.path("secret"))
-        .output()
-        .unwrap();
+    let out = h.switchover();
     assert!(out.status.success(), "switchover: {}", String::from_utf8_lossy(&out.stderr));
     h.wait_primary_after("d", epoch);
     wait_writes(&h, n, 200, "after the switchover");

@@ -189,13 +189,7 @@ fn the_switchover_command_swaps_primary_and_backup_under_load() {
     h.node_args = vec!["--failover-timeout-ms".into(), "5000".into()];
     h.start_node("a", &[]);
     h.wait_primary("a");
-    let cmd = |h: &Harness| {
-        std::process::Command::new(BIN)
-            .args(["switchover", "--arbiter", &h.arbiter_url(), "--cluster", CLUSTER, "--secret-file"])
-            .arg(h.path("secret"))
-            .output()
-            .unwrap()
-    };
+    let cmd = |h: &Harness| h.switchover();
     let o = cmd(&h);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("not protected"), "{o:?}");
     h.start_node("b", &[]);

@@ -291,6 +291,15 @@ impl Harness {
         more(300);
     }
 
+    /// Runs `understudy switchover` against this cluster; its output.
+    pub fn switchover(&self) -> std::process::Output {
+        Command::new(BIN)
+            .args(["switchover", "--arbiter", &self.arbiter_url(), "--cluster", CLUSTER, "--secret-file"])
+            .arg(self.path("secret"))
+            .output()
+            .unwrap()
+    }
+
     /// Starts key-value nodes `a` (primary) and `b` (its in-sync backup).
     pub fn start_pair(&mut self) {
         self.start_node("a", &[]);
