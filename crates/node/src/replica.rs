@@ -132,18 +132,6 @@ impl<M: Machine, I: Io> Replica<M, I> {
         &self.opts
     }
 
-    pub fn stats(&self) -> &Stats {
-        &self.stats
-    }
-
-    pub fn io(&self) -> &I {
-        &self.io
-    }
-
-    pub fn io_mut(&mut self) -> &mut I {
-        &mut self.io
-    }
-
     /// Primary: the client address its backup (or joiner) published, when
     /// it has one and said so in its hello.
     pub fn backup_client(&self) -> Option<&str> {
