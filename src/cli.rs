@@ -105,9 +105,22 @@ pub struct KvArgs {
     /// Where the logging channel listens; joiners connect here.
     #[arg(long, value_parser = listen_addr)]
     pub repl_listen: SocketAddr,
-    /// State directory of this node.
+    /// State directory of this node (with --appendfsync: its log and
+    /// snapshots).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Keep the replicated log and snapshots on disk in --dir, so that a
+    /// power loss of the whole cluster loses no acknowledged write
+    /// (`always`: fsync before every ack and release, one per batch), at
+    /// most about a second of them (`everysec`), or what the OS had not
+    /// written (`no`). Without it the state lives in memory only (a single
+    /// machine's failure loses nothing in every mode).
+    #[arg(long, value_name = "always|everysec|no")]
+    pub appendfsync: Option<understudy_durable::Fsync>,
+    /// With --appendfsync: write a snapshot to disk once this much log was
+    /// written since the last one, then delete the log before it.
+    #[arg(long, default_value_t = understudy_node::options::Persist::SNAPSHOT_EVERY_BYTES, value_parser = crate::flags::size_u64)]
+    pub snapshot_every_bytes: u64,
     /// File holding the password clients must give (AUTH pass, HELLO 3 AUTH
     /// default pass), as Redis's requirepass; without it, none is asked.
     #[arg(long, value_name = "FILE")]
@@ -247,7 +260,12 @@ fn stop_on_signal(stop: Arc<std::sync::atomic::AtomicBool>) -> Result<()> {
 
 fn kv(a: KvArgs) -> Result<ExitCode> {
     let password = crate::flags::read_password(a.requirepass_file.as_ref())?;
-    let opts = node_options(a.cluster, a.node, &a.arbiter, a.client_listen, a.repl_listen, a.dir, &a.common)?;
+    let mut opts = node_options(a.cluster, a.node, &a.arbiter, a.client_listen, a.repl_listen, a.dir, &a.common)?;
+    opts.set_persist(a.appendfsync.map(|fsync| understudy_node::options::Persist {
+        snapshot_every_bytes: a.snapshot_every_bytes,
+        ..understudy_node::options::Persist::new(fsync)
+    }));
+    opts.validate().map_err(anyhow::Error::msg)?;
     understudy_node::run_kv(opts, password)?;
     Ok(ExitCode::SUCCESS)
 }

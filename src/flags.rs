@@ -150,6 +150,7 @@ pub fn node_options(
         client_pending_bytes_max: f.client_pending_bytes_max,
         channel_backlog_bytes_max: f.channel_backlog_bytes_max,
         metrics_listen: f.metrics_listen,
+        persist: None,
     };
     opts.validate().map_err(anyhow::Error::msg)?;
     Ok(opts)

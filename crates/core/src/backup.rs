@@ -203,15 +203,18 @@ impl Core {
     /// `Core::poll`).
     pub(crate) fn backup_poll(&mut self, now: Millis, judge: bool) {
         let (hb, timeout) = (self.cfg.heartbeat_ms, self.cfg.failover_timeout_ms);
-        let (received, executed) = (self.last_seq, self.executed);
+        let (received, executed, durable) = (self.last_seq, self.executed, self.durable);
         let lag_step = (self.cfg.lag_entries_max / 8).max(1);
-        let b = self.backup_mut();
+        let Role::Backup(b) = &mut self.role else { panic!("not a backup") };
         let Some(conn) = b.conn else { return };
         if judge && now.saturating_sub(b.last_heard) > timeout {
             self.backup_channel_lost(now, format!("primary silent for more than {timeout} ms"));
             return;
         }
-        let ack = Ack { received, executed: if b.loaded { executed } else { 0 }, snapshot_loaded: b.loaded };
+        let (received, snapshot_loaded) = Core::ackable(&self.cfg, durable, received, b.snapshot_seq, b.loaded);
+        // An ack never says executed beyond received (with `always`, what
+        // is executed may not be on disk yet).
+        let ack = Ack { received, executed: if b.loaded { executed.min(received) } else { 0 }, snapshot_loaded };
         // Received gates the primary's outputs: acked at once. Executed only
         // feeds flow control and status: acked with the next received-ack,
         // the heartbeat, or when it moved a good part of the lag bound —

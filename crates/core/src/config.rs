@@ -31,6 +31,13 @@ pub struct Config {
     /// Interval at which the primary refreshes the backup's lag at the
     /// arbiter for `status` (only when it changed).
     pub status_publish_ms: u64,
+    /// `--appendfsync always`: a backup acknowledges as received only what
+    /// its disk holds, and a primary releases an output only once its own
+    /// disk holds the entries it depends on as well (its fsync overlaps the
+    /// round trip to the backup). Then every member of an epoch holds every
+    /// acknowledged write on disk, and after a whole-cluster power loss one
+    /// of them may claim the next epoch from its disk.
+    pub durable_acks: bool,
 }
 
 impl Default for Config {
@@ -45,6 +52,7 @@ impl Default for Config {
             name_in_use_grace_ms: 10_000,
             join_timeout_ms: 5_000,
             status_publish_ms: 1_000,
+            durable_acks: false,
         }
     }
 }

@@ -97,6 +97,10 @@ pub struct Core {
     /// Outputs released while this node was the primary it handed over
     /// from: its client connections still write them after the role change.
     pub(crate) released_before: Seq,
+    /// What this node's disk holds (`Event::Durable`; `durable` module).
+    pub(crate) durable: Seq,
+    /// The state came from this node's complete disk (`Core::recovered`).
+    pub(crate) from_disk: bool,
     /// Why the event being handled was refused, if it was.
     refusal: Option<String>,
     /// The time of the last `poll` and whether it put off judging a peer's
@@ -160,6 +164,8 @@ impl Core {
             stop_requested: false,
             handed_over: None,
             released_before: 0,
+            durable: 0,
+            from_disk: false,
             claiming: None,
             refusal: None,
             last_poll: 0,
@@ -256,6 +262,7 @@ impl Core {
             Event::HigherEpoch { epoch } if epoch > self.epoch => self.on_higher_epoch(now, epoch),
             Event::HigherEpoch { .. } => {}
             Event::Stop => self.on_stop(now),
+            Event::Durable { upto } => self.on_durable(upto),
             Event::Entries { .. } if !matches!(self.role, Role::Backup(_)) => {
                 self.refused(format!("entries arrived at a node that is {}, not a backup", self.role_name().as_str()))
             }

@@ -140,6 +140,12 @@ pub enum Event {
     Executed {
         upto: Seq,
     },
+    /// This node's disk holds its state up to `upto` (snapshot and log,
+    /// synced): with [`crate::Config::durable_acks`], acks and releases
+    /// follow it.
+    Durable {
+        upto: Seq,
+    },
 
     // --- either side ---
     /// A logging-channel connection closed (or broke the protocol).

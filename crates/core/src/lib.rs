@@ -32,6 +32,7 @@
 mod backup;
 pub mod config;
 mod core;
+mod durable;
 pub mod event;
 pub mod machine;
 mod primary;

@@ -41,7 +41,7 @@ impl Core {
                 p.throttled = true;
             }
         }
-        if !p.gating() {
+        if !p.gating() && !self.cfg.durable_acks {
             debug_assert!(p.release_upto < seq);
             p.release_upto = seq;
         }
@@ -55,11 +55,14 @@ impl Core {
     /// appended at the next flush if no other entry takes that seq.
     #[inline]
     pub fn read_tag(&mut self) -> Seq {
-        let next = self.last_seq + 1;
+        let (next, durable_acks) = (self.last_seq + 1, self.cfg.durable_acks);
         let p = self.primary_mut();
         if p.gating() {
             p.read_tag = next;
             next
+        } else if durable_acks {
+            // What the read saw must be on this node's disk first.
+            next - 1
         } else {
             p.release_upto
         }
@@ -122,8 +125,10 @@ impl Core {
         }
     }
 
-    fn set_release(&mut self, upto: Seq) {
+    /// Moves the output gate to `upto`, as far as the disk allows.
+    pub(crate) fn set_release(&mut self, upto: Seq) {
         let last = self.last_seq;
+        let upto = self.disk_bound(upto);
         let p = self.primary_mut();
         if upto > p.release_upto {
             assert!(upto <= last, "release past the log: {upto} > {last}");
@@ -139,6 +144,11 @@ impl Core {
     fn settle_reads(&mut self) {
         if self.barrier_needed() && self.stream_from().is_none() && !self.primary().gating() {
             let seq = self.append();
+            if self.cfg.durable_acks {
+                // The barrier entry is logged to this node's disk like any
+                // other; it is released once the disk holds it.
+                return;
+            }
             debug_assert_eq!(self.primary().release_upto, seq, "an ungated append releases itself");
             self.emit(Command::Release { upto: seq });
         }
@@ -147,7 +157,10 @@ impl Core {
     pub(crate) fn become_primary(&mut self, now: Millis, epoch: Epoch, from_backup: bool) {
         self.set_epoch(epoch);
         debug_assert_eq!(self.executed, self.last_seq, "a node goes live only with every received entry executed");
-        self.role = Role::Primary(Primary::new(self.last_seq, now));
+        // Released at once: everything before this epoch (with `always`,
+        // only what this node's disk holds).
+        let released = self.disk_bound(self.last_seq);
+        self.role = Role::Primary(Primary::new(released, now));
         self.waited();
         self.emit(Command::BecomePrimary { epoch, from_backup });
         if self.stop_requested {

@@ -41,6 +41,10 @@ impl Core {
                 format!("cannot read the cluster's record at the arbiter: {e}; this node starts once the arbiter answers (check --arbiter)")
             }),
             Event::ArbiterRefused { reason } => self.refuse(format!("the arbiter refused this node: {reason}")),
+            Event::ArbiterRead(Ok(None)) if self.last_seq > 0 => self.refuse(format!(
+                "this node's disk holds the state of epoch {} of its cluster (through seq {}), but the arbiter has no record of the cluster: check --arbiter and --cluster, or start with an empty --dir to begin a new cluster",
+                self.epoch, self.last_seq
+            )),
             Event::ArbiterRead(Ok(None)) => {
                 self.claiming = Some(1);
                 self.emit(Command::Claim { epoch: 1 })
@@ -48,9 +52,13 @@ impl Core {
             Event::ArbiterRead(Ok(Some(v))) if v.abandoned() && v.epoch >= self.epoch => {
                 // `understudy forget`: the state of this epoch is gone by the
                 // operator's decision; the next epoch starts empty.
+                let state = match self.last_seq {
+                    0 => "an empty state".to_string(),
+                    seq => format!("the state this node recovered from its disk (through seq {seq}; writes acknowledged after it are lost)"),
+                };
                 self.emit(Command::Notice {
                     message: format!(
-                        "epoch {} of this cluster was abandoned by an operator (understudy forget): claiming epoch {} with an empty state",
+                        "epoch {} of this cluster was abandoned by an operator (understudy forget): claiming epoch {} with {state}",
                         v.epoch,
                         v.epoch + 1
                     ),
@@ -72,6 +80,8 @@ impl Core {
                     self.retry_later(now, Command::ReadArbiter, WaitFor::Successor, || {
                         format!("handed over epoch {} (switchover): waiting for the successor to claim the next", v.epoch)
                     });
+                } else if v.primary_node == self.node && self.may_claim_from_disk(&v) {
+                    self.own_record_from_disk(now, v);
                 } else if v.primary_node == self.node {
                     // The arbiter names this node as primary although this
                     // process holds no state (it restarted): wait for the
@@ -130,6 +140,9 @@ impl Core {
                 self.waited();
                 self.target = None;
                 self.set_epoch(epoch);
+                // The state recovered from disk (if any) is replaced.
+                self.from_disk = false;
+                self.durable = 0;
                 self.last_seq = snapshot_seq;
                 self.executed = 0;
                 self.role = Role::Backup(Backup::new(conn, primary, snapshot_seq, now));
@@ -187,6 +200,9 @@ impl Core {
             }),
             Some(RejectCode::NotPrimary | RejectCode::StaleEpoch | RejectCode::Protocol) => {
                 self.retry_later(now, read, WaitFor::PrimaryBusy, || format!("{whom} refused the join for now: {reason}"))
+            }
+            None if self.may_claim_from_disk(&t) => {
+                self.claim_from_disk(&t, format!("{whom} does not answer ({reason})"))
             }
             None => self.retry_later(now, read, WaitFor::Primary, || {
                 let backups: Vec<&String> = t.members.iter().filter(|m| **m != t.primary_node).collect();

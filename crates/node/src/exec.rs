@@ -72,6 +72,15 @@ impl ExecQueue {
         }
     }
 
+    /// Drops the entries up to `upto` (a snapshot at `upto` holds them).
+    pub fn skip_through(&mut self, upto: Seq) {
+        while !self.frames.is_empty() && self.next_seq <= upto {
+            if self.next_entry().is_none() {
+                break;
+            }
+        }
+    }
+
     /// Takes the next entry out of the queue (for machines that execute
     /// elsewhere: a WebAssembly guest on its own thread).
     pub fn pop(&mut self) -> Option<(Seq, EntryKind, Vec<u8>)> {

@@ -66,6 +66,7 @@ impl<M: Machine, I: Io> Replica<M, I> {
     /// primary's replies). Err: the channel must close, with why.
     pub fn on_primary_frames(&mut self, conn: ConnId, reader: &mut FrameReader) -> Result<(), String> {
         let bad = self.drain_primary_frames(conn, reader);
+        self.disk_sync_received();
         let now = self.now();
         self.core.poll(now);
         self.pump();
@@ -93,6 +94,7 @@ impl<M: Machine, I: Io> Replica<M, I> {
                         // A gap, another epoch: they must never reach the machine.
                         return Some(format!("entries {}..={last} refused by the protocol: {why}", h.seq));
                     }
+                    self.disk_received(h.epoch, h.seq, last, p);
                     self.exec.push(h.seq, p.to_vec());
                     if self.exec.bytes > self.opts.join_buffer_bytes {
                         return Some(format!(

@@ -28,6 +28,12 @@ pub trait Io {
     /// is the join generation the attempt belongs to. The outcome comes
     /// back through `Replica::joined` or `Replica::join_failed`.
     fn connect(&mut self, repl: &str, epoch: Epoch, gen: u64);
+    /// A request to this node's disk (`--appendfsync`); answers come back
+    /// through `Replica::disk_done`.
+    fn disk(&mut self, req: crate::disk::DiskReq);
+    /// The primary's open disk batch wants writing: call
+    /// `Replica::flush_disk` soon (after the requests already read).
+    fn wake_disk(&mut self);
     /// A line for the operator.
     fn log(&mut self, level: log::Level, line: &str);
     /// Fail-stop: nothing held at the output gate is ever released. The

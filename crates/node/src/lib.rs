@@ -35,6 +35,8 @@ pub mod arbiter_lanes;
 pub mod builder;
 pub mod channel;
 pub mod ctx;
+pub mod disk;
+mod disk_thread;
 pub mod exec;
 pub mod framed;
 pub mod frames;

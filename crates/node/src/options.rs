@@ -47,6 +47,29 @@ pub struct NodeOptions {
     /// Where Prometheus scrapes this node's metrics (`GET /metrics`);
     /// none = no metrics listener. `--metrics-listen`.
     pub metrics_listen: Option<SocketAddr>,
+    /// The log and snapshots on disk in `dir` (`--appendfsync`); none =
+    /// state in memory only.
+    pub persist: Option<Persist>,
+}
+
+/// Durability settings (`--appendfsync`, `--snapshot-every-bytes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Persist {
+    pub fsync: understudy_durable::Fsync,
+    /// A snapshot is written once this many bytes were logged since the
+    /// last one; the log before it is then deleted.
+    pub snapshot_every_bytes: u64,
+    /// A log segment is closed and a new one started past this size.
+    pub segment_bytes: u64,
+}
+
+impl Persist {
+    pub const SNAPSHOT_EVERY_BYTES: u64 = 64 << 20;
+    pub const SEGMENT_BYTES: u64 = 16 << 20;
+
+    pub fn new(fsync: understudy_durable::Fsync) -> Persist {
+        Persist { fsync, snapshot_every_bytes: Self::SNAPSHOT_EVERY_BYTES, segment_bytes: Self::SEGMENT_BYTES }
+    }
 }
 
 impl NodeOptions {
@@ -90,12 +113,31 @@ impl NodeOptions {
             client_pending_bytes_max: Self::CLIENT_PENDING_BYTES_MAX,
             channel_backlog_bytes_max: Self::CHANNEL_BACKLOG_BYTES_MAX,
             metrics_listen: None,
+            persist: None,
         }
+    }
+
+    /// Sets durability: `always` also makes acks and releases wait for the
+    /// disk (`Config::durable_acks`).
+    pub fn set_persist(&mut self, persist: Option<Persist>) {
+        self.protocol.durable_acks = persist.as_ref().is_some_and(|p| p.fsync == understudy_durable::Fsync::Always);
+        self.persist = persist;
     }
 
     /// Checks relations between bounds; messages name the flags.
     pub fn validate(&self) -> Result<(), String> {
         self.protocol.validate()?;
+        if let Some(p) = &self.persist {
+            if self.dir.is_none() {
+                return Err(format!(
+                    "--appendfsync {} needs --dir: the directory that holds the log and the snapshots",
+                    p.fsync.as_str()
+                ));
+            }
+            if p.snapshot_every_bytes == 0 {
+                return Err("--snapshot-every-bytes must be at least 1".into());
+            }
+        }
         if (self.request_bytes_max as u64) + 4096 > self.frame_bytes_max {
             return Err(format!(
                 "--request-bytes-max ({}) must be smaller than --frame-bytes-max ({}) by at least 4096: a request travels in one frame",

@@ -20,6 +20,7 @@ use understudy_wire::msg::Heartbeat;
 
 use crate::channel::{header, Channels};
 use crate::ctx::RecordCtx;
+use crate::disk::Disk;
 use crate::exec::ExecQueue;
 use crate::io::Io;
 use crate::machine::{App, Machine};
@@ -93,10 +94,18 @@ pub struct Replica<M: Machine, I: Io = TokioIo> {
     scratch_op: Vec<u8>,
     /// (primary?, intake open?) when the client connections last heard.
     intake_seen: (bool, bool),
+    /// This node's disk (`--appendfsync`; off without it).
+    pub(crate) disk: Disk,
 }
 
 impl<M: Machine, I: Io> Replica<M, I> {
     pub fn new(opts: Arc<NodeOptions>, factory: Factory<M>, machine_tag: String, incarnation: u64, io: I) -> Self {
+        debug_assert_eq!(
+            opts.protocol.durable_acks,
+            opts.persist.as_ref().is_some_and(|p| p.fsync == understudy_durable::Fsync::Always),
+            "durable acks go with --appendfsync always"
+        );
+        let disk = opts.persist.as_ref().map_or_else(Disk::default, |p| Disk::new(p.snapshot_every_bytes));
         Replica {
             core: Core::new(opts.protocol.clone(), opts.node.clone()),
             machine: factory(),
@@ -115,6 +124,7 @@ impl<M: Machine, I: Io> Replica<M, I> {
             halted: false,
             scratch_op: Vec::new(),
             intake_seen: (false, false),
+            disk,
         }
     }
 
@@ -214,6 +224,7 @@ impl<M: Machine, I: Io> Replica<M, I> {
                 }
             }
         }
+        self.disk_catch_up();
         let intake = (self.core.is_primary(), self.core.intake_open());
         if intake != self.intake_seen {
             self.intake_seen = intake;
@@ -302,12 +313,20 @@ impl<M: Machine, I: Io> Replica<M, I> {
 
     /// Primary: logs an operation the machine just applied with `self.record`.
     pub fn log_op(&mut self, seq: Seq, op: &[u8]) {
+        let now = self.record.now;
+        let len = OpEntry::encoded_len(now, &self.record.random, op.len());
+        if self.disk.on {
+            let random = std::mem::take(&mut self.record.random);
+            self.disk_entry(seq, EntryKind::Op, len, |o| {
+                OpEntry::encode_record(o, now, &random);
+                o.extend_from_slice(op);
+            });
+            self.record.random = random;
+        }
         if self.core.stream_from().is_none() {
             return;
         }
-        let now = self.record.now;
         let random = std::mem::take(&mut self.record.random);
-        let len = OpEntry::encoded_len(now, &random, op.len());
         let full = self.push_entry(seq, EntryKind::Op, len, |o| {
             OpEntry::encode_record(o, now, &random);
             o.extend_from_slice(op);
@@ -360,6 +379,7 @@ impl<M: Machine, I: Io> Replica<M, I> {
             }
             Command::BecomePrimary { epoch, from_backup } => self.become_primary(epoch, from_backup),
             Command::ResetMachine => {
+                self.disk_forget();
                 self.machine = (self.factory)();
                 self.exec = ExecQueue::default();
                 self.transfer.gen += 1;

@@ -31,6 +31,49 @@ pub enum NodeError {
     Dir { path: String, cause: std::io::Error },
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("cannot recover the state in --dir {path}: {why}; nothing was changed there: move the directory away to start this node empty (it then joins the cluster's primary)")]
+    Recover { path: String, why: String },
+}
+
+/// A node's disk, opened and recovered before it starts (`--appendfsync`).
+pub(crate) struct OpenDisk<M> {
+    loaded: crate::disk::Loaded<M>,
+    requests: std::sync::mpsc::Sender<crate::disk_thread::Msg>,
+    answers: tokio::sync::mpsc::UnboundedReceiver<crate::disk::DiskDone>,
+}
+
+/// Recovers the state in `--dir` and starts the disk thread, if the node
+/// persists its state.
+pub(crate) fn open_disk<M: Machine>(
+    opts: &NodeOptions,
+    factory: &Factory<M>,
+    incarnation: u64,
+) -> Result<Option<OpenDisk<M>>, NodeError> {
+    let (Some(p), Some(dir)) = (&opts.persist, &opts.dir) else { return Ok(None) };
+    let path = dir.display().to_string();
+    let storage = understudy_durable::FsStorage::new(dir).map_err(|cause| NodeError::Dir { path: path.clone(), cause })?;
+    let t0 = std::time::Instant::now();
+    let loaded = crate::disk::load(&storage, &|| factory()).map_err(|why| NodeError::Recover { path: path.clone(), why })?;
+    for r in &loaded.reports {
+        log::warn!("{}: recovering {path}: {r}", opts.node);
+    }
+    if loaded.last_seq > 0 {
+        log::info!(
+            "{}: recovered seq {} of epoch {} from {path} in {:.2} s ({})",
+            opts.node,
+            loaded.last_seq,
+            loaded.epoch,
+            t0.elapsed().as_secs_f64(),
+            match (loaded.complete, p.fsync) {
+                (true, understudy_durable::Fsync::Always) => "complete: every write this node acknowledged is here",
+                _ => "not known to be complete (appendfsync was not always, or the log was cut): this node joins the primary, or waits for the operator",
+            }
+        );
+    }
+    let (tx, answers) = unbounded_channel();
+    let requests = crate::disk_thread::spawn(storage, p.fsync, incarnation, loaded.last_seq, p.segment_bytes, tx)
+        .map_err(|cause| NodeError::Dir { path, cause })?;
+    Ok(Some(OpenDisk { loaded, requests, answers }))
 }
 
 pub(crate) async fn bind(addr: std::net::SocketAddr, flag: &'static str) -> Result<TcpListener, NodeError> {
@@ -105,7 +148,9 @@ pub(crate) fn run_app<F: FrontEnd>(
             metrics: metrics.as_ref().map(|m| local_addr(m, "--metrics-listen")).transpose()?,
         };
         announce(&mut opts, &bound)?;
-        let (rc, events) = start(opts, factory, tag, repl).await;
+        let incarnation = crate::framed::random_u64();
+        let disk = open_disk(&opts, &factory, incarnation)?;
+        let (rc, events) = start(opts, factory, tag, repl, incarnation, disk).await;
         serve_metrics(&rc, metrics);
         tokio::task::spawn_local(crate::serve::serve(rc.clone(), Rc::new(front), client));
         tokio::task::spawn_local(crate::serve::housekeeping::<F>(rc.clone()));
@@ -116,7 +161,14 @@ pub(crate) fn run_app<F: FrontEnd>(
 
 pub(crate) type Driver<M> = (Rc<RefCell<Replica<M>>>, tokio::sync::mpsc::UnboundedReceiver<Event>);
 
-pub(crate) async fn start<M: Machine>(opts: NodeOptions, factory: Factory<M>, tag: String, repl: TcpListener) -> Driver<M> {
+pub(crate) async fn start<M: Machine>(
+    opts: NodeOptions,
+    factory: Factory<M>,
+    tag: String,
+    repl: TcpListener,
+    incarnation: u64,
+    disk: Option<OpenDisk<M>>,
+) -> Driver<M> {
     let (tx, rx) = unbounded_channel();
     let me = NodeAddrs { node: opts.node.clone(), client: opts.advertise_client.clone(), repl: opts.advertise_repl.clone() };
     let lanes = ArbiterLanes::start(opts.arbiter.clone(), opts.cluster.clone(), me, tx);
@@ -131,9 +183,16 @@ pub(crate) async fn start<M: Machine>(opts: NodeOptions, factory: Factory<M>, ta
     if opts.secret.is_empty() {
         log::warn!("{}: no --secret-file: the replication channel is not authenticated", opts.node);
     }
-    let io = TokioIo::new(opts.node.clone(), lanes);
-    let incarnation = crate::framed::random_u64();
+    let mut io = TokioIo::new(opts.node.clone(), lanes);
+    let disk = disk.map(|d| {
+        io.set_disk(d.requests);
+        (d.loaded, d.answers)
+    });
     let rc = Rc::new(RefCell::new(Replica::new(Arc::new(opts), factory, tag, incarnation, io)));
+    if let Some((loaded, answers)) = disk {
+        rc.borrow_mut().recovered(loaded);
+        tokio::task::spawn_local(disk_tasks(rc.clone(), answers));
+    }
     let weak = Rc::downgrade(&rc);
     rc.borrow_mut().io.set_connector(Box::new(move |repl, epoch, gen| {
         if let Some(rc) = weak.upgrade() {
@@ -145,6 +204,25 @@ pub(crate) async fn start<M: Machine>(opts: NodeOptions, factory: Factory<M>, ta
     tokio::task::spawn_local(signals(rc.clone()));
     rc.borrow_mut().start();
     (rc, rx)
+}
+
+/// The disk's two tasks: write the primary's batch when woken (after the
+/// requests already read: one batch, one fsync), and hand the disk's
+/// answers to the replica.
+async fn disk_tasks<M: Machine>(
+    rc: Rc<RefCell<Replica<M>>>,
+    mut answers: tokio::sync::mpsc::UnboundedReceiver<crate::disk::DiskDone>,
+) {
+    let wakers = rc.borrow().io.wakers.clone();
+    loop {
+        tokio::select! {
+            _ = wakers.disk.notified() => rc.borrow_mut().flush_disk(),
+            done = answers.recv() => match done {
+                Some(d) => rc.borrow_mut().disk_done(d),
+                None => return,
+            },
+        }
+    }
 }
 
 pub(crate) async fn drive<M: Machine>((rc, mut rx): Driver<M>) {

@@ -23,6 +23,8 @@ pub struct Wakers {
     pub intake: Notify,
     /// Woken when received entries wait for execution.
     pub exec: Notify,
+    /// Woken when the primary's disk batch wants writing.
+    pub disk: Notify,
     writers: RefCell<BTreeMap<ConnId, Rc<Notify>>>,
     tasks: RefCell<BTreeMap<ConnId, Vec<AbortHandle>>>,
 }
@@ -50,11 +52,17 @@ pub struct TokioIo {
     pub wakers: Rc<Wakers>,
     /// Set once the replica is shared (the join task holds a handle on it).
     connector: Option<Connector>,
+    /// The disk thread (`--appendfsync`).
+    disk: Option<std::sync::mpsc::Sender<crate::disk_thread::Msg>>,
 }
 
 impl TokioIo {
     pub fn new(node: String, lanes: ArbiterLanes) -> Self {
-        TokioIo { node, t0: Instant::now(), lanes, wakers: Rc::new(Wakers::default()), connector: None }
+        TokioIo { node, t0: Instant::now(), lanes, wakers: Rc::new(Wakers::default()), connector: None, disk: None }
+    }
+
+    pub(crate) fn set_disk(&mut self, disk: std::sync::mpsc::Sender<crate::disk_thread::Msg>) {
+        self.disk = Some(disk);
     }
 
     pub fn set_connector(&mut self, c: Connector) {
@@ -100,6 +108,18 @@ impl Io for TokioIo {
         // a stored permit for one that is about to wait.
         self.wakers.exec.notify_waiters();
         self.wakers.exec.notify_one();
+    }
+
+    fn disk(&mut self, req: crate::disk::DiskReq) {
+        let disk = self.disk.as_ref().expect("disk requests only with --appendfsync");
+        if disk.send(crate::disk_thread::Msg::Req(req)).is_err() {
+            // The thread ended on an error it reported: the halt is on its way.
+            log::debug!("{}: the disk thread is gone", self.node);
+        }
+    }
+
+    fn wake_disk(&mut self) {
+        self.wakers.disk.notify_one();
     }
 
     fn connect(&mut self, repl: &str, epoch: Epoch, gen: u64) {

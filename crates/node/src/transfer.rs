@@ -41,6 +41,7 @@ impl<M: Machine, I: Io> Replica<M, I> {
         );
         let conn = self.chans.open(primary.clone(), incarnation, String::new());
         self.feed(Event::Joined { conn, primary, epoch, snapshot_seq });
+        self.disk_reset(snapshot_seq);
         Some(conn)
     }
 
@@ -80,6 +81,7 @@ impl<M: Machine, I: Io> Replica<M, I> {
         self.stats.snapshot_bytes_received += bytes;
         if applied {
             self.feed(Event::SnapshotLoaded { seq });
+            self.disk_joined_snapshot(seq);
         }
         self.io.wake_exec();
     }

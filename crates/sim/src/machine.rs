@@ -98,6 +98,10 @@ pub struct Effects {
     pub halted: Option<String>,
     pub refused: Option<String>,
     pub lines: Vec<String>,
+    /// Requests to the node's disk, in order.
+    pub disk: Vec<understudy_node::disk::DiskReq>,
+    /// The primary's disk batch wants writing.
+    pub disk_wake: bool,
 }
 
 /// The simulator's [`Io`]: the world's clock; every request is recorded
@@ -129,6 +133,12 @@ impl Io for SimIo {
     }
     fn wake_exec(&mut self) {
         self.fx.borrow_mut().exec = true;
+    }
+    fn disk(&mut self, req: understudy_node::disk::DiskReq) {
+        self.fx.borrow_mut().disk.push(req);
+    }
+    fn wake_disk(&mut self) {
+        self.fx.borrow_mut().disk_wake = true;
     }
     fn connect(&mut self, repl: &str, epoch: Epoch, gen: u64) {
         self.fx.borrow_mut().connects.push((repl.to_string(), epoch, gen));
@@ -202,6 +212,7 @@ pub fn options(node: &str, protocol: Config) -> NodeOptions {
         client_pending_bytes_max: NodeOptions::CLIENT_PENDING_BYTES_MAX,
         channel_backlog_bytes_max: NodeOptions::CHANNEL_BACKLOG_BYTES_MAX,
         metrics_listen: None,
+        persist: None,
     }
 }
 

@@ -16,6 +16,7 @@ pub fn cfg() -> Config {
         name_in_use_grace_ms: 1000,
         join_timeout_ms: 1000,
         status_publish_ms: 1000,
+        durable_acks: false,
     }
 }
 

@@ -135,7 +135,7 @@ pub fn run_wasm(mut opts: WasmNodeOptions) -> Result<i32, NodeError> {
         });
         let s2 = shared.clone();
         let factory: Factory<WasmMachine> = Arc::new(move || WasmMachine::new(s2.clone()));
-        let (rc, driver) = start(opts.node, factory, tag, repl).await;
+        let (rc, driver) = start(opts.node, factory, tag, repl, crate::framed::random_u64(), None).await;
         serve_metrics(&rc, metrics);
         // Not primary yet: the claim's answer comes through `drive`, below.
         if let Some(refusing) = refusing {
