@@ -121,6 +121,12 @@ pub struct KvArgs {
     /// written since the last one, then delete the log before it.
     #[arg(long, default_value_t = understudy_node::options::Persist::SNAPSHOT_EVERY_BYTES, value_parser = crate::flags::size_u64)]
     pub snapshot_every_bytes: u64,
+    /// With --appendfsync: the most recent log a primary keeps in memory,
+    /// so that a node restarting with its state on disk is sent only the
+    /// entries it missed (Redis's repl-backlog-size); 0: always a full
+    /// state transfer.
+    #[arg(long, default_value_t = understudy_node::options::Persist::BACKLOG_BYTES, value_parser = crate::flags::size_usize)]
+    pub repl_backlog_bytes: usize,
     /// File holding the password clients must give (AUTH pass, HELLO 3 AUTH
     /// default pass), as Redis's requirepass; without it, none is asked.
     #[arg(long, value_name = "FILE")]
@@ -263,6 +269,7 @@ fn kv(a: KvArgs) -> Result<ExitCode> {
     let mut opts = node_options(a.cluster, a.node, &a.arbiter, a.client_listen, a.repl_listen, a.dir, &a.common)?;
     opts.set_persist(a.appendfsync.map(|fsync| understudy_node::options::Persist {
         snapshot_every_bytes: a.snapshot_every_bytes,
+        backlog_bytes: a.repl_backlog_bytes,
         ..understudy_node::options::Persist::new(fsync)
     }));
     opts.validate().map_err(anyhow::Error::msg)?;

@@ -119,6 +119,7 @@ fn hello(node: &str, purpose: Purpose) -> Hello {
         machine: "kv/1".into(),
         nonce: [3; 16],
         client: "127.0.0.1:6379".into(),
+        resume: None,
     }
 }
 

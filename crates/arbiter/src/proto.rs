@@ -270,6 +270,7 @@ pub fn hello(node: &str, purpose: Purpose) -> Hello {
         machine: MACHINE.into(),
         nonce,
         client: String::new(),
+        resume: None,
     }
 }
 

@@ -166,6 +166,7 @@ fn raw_hello(purpose: Purpose, machine: &str) -> Hello {
         machine: machine.into(),
         nonce: [7; 16],
         client: String::new(),
+        resume: None,
     }
 }
 

@@ -93,6 +93,11 @@ pub enum Event {
         conn: ConnId,
         node: String,
         epoch: Epoch,
+        /// The runtime's offer of a partial catch-up: the joiner holds
+        /// every entry up to this seq, as this primary has them (its disk's
+        /// state, checked against the retained log); only the entries after
+        /// it are sent, no snapshot.
+        resume: Option<Seq>,
     },
     /// A cumulative ack from the backup.
     Ack {

@@ -171,7 +171,7 @@ impl Core {
 
     pub(crate) fn primary_handle(&mut self, now: Millis, ev: Event) {
         match ev {
-            Event::JoinRequest { conn, node, epoch } => self.on_join_request(now, conn, node, epoch),
+            Event::JoinRequest { conn, node, epoch, resume } => self.on_join_request(now, conn, node, epoch, resume),
             Event::Ack { conn, epoch, ack } => self.on_ack(now, conn, epoch, ack),
             Event::ConnClosed { conn, reason } if self.primary().link.as_ref().is_some_and(|l| l.conn == conn) => {
                 self.on_backup_lost(now, reason);
@@ -184,7 +184,7 @@ impl Core {
         }
     }
 
-    fn on_join_request(&mut self, now: Millis, conn: ConnId, node: String, epoch: Epoch) {
+    fn on_join_request(&mut self, now: Millis, conn: ConnId, node: String, epoch: Epoch, resume: Option<Seq>) {
         if epoch > self.epoch && self.primary().claiming == Some(epoch) {
             // The joiner read the record of the epoch we are claiming: our
             // grant is at the arbiter but its answer has not reached us yet.
@@ -221,7 +221,9 @@ impl Core {
             self.emit(Command::Reject { conn, code, message });
             return;
         }
-        let snapshot_seq = self.last_seq;
+        // A partial catch-up starts where the joiner's own state ends.
+        let snapshot_seq = resume.unwrap_or(self.last_seq);
+        assert!(snapshot_seq <= self.last_seq, "a joiner cannot resume after the primary's last seq {}", self.last_seq);
         self.primary_mut().link = Some(Link {
             conn,
             node: node.clone(),

@@ -174,7 +174,7 @@ fn lost_answer_to_the_first_claim_is_asked_again() {
 #[test]
 fn joins_reaching_a_non_primary_are_refused_and_unanswered_ones_time_out() {
     let mut b = in_sync_backup(5);
-    b.handle(20, Event::JoinRequest { conn: 9, node: "c".into(), epoch: 1 });
+    b.handle(20, Event::JoinRequest { conn: 9, node: "c".into(), epoch: 1, resume: None });
     let cmds = b.take_commands();
     assert!(matches!(&cmds[..], [Command::Reject { conn: 9, .. }]), "{cmds:?}");
 

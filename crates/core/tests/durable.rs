@@ -57,7 +57,7 @@ fn a_protected_primary_releases_what_both_disks_hold() {
         c.append();
     }
     c.handle(1, Event::Durable { upto: 3 });
-    c.handle(1, Event::JoinRequest { conn: 7, node: "b".into(), epoch: 1 });
+    c.handle(1, Event::JoinRequest { conn: 7, node: "b".into(), epoch: 1, resume: None });
     c.handle(2, Event::Ack { conn: 7, epoch: 1, ack: ack(3, 3) });
     c.take_commands();
     c.append();

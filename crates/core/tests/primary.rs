@@ -24,7 +24,7 @@ fn join_is_accepted_with_a_snapshot_at_the_current_seq() {
     for _ in 0..4 {
         c.append();
     }
-    c.handle(5, Event::JoinRequest { conn: 9, node: "b".into(), epoch: 1 });
+    c.handle(5, Event::JoinRequest { conn: 9, node: "b".into(), epoch: 1, resume: None });
     assert_eq!(
         c.take_commands(),
         vec![
@@ -41,9 +41,9 @@ fn join_is_accepted_with_a_snapshot_at_the_current_seq() {
 #[test]
 fn second_joiner_is_refused_while_one_is_attached() {
     let mut c = primary("a");
-    c.handle(1, Event::JoinRequest { conn: 1, node: "b".into(), epoch: 1 });
+    c.handle(1, Event::JoinRequest { conn: 1, node: "b".into(), epoch: 1, resume: None });
     c.take_commands();
-    c.handle(2, Event::JoinRequest { conn: 2, node: "c".into(), epoch: 1 });
+    c.handle(2, Event::JoinRequest { conn: 2, node: "c".into(), epoch: 1, resume: None });
     let cmds = c.take_commands();
     assert_eq!(notices(&cmds).len(), 1, "the operator is told of the spare: {cmds:?}");
     assert!(matches!(&protocol(cmds)[..], [Command::Reject { conn: 2, code: RejectCode::Busy, .. }]));
@@ -51,7 +51,7 @@ fn second_joiner_is_refused_while_one_is_attached() {
     // told once, then once a minute with a count — not at every attempt.
     let mut told = Vec::new();
     for (i, t) in (3..130_000).step_by(2_000).enumerate() {
-        c.handle(t, Event::JoinRequest { conn: 10 + i as u64, node: "c".into(), epoch: 1 });
+        c.handle(t, Event::JoinRequest { conn: 10 + i as u64, node: "c".into(), epoch: 1, resume: None });
         c.handle(t, Event::Ack { conn: 1, epoch: 1, ack: ack(0, 0) });
         let cmds = c.take_commands();
         assert!(cmds.iter().any(|c| matches!(c, Command::Reject { code: RejectCode::Busy, .. })), "each attempt is refused");
@@ -60,7 +60,7 @@ fn second_joiner_is_refused_while_one_is_attached() {
     assert_eq!(told.len(), 2, "told after 60 s and 120 s only: {told:?}");
     assert!(told[0].contains("30 more refusals") && told[1].contains("29 more refusals"), "{told:?}");
     // The backup's own name on another connection is a name in use.
-    c.handle(130_001, Event::JoinRequest { conn: 99, node: "b".into(), epoch: 1 });
+    c.handle(130_001, Event::JoinRequest { conn: 99, node: "b".into(), epoch: 1, resume: None });
     assert!(protocol(c.take_commands())
         .iter()
         .any(|c| matches!(c, Command::Reject { conn: 99, code: RejectCode::NameInUse, .. })));
@@ -69,7 +69,7 @@ fn second_joiner_is_refused_while_one_is_attached() {
 #[test]
 fn joiner_with_a_newer_epoch_stops_the_primary_at_once() {
     let mut c = primary("a");
-    c.handle(1, Event::JoinRequest { conn: 1, node: "b".into(), epoch: 2 });
+    c.handle(1, Event::JoinRequest { conn: 1, node: "b".into(), epoch: 2, resume: None });
     let cmds = c.take_commands();
     assert!(matches!(&cmds[0], Command::Reject { conn: 1, code: RejectCode::StaleEpoch, .. }), "{cmds:?}");
     assert!(matches!(&cmds[1], Command::Halt { .. }), "{cmds:?}");
@@ -79,7 +79,7 @@ fn joiner_with_a_newer_epoch_stops_the_primary_at_once() {
 #[test]
 fn caught_up_joiner_gates_outputs_then_becomes_member() {
     let mut c = primary("a");
-    c.handle(1, Event::JoinRequest { conn: 7, node: "b".into(), epoch: 1 });
+    c.handle(1, Event::JoinRequest { conn: 7, node: "b".into(), epoch: 1, resume: None });
     c.take_commands();
     for _ in 0..10 {
         c.append();
@@ -108,7 +108,7 @@ fn joiner_far_behind_does_not_gate() {
     for _ in 0..100 {
         c.append();
     }
-    c.handle(1, Event::JoinRequest { conn: 7, node: "b".into(), epoch: 1 });
+    c.handle(1, Event::JoinRequest { conn: 7, node: "b".into(), epoch: 1, resume: None });
     c.take_commands();
     c.handle(2, Event::Ack { conn: 7, epoch: 1, ack: ack(100, 0) }); // received all, executed nothing
     c.append();
@@ -149,7 +149,7 @@ fn output_rule_for_reads_needs_an_ack_sent_after_the_read() {
 /// it (gating from seq 10), but it is not a member yet.
 fn gating_joiner() -> Core {
     let mut c = primary("a");
-    c.handle(1, Event::JoinRequest { conn: 7, node: "b".into(), epoch: 1 });
+    c.handle(1, Event::JoinRequest { conn: 7, node: "b".into(), epoch: 1, resume: None });
     for _ in 0..10 {
         c.append();
     }
@@ -255,7 +255,7 @@ fn claim_error_is_retried_after_the_back_off() {
 #[test]
 fn losing_a_joiner_costs_no_epoch() {
     let mut c = primary("a");
-    c.handle(1, Event::JoinRequest { conn: 7, node: "b".into(), epoch: 1 });
+    c.handle(1, Event::JoinRequest { conn: 7, node: "b".into(), epoch: 1, resume: None });
     c.take_commands();
     c.handle(2, Event::ConnClosed { conn: 7, reason: "eof".into() });
     assert_eq!(c.take_commands(), vec![Command::Publish { epoch: 1, backup: None, protected: false }]);
@@ -340,7 +340,7 @@ fn flow_control_pauses_intake_while_the_backup_lags() {
 #[test]
 fn flow_control_waits_for_a_loaded_joiner_so_a_join_under_load_converges() {
     let mut c = primary("a");
-    c.handle(1, Event::JoinRequest { conn: 7, node: "b".into(), epoch: 1 });
+    c.handle(1, Event::JoinRequest { conn: 7, node: "b".into(), epoch: 1, resume: None });
     c.take_commands();
     c.handle(2, Event::Ack { conn: 7, epoch: 1, ack: Ack { received: 0, executed: 0, snapshot_loaded: false } });
     for _ in 0..150 {
@@ -378,7 +378,7 @@ fn ack_from_another_epoch_or_going_backwards_drops_the_backup() {
 #[test]
 fn deposed_at_the_arbiter_halts() {
     let mut c = primary("a");
-    c.handle(1, Event::JoinRequest { conn: 7, node: "b".into(), epoch: 1 });
+    c.handle(1, Event::JoinRequest { conn: 7, node: "b".into(), epoch: 1, resume: None });
     c.handle(2, Event::Ack { conn: 7, epoch: 1, ack: ack(0, 0) });
     c.take_commands();
     c.handle(3, Event::AddMemberDone { epoch: 1, node: "b".into(), outcome: UpdateOutcome::Superseded { current: 4 } });
@@ -417,7 +417,7 @@ fn joiner_with_the_epoch_being_claimed_is_asked_to_retry() {
     c.handle(5, Event::ConnClosed { conn: 7, reason: "reset".into() });
     assert_eq!(c.take_commands(), vec![Command::Claim { epoch: 2 }]);
     c.handle(6, Event::ClaimDone { epoch: 2, outcome: ClaimOutcome::Error("reply lost".into()) });
-    c.handle(7, Event::JoinRequest { conn: 8, node: "c".into(), epoch: 2 });
+    c.handle(7, Event::JoinRequest { conn: 8, node: "c".into(), epoch: 2, resume: None });
     let cmds = protocol(c.take_commands());
     assert!(matches!(&cmds[..], [Command::Reject { conn: 8, code: RejectCode::NotPrimary, .. }]), "{cmds:?}");
     assert!(!c.is_halted());

@@ -26,6 +26,7 @@
 
 #![forbid(unsafe_code)]
 
+mod bytes;
 pub mod log;
 pub mod recover;
 pub mod snapfile;

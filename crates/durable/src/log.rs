@@ -28,6 +28,7 @@ use std::fmt;
 use std::io;
 use std::str::FromStr;
 
+pub(crate) use crate::bytes::{u32_at, u64_at};
 use crate::snapfile;
 use crate::storage::{Storage, StorageFile};
 
@@ -183,14 +184,6 @@ pub(crate) fn decode_segment_header(h: &[u8]) -> Result<(Fsync, u64), &'static s
     }
     let mode = Fsync::from_byte(h[8]).ok_or("unknown fsync mode")?;
     Ok((mode, u64_at(h, 9)))
-}
-
-pub(crate) fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
-}
-
-pub(crate) fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
 /// The fixed part of a record.

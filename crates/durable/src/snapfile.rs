@@ -17,7 +17,7 @@
 
 use std::io;
 
-use crate::log::{u32_at, u64_at};
+use crate::bytes::{u32_at, u64_at};
 use crate::storage::{Storage, StorageFile};
 
 const SNAPSHOT_MAGIC: &[u8; 4] = b"USNP";

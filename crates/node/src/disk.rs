@@ -12,93 +12,19 @@
 //! over: the old state is discarded, the new snapshot is written from the
 //! installed machine, and until it is on disk nothing counts as durable.
 
-use understudy_core::{Epoch, Event, Seq, SnapshotWriter};
+use std::sync::Arc;
+
+use understudy_core::{Epoch, Event, Seq};
 use understudy_durable::{recover, SnapshotFileReader, Storage};
 use understudy_wire::codec::put_varint;
 use understudy_wire::entry::EntryKind;
 
 use crate::ctx::TimeFloor;
+pub use crate::disk_state::{DiskDone, DiskReq, DiskStats};
 use crate::exec::ExecQueue;
 use crate::io::{Io, BATCH_BYTES_MAX};
 use crate::machine::Machine;
 use crate::replica::Replica;
-
-/// What the replica asks of its disk. Requests are performed in order.
-pub enum DiskReq {
-    /// Entries `first..=last` of `epoch`, encoded as a channel batch.
-    Append { epoch: Epoch, first: Seq, last: Seq, payload: Vec<u8> },
-    /// Make what was appended durable (with `always`; the other modes sync
-    /// on their own schedule).
-    Sync,
-    /// A join: discard every file; the log starts over after `after`, and
-    /// answers carry `gen` from now on.
-    Reset { gen: u64, after: Seq },
-    /// Write this snapshot (at `seq`) in the background, then delete the
-    /// log it covers.
-    Snapshot { gen: u64, epoch: Epoch, seq: Seq, writer: Box<dyn SnapshotWriter> },
-}
-
-impl std::fmt::Debug for DiskReq {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DiskReq::Append { epoch, first, last, payload } => {
-                write!(f, "Append(epoch {epoch}, {first}..={last}, {} bytes)", payload.len())
-            }
-            DiskReq::Sync => write!(f, "Sync"),
-            DiskReq::Reset { gen, after } => write!(f, "Reset(gen {gen}, after {after})"),
-            DiskReq::Snapshot { gen, epoch, seq, .. } => write!(f, "Snapshot(gen {gen}, epoch {epoch}, seq {seq})"),
-        }
-    }
-}
-
-/// What the disk answers.
-#[derive(Debug)]
-pub enum DiskDone {
-    /// Every entry through `upto` is on disk.
-    Synced { gen: u64, upto: Seq },
-    /// The snapshot at `seq` is on disk; `freed` bytes of log were deleted.
-    SnapshotWritten { gen: u64, seq: Seq, bytes: u64, freed: u64 },
-    /// The disk failed: the node cannot keep its promise and halts.
-    Failed(String),
-}
-
-/// The replica's bookkeeping of its disk.
-#[derive(Default)]
-pub(crate) struct Disk {
-    pub(crate) on: bool,
-    /// Bumped by every reset: answers of an earlier state are dropped.
-    gen: u64,
-    /// The primary's open batch: entries (kind, length, body) as in an
-    /// `Entries` frame's payload, from `open`'s (first seq, epoch).
-    batch: Vec<u8>,
-    open: Option<(Seq, Epoch)>,
-    /// The next seq the log expects: the disk holds every seq in order.
-    next: Seq,
-    synced: Seq,
-    /// A join's snapshot is not on disk yet: nothing counts as durable.
-    awaiting_snapshot: bool,
-    snapshot_in_flight: bool,
-    /// Log bytes since the last snapshot (`--snapshot-every-bytes`).
-    since_snapshot: u64,
-    pub(crate) snapshot_every: u64,
-    /// Counters for INFO persistence and the metrics page.
-    pub(crate) stats: DiskStats,
-}
-
-#[derive(Debug, Default, Clone)]
-pub struct DiskStats {
-    pub synced_seq: Seq,
-    pub syncs: u64,
-    pub snapshots: u64,
-    pub last_snapshot_seq: Seq,
-    pub last_snapshot_bytes: u64,
-}
-
-impl Disk {
-    pub(crate) fn new(snapshot_every: u64) -> Disk {
-        Disk { on: true, next: 1, snapshot_every, ..Disk::default() }
-    }
-}
 
 /// A machine loaded from its disk at start.
 pub struct Loaded<M> {
@@ -108,6 +34,10 @@ pub struct Loaded<M> {
     /// Written with `always` and recovered whole (see `understudy_durable`).
     pub complete: bool,
     pub floor: TimeFloor,
+    /// The epoch of the last entry, when the log holds it (a state that
+    /// ends in its snapshot does not say, and is not offered for a partial
+    /// catch-up).
+    pub last_entry_epoch: Option<Epoch>,
     /// What recovery found and did, for the operator.
     pub reports: Vec<String>,
 }
@@ -132,6 +62,7 @@ pub fn load<M: Machine, S: Storage>(storage: &S, factory: &dyn Fn() -> M) -> Res
     let mut queue = ExecQueue::default();
     let mut floor = TimeFloor::default();
     let mut last = base;
+    let last_entry_epoch = rec.records.last().map(|r| r.epoch);
     for r in rec.records {
         assert!(
             r.first <= last + 1 && r.last >= last.max(r.first),
@@ -150,7 +81,7 @@ pub fn load<M: Machine, S: Storage>(storage: &S, factory: &dyn Fn() -> M) -> Res
         assert_eq!(last, r.last, "a record's entries replayed short");
     }
     assert_eq!(last, rec.last_seq, "the log recovered through {} but replayed through {last}", rec.last_seq);
-    Ok(Loaded { machine, epoch, last_seq: last, complete: rec.complete, floor, reports: rec.reports })
+    Ok(Loaded { machine, epoch, last_seq: last, complete: rec.complete, floor, last_entry_epoch, reports: rec.reports })
 }
 
 impl<M: Machine, I: Io> Replica<M, I> {
@@ -162,6 +93,7 @@ impl<M: Machine, I: Io> Replica<M, I> {
         self.disk.next = loaded.last_seq + 1;
         self.disk.synced = loaded.last_seq;
         self.disk.stats.synced_seq = loaded.last_seq;
+        self.disk.resume = loaded.last_entry_epoch.map(|e| (e, loaded.last_seq));
     }
 
     /// Primary: entry `seq` goes into the open disk batch (after barrier
@@ -224,6 +156,8 @@ impl<M: Machine, I: Io> Replica<M, I> {
         d.batch.clear();
         d.awaiting_snapshot = true;
         d.snapshot_in_flight = false;
+        d.backlog.clear();
+        d.resume = None;
     }
 
     /// The disk's turn: the open batch goes to the disk with a sync.
@@ -234,8 +168,10 @@ impl<M: Machine, I: Io> Replica<M, I> {
         self.disk_catch_up();
         let Some((first, epoch)) = self.disk.open.take() else { return };
         let last = self.disk.next - 1;
-        let payload = std::mem::take(&mut self.disk.batch);
+        let payload: Arc<[u8]> = Arc::from(&self.disk.batch[..]);
+        self.disk.batch.clear();
         self.disk.since_snapshot += payload.len() as u64;
+        self.disk.backlog.push(epoch, first, last, &payload);
         self.io.disk(DiskReq::Append { epoch, first, last, payload });
         self.io.disk(DiskReq::Sync);
         self.maybe_snapshot();
@@ -249,7 +185,9 @@ impl<M: Machine, I: Io> Replica<M, I> {
         assert_eq!(first, self.disk.next, "received entries must follow the disk log");
         self.disk.next = last + 1;
         self.disk.since_snapshot += payload.len() as u64;
-        self.io.disk(DiskReq::Append { epoch, first, last, payload: payload.to_vec() });
+        let payload: Arc<[u8]> = Arc::from(payload);
+        self.disk.backlog.push(epoch, first, last, &payload);
+        self.io.disk(DiskReq::Append { epoch, first, last, payload });
     }
 
     /// Backup: after a read of frames, one sync for all of them.
@@ -275,6 +213,8 @@ impl<M: Machine, I: Io> Replica<M, I> {
         d.awaiting_snapshot = true;
         d.snapshot_in_flight = false;
         d.since_snapshot = 0;
+        d.backlog.clear();
+        d.resume = None;
         let gen = d.gen;
         self.io.disk(DiskReq::Reset { gen, after });
     }
@@ -324,6 +264,7 @@ impl<M: Machine, I: Io> Replica<M, I> {
                 s.snapshots += 1;
                 s.last_snapshot_seq = seq;
                 s.last_snapshot_bytes = bytes;
+                s.last_snapshot_unix_s = crate::ctx::wall_us() / 1_000_000;
                 self.log(
                     log::Level::Info,
                     &format!("snapshot at seq {seq} on disk ({bytes} bytes); {freed} bytes of log deleted"),

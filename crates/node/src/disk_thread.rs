@@ -15,7 +15,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use understudy_core::{Epoch, Seq, SnapshotWriter};
 use understudy_durable::{discard_all, FsStorage, Fsync, LogWriter, SnapshotFileWriter};
 
-use crate::disk::{DiskDone, DiskReq};
+use crate::disk_state::{DiskDone, DiskReq};
 
 /// What the disk thread is sent.
 pub(crate) enum Msg {

@@ -20,9 +20,22 @@ pub const HANDOVER_RECEIVED: &str = "the primary hands over (planned switchover)
 impl<M: Machine, I: Io> Replica<M, I> {
     /// Primary: a joiner authenticated on a new connection; the core accepts
     /// or refuses it. Returns the connection.
-    pub fn joiner_arrived(&mut self, node: String, incarnation: u64, client: String, epoch: u64) -> ConnId {
+    /// `resume`: the (epoch, seq) of the last entry the joiner holds, if
+    /// it has a state of its own (from its disk): if this primary retains
+    /// the entries after it and holds the same entry there, the joiner is
+    /// sent only those (partial catch-up).
+    pub fn joiner_arrived(
+        &mut self,
+        node: String,
+        incarnation: u64,
+        client: String,
+        epoch: u64,
+        resume: Option<(u64, u64)>,
+    ) -> ConnId {
         let conn = self.chans.open(node.clone(), incarnation, client);
-        self.feed(Event::JoinRequest { conn, node, epoch });
+        let resume = resume.and_then(|(e, s)| self.can_resume(&node, e, s));
+        self.transfer.resume = resume.map(|s| (conn, s));
+        self.feed(Event::JoinRequest { conn, node, epoch, resume });
         conn
     }
 

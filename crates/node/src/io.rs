@@ -30,7 +30,7 @@ pub trait Io {
     fn connect(&mut self, repl: &str, epoch: Epoch, gen: u64);
     /// A request to this node's disk (`--appendfsync`); answers come back
     /// through `Replica::disk_done`.
-    fn disk(&mut self, req: crate::disk::DiskReq);
+    fn disk(&mut self, req: crate::disk_state::DiskReq);
     /// The primary's open disk batch wants writing: call
     /// `Replica::flush_disk` soon (after the requests already read).
     fn wake_disk(&mut self);

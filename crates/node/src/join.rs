@@ -54,18 +54,21 @@ pub async fn join<M: Machine>(rc: Rep<M>, repl: String, epoch: u64, gen: u64) {
             .await
             .map_err(|_| ChanError::Timeout(limit))?
             .map_err(JoinRefused::from)?;
-        let snapshot_seq = join_answer(h, &payload)?;
-        Ok::<_, JoinRefused>((stream, reader, peer, snapshot_seq))
+        let (snapshot_seq, partial) = join_answer(h, &payload)?;
+        Ok::<_, JoinRefused>((stream, reader, peer, snapshot_seq, partial))
     };
-    let (stream, reader, peer, snapshot_seq) = match attempt.await {
+    let (stream, reader, peer, snapshot_seq, partial) = match attempt.await {
         Ok(x) => x,
         Err(refused) => return rc.borrow_mut().join_failed(&repl, refused),
     };
     let primary = peer.hello.node.clone();
-    let Some(conn) = rc.borrow_mut().joined(gen, primary, peer.hello.incarnation, peer.epoch, snapshot_seq) else { return };
+    let joined = rc.borrow_mut().joined(gen, primary, peer.hello.incarnation, peer.epoch, snapshot_seq, partial);
+    let Some(conn) = joined else { return };
     let (rd, wr) = stream.into_split();
     spawn_writer(rc.clone(), conn, wr);
-    tokio::task::spawn_local(receive_snapshot(rc.clone(), repl, peer.epoch, snapshot_seq, gen, conn));
+    if !partial {
+        tokio::task::spawn_local(receive_snapshot(rc.clone(), repl, peer.epoch, snapshot_seq, gen, conn));
+    }
     // Not tied to the connection: when the channel closes, what was received
     // must still be executed before this node may go live. The task ends by
     // itself once the queue is drained without a channel, or on a reset.

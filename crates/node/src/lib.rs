@@ -33,9 +33,11 @@
 
 pub mod arbiter_lanes;
 pub mod builder;
+pub mod catchup;
 pub mod channel;
 pub mod ctx;
 pub mod disk;
+mod disk_state;
 mod disk_thread;
 pub mod exec;
 pub mod framed;

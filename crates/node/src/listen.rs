@@ -32,6 +32,7 @@ pub fn my_hello<M: Machine, I: Io>(r: &Replica<M, I>, purpose: Purpose) -> Hello
         machine: r.machine_tag.clone(),
         nonce: random_bytes(),
         client: r.opts.advertise_client.clone(),
+        resume: if purpose == Purpose::Join { r.resume_point() } else { None },
     }
 }
 
@@ -136,7 +137,7 @@ async fn switchover<M: Machine>(rc: &Rc<RefCell<Replica<M>>>, stream: &mut TcpSt
 /// A joiner's logging channel, primary side: acks in, entries out.
 fn channel<M: Machine>(rc: Rc<RefCell<Replica<M>>>, stream: TcpStream, reader: FrameReader, hello: Hello, epoch: u64) {
     let (rd, wr) = stream.into_split();
-    let conn = rc.borrow_mut().joiner_arrived(hello.node, hello.incarnation, hello.client, epoch);
+    let conn = rc.borrow_mut().joiner_arrived(hello.node, hello.incarnation, hello.client, epoch, hello.resume);
     spawn_writer(rc.clone(), conn, wr);
     let task = tokio::task::spawn_local(read_acks(rc.clone(), conn, rd, reader));
     let r = rc.borrow();

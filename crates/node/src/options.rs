@@ -61,14 +61,24 @@ pub struct Persist {
     pub snapshot_every_bytes: u64,
     /// A log segment is closed and a new one started past this size.
     pub segment_bytes: u64,
+    /// The most recent entries a primary keeps in memory so that a node
+    /// restarting with its state on disk catches up with only what it
+    /// missed (`--repl-backlog-bytes`; 0: always a full state transfer).
+    pub backlog_bytes: usize,
 }
 
 impl Persist {
     pub const SNAPSHOT_EVERY_BYTES: u64 = 64 << 20;
     pub const SEGMENT_BYTES: u64 = 16 << 20;
+    pub const BACKLOG_BYTES: usize = 64 << 20;
 
     pub fn new(fsync: understudy_durable::Fsync) -> Persist {
-        Persist { fsync, snapshot_every_bytes: Self::SNAPSHOT_EVERY_BYTES, segment_bytes: Self::SEGMENT_BYTES }
+        Persist {
+            fsync,
+            snapshot_every_bytes: Self::SNAPSHOT_EVERY_BYTES,
+            segment_bytes: Self::SEGMENT_BYTES,
+            backlog_bytes: Self::BACKLOG_BYTES,
+        }
     }
 }
 

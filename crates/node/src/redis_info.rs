@@ -162,11 +162,28 @@ pub(crate) fn info(node: &NodeView<'_, Kv>, sections: &[&[u8]]) -> String {
         );
     }
     if want("persistence") {
-        // The state lives in memory on both replicas (docs: guarantees).
+        // Without --appendfsync the state lives in memory on both replicas
+        // (README: guarantees); with it, the log is the AOF and the
+        // snapshots the RDB files.
+        let (aof, saves, last_save, extra) = match node.disk() {
+            None => (0, 0, stats.started_unix_ms / 1000, String::new()),
+            Some((mode, d)) => (
+                1,
+                d.snapshots,
+                if d.last_snapshot_unix_s > 0 { d.last_snapshot_unix_s } else { stats.started_unix_ms / 1000 },
+                format!(
+                    "aof_last_write_status:ok\r\nunderstudy_appendfsync:{}\r\nunderstudy_synced_seq:{}\r\nunderstudy_syncs:{}\r\nunderstudy_last_snapshot_seq:{}\r\nunderstudy_last_snapshot_bytes:{}\r\n",
+                    mode.as_str(),
+                    d.synced_seq,
+                    d.syncs,
+                    d.last_snapshot_seq,
+                    d.last_snapshot_bytes
+                ),
+            ),
+        };
         let _ = write!(
             t,
-            "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:0\r\nrdb_bgsave_in_progress:0\r\nrdb_last_save_time:{}\r\nrdb_saves:0\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\n\r\n",
-            stats.started_unix_ms / 1000
+            "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:0\r\nrdb_bgsave_in_progress:0\r\nrdb_last_save_time:{last_save}\r\nrdb_saves:{saves}\r\naof_enabled:{aof}\r\naof_rewrite_in_progress:0\r\n{extra}\r\n"
         );
     }
     if want("stats") {

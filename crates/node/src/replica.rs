@@ -20,7 +20,7 @@ use understudy_wire::msg::Heartbeat;
 
 use crate::channel::{header, Channels};
 use crate::ctx::RecordCtx;
-use crate::disk::Disk;
+use crate::disk_state::Disk;
 use crate::exec::ExecQueue;
 use crate::io::Io;
 use crate::machine::{App, Machine};
@@ -66,6 +66,9 @@ pub(crate) struct Transfer {
     pub(crate) gen: u64,
     /// Backup: the snapshot of this join is loaded; entries may execute.
     pub(crate) loaded: bool,
+    /// Primary: the joiner (connection) offered a partial catch-up from
+    /// this seq (`catchup`).
+    pub(crate) resume: Option<(ConnId, Seq)>,
 }
 
 pub struct Replica<M: Machine, I: Io = TokioIo> {
@@ -105,7 +108,7 @@ impl<M: Machine, I: Io> Replica<M, I> {
             opts.persist.as_ref().is_some_and(|p| p.fsync == understudy_durable::Fsync::Always),
             "durable acks go with --appendfsync always"
         );
-        let disk = opts.persist.as_ref().map_or_else(Disk::default, |p| Disk::new(p.snapshot_every_bytes));
+        let disk = opts.persist.as_ref().map_or_else(Disk::default, |p| Disk::new(p.snapshot_every_bytes, p.backlog_bytes));
         Replica {
             core: Core::new(opts.protocol.clone(), opts.node.clone()),
             machine: factory(),
@@ -425,6 +428,9 @@ impl<M: Machine, I: Io> Replica<M, I> {
     /// `snapshot_seq`) for the joiner's snapshot connection, and answer.
     fn accept_join(&mut self, conn: ConnId, snapshot_seq: Seq) {
         let Some((node, incarnation)) = self.chans.peer(conn).map(|(n, i)| (n.to_string(), i)) else { return };
+        if self.transfer.resume.take() == Some((conn, snapshot_seq)) {
+            return self.accept_partial_join(conn, &node, snapshot_seq);
+        }
         let writer = self.machine.snapshot();
         let hint = writer.bytes_hint();
         self.log(log::Level::Info, &format!("join of {node:?} accepted; snapshot at seq {snapshot_seq} (~{hint} bytes)"));

@@ -39,7 +39,7 @@ pub enum NodeError {
 pub(crate) struct OpenDisk<M> {
     loaded: crate::disk::Loaded<M>,
     requests: std::sync::mpsc::Sender<crate::disk_thread::Msg>,
-    answers: tokio::sync::mpsc::UnboundedReceiver<crate::disk::DiskDone>,
+    answers: tokio::sync::mpsc::UnboundedReceiver<crate::disk_state::DiskDone>,
 }
 
 /// Recovers the state in `--dir` and starts the disk thread, if the node
@@ -211,7 +211,7 @@ pub(crate) async fn start<M: Machine>(
 /// answers to the replica.
 async fn disk_tasks<M: Machine>(
     rc: Rc<RefCell<Replica<M>>>,
-    mut answers: tokio::sync::mpsc::UnboundedReceiver<crate::disk::DiskDone>,
+    mut answers: tokio::sync::mpsc::UnboundedReceiver<crate::disk_state::DiskDone>,
 ) {
     let wakers = rc.borrow().io.wakers.clone();
     loop {

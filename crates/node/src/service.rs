@@ -136,6 +136,13 @@ impl<'a, M: StateMachine + Send> NodeView<'a, M> {
         &self.r.stats
     }
 
+    /// This node's disk (`--appendfsync`): its mode and figures; None
+    /// when the state lives in memory only.
+    pub fn disk(&self) -> Option<(understudy_durable::Fsync, &crate::disk_state::DiskStats)> {
+        let mode = self.r.opts.persist.as_ref()?.fsync;
+        Some((mode, self.r.disk_stats()?))
+    }
+
     /// The port clients connect to (as bound).
     pub fn listen_port(&self) -> u16 {
         self.r

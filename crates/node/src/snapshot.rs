@@ -157,10 +157,12 @@ impl SnapshotLoad {
 }
 
 /// The primary's answer to a join, as the first frame on the channel:
-/// the snapshot seq it accepted the join at, or why it refused.
-pub fn join_answer(h: FrameHeader, payload: &[u8]) -> Result<Seq, JoinRefused> {
+/// the snapshot seq it accepted the join at and whether it is a partial
+/// catch-up (no snapshot: the joiner's own state is at that seq), or why
+/// it refused.
+pub fn join_answer(h: FrameHeader, payload: &[u8]) -> Result<(Seq, bool), JoinRefused> {
     match h.kind {
-        Kind::JoinAccepted => Ok(h.seq),
+        Kind::JoinAccepted => Ok((h.seq, payload == crate::disk_state::PARTIAL)),
         Kind::Reject => match Reject::decode(payload) {
             Ok(r) => Err(JoinRefused { error: ChanError::Handshake(HandshakeError::Rejected(r)), peer_epoch: Some(h.epoch) }),
             Err(e) => Err(JoinRefused { error: e.into(), peer_epoch: Some(h.epoch) }),

@@ -110,7 +110,7 @@ impl Io for TokioIo {
         self.wakers.exec.notify_one();
     }
 
-    fn disk(&mut self, req: crate::disk::DiskReq) {
+    fn disk(&mut self, req: crate::disk_state::DiskReq) {
         let disk = self.disk.as_ref().expect("disk requests only with --appendfsync");
         if disk.send(crate::disk_thread::Msg::Req(req)).is_err() {
             // The thread ended on an error it reported: the halt is on its way.

@@ -31,17 +31,31 @@ impl<M: Machine, I: Io> Replica<M, I> {
 
     /// Backup: the primary accepted our join (`snapshot_seq` from its
     /// answer). Registers the channel; None if the attempt is stale.
-    pub fn joined(&mut self, gen: u64, primary: String, incarnation: u64, epoch: u64, snapshot_seq: Seq) -> Option<ConnId> {
+    /// `partial`: the primary sends only the entries after the state this
+    /// node recovered from its disk (`catchup`), no snapshot.
+    pub fn joined(
+        &mut self,
+        gen: u64,
+        primary: String,
+        incarnation: u64,
+        epoch: u64,
+        snapshot_seq: Seq,
+        partial: bool,
+    ) -> Option<ConnId> {
         if self.transfer.gen != gen || self.halted_or_exiting() {
             return None;
         }
-        self.log(
-            log::Level::Info,
-            &format!("joined primary {primary:?} (epoch {epoch}); loading its snapshot at seq {snapshot_seq}"),
-        );
+        let how = match partial {
+            true => format!("catching up from its own state at seq {snapshot_seq}: no snapshot"),
+            false => format!("loading its snapshot at seq {snapshot_seq}"),
+        };
+        self.log(log::Level::Info, &format!("joined primary {primary:?} (epoch {epoch}); {how}"));
         let conn = self.chans.open(primary.clone(), incarnation, String::new());
         self.feed(Event::Joined { conn, primary, epoch, snapshot_seq });
-        self.disk_reset(snapshot_seq);
+        match partial {
+            true => self.joined_partially(snapshot_seq),
+            false => self.disk_reset(snapshot_seq),
+        }
         Some(conn)
     }
 

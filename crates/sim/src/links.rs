@@ -54,7 +54,9 @@ impl World {
         }
         let name = self.nodes[l.backup.0].name.clone();
         let client = self.nodes[l.backup.0].rep.opts().advertise_client.clone();
-        let conn = self.nodes[p].rep.joiner_arrived(name, l.backup.1, client, l.epoch);
+        // What the joiner's hello says (`listen::my_hello`).
+        let resume = self.nodes[l.backup.0].rep.resume_point();
+        let conn = self.nodes[p].rep.joiner_arrived(name, l.backup.1, client, l.epoch, resume);
         self.links.get_mut(&link).expect("exists").primary_conn = Some(conn);
         self.nodes[p].links.insert(conn, link);
         p
@@ -189,12 +191,12 @@ impl World {
         let mut reader = FrameReader::new(max);
         reader.push(&bytes);
         let answer = match reader.next_frame() {
-            Ok(Some((h, p))) => join_answer(h, p).map(|seq| (seq, h.epoch)),
+            Ok(Some((h, p))) => join_answer(h, p).map(|answer| (answer, h.epoch)),
             Ok(None) => return,
             Err(e) => Err(JoinRefused::from(ChanError::from(e))),
         };
         self.links.get_mut(&link).expect("exists").joined = true;
-        let (snapshot_seq, epoch) = match answer {
+        let ((snapshot_seq, partial), epoch) = match answer {
             Ok(x) => x,
             Err(refused) => {
                 if self.nodes[to].rep.join_gen() == l.gen {
@@ -204,19 +206,23 @@ impl World {
             }
         };
         let pname = self.nodes[primary.0].name.clone();
-        let Some(conn) = self.nodes[to].rep.joined(l.gen, pname, primary.1, epoch, snapshot_seq) else {
+        let Some(conn) = self.nodes[to].rep.joined(l.gen, pname, primary.1, epoch, snapshot_seq, partial) else {
             return self.close(link, to);
         };
-        self.note(format!("n{to} joins n{} (link {link}, snapshot at seq {snapshot_seq}, epoch {epoch})", primary.0));
+        let how = if partial { "partial catch-up from" } else { "snapshot at" };
+        self.note(format!("n{to} joins n{} (link {link}, {how} seq {snapshot_seq}, epoch {epoch})", primary.0));
         let lk = self.links.get_mut(&link).expect("exists");
         lk.backup_conn = Some(conn);
         lk.snapshot_seq = snapshot_seq;
         let n = &mut self.nodes[to];
         n.links.insert(conn, link);
         n.executor = Some((l.gen, conn));
-        // The joiner opens its snapshot connection after reading the answer.
-        let d = self.rng.range(1, 5);
-        self.at(d, Action::SnapshotAsked { link });
+        // The joiner opens its snapshot connection after reading the answer
+        // (none for a partial catch-up).
+        if !partial {
+            let d = self.rng.range(1, 5);
+            self.at(d, Action::SnapshotAsked { link });
+        }
         // Frames after the answer, in the same write.
         let n = &mut self.nodes[to];
         if let Err(why) = n.rep.on_primary_frames(conn, &mut reader) {

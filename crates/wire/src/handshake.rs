@@ -173,6 +173,7 @@ mod tests {
             machine: "kv/1".into(),
             nonce: [node.as_bytes()[0]; 16],
             client: format!("{node}:6379"),
+            resume: None,
         }
     }
 

@@ -52,6 +52,11 @@ pub struct Hello {
     /// a primary can name its backup to clients (INFO, ROLE); empty when it
     /// has none. Last and optional on the wire: a hello without it decodes.
     pub client: String,
+    /// A joiner that holds a state from its disk: (epoch, seq) of the last
+    /// entry it holds, so the primary may send only what follows (partial
+    /// catch-up) instead of a snapshot. Optional on the wire, after
+    /// `client`.
+    pub resume: Option<(u64, u64)>,
 }
 
 impl Hello {
@@ -63,6 +68,10 @@ impl Hello {
         put_str(out, &self.machine);
         out.extend_from_slice(&self.nonce);
         put_str(out, &self.client);
+        if let Some((epoch, seq)) = self.resume {
+            out.extend_from_slice(&epoch.to_le_bytes());
+            out.extend_from_slice(&seq.to_le_bytes());
+        }
     }
 
     pub fn decode(buf: &[u8]) -> Result<Self, WireError> {
@@ -74,8 +83,9 @@ impl Hello {
         let machine = r.string()?;
         let nonce = r.take(16)?.try_into().expect("16 bytes");
         let client = if r.remaining() > 0 { r.string()? } else { String::new() };
+        let resume = if r.remaining() > 0 { Some((r.u64()?, r.u64()?)) } else { None };
         r.finish()?;
-        Ok(Hello { cluster, node, incarnation, purpose, machine, nonce, client })
+        Ok(Hello { cluster, node, incarnation, purpose, machine, nonce, client, resume })
     }
 }
 
@@ -282,13 +292,17 @@ mod tests {
             machine: "kv/1".into(),
             nonce: [7; 16],
             client: "10.0.0.1:6379".into(),
+            resume: Some((3, 77)),
         };
         let mut out = Vec::new();
         h.encode(&mut out);
         assert_eq!(Hello::decode(&out).unwrap(), h);
-        // A hello of a build before the client address decodes, without it.
-        let without = &out[..out.len() - 1 - h.client.len()];
-        assert_eq!(Hello::decode(without).unwrap(), Hello { client: String::new(), ..h.clone() });
+        // A hello of a build before the resume point decodes without it,
+        // and one before the client address without either.
+        let no_resume = &out[..out.len() - 16];
+        assert_eq!(Hello::decode(no_resume).unwrap(), Hello { resume: None, ..h.clone() });
+        let without = &no_resume[..no_resume.len() - 1 - h.client.len()];
+        assert_eq!(Hello::decode(without).unwrap(), Hello { client: String::new(), resume: None, ..h.clone() });
         out.push(0);
         assert!(Hello::decode(&out).is_err(), "trailing bytes must be rejected");
     }

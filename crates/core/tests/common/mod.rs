@@ -58,7 +58,7 @@ pub fn protected_primary(n: u64) -> Core {
     for _ in 0..n {
         c.append();
     }
-    c.handle(1, Event::JoinRequest { conn: 7, node: "b".into(), epoch: 1 });
+    c.handle(1, Event::JoinRequest { conn: 7, node: "b".into(), epoch: 1, resume: None });
     c.take_commands();
     c.handle(2, Event::Ack { conn: 7, epoch: 1, ack: ack(n, n) });
     assert_eq!(c.take_commands(), vec![Command::AddMember { epoch: 1, node: "b".into() }]);
