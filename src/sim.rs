@@ -28,6 +28,11 @@ pub struct SimArgs {
     /// `understudy switchover`).
     #[arg(long)]
     pub planned_stops: bool,
+    /// Every node runs with `--appendfsync always` on a simulated disk; the
+    /// nemesis also cuts the power of one node or of the whole cluster,
+    /// tearing and corrupting what was not synced.
+    #[arg(long)]
+    pub durable: bool,
     /// For tests of this command: panic inside the run of this seed, as a
     /// broken invariant in the protocol core would.
     #[arg(long, value_name = "SEED", hide = true)]
@@ -35,7 +40,8 @@ pub struct SimArgs {
 }
 
 pub fn sim(a: SimArgs) -> Result<ExitCode> {
-    let cfg = understudy_sim::SimConfig { run_ms: a.run_ms, planned_stops: a.planned_stops, ..Default::default() };
+    let cfg =
+        understudy_sim::SimConfig { run_ms: a.run_ms, planned_stops: a.planned_stops, durable: a.durable, ..Default::default() };
     let seeds = match a.seed {
         Some(s) => s..s + 1,
         None => a.start..a.start + a.seeds,
@@ -49,6 +55,7 @@ pub fn sim(a: SimArgs) -> Result<ExitCode> {
         *record.lock().unwrap_or_else(PoisonError::into_inner) = Some(describe(info));
     }));
     let (mut ok, mut failed, mut panicked, mut writes, mut reads) = (0u64, 0u64, 0u64, 0usize, 0u64);
+    let (mut losses, mut recoveries, mut claims, mut wipes) = (0u64, 0u64, 0u64, 0u64);
     let t0 = std::time::Instant::now();
     for seed in seeds.clone() {
         let run = || {
@@ -62,6 +69,10 @@ pub fn sim(a: SimArgs) -> Result<ExitCode> {
                 ok += 1;
                 writes += r.writes_acked;
                 reads += r.reads_released;
+                losses += r.power_losses;
+                recoveries += r.recoveries;
+                claims += r.claims_from_disk;
+                wipes += r.disk_wipes;
             }
             Ok(Err(f)) => {
                 failed += 1;
@@ -87,6 +98,12 @@ pub fn sim(a: SimArgs) -> Result<ExitCode> {
         seeds.end,
         t0.elapsed()
     );
+    if a.durable {
+        println!(
+            "disks: {losses} whole-cluster power losses, {recoveries} recoveries from disk, {claims} claims from disk, \
+             {wipes} disks that did not load (moved away, the node started empty)"
+        );
+    }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 

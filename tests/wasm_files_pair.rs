@@ -189,3 +189,37 @@ fn a_cluster_with_files_refuses_overlapping_directories() {
     assert!(!out.status.success() && err.contains("overlap"), "{err}");
     assert!(h.record().is_none(), "nothing was claimed");
 }
+
+/// Issue 14, the machine level: when every replica of a guest died, the
+/// operator forgets the epoch and starts a node on its own directory: the
+/// guest starts afresh (from `main`) on the files that replica has — the
+/// last primary's directory holds every write its guest made.
+#[test]
+fn after_every_replica_died_a_restarted_node_starts_its_guest_afresh_on_its_own_files() {
+    let _s = serial();
+    let mut h = Harness::new();
+    let (ma, mb) = (map(&h, "a"), map(&h, "b"));
+    h.start_wasm_node("a", "filestore", &["--map-dir", &ma]);
+    let e1 = wait_serving(&h, "a", 0);
+    h.start_wasm_node("b", "filestore", &["--map-dir", &mb]);
+    h.wait_in_sync("b");
+    let load = PutLoad::start(&h);
+    load.wait_more(300);
+    h.signal("a", libc::SIGKILL);
+    h.signal("b", libc::SIGKILL);
+    h.wait_exit("a", Duration::from_secs(10));
+    h.wait_exit("b", Duration::from_secs(10));
+    let acked = load.stop();
+    let forget = std::process::Command::new(BIN)
+        .args(["forget", "--epoch", &e1.to_string(), "--arbiter", &h.arbiter_url(), "--cluster", CLUSTER, "--secret-file"])
+        .arg(h.path("secret"))
+        .output()
+        .unwrap();
+    assert!(forget.status.success(), "{}", String::from_utf8_lossy(&forget.stderr));
+    h.start_wasm_node("a", "filestore", &["--map-dir", &ma]);
+    wait_serving(&h, "a", e1);
+    // A fresh guest: its journal reader starts at the beginning of the file.
+    let mut c = Lines::connect(&h.node("a").client).unwrap();
+    assert!(c.call("JOURNAL").unwrap().parse::<usize>().unwrap() >= acked.len(), "the journal holds every PUT");
+    assert_all_present(&h.node("a").client, &h.path("a-files"), &acked);
+}

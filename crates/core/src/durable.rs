@@ -27,7 +27,13 @@ impl Core {
         self.last_seq = last_seq;
         self.executed = last_seq;
         self.durable = last_seq;
-        self.from_disk = complete && self.cfg.durable_acks;
+        // An empty disk is no evidence: it recovers complete, but it may be
+        // a directory the operator moved away after a failed recovery (as
+        // the node's error tells them to), and a member claiming with it
+        // would lose every write the cluster acknowledged (simulator, seed
+        // 2000017 of the durable runs). A node that ever held state holds a
+        // record or a snapshot of an epoch.
+        self.from_disk = complete && self.cfg.durable_acks && (epoch > 0 || last_seq > 0);
     }
 
     /// The last seq this node holds (primary: appended; backup: received).

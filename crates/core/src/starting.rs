@@ -198,6 +198,20 @@ impl Core {
             Some(RejectCode::Busy) => self.retry_later(now, read, WaitFor::Spare, || {
                 format!("{whom} already has a backup ({reason}): this node waits as a spare and joins when the backup leaves")
             }),
+            // The record's primary answers but does not serve: after a
+            // whole-cluster power loss it may have restarted with a log that
+            // is not complete (it waits for a member to go live) while this
+            // member, whose disk is complete, waits for it to serve: neither
+            // would ever move (simulator, seed 2000039 of the durable runs).
+            // After two failure timeouts this member claims, as when the
+            // primary does not answer at all; the arbiter still picks one.
+            Some(RejectCode::NotPrimary)
+                if self.may_claim_from_disk(&t)
+                    && self.waiting_for(WaitFor::PrimaryBusy, now).unwrap_or(0) >= 2 * self.cfg.failover_timeout_ms =>
+            {
+                self.waited();
+                self.claim_from_disk(&t, format!("{whom} has answered that it is not primary for 2 failure timeouts ({reason})"))
+            }
             Some(RejectCode::NotPrimary | RejectCode::StaleEpoch | RejectCode::Protocol) => {
                 self.retry_later(now, read, WaitFor::PrimaryBusy, || format!("{whom} refused the join for now: {reason}"))
             }

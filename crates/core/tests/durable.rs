@@ -218,3 +218,14 @@ fn an_abandoned_epoch_resumes_from_whatever_the_disk_holds() {
     c.handle(2, Event::ClaimDone { epoch: 4, outcome: ClaimOutcome::Granted });
     assert_eq!(c.append(), 41);
 }
+
+/// A directory the operator moved away (after a recovery that failed)
+/// recovers empty and complete; a member must not claim with it (simulator,
+/// durable seed 2000017).
+#[test]
+fn an_empty_disk_is_no_reason_to_claim() {
+    let mut c = Core::new(durable_cfg(), "b");
+    c.recovered(0, 0, true);
+    assert!(!c.resumes_from_disk());
+    assert!(recovered("b", true).resumes_from_disk());
+}

@@ -33,6 +33,6 @@ pub mod snapfile;
 pub mod storage;
 
 pub use log::{discard_all, Fsync, LogWriter, ParseFsyncError, Record, RECORD_PAYLOAD_BYTES_MAX};
-pub use recover::{recover, Recovered};
+pub use recover::{clear_incomplete, recover, Recovered, INCOMPLETE_MARK};
 pub use snapfile::{SnapshotFileReader, SnapshotFileWriter, SNAPSHOT_CHUNK_BYTES_MAX};
 pub use storage::{CrashFaults, FsFile, FsStorage, MemFile, MemStorage, Storage, StorageFile, SECTOR_BYTES};

@@ -468,7 +468,9 @@ pub fn discard_all<S: Storage>(storage: &S) -> io::Result<()> {
             storage.remove(&name)?;
         }
     }
-    Ok(())
+    // The mark of an incomplete log goes last: a crash before it leaves
+    // the log marked incomplete still.
+    crate::recover::clear_incomplete(storage)
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use crate::log::{
     RECORD_PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES,
 };
 use crate::snapfile::{is_temp_name, list_snapshots, SnapshotFileReader};
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageFile};
 
 /// What [`recover`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,11 +176,13 @@ impl Scan {
 /// [`Recovered::last_seq`] opens the next segment.
 pub fn recover<S: Storage>(storage: &S) -> io::Result<Recovered> {
     let mut reports = Vec::new();
+    let mut marked = false;
     for name in storage.list()? {
         if is_temp_name(&name) {
             storage.remove(&name)?;
             reports.push(format!("removed leftover {name}"));
         }
+        marked |= name == INCOMPLETE_MARK;
     }
 
     let mut snapshot = None;
@@ -199,7 +201,12 @@ pub fn recover<S: Storage>(storage: &S) -> io::Result<Recovered> {
     let (base, base_epoch) = snapshot.as_ref().map_or((0, 0), |(_, epoch, seq)| (*seq, *epoch));
 
     let mut scan = Scan { base, prev: None, records: Vec::new() };
-    let mut complete = true;
+    let mut complete = !marked;
+    if marked {
+        reports.push(format!(
+            "{INCOMPLETE_MARK}: an earlier recovery cut entries that had been synced: this log stays incomplete until the node joins a primary"
+        ));
+    }
     // Mode of the last segment still on disk with a valid header: entries
     // acknowledged after its last fsync may be gone without a trace.
     let mut last_mode: Option<(String, Fsync, bool)> = None;
@@ -267,6 +274,7 @@ pub fn recover<S: Storage>(storage: &S) -> io::Result<Recovered> {
             continue;
         }
         complete = false;
+        mark_incomplete(storage)?;
         let later = &segments[i + 1..];
         for l in later {
             storage.remove(&l.name)?;
@@ -301,7 +309,44 @@ pub fn recover<S: Storage>(storage: &S) -> io::Result<Recovered> {
             ));
         }
     }
+    // What was read may be only in the page cache: a kill -9 loses no
+    // write, but a power loss after it loses what was never synced, and the
+    // caller counts everything recovered as on disk. Cutting each segment
+    // at its length is durable (`Storage::truncate`), bytes included
+    // (simulator, durable seed 2000307: entries read back after a kill -9
+    // vanished at the next power loss, and the next life's segment no
+    // longer connected).
+    for seg in list_segments(storage)? {
+        let len = storage.len(&seg.name)?;
+        storage.truncate(&seg.name, len)?;
+    }
     Ok(Recovered { snapshot, records: scan.records, last_seq, last_epoch, complete, reports })
+}
+
+/// The file that says an earlier recovery cut synced entries. Once damage
+/// is cut off, the log that remains reads as whole: without this mark the
+/// next recovery (after any restart) would call it complete, and the node
+/// could claim an epoch without writes it had acknowledged (simulator,
+/// durable seed 2000421). Only [`crate::discard_all`] (a join starting the
+/// disk over) removes it.
+pub const INCOMPLETE_MARK: &str = "INCOMPLETE";
+
+/// The log is a prefix of the cluster's again (the node caught up with a
+/// primary from its own state): an earlier cut no longer makes it
+/// incomplete. Until the node is a member again it cannot claim anyway,
+/// and by then its log holds every entry it acknowledged since.
+pub fn clear_incomplete<S: Storage>(storage: &S) -> io::Result<()> {
+    if storage.list()?.iter().any(|n| n == INCOMPLETE_MARK) {
+        storage.remove(INCOMPLETE_MARK)?;
+    }
+    Ok(())
+}
+
+/// Writes [`INCOMPLETE_MARK`] durably, before anything is cut.
+fn mark_incomplete<S: Storage>(storage: &S) -> io::Result<()> {
+    let mut f = storage.create(INCOMPLETE_MARK)?;
+    f.append(b"an earlier recovery cut entries that had been synced\n")?;
+    f.sync()
 }
 
 fn not_always(name: &str, mode: Fsync) -> String {

@@ -110,6 +110,7 @@ impl<M: Machine, I: Io> Replica<M, I> {
     pub(crate) fn joined_partially(&mut self, seq: Seq) {
         assert_eq!(self.disk.resume.map(|(_, s)| s), Some(seq), "a partial catch-up from a seq this node did not offer");
         self.disk.resume = None;
+        self.io.disk(crate::disk_state::DiskReq::Whole);
         self.transfer.loaded = true;
         self.feed(Event::SnapshotLoaded { seq });
         self.feed(Event::Durable { upto: seq });

@@ -22,6 +22,9 @@ pub enum DiskReq {
     /// Write this snapshot (at `seq`) in the background, then delete the
     /// log it covers.
     Snapshot { gen: u64, epoch: Epoch, seq: Seq, writer: Box<dyn SnapshotWriter> },
+    /// A partial catch-up continued the log on disk from the primary's:
+    /// a cut an earlier recovery made no longer makes it incomplete.
+    Whole,
 }
 
 impl std::fmt::Debug for DiskReq {
@@ -33,6 +36,7 @@ impl std::fmt::Debug for DiskReq {
             DiskReq::Sync => write!(f, "Sync"),
             DiskReq::Reset { gen, after } => write!(f, "Reset(gen {gen}, after {after})"),
             DiskReq::Snapshot { gen, epoch, seq, .. } => write!(f, "Snapshot(gen {gen}, epoch {epoch}, seq {seq})"),
+            DiskReq::Whole => write!(f, "Whole"),
         }
     }
 }

@@ -126,6 +126,7 @@ impl DiskThread {
                 self.dirty = false;
                 self.want_sync = self.fsync == Fsync::Always;
             }
+            Msg::Req(DiskReq::Whole) => understudy_durable::clear_incomplete(&self.storage)?,
             Msg::Req(DiskReq::Snapshot { gen, epoch, seq, writer }) => {
                 if gen != self.gen {
                     return Ok(());

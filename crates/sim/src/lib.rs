@@ -9,7 +9,10 @@
 //! simulated network that carries the bytes the runtime writes, a
 //! simulated clock and an arbiter applying the arbiter crate's real rules,
 //! with crashes, restarts, freezes, partitions, arbiter outages and — in
-//! some runs — a transport that duplicates and reorders. Everything is
+//! some runs — a transport that duplicates and reorders; with
+//! [`SimConfig::durable`], `--appendfsync always` on simulated disks that
+//! power cuts (of one node, or of the whole cluster at once) tear and
+//! corrupt. Everything is
 //! drawn from one seed: a failure prints `seed=N`, and `run(N, cfg)`
 //! reproduces it exactly.
 //!
@@ -24,12 +27,15 @@
 //! - `links`: the channels' bytes, joins, snapshots, the executor;
 //!   `arbiter`: the arbiter; `net`: links, delays, partitions.
 //! - `faults`: clients and the nemesis.
+//! - `disk`: the durable runs' simulated disks, performing the replicas'
+//!   disk requests as a real node's disk thread does.
 //! - [`check`]: the invariants. [`model`]: the clients' outputs.
 
 #![forbid(unsafe_code)]
 
 mod arbiter;
 pub mod check;
+mod disk;
 mod faults;
 mod links;
 pub mod machine;
@@ -61,6 +67,10 @@ pub struct SimConfig {
     /// The nemesis also stops nodes as an operator does (SIGTERM): a
     /// primary hands over to its in-sync backup, a backup leaves.
     pub planned_stops: bool,
+    /// Every node runs with `--appendfsync always` on a simulated disk
+    /// that power cuts tear and corrupt, restarts recover from it, and the
+    /// nemesis also cuts the power of the whole cluster at once.
+    pub durable: bool,
 }
 
 impl Default for SimConfig {
@@ -73,6 +83,7 @@ impl Default for SimConfig {
             lossy_runs: 0.2,
             exec_delay_ms: 5,
             planned_stops: false,
+            durable: false,
         }
     }
 }
@@ -85,6 +96,14 @@ pub struct Report {
     pub reads_released: u64,
     pub epochs: u64,
     pub handovers: u64,
+    /// Whole-cluster power losses (durable runs).
+    pub power_losses: u64,
+    /// Restarts that recovered state from the node's disk.
+    pub recoveries: u64,
+    /// Claims of an epoch by a node that resumed from its disk.
+    pub claims_from_disk: u64,
+    /// Disks that did not load and were moved away (the node started empty).
+    pub disk_wipes: u64,
 }
 
 /// A violated invariant, with the seed that reproduces it.
@@ -128,6 +147,10 @@ pub fn run(seed: u64, cfg: &SimConfig) -> Result<Report, Failure> {
         reads_released: w.check.reads_released,
         epochs: w.record.as_ref().map_or(0, |r| r.epoch),
         handovers: w.handovers,
+        power_losses: w.power_losses,
+        recoveries: w.recoveries,
+        claims_from_disk: w.claims_from_disk,
+        disk_wipes: w.disk_wipes,
     })
 }
 

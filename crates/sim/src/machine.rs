@@ -10,8 +10,10 @@ use std::sync::Arc;
 
 use understudy_arbiter::{Arbiter, ArbiterError, Claim, ClusterRecord, NodeAddrs, Update};
 use understudy_core::{Command, Config, ConnId, Ctx, Epoch, Millis, SnapshotError, SnapshotWriter, StateMachine};
+use understudy_durable::Fsync;
 use understudy_node::io::Io;
 use understudy_node::machine::App;
+use understudy_node::options::Persist;
 use understudy_node::replica::{Factory, Replica};
 use understudy_node::NodeOptions;
 
@@ -191,10 +193,18 @@ pub const CLUSTER: &str = "sim";
 /// Chunk size of simulated snapshots: small, so a snapshot has many chunks.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 256;
 
-/// A simulated node's options: the defaults of a real node.
-pub fn options(node: &str, protocol: Config) -> NodeOptions {
+/// Log bytes between two snapshots of a durable simulated node: small, so
+/// that snapshots, and the compaction after each, happen many times a run.
+pub const SNAPSHOT_EVERY_BYTES: u64 = 4 << 10;
+/// Segment size of a durable simulated node: small, so that a log spans
+/// several segments and recovery reads across their boundaries.
+pub const SEGMENT_BYTES: u64 = 2 << 10;
+
+/// A simulated node's options: the defaults of a real node; `durable`:
+/// `--appendfsync always` with small snapshot and segment sizes.
+pub fn options(node: &str, protocol: Config, durable: bool) -> NodeOptions {
     let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
-    NodeOptions {
+    let mut opts = NodeOptions {
         cluster: CLUSTER.into(),
         node: node.into(),
         arbiter: Arc::new(WorldArbiter),
@@ -213,14 +223,35 @@ pub fn options(node: &str, protocol: Config) -> NodeOptions {
         channel_backlog_bytes_max: NodeOptions::CHANNEL_BACKLOG_BYTES_MAX,
         metrics_listen: None,
         persist: None,
+    };
+    if durable {
+        // `dir` stays None: `NodeOptions::validate` (which wants one) is the
+        // CLI's business; the replica never reads it, and the simulated disk
+        // is the world's `MemStorage`.
+        let persist =
+            Persist { snapshot_every_bytes: SNAPSHOT_EVERY_BYTES, segment_bytes: SEGMENT_BYTES, ..Persist::new(Fsync::Always) };
+        opts.set_persist(Some(persist));
+        assert!(opts.protocol.durable_acks, "appendfsync always makes acks and releases wait for the disk");
     }
+    opts
+}
+
+/// An empty machine, as the replica's factory makes them.
+pub fn fresh() -> App<LogSm> {
+    App::new(LogSm::default())
 }
 
 /// A fresh replica for incarnation `inc` of `node`.
-pub fn replica(node: &str, inc: u64, protocol: Config, clock: Rc<Cell<Millis>>) -> (SimReplica, Rc<RefCell<Effects>>) {
+pub fn replica(
+    node: &str,
+    inc: u64,
+    protocol: Config,
+    durable: bool,
+    clock: Rc<Cell<Millis>>,
+) -> (SimReplica, Rc<RefCell<Effects>>) {
     let fx = Rc::new(RefCell::new(Effects::default()));
-    let factory: Factory<App<LogSm>> = Arc::new(|| App::new(LogSm::default()));
+    let factory: Factory<App<LogSm>> = Arc::new(fresh);
     let io = SimIo { clock, fx: fx.clone() };
-    let r = Replica::new(Arc::new(options(node, protocol)), factory, "sim/1".into(), inc, io);
+    let r = Replica::new(Arc::new(options(node, protocol, durable)), factory, "sim/1".into(), inc, io);
     (r, fx)
 }

@@ -14,6 +14,7 @@ use understudy_core::{Command, Event, Millis};
 use understudy_node::framed::FrameReader;
 
 use crate::check::{Acked, Checker};
+use crate::disk::{SimDisk, SnapStep};
 use crate::machine::{Effects, SimReplica};
 use crate::model::{OutKind, Output};
 use crate::net::{Link, Msg, Net};
@@ -73,6 +74,23 @@ pub enum Action {
     Restart {
         node: usize,
     },
+    /// The node's disk thread fsyncs now and answers.
+    DiskSync {
+        node: usize,
+        inc: u64,
+    },
+    /// The node's disk task writes the primary's open batch.
+    DiskFlush {
+        node: usize,
+        inc: u64,
+    },
+    /// A step of a snapshot's write to the node's disk.
+    DiskSnapshot {
+        node: usize,
+        inc: u64,
+        id: u64,
+        step: SnapStep,
+    },
     HealCut {
         from: usize,
         to: usize,
@@ -107,6 +125,8 @@ pub struct Node {
     /// Clients that reached this primary while its intake was closed: as a
     /// real node's connection tasks, they wait for `Io::intake_changed`.
     pub parked: u32,
+    /// Its disk, in durable runs.
+    pub disk: Option<SimDisk>,
 }
 
 impl Node {
@@ -138,6 +158,14 @@ pub struct World {
     pub steps: u64,
     /// Planned switchovers: handovers a backup received.
     pub handovers: u64,
+    /// Whole-cluster power losses.
+    pub power_losses: u64,
+    /// Restarts that recovered state (seq > 0) from the node's disk.
+    pub recoveries: u64,
+    /// Disks that did not load, moved away by the operator.
+    pub disk_wipes: u64,
+    /// Claims of an epoch by a node that resumed from its disk.
+    pub claims_from_disk: u64,
 }
 
 pub fn addrs(node: usize) -> NodeAddrs {
@@ -156,7 +184,7 @@ impl World {
         let nodes = (0..cfg.nodes)
             .map(|i| {
                 let name = format!("n{i}");
-                let (rep, fx) = crate::machine::replica(&name, 0, cfg.protocol.clone(), clock.clone());
+                let (rep, fx) = crate::machine::replica(&name, 0, cfg.protocol.clone(), cfg.durable, clock.clone());
                 Node {
                     name,
                     inc: 0,
@@ -172,6 +200,7 @@ impl World {
                     executor: None,
                     exec_scheduled: false,
                     parked: 0,
+                    disk: cfg.durable.then(SimDisk::default),
                 }
             })
             .collect();
@@ -195,6 +224,10 @@ impl World {
             trace: VecDeque::new(),
             steps: 0,
             handovers: 0,
+            power_losses: 0,
+            recoveries: 0,
+            disk_wipes: 0,
+            claims_from_disk: 0,
         };
         for i in 0..w.nodes.len() {
             let at = w.rng.range(0, 300);
@@ -261,6 +294,9 @@ impl World {
             Action::JoinFails { node, inc, .. }
             | Action::Reply { node, inc, .. }
             | Action::Exec { node, inc }
+            | Action::DiskSync { node, inc }
+            | Action::DiskFlush { node, inc }
+            | Action::DiskSnapshot { node, inc, .. }
             | Action::Stop { node, inc, .. } => Some((*node, *inc)),
             _ => None,
         }
@@ -314,6 +350,9 @@ impl World {
                 self.after(node)
             }
             Action::Stop { node, switchover, .. } => self.operator_stop(node, switchover),
+            Action::DiskSync { node, .. } => self.disk_sync(node),
+            Action::DiskFlush { node, .. } => self.disk_flush(node),
+            Action::DiskSnapshot { node, id, step, .. } => self.disk_snapshot(node, id, step),
             Action::Client => {
                 let gap = self.rng.range(1, 8);
                 self.at(gap, Action::Client);
@@ -351,9 +390,15 @@ impl World {
     pub fn after(&mut self, node: usize) -> Result<(), String> {
         loop {
             let fx = std::mem::take(&mut *self.nodes[node].fx.borrow_mut());
+            // The disk first: what the step asked of it reached the disk
+            // thread before anything else could happen to the process.
+            self.perform_disk(node, fx.disk, fx.disk_wake)?;
             for line in fx.lines {
                 if line == understudy_node::frames::HANDOVER_RECEIVED {
                     self.handovers += 1;
+                }
+                if line.contains("whose disk holds every write it acknowledged") {
+                    self.claims_from_disk += 1;
                 }
                 self.note(format!("n{node}: {line}"));
             }
