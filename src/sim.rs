@@ -55,7 +55,7 @@ pub fn sim(a: SimArgs) -> Result<ExitCode> {
         *record.lock().unwrap_or_else(PoisonError::into_inner) = Some(describe(info));
     }));
     let (mut ok, mut failed, mut panicked, mut writes, mut reads) = (0u64, 0u64, 0u64, 0usize, 0u64);
-    let (mut losses, mut recoveries, mut claims, mut wipes) = (0u64, 0u64, 0u64, 0u64);
+    let (mut losses, mut recoveries, mut claims, mut wipes, mut partial) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let t0 = std::time::Instant::now();
     for seed in seeds.clone() {
         let run = || {
@@ -73,6 +73,7 @@ pub fn sim(a: SimArgs) -> Result<ExitCode> {
                 recoveries += r.recoveries;
                 claims += r.claims_from_disk;
                 wipes += r.disk_wipes;
+                partial += r.partial_joins;
             }
             Ok(Err(f)) => {
                 failed += 1;
@@ -101,7 +102,7 @@ pub fn sim(a: SimArgs) -> Result<ExitCode> {
     if a.durable {
         println!(
             "disks: {losses} whole-cluster power losses, {recoveries} recoveries from disk, {claims} claims from disk, \
-             {wipes} disks that did not load (moved away, the node started empty)"
+             {partial} partial catch-ups, {wipes} disks that did not load (moved away, the node started empty)"
         );
     }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })

@@ -56,7 +56,10 @@ pub fn run(env: &Env, o: &Opts, report: &mut Report, kv: bool, cost: bool) -> Re
     let tests: Vec<Test> = if kv {
         Test::set_get(n1, n16)
     } else {
-        vec![Test { test: "set", pipeline: 1, requests: n1 }, Test { test: "set", pipeline: 16, requests: n16 }]
+        vec![
+            Test { test: "set", pipeline: 1, requests: n1, keyspace: 0 },
+            Test { test: "set", pipeline: 16, requests: n16, keyspace: 0 },
+        ]
     };
     report.say(format!(
         "KV: {} repetitions of {} tests on {} systems, redis-benchmark -c 50",

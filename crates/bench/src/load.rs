@@ -19,14 +19,23 @@ pub struct Rb {
     pub p99_ms: f64,
 }
 
-/// `redis-benchmark -t TEST -c CLIENTS -P PIPELINE -n REQUESTS --csv`.
-pub fn redis_benchmark(addr: &str, test: &str, clients: u32, pipeline: u32, requests: u64) -> Result<Rb> {
+/// `redis-benchmark -t TEST -c CLIENTS -P PIPELINE -n REQUESTS --csv`, and
+/// `-r KEYSPACE` unless it is 0.
+pub fn redis_benchmark(addr: &str, test: &str, clients: u32, pipeline: u32, requests: u64, keyspace: u64) -> Result<Rb> {
     let (host, port) = addr.rsplit_once(':').context("host:port")?;
-    let out = Command::new("redis-benchmark")
-        .args(["-h", host, "-p", port, "-t", test, "--csv"])
-        .args(["-c", &clients.to_string(), "-P", &pipeline.to_string(), "-n", &requests.to_string()])
-        .output()
-        .context("running redis-benchmark (Debian package redis-tools)")?;
+    let mut c = Command::new("redis-benchmark");
+    c.args(["-h", host, "-p", port, "-t", test, "--csv"]).args([
+        "-c",
+        &clients.to_string(),
+        "-P",
+        &pipeline.to_string(),
+        "-n",
+        &requests.to_string(),
+    ]);
+    if keyspace > 0 {
+        c.args(["-r", &keyspace.to_string()]);
+    }
+    let out = c.output().context("running redis-benchmark (Debian package redis-tools)")?;
     let text = String::from_utf8_lossy(&out.stdout);
     parse_csv(&text, test).with_context(|| {
         format!("redis-benchmark against {addr}: {}{}", text.trim(), String::from_utf8_lossy(&out.stderr).trim())

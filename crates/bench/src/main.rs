@@ -12,12 +12,14 @@
 //! - `load`: redis-benchmark runs, a pipelined filler, a stall probe.
 //! - `matrix`: alternated redis-benchmark runs over several systems.
 //! - one module per section: `kv` (with the replication cost), `wasm`,
-//!   `failover`, `switchover`, `join`, `memory`, `wasm_join`, `sqlite`.
+//!   `failover`, `switchover`, `join`, `memory`, `wasm_join`, `sqlite`,
+//!   `durability`.
 //! - `stats` (medians, spreads), `plot` (the SVG).
 
 #![forbid(unsafe_code)]
 
 mod binary;
+mod durability;
 mod failover;
 mod join;
 mod kv;
@@ -62,6 +64,9 @@ pub enum Section {
     Sqlite,
     /// Planned switchovers under load (the command and SIGTERM): the longest client pause.
     Switchover,
+    /// The pair with its log on disk (--appendfsync no|everysec|always) vs
+    /// Redis with an AOF; restart of a node from its disk.
+    Durability,
 }
 
 #[derive(Parser)]
@@ -87,6 +92,10 @@ pub struct BenchArgs {
     /// State sizes of the join section, MiB (default 100,1024; 100 with --quick).
     #[arg(long, value_delimiter = ',')]
     pub join_mib: Vec<u64>,
+    /// State of the durability section's restart, bytes (suffixes K, M, G,
+    /// KiB, MiB, GiB; default 1GiB; 64MiB with --quick).
+    #[arg(long, value_parser = size)]
+    pub durability_state_bytes: Option<u64>,
     /// Where bench.json, bench.txt and bench.svg go.
     #[arg(long, default_value = "target/bench")]
     pub out: PathBuf,
@@ -109,6 +118,21 @@ pub struct BenchArgs {
     /// logs go to files in the working directory).
     #[arg(long, env = "UNDERSTUDY_LOG", default_value = "error", value_parser = log_level)]
     pub log_level: log::LevelFilter,
+}
+
+/// "1GiB", "64M", "4096": bytes (K, M, G are powers of 1024, as KiB…).
+fn size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(digits);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(format!("{s:?}: a size is a number with K, M or G (KiB, MiB, GiB)")),
+    };
+    n.parse::<u64>().ok().and_then(|n| n.checked_mul(1 << shift)).filter(|v| *v > 0).ok_or_else(|| format!("{s:?} is not a size"))
 }
 
 fn log_level(s: &str) -> std::result::Result<log::LevelFilter, String> {
@@ -151,6 +175,7 @@ pub struct Opts {
     pub join_mib: Vec<u64>,
     pub guests: PathBuf,
     pub wasmtime: String,
+    pub durability_state_bytes: u64,
 }
 
 /// What a run found: printed as it goes, then written out.
@@ -252,6 +277,7 @@ fn run(a: BenchArgs) -> Result<ExitCode> {
         Section::Wasmjoin,
         Section::Sqlite,
         Section::Switchover,
+        Section::Durability,
     ];
     let only: Vec<Section> = if a.only.is_empty() { all.to_vec() } else { a.only.clone() };
     let o = Opts {
@@ -267,6 +293,7 @@ fn run(a: BenchArgs) -> Result<ExitCode> {
         },
         guests: a.guests.clone().unwrap_or_else(|| source_root().join("guests/build")),
         wasmtime: a.wasmtime.clone(),
+        durability_state_bytes: a.durability_state_bytes.unwrap_or(if a.quick { 64 << 20 } else { 1 << 30 }),
     };
     // The nodes' log lines go to files; the embedded arbiter's errors here.
     if log::set_logger(&StderrLog).is_ok() {
@@ -329,6 +356,9 @@ fn run(a: BenchArgs) -> Result<ExitCode> {
     if has(Section::Sqlite) {
         attempt("sqlite", &mut report, &|r| sqlite::run(&env, &o, r));
     }
+    if has(Section::Durability) {
+        attempt("durability", &mut report, &|r| durability::run(&env, &o, r));
+    }
     let keep_logs = report.keep_logs;
     let targets = report.targets_table();
     report.text(targets);
@@ -365,4 +395,17 @@ fn run(a: BenchArgs) -> Result<ExitCode> {
         println!("node logs kept in {}", dir.display());
     }
     Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::size("1GiB"), Ok(1 << 30));
+        assert_eq!(super::size("64M"), Ok(64 << 20));
+        assert_eq!(super::size("4096"), Ok(4096));
+        assert!(super::size("0").is_err());
+        assert!(super::size("1T").is_err());
+        assert!(super::size("99999999999G").is_err());
+    }
 }

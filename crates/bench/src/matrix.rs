@@ -21,12 +21,14 @@ pub struct System {
     pub backup_pid: Option<u32>,
 }
 
-/// One test: redis-benchmark `-t test -P pipeline -n requests`.
+/// One test: redis-benchmark `-t test -P pipeline -n requests`, with
+/// `-r keyspace` unless it is 0 (then every SET writes the same key).
 #[derive(Clone, Copy)]
 pub struct Test {
     pub test: &'static str,
     pub pipeline: u32,
     pub requests: u64,
+    pub keyspace: u64,
 }
 
 impl Test {
@@ -34,10 +36,10 @@ impl Test {
     /// matrix every RESP server is measured with.
     pub fn set_get(n1: u64, n16: u64) -> Vec<Test> {
         vec![
-            Test { test: "set", pipeline: 1, requests: n1 },
-            Test { test: "get", pipeline: 1, requests: n1 },
-            Test { test: "set", pipeline: 16, requests: n16 },
-            Test { test: "get", pipeline: 16, requests: n16 },
+            Test { test: "set", pipeline: 1, requests: n1, keyspace: 0 },
+            Test { test: "get", pipeline: 1, requests: n1, keyspace: 0 },
+            Test { test: "set", pipeline: 16, requests: n16, keyspace: 0 },
+            Test { test: "get", pipeline: 16, requests: n16, keyspace: 0 },
         ]
     }
 }
@@ -157,7 +159,7 @@ pub fn run(
                     before = counters(&systems[si]);
                 }
                 let s = &systems[si];
-                let r = redis_benchmark(&s.addr, t.test, clients, t.pipeline, t.requests)?;
+                let r = redis_benchmark(&s.addr, t.test, clients, t.pipeline, t.requests, t.keyspace)?;
                 let after = counters(s);
                 let cell = &mut cells[ti * systems.len() + si];
                 if is_pair && !(before.protected && after.protected) {

@@ -321,14 +321,29 @@ impl Env {
     /// this very process (`INFO server` names its pid), else again
     /// elsewhere.
     pub fn redis(&self, name: &str, primary: Option<&str>) -> Result<Proc> {
+        self.redis_with(name, primary, None)
+    }
+
+    /// [`Env::redis`], with an append-only file fsynced as `appendfsync`
+    /// says (`always`, `everysec`, `no`) if given, in a directory of its own.
+    pub fn redis_with(&self, name: &str, primary: Option<&str>, appendfsync: Option<&str>) -> Result<Proc> {
+        let dir = match appendfsync {
+            Some(_) => self.dir.join(name),
+            None => self.dir.clone(),
+        };
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         for _ in 0..8 {
             let port = random_low_port()?;
             let addr = format!("127.0.0.1:{port}");
             let mut c = Command::new("redis-server");
-            c.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            c.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
                 .args(["--daemonize", "no", "--protected-mode", "no", "--dir"])
-                .arg(&self.dir)
+                .arg(&dir)
                 .args(["--dbfilename", &format!("{name}.rdb"), "--logfile", ""]);
+            match appendfsync {
+                Some(mode) => c.args(["--appendonly", "yes", "--appendfsync", mode]),
+                None => c.args(["--appendonly", "no"]),
+            };
             if let Some(p) = primary {
                 let (h, pp) = p.rsplit_once(':').context("host:port")?;
                 c.args(["--replicaof", h, pp]);

@@ -172,7 +172,10 @@ fn cost(env: &Env, o: &Opts, report: &mut Report) -> Result<()> {
         System { name: "unprotected, plain module".into(), addr: alone_p.addr.clone(), metrics: None, backup_pid: None },
     ];
     let n = if o.quick { 5_000 } else { 50_000 };
-    let tests = [Test { test: "set", pipeline: 1, requests: n }, Test { test: "set", pipeline: 16, requests: n * 5 }];
+    let tests = [
+        Test { test: "set", pipeline: 1, requests: n, keyspace: 0 },
+        Test { test: "set", pipeline: 16, requests: n * 5, keyspace: 0 },
+    ];
     let mut rebuild = |_: &System| -> Result<System> { anyhow::bail!("a pair lost its backup during the cost runs") };
     let cells = matrix::run(&mut systems, &tests, o.reps, 50, &|m| report.say(m), &mut rebuild)?;
     let mut text = String::from("The cost of being snapshottable (Asyncify), RESP guest, redis-benchmark -c 50\n");

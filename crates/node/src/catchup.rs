@@ -113,7 +113,7 @@ impl<M: Machine, I: Io> Replica<M, I> {
         self.io.disk(crate::disk_state::DiskReq::Whole);
         self.transfer.loaded = true;
         self.feed(Event::SnapshotLoaded { seq });
-        self.feed(Event::Durable { upto: seq });
+        self.durable_now(seq);
         self.io.wake_exec();
     }
 }

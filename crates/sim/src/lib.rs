@@ -104,6 +104,8 @@ pub struct Report {
     pub claims_from_disk: u64,
     /// Disks that did not load and were moved away (the node started empty).
     pub disk_wipes: u64,
+    /// Joins by partial catch-up (a restarted node sent only what it missed).
+    pub partial_joins: u64,
 }
 
 /// A violated invariant, with the seed that reproduces it.
@@ -150,6 +152,7 @@ pub fn run(seed: u64, cfg: &SimConfig) -> Result<Report, Failure> {
         power_losses: w.power_losses,
         recoveries: w.recoveries,
         claims_from_disk: w.claims_from_disk,
+        partial_joins: w.partial_joins,
         disk_wipes: w.disk_wipes,
     })
 }

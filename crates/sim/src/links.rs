@@ -210,6 +210,7 @@ impl World {
             return self.close(link, to);
         };
         let how = if partial { "partial catch-up from" } else { "snapshot at" };
+        self.partial_joins += u64::from(partial);
         self.note(format!("n{to} joins n{} (link {link}, {how} seq {snapshot_seq}, epoch {epoch})", primary.0));
         let lk = self.links.get_mut(&link).expect("exists");
         lk.backup_conn = Some(conn);

@@ -166,6 +166,8 @@ pub struct World {
     pub disk_wipes: u64,
     /// Claims of an epoch by a node that resumed from its disk.
     pub claims_from_disk: u64,
+    /// Joins by partial catch-up.
+    pub partial_joins: u64,
 }
 
 pub fn addrs(node: usize) -> NodeAddrs {
@@ -228,6 +230,7 @@ impl World {
             recoveries: 0,
             disk_wipes: 0,
             claims_from_disk: 0,
+            partial_joins: 0,
         };
         for i in 0..w.nodes.len() {
             let at = w.rng.range(0, 300);

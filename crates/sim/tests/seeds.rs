@@ -68,7 +68,7 @@ fn invariants_hold_with_durable_disks_across_whole_cluster_power_losses() {
     let (start, n) = (env("UNDERSTUDY_SIM_DURABLE_START", 2_000_000), env("UNDERSTUDY_SIM_DURABLE_SEEDS", 40));
     let cfg = SimConfig { durable: true, ..SimConfig::default() };
     let mut failures = Vec::new();
-    let (mut losses, mut recoveries, mut claims, mut writes) = (0u64, 0u64, 0u64, 0usize);
+    let (mut losses, mut recoveries, mut claims, mut writes, mut partial) = (0u64, 0u64, 0u64, 0usize, 0u64);
     for seed in start..start + n {
         match catch_unwind(AssertUnwindSafe(|| run(seed, &cfg))) {
             Ok(Ok(r)) => {
@@ -76,6 +76,7 @@ fn invariants_hold_with_durable_disks_across_whole_cluster_power_losses() {
                 recoveries += r.recoveries;
                 claims += r.claims_from_disk;
                 writes += r.writes_acked;
+                partial += r.partial_joins;
             }
             Ok(Err(f)) => failures.push(f.to_string()),
             Err(p) => {
@@ -86,12 +87,13 @@ fn invariants_hold_with_durable_disks_across_whole_cluster_power_losses() {
     }
     println!(
         "simulated {n} durable seeds from {start}: {losses} whole-cluster power losses, {recoveries} recoveries from disk, \
-         {claims} claims from disk, {writes} acknowledged writes"
+         {claims} claims from disk, {partial} partial catch-ups, {writes} acknowledged writes"
     );
     assert!(failures.is_empty(), "{} of {n} seeds failed:\n{}", failures.len(), failures.join("\n\n"));
     assert!(losses > 0, "the nemesis never cut the power of the whole cluster");
     assert!(recoveries > 0, "no node recovered state from its disk");
     assert!(claims > 0, "no node resumed from its disk by claiming an epoch");
+    assert!(partial > 0, "no restarted node caught up partially");
 }
 
 #[test]
