@@ -41,6 +41,9 @@ pub const FLAGS_HELP: &str = "\
   --metrics-listen ADDR      serve Prometheus metrics at http://ADDR/metrics
   --heartbeat-ms MS          heartbeat interval of the logging channel
   --failover-timeout-ms MS   silence after which the peer is declared failed
+  --appendfsync MODE         keep the log and snapshots in --dir: always, everysec or no
+  --snapshot-every-bytes N   with --appendfsync: a snapshot after this much log (default 64 MiB)
+  --repl-backlog-bytes N     with --appendfsync: log kept for partial catch-ups (default 64 MiB)
 ";
 
 /// The `main` of a program that runs one node: reads the node's flags
@@ -115,7 +118,7 @@ impl Node {
 
 /// Options of a [`Node`]; every setter has the name of the flag
 /// [`NodeBuilder::args`] reads for it.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct NodeBuilder {
     cluster: Option<String>,
     node: Option<String>,
@@ -131,6 +134,9 @@ pub struct NodeBuilder {
     metrics_listen: Option<String>,
     heartbeat_ms: Option<String>,
     failover_timeout_ms: Option<String>,
+    appendfsync: Option<String>,
+    snapshot_every_bytes: Option<String>,
+    repl_backlog_bytes: Option<String>,
 }
 
 impl NodeBuilder {
@@ -221,6 +227,9 @@ impl NodeBuilder {
                 "--metrics-listen" => &mut self.metrics_listen,
                 "--heartbeat-ms" => &mut self.heartbeat_ms,
                 "--failover-timeout-ms" => &mut self.failover_timeout_ms,
+                "--appendfsync" => &mut self.appendfsync,
+                "--snapshot-every-bytes" => &mut self.snapshot_every_bytes,
+                "--repl-backlog-bytes" => &mut self.repl_backlog_bytes,
                 "--dir" | "--secret-file" => {
                     let v = value(&flag, inline, &mut it)?;
                     match flag.as_str() {
@@ -276,6 +285,21 @@ impl NodeBuilder {
         opts.dir = self.dir;
         opts.protocol = protocol;
         opts.metrics_listen = metrics_listen;
+        let persist = match self.appendfsync {
+            None => None,
+            Some(mode) => {
+                let fsync = mode.parse::<understudy_durable::Fsync>().map_err(|e| bad(format!("--appendfsync: {e}")))?;
+                let mut p = crate::options::Persist::new(fsync);
+                if let Some(v) = self.snapshot_every_bytes {
+                    p.snapshot_every_bytes = bytes(&v, "--snapshot-every-bytes")?;
+                }
+                if let Some(v) = self.repl_backlog_bytes {
+                    p.backlog_bytes = bytes(&v, "--repl-backlog-bytes")? as usize;
+                }
+                Some(p)
+            }
+        };
+        opts.set_persist(persist);
         opts.validate().map_err(bad)?;
         Ok(Node::from_options(opts))
     }
@@ -289,6 +313,10 @@ fn addr(s: &str, flag: &str) -> Result<SocketAddr, NodeError> {
     use std::net::ToSocketAddrs as _;
     let bad = |why: String| NodeError::Options(format!("{flag} {s:?} is not HOST:PORT (e.g. 127.0.0.1:7000): {why}"));
     s.to_socket_addrs().map_err(|e| bad(e.to_string()))?.next().ok_or_else(|| bad("no address".into()))
+}
+
+fn bytes(s: &str, flag: &str) -> Result<u64, NodeError> {
+    s.parse().map_err(|_| NodeError::Options(format!("{flag} {s:?} is not a number of bytes")))
 }
 
 fn number(s: &str, flag: &str) -> Result<u64, NodeError> {
@@ -361,6 +389,9 @@ mod tests {
             .arbiter("understudy://127.0.0.1:1")
             .listen("127.0.0.1:0")
             .repl_listen("127.0.0.1:0");
-        assert!(err(b.args(args(&["--heartbeat-ms", "soon"])).unwrap().0).contains("--heartbeat-ms \"soon\""));
+        assert!(err(b.clone().args(args(&["--heartbeat-ms", "soon"])).unwrap().0).contains("--heartbeat-ms \"soon\""));
+        let e = err(b.clone().args(args(&["--appendfsync", "sometimes", "--dir", "/tmp/x"])).unwrap().0);
+        assert!(e.contains("--appendfsync") && e.contains("always, everysec or no"), "{e}");
+        assert!(err(b.clone().args(args(&["--appendfsync=always"])).unwrap().0).contains("needs --dir"));
     }
 }
