@@ -121,6 +121,11 @@ pub struct KvArgs {
     /// written since the last one, then delete the log before it.
     #[arg(long, default_value_t = understudy_node::options::Persist::SNAPSHOT_EVERY_BYTES, value_parser = crate::flags::size_u64)]
     pub snapshot_every_bytes: u64,
+    /// With --appendfsync: also write a snapshot once this many seconds
+    /// passed since the last one and some log was written (0: by size
+    /// only), so a restart replays at most that much log.
+    #[arg(long, default_value_t = understudy_node::options::Persist::SNAPSHOT_EVERY_SECS)]
+    pub snapshot_every_secs: u64,
     /// With --appendfsync: the most recent log a primary keeps in memory,
     /// so that a node restarting with its state on disk is sent only the
     /// entries it missed (Redis's repl-backlog-size); 0: always a full
@@ -269,6 +274,7 @@ fn kv(a: KvArgs) -> Result<ExitCode> {
     let mut opts = node_options(a.cluster, a.node, &a.arbiter, a.client_listen, a.repl_listen, a.dir, &a.common)?;
     opts.set_persist(a.appendfsync.map(|fsync| understudy_node::options::Persist {
         snapshot_every_bytes: a.snapshot_every_bytes,
+        snapshot_every_secs: a.snapshot_every_secs,
         backlog_bytes: a.repl_backlog_bytes,
         ..understudy_node::options::Persist::new(fsync)
     }));

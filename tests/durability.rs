@@ -209,3 +209,21 @@ fn a_restarted_backup_catches_up_with_only_the_entries_it_missed() {
     let acked = load.stop();
     assert_all_present(&h.node("b").client, &acked);
 }
+
+#[test]
+fn a_quiet_node_still_writes_a_snapshot_after_snapshot_every_secs() {
+    let _s = serial();
+    let mut h = Harness::new();
+    h.start_node("a", &["--appendfsync", "everysec", "--snapshot-every-secs", "1"]);
+    h.wait_primary("a");
+    let mut c = h.conn("a");
+    // Far below --snapshot-every-bytes: only time can call for a snapshot.
+    for i in 0..5 {
+        assert_eq!(c.call(&["SET", &format!("k{i}"), "v"]).unwrap(), Reply::Simple("OK".into()));
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    wait_for("a snapshot on disk", Duration::from_secs(30), || {
+        std::fs::read_dir(h.path("a")).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".snap")).then_some(())
+    });
+    assert!(h.log_of("a").contains("on disk ("), "{}", h.log_of("a"));
+}

@@ -43,6 +43,7 @@ pub const FLAGS_HELP: &str = "\
   --failover-timeout-ms MS   silence after which the peer is declared failed
   --appendfsync MODE         keep the log and snapshots in --dir: always, everysec or no
   --snapshot-every-bytes N   with --appendfsync: a snapshot after this much log (default 64 MiB)
+  --snapshot-every-secs S    with --appendfsync: ... or after this long with log written (default 3600)
   --repl-backlog-bytes N     with --appendfsync: log kept for partial catch-ups (default 64 MiB)
 ";
 
@@ -136,6 +137,7 @@ pub struct NodeBuilder {
     failover_timeout_ms: Option<String>,
     appendfsync: Option<String>,
     snapshot_every_bytes: Option<String>,
+    snapshot_every_secs: Option<String>,
     repl_backlog_bytes: Option<String>,
 }
 
@@ -229,6 +231,7 @@ impl NodeBuilder {
                 "--failover-timeout-ms" => &mut self.failover_timeout_ms,
                 "--appendfsync" => &mut self.appendfsync,
                 "--snapshot-every-bytes" => &mut self.snapshot_every_bytes,
+                "--snapshot-every-secs" => &mut self.snapshot_every_secs,
                 "--repl-backlog-bytes" => &mut self.repl_backlog_bytes,
                 "--dir" | "--secret-file" => {
                     let v = value(&flag, inline, &mut it)?;
@@ -292,6 +295,10 @@ impl NodeBuilder {
                 let mut p = crate::options::Persist::new(fsync);
                 if let Some(v) = self.snapshot_every_bytes {
                     p.snapshot_every_bytes = bytes(&v, "--snapshot-every-bytes")?;
+                }
+                if let Some(v) = self.snapshot_every_secs {
+                    p.snapshot_every_secs =
+                        v.parse().map_err(|_| bad(format!("--snapshot-every-secs {v:?} is not a number of seconds")))?;
                 }
                 if let Some(v) = self.repl_backlog_bytes {
                     p.backlog_bytes = bytes(&v, "--repl-backlog-bytes")? as usize;

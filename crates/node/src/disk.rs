@@ -110,7 +110,8 @@ impl<M: Machine, I: Io> Replica<M, I> {
         assert_eq!(seq, self.disk.next, "the disk log must hold every seq in order");
         let epoch = self.core.epoch();
         if self.disk.open.as_ref().is_some_and(|(_, e)| *e != epoch) {
-            self.flush_disk();
+            // A batch holds one epoch's entries (its label).
+            self.seal_disk_batch();
         }
         let d = &mut self.disk;
         let first = d.open.is_none();
@@ -122,7 +123,7 @@ impl<M: Machine, I: Io> Replica<M, I> {
         assert_eq!(d.batch.len() - before, body_len, "entry body length announced wrong");
         d.next = seq + 1;
         if d.batch.len() >= BATCH_BYTES_MAX {
-            self.flush_disk();
+            self.seal_disk_batch();
         } else if first {
             self.io.wake_disk();
         }
@@ -160,12 +161,20 @@ impl<M: Machine, I: Io> Replica<M, I> {
         d.resume = None;
     }
 
-    /// The disk's turn: the open batch goes to the disk with a sync.
+    /// The disk's turn: every seq the core allocated goes into the batch,
+    /// and the batch to the disk with a sync.
     pub fn flush_disk(&mut self) {
         if !self.disk.on {
             return;
         }
         self.disk_catch_up();
+        self.seal_disk_batch();
+        self.maybe_snapshot();
+    }
+
+    /// The open batch goes to the disk (and the backlog), with a sync.
+    /// Never fills (`disk_push` calls it).
+    fn seal_disk_batch(&mut self) {
         let Some((first, epoch)) = self.disk.open.take() else { return };
         let last = self.disk.next - 1;
         let payload: Arc<[u8]> = Arc::from(&self.disk.batch[..]);
@@ -174,7 +183,6 @@ impl<M: Machine, I: Io> Replica<M, I> {
         self.disk.backlog.push(epoch, first, last, &payload);
         self.io.disk(DiskReq::Append { epoch, first, last, payload });
         self.io.disk(DiskReq::Sync);
-        self.maybe_snapshot();
     }
 
     /// Backup: a batch the core accepted goes to the disk as received.
@@ -230,13 +238,16 @@ impl<M: Machine, I: Io> Replica<M, I> {
         let (gen, epoch, writer) = (self.disk.gen, self.core.epoch(), self.machine.snapshot());
         self.disk.snapshot_in_flight = true;
         self.disk.since_snapshot = 0;
+        self.disk.last_snapshot_at = self.io.now();
         self.io.disk(DiskReq::Snapshot { gen, epoch, seq, writer });
     }
 
     /// A snapshot once the log since the last one passed the bound.
     fn maybe_snapshot(&mut self) {
-        let d = &self.disk;
-        if d.awaiting_snapshot || d.snapshot_in_flight || d.since_snapshot < d.snapshot_every {
+        let (d, now) = (&self.disk, self.io.now());
+        let by_time =
+            d.snapshot_every_ms > 0 && d.since_snapshot > 0 && now.saturating_sub(d.last_snapshot_at) >= d.snapshot_every_ms;
+        if d.awaiting_snapshot || d.snapshot_in_flight || (d.since_snapshot < d.snapshot_every && !by_time) {
             return;
         }
         // The machine's state is at the executed seq (a primary's is its last).

@@ -71,6 +71,10 @@ pub(crate) struct Disk {
     /// Log bytes since the last snapshot (`--snapshot-every-bytes`).
     pub(crate) since_snapshot: u64,
     pub(crate) snapshot_every: u64,
+    /// ... or once this long passed since the last with some log written
+    /// (`--snapshot-every-secs`, in ms; 0: never by time).
+    pub(crate) snapshot_every_ms: u64,
+    pub(crate) last_snapshot_at: understudy_core::Millis,
     /// Counters for INFO persistence and the metrics page.
     pub(crate) stats: DiskStats,
     /// The entries retained for partial catch-ups (`catchup`).
@@ -93,9 +97,9 @@ pub struct DiskStats {
 }
 
 impl Disk {
-    pub(crate) fn new(snapshot_every: u64, backlog_bytes: usize) -> Disk {
+    pub(crate) fn new(snapshot_every: u64, snapshot_every_ms: u64, backlog_bytes: usize) -> Disk {
         let backlog = Backlog::new(backlog_bytes);
-        Disk { on: true, next: 1, snapshot_every, backlog, ..Disk::default() }
+        Disk { on: true, next: 1, snapshot_every, snapshot_every_ms, backlog, ..Disk::default() }
     }
 }
 

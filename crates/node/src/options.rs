@@ -59,6 +59,9 @@ pub struct Persist {
     /// A snapshot is written once this many bytes were logged since the
     /// last one; the log before it is then deleted.
     pub snapshot_every_bytes: u64,
+    /// ... or once this many seconds passed since the last one (with some
+    /// log written since); 0: by size only.
+    pub snapshot_every_secs: u64,
     /// A log segment is closed and a new one started past this size.
     pub segment_bytes: u64,
     /// The most recent entries a primary keeps in memory so that a node
@@ -70,12 +73,14 @@ pub struct Persist {
 impl Persist {
     pub const SNAPSHOT_EVERY_BYTES: u64 = 64 << 20;
     pub const SEGMENT_BYTES: u64 = 16 << 20;
+    pub const SNAPSHOT_EVERY_SECS: u64 = 3600;
     pub const BACKLOG_BYTES: usize = 64 << 20;
 
     pub fn new(fsync: understudy_durable::Fsync) -> Persist {
         Persist {
             fsync,
             snapshot_every_bytes: Self::SNAPSHOT_EVERY_BYTES,
+            snapshot_every_secs: Self::SNAPSHOT_EVERY_SECS,
             segment_bytes: Self::SEGMENT_BYTES,
             backlog_bytes: Self::BACKLOG_BYTES,
         }

@@ -108,7 +108,10 @@ impl<M: Machine, I: Io> Replica<M, I> {
             opts.persist.as_ref().is_some_and(|p| p.fsync == understudy_durable::Fsync::Always),
             "durable acks go with --appendfsync always"
         );
-        let disk = opts.persist.as_ref().map_or_else(Disk::default, |p| Disk::new(p.snapshot_every_bytes, p.backlog_bytes));
+        let disk = opts
+            .persist
+            .as_ref()
+            .map_or_else(Disk::default, |p| Disk::new(p.snapshot_every_bytes, p.snapshot_every_secs * 1000, p.backlog_bytes));
         Replica {
             core: Core::new(opts.protocol.clone(), opts.node.clone()),
             machine: factory(),
@@ -266,6 +269,8 @@ impl<M: Machine, I: Io> Replica<M, I> {
     pub fn seal_batch(&mut self, conn: ConnId) {
         if let Some(seq) = self.core.barrier_for_flush(conn) {
             self.push_entry(seq, EntryKind::Barrier, 0, |_| {});
+            // On this node's disk too, under the same epoch.
+            self.disk_catch_up();
         }
         if let Some(s) = self.chans.seal(conn) {
             self.stats.log_bytes += s.bytes;
