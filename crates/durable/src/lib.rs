@@ -28,11 +28,13 @@
 
 mod bytes;
 pub mod log;
+mod mark;
 pub mod recover;
 pub mod snapfile;
 pub mod storage;
 
 pub use log::{discard_all, Fsync, LogWriter, ParseFsyncError, Record, RECORD_PAYLOAD_BYTES_MAX};
-pub use recover::{clear_incomplete, recover, Recovered, INCOMPLETE_MARK};
+pub use mark::{clear_incomplete, INCOMPLETE_MARK};
+pub use recover::{recover, Recovered};
 pub use snapfile::{SnapshotFileReader, SnapshotFileWriter, SNAPSHOT_CHUNK_BYTES_MAX};
 pub use storage::{CrashFaults, FsFile, FsStorage, MemFile, MemStorage, Storage, StorageFile, SECTOR_BYTES};

@@ -470,7 +470,7 @@ pub fn discard_all<S: Storage>(storage: &S) -> io::Result<()> {
     }
     // The mark of an incomplete log goes last: a crash before it leaves
     // the log marked incomplete still.
-    crate::recover::clear_incomplete(storage)
+    crate::mark::clear_incomplete(storage)
 }
 
 #[cfg(test)]

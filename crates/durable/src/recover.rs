@@ -20,8 +20,9 @@ use crate::log::{
     decode_segment_header, list_segments, record_crc, Fsync, Record, RecordHeader, Segment, RECORD_HEADER_BYTES, RECORD_MAGIC,
     RECORD_PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES,
 };
+use crate::mark::{mark_incomplete, INCOMPLETE_MARK};
 use crate::snapfile::{is_temp_name, list_snapshots, SnapshotFileReader};
-use crate::storage::{Storage, StorageFile};
+use crate::storage::Storage;
 
 /// What [`recover`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -321,32 +322,6 @@ pub fn recover<S: Storage>(storage: &S) -> io::Result<Recovered> {
         storage.truncate(&seg.name, len)?;
     }
     Ok(Recovered { snapshot, records: scan.records, last_seq, last_epoch, complete, reports })
-}
-
-/// The file that says an earlier recovery cut synced entries. Once damage
-/// is cut off, the log that remains reads as whole: without this mark the
-/// next recovery (after any restart) would call it complete, and the node
-/// could claim an epoch without writes it had acknowledged (simulator,
-/// durable seed 2000421). Only [`crate::discard_all`] (a join starting the
-/// disk over) removes it.
-pub const INCOMPLETE_MARK: &str = "INCOMPLETE";
-
-/// The log is a prefix of the cluster's again (the node caught up with a
-/// primary from its own state): an earlier cut no longer makes it
-/// incomplete. Until the node is a member again it cannot claim anyway,
-/// and by then its log holds every entry it acknowledged since.
-pub fn clear_incomplete<S: Storage>(storage: &S) -> io::Result<()> {
-    if storage.list()?.iter().any(|n| n == INCOMPLETE_MARK) {
-        storage.remove(INCOMPLETE_MARK)?;
-    }
-    Ok(())
-}
-
-/// Writes [`INCOMPLETE_MARK`] durably, before anything is cut.
-fn mark_incomplete<S: Storage>(storage: &S) -> io::Result<()> {
-    let mut f = storage.create(INCOMPLETE_MARK)?;
-    f.append(b"an earlier recovery cut entries that had been synced\n")?;
-    f.sync()
 }
 
 fn not_always(name: &str, mode: Fsync) -> String {

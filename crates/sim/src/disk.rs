@@ -14,59 +14,12 @@
 //! write torn, and sometimes a sector rotted. A restart recovers the node
 //! from its disk with the node crate's own `disk::load`.
 
-use understudy_core::{Epoch, Seq, SnapshotWriter};
-use understudy_durable::{discard_all, CrashFaults, Fsync, LogWriter, MemStorage, SnapshotFileWriter};
+use understudy_durable::{discard_all, CrashFaults, Fsync, LogWriter, SnapshotFileWriter};
 use understudy_node::disk::{DiskDone, DiskReq};
 
+use crate::disk_state::{Life, PendingSnapshot, SnapStep};
 use crate::machine::{fresh, SEGMENT_BYTES, SNAPSHOT_CHUNK_BYTES};
 use crate::world::{Action, World};
-
-/// One node's disk.
-#[derive(Default)]
-pub struct SimDisk {
-    /// Shared by every incarnation of the node, as a directory is.
-    pub storage: MemStorage,
-    /// What the current incarnation's disk thread holds; None while the
-    /// node is down (a crash drops it with everything else in memory).
-    life: Option<Life>,
-}
-
-/// The disk thread of one incarnation.
-struct Life {
-    storage: MemStorage,
-    log: LogWriter<MemStorage>,
-    /// The generation answers carry (set by `Reset`).
-    gen: u64,
-    /// A `DiskSync` is scheduled: one fsync covers every request waiting
-    /// when it runs (group commit), so another request adds nothing.
-    sync_pending: bool,
-    /// A `DiskFlush` is scheduled (the runtime's `Notify` coalesces too).
-    flush_pending: bool,
-    snapshot: Option<PendingSnapshot>,
-    /// Tells this incarnation's snapshots apart in their scheduled actions.
-    next_snapshot: u64,
-}
-
-/// A snapshot being written (by its own thread in a real node).
-struct PendingSnapshot {
-    storage: MemStorage,
-    id: u64,
-    gen: u64,
-    epoch: Epoch,
-    seq: Seq,
-    writer: Option<Box<dyn SnapshotWriter>>,
-    /// Begun and every chunk appended (unsynced, under its `.tmp` name).
-    file: Option<SnapshotFileWriter<MemStorage>>,
-}
-
-/// What a scheduled snapshot action does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SnapStep {
-    /// Begin the `.tmp` file and append every chunk.
-    Write,
-    /// Sync, rename, compact the log, answer.
-    Finish,
-}
 
 /// Any I/O error of a `MemStorage` is a failed run: the simulated disk
 /// injects faults only at crashes, so an error means the log's code (or

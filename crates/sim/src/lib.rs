@@ -36,6 +36,7 @@
 mod arbiter;
 pub mod check;
 mod disk;
+mod disk_state;
 mod faults;
 mod links;
 pub mod machine;

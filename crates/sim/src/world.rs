@@ -14,7 +14,7 @@ use understudy_core::{Command, Event, Millis};
 use understudy_node::framed::FrameReader;
 
 use crate::check::{Acked, Checker};
-use crate::disk::{SimDisk, SnapStep};
+use crate::disk_state::{SimDisk, SnapStep};
 use crate::machine::{Effects, SimReplica};
 use crate::model::{OutKind, Output};
 use crate::net::{Link, Msg, Net};
