@@ -16,6 +16,7 @@
 pub mod hashes;
 pub mod keyspace;
 pub mod lists;
+pub mod scan;
 pub mod sets;
 pub mod strings;
 
@@ -170,6 +171,10 @@ commands! {
     Role "role" 1 Session ["noscript" "loading" "stale" "fast"] (0 0 0);
     Wait "wait" 3 Session ["noscript"] (0 0 0);
     Auth "auth" -2 Session ["noscript" "loading" "stale" "fast" "no_auth" "allow_busy"] (0 0 0);
+    // Appended: a command's discriminant names it in encoded ops.
+    Scan "scan" -2 Read ["readonly"] (0 0 0);
+    Hscan "hscan" -3 Read ["readonly"] (1 1 1);
+    Sscan "sscan" -3 Read ["readonly"] (1 1 1);
 }
 
 /// Longest command name in the table, so lookups can lowercase into a
@@ -303,6 +308,9 @@ pub fn exec_read(cmd: Cmd, store: &Store, x: &mut Exec, argv: &[&[u8]]) {
             crate::resp::write_bulk(x.out, (ms % 1000 * 1000).to_string().as_bytes());
         }
         Keys => keyspace::keys(store, x, argv),
+        Scan => scan::scan(store, x, argv),
+        Hscan => scan::scan_aggregate(crate::entry::Kind::Hash, store, x, argv),
+        Sscan => scan::scan_aggregate(crate::entry::Kind::Set, store, x, argv),
         Hget | Hmget | Hlen | Hexists | Hgetall | Hkeys | Hvals | Hstrlen => hashes::read(cmd, store, x, argv),
         Llen | Lrange | Lindex => lists::read(cmd, store, x, argv),
         Smembers | Sismember | Smismember | Scard => sets::read(cmd, store, x, argv),

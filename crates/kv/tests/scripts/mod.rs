@@ -145,6 +145,17 @@ pub const SCRIPTS: &[(&str, &[&str])] = &[
         "FOO a\\x0db\\x0ac", "FOO a\\x00b c", "GET a\\x00b", "RESET", "CLIENT GETNAME", "DISCARD", "EXEC",
         "QUIT",
     ]),
+    ("scan", &[
+        "SCAN 0", "MSET k1 v k2 v k3 v other v", "HSET h f1 v1 f2 v2 g v3", "SADD s m1 m2 x", "RPUSH l a",
+        "SET gone v PX 1", "sleep 20", "SCAN 0", "SCAN 0 COUNT 1000", "SCAN 0 MATCH k*", "SCAN 0 MATCH * COUNT 50",
+        "SCAN 0 TYPE hash", "SCAN 0 TYPE STRING", "SCAN 0 TYPE nosuchtype", "SCAN 0 MATCH k* TYPE string",
+        "SCAN x", "SCAN 1.5", "SCAN {}", "SCAN -", "SCAN 18446744073709551616", "SCAN 0 COUNT 0", "SCAN 0 COUNT -1",
+        "SCAN 0 COUNT abc", "SCAN 0 MATCH", "SCAN 0 FOO bar", "SCAN 0 COUNT", "SCAN", "SCAN 0 MATCH k* COUNT",
+        "HSCAN h 0", "HSCAN h 0 MATCH f*", "HSCAN h 0 COUNT 100", "HSCAN h 0 MATCH zz", "HSCAN nokey 0",
+        "HSCAN s 0", "HSCAN h x", "HSCAN s x", "HSCAN nokey 0 COUNT 0", "HSCAN h 0 COUNT 0", "HSCAN h 0 TYPE hash",
+        "HSCAN h", "SSCAN s 0", "SSCAN s 0 MATCH m*", "SSCAN nokey 0", "SSCAN h 0", "SSCAN s x", "SSCAN s 0 COUNT x",
+        "SSCAN s 0 FOO", "SSCAN s",
+    ]),
 ];
 
 /// Every command in our table, lowercase.
