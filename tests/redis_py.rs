@@ -1,7 +1,7 @@
 //! A real Redis client library, unmodified, against the replicated pair:
 //! redis-py (installed from PyPI by scripts/install-deps), which speaks
 //! RESP3 by default since version 8 — plus a RESP2 connection, pipelines,
-//! transactions, and the client's own retry across a failover.
+//! transactions, `scan_iter`, and the client's own retry across a failover.
 
 mod common;
 use common::*;
@@ -27,6 +27,8 @@ assert all(p.execute())
 assert r.lpush('l', 1, 2, 3) == 3 and r.lrange('l', 0, -1) == ['3', '2', '1']
 assert r.sadd('s', 'a', 'b') == 2 and r.smembers('s') == {'a', 'b'}
 assert r.info('replication')['role'] == 'master'
+assert set(r.scan_iter(match='k4*', count=50)) == {f'k{i}' for i in range(500) if str(i).startswith('4')}, 'scan_iter'
+assert dict(r.hscan_iter('h')) == {'f1': 'v1', 'f2': 'v2'} and set(r.sscan_iter('s')) == {'a', 'b'}
 r2 = conn(a, protocol=2)
 assert r2.hgetall('h') == {'f1': 'v1', 'f2': 'v2'} and r2.get('k499') == '499'
 try:
