@@ -189,7 +189,10 @@ fn run_script_in(redis: &Redis, name: &str, lines: &[&str], proto: u8) -> Vec<St
         let (tv, mv) = (one_reply(&theirs), parse_reply(&mine).map(|(v, _)| v));
         let same_set = mv.as_ref().is_some_and(|mv| normalize(&cmd, tv.clone()) == normalize(&cmd, mv.clone()));
         let close = loose && mv.as_ref().is_some_and(|mv| close_enough(&cmd, &tv, mv));
-        let unordered = matches!(cmd.as_str(), "smembers" | "hgetall" | "hkeys" | "hvals" | "keys" | "config");
+        let unordered = matches!(
+            cmd.as_str(),
+            "smembers" | "sunion" | "sinter" | "sdiff" | "hgetall" | "hkeys" | "hvals" | "keys" | "config"
+        );
         // A scan's elements come in each side's hash order: compare them as
         // a set (fields with their values), the cursor exactly.
         let same_scan = matches!(cmd.as_str(), "scan" | "sscan" | "hscan")

@@ -17,6 +17,7 @@ pub mod hashes;
 pub mod keyspace;
 pub mod lists;
 pub mod scan;
+pub mod setops;
 pub mod sets;
 pub mod strings;
 
@@ -175,6 +176,14 @@ commands! {
     Scan "scan" -2 Read ["readonly"] (0 0 0);
     Hscan "hscan" -3 Read ["readonly"] (1 1 1);
     Sscan "sscan" -3 Read ["readonly"] (1 1 1);
+    Sunion "sunion" -2 Read ["readonly"] (1 -1 1);
+    Sinter "sinter" -2 Read ["readonly"] (1 -1 1);
+    Sdiff "sdiff" -2 Read ["readonly"] (1 -1 1);
+    Sintercard "sintercard" -3 Read ["readonly" "movablekeys"] (0 0 0);
+    Sunionstore "sunionstore" -3 Write ["write" "denyoom"] (1 -1 1);
+    Sinterstore "sinterstore" -3 Write ["write" "denyoom"] (1 -1 1);
+    Sdiffstore "sdiffstore" -3 Write ["write" "denyoom"] (1 -1 1);
+    Smove "smove" 4 Write ["write" "fast"] (1 2 1);
 }
 
 /// Longest command name in the table, so lookups can lowercase into a
@@ -311,6 +320,8 @@ pub fn exec_read(cmd: Cmd, store: &Store, x: &mut Exec, argv: &[&[u8]]) {
         Scan => scan::scan(store, x, argv),
         Hscan => scan::scan_aggregate(crate::entry::Kind::Hash, store, x, argv),
         Sscan => scan::scan_aggregate(crate::entry::Kind::Set, store, x, argv),
+        Sunion | Sinter | Sdiff => setops::read(cmd, store, x, argv),
+        Sintercard => setops::intercard(store, x, argv),
         Hget | Hmget | Hlen | Hexists | Hgetall | Hkeys | Hvals | Hstrlen => hashes::read(cmd, store, x, argv),
         Llen | Lrange | Lindex => lists::read(cmd, store, x, argv),
         Smembers | Sismember | Smismember | Scard => sets::read(cmd, store, x, argv),
@@ -335,6 +346,8 @@ pub fn exec_write(cmd: Cmd, store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
         Hset | Hmset | Hsetnx | Hdel | Hincrby => hashes::write(cmd, store, x, argv),
         Lpush | Rpush | Lpushx | Rpushx | Lpop | Rpop | Lset => lists::write(cmd, store, x, argv),
         Sadd | Srem => sets::write(cmd, store, x, argv),
+        Sunionstore | Sinterstore | Sdiffstore => setops::store_result(cmd, store, x, argv),
+        Smove => setops::smove(store, x, argv),
         _ if cmd.spec().kind == Kind::Read => exec_read(cmd, store, x, argv),
         _ => x.err(b"ERR internal: not a keyspace command"),
     }

@@ -156,6 +156,21 @@ pub const SCRIPTS: &[(&str, &[&str])] = &[
         "HSCAN h", "SSCAN s 0", "SSCAN s 0 MATCH m*", "SSCAN nokey 0", "SSCAN h 0", "SSCAN s x", "SSCAN s 0 COUNT x",
         "SSCAN s 0 FOO", "SSCAN s",
     ]),
+    ("set algebra", &[
+        "SADD a 1 2 3 4", "SADD b 3 4 5", "SADD c 4 5 6", "SUNION a b c", "SINTER a b c", "SINTER a b", "SDIFF a b c",
+        "SDIFF a", "SDIFF nokey a", "SDIFF a nokey", "SUNION nokey", "SINTER a nokey", "SINTER nokey a", "SUNION a nokey",
+        "SET str v", "SUNION a str", "SINTER nokey str", "SDIFF str", "SDIFF a str", "SINTER", "SUNION",
+        "SINTERCARD 2 a b", "SINTERCARD 3 a b c", "SINTERCARD 2 a b LIMIT 1", "SINTERCARD 2 a b LIMIT 0",
+        "SINTERCARD 2 a b LIMIT -1", "SINTERCARD 2 a b LIMIT x", "SINTERCARD 0 a", "SINTERCARD -1 a",
+        "SINTERCARD x a", "SINTERCARD 3 a b", "SINTERCARD 1 a b", "SINTERCARD 1 a LIMIT", "SINTERCARD 1 a limit 5",
+        "SINTERCARD 2 a nokey", "SINTERCARD 1 str", "SINTERCARD 2 nokey str", "SINTERCARD 1",
+        "SUNIONSTORE d a b", "SMEMBERS d", "SINTERSTORE d a b", "SMEMBERS d", "SDIFFSTORE d a b", "SMEMBERS d",
+        "SINTERSTORE d a nokey", "EXISTS d", "SUNIONSTORE str a", "TYPE str", "SMEMBERS str", "SET str v",
+        "SDIFFSTORE d a str", "SUNIONSTORE d", "SINTERSTORE d nokey", "SDIFFSTORE a a", "EXISTS a",
+        "SADD a 1 2", "SMOVE a b 1", "SMEMBERS a", "SMEMBERS b", "SMOVE a b 9", "SMOVE a a 2", "SMOVE a a 9",
+        "SMOVE nokey b 1", "SMOVE a str 2", "SMOVE str a 2", "SMOVE a newset 2", "EXISTS a", "SMEMBERS newset",
+        "SMOVE nokey str 1", "SMOVE a b", "SMOVE newset newset 2", "SMOVE b b 1",
+    ]),
 ];
 
 /// Every command in our table, lowercase.
