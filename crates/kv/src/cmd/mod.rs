@@ -15,6 +15,7 @@
 
 pub mod hashes;
 pub mod keyspace;
+pub mod listops;
 pub mod lists;
 pub mod scan;
 pub mod setops;
@@ -184,6 +185,12 @@ commands! {
     Sinterstore "sinterstore" -3 Write ["write" "denyoom"] (1 -1 1);
     Sdiffstore "sdiffstore" -3 Write ["write" "denyoom"] (1 -1 1);
     Smove "smove" 4 Write ["write" "fast"] (1 2 1);
+    Ltrim "ltrim" 4 Write ["write"] (1 1 1);
+    Lrem "lrem" 4 Write ["write"] (1 1 1);
+    Linsert "linsert" 5 Write ["write" "denyoom"] (1 1 1);
+    Lpos "lpos" -3 Read ["readonly"] (1 1 1);
+    Rpoplpush "rpoplpush" 3 Write ["write" "denyoom"] (1 2 1);
+    Lmove "lmove" 5 Write ["write" "denyoom"] (1 2 1);
 }
 
 /// Longest command name in the table, so lookups can lowercase into a
@@ -322,6 +329,7 @@ pub fn exec_read(cmd: Cmd, store: &Store, x: &mut Exec, argv: &[&[u8]]) {
         Sscan => scan::scan_aggregate(crate::entry::Kind::Set, store, x, argv),
         Sunion | Sinter | Sdiff => setops::read(cmd, store, x, argv),
         Sintercard => setops::intercard(store, x, argv),
+        Lpos => listops::lpos(store, x, argv),
         Hget | Hmget | Hlen | Hexists | Hgetall | Hkeys | Hvals | Hstrlen => hashes::read(cmd, store, x, argv),
         Llen | Lrange | Lindex => lists::read(cmd, store, x, argv),
         Smembers | Sismember | Smismember | Scard => sets::read(cmd, store, x, argv),
@@ -348,6 +356,7 @@ pub fn exec_write(cmd: Cmd, store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
         Sadd | Srem => sets::write(cmd, store, x, argv),
         Sunionstore | Sinterstore | Sdiffstore => setops::store_result(cmd, store, x, argv),
         Smove => setops::smove(store, x, argv),
+        Ltrim | Lrem | Linsert | Rpoplpush | Lmove => listops::write(cmd, store, x, argv),
         _ if cmd.spec().kind == Kind::Read => exec_read(cmd, store, x, argv),
         _ => x.err(b"ERR internal: not a keyspace command"),
     }

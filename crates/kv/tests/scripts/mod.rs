@@ -171,6 +171,23 @@ pub const SCRIPTS: &[(&str, &[&str])] = &[
         "SMOVE nokey b 1", "SMOVE a str 2", "SMOVE str a 2", "SMOVE a newset 2", "EXISTS a", "SMEMBERS newset",
         "SMOVE nokey str 1", "SMOVE a b", "SMOVE newset newset 2", "SMOVE b b 1",
     ]),
+    ("list moves", &[
+        "RPUSH l a b c d e f", "LTRIM l 1 -2", "LRANGE l 0 -1", "LTRIM l 0 100", "LRANGE l 0 -1", "LTRIM l -2 -1",
+        "LRANGE l 0 -1", "LTRIM l 5 1", "EXISTS l", "LTRIM nokey 0 1", "LTRIM l x 1", "LTRIM l 0 y", "SET str v",
+        "LTRIM str 0 1", "RPUSH l a b a c a d a", "LREM l 2 a", "LRANGE l 0 -1", "LREM l -1 a", "LRANGE l 0 -1",
+        "LREM l 0 a", "LRANGE l 0 -1", "LREM l 0 zz", "LREM nokey 1 a", "LREM l x a", "LREM str 1 a",
+        "LINSERT l BEFORE c X", "LINSERT l after c Y", "LINSERT l AFTER zz Y", "LRANGE l 0 -1", "LINSERT l MIDDLE c Y",
+        "LINSERT nokey BEFORE a b", "LINSERT str BEFORE a b", "LINSERT nokey MIDDLE a b",
+        "RPUSH p a b c 1 2 3 c c", "LPOS p c", "LPOS p c RANK 2", "LPOS p c RANK -1", "LPOS p c RANK -2",
+        "LPOS p c COUNT 0", "LPOS p c COUNT 2", "LPOS p c COUNT 0 RANK -1", "LPOS p c MAXLEN 2", "LPOS p c COUNT 0 MAXLEN 3",
+        "LPOS p zz", "LPOS p zz COUNT 1", "LPOS nokey a", "LPOS nokey a COUNT 1", "LPOS p c RANK 0", "LPOS p c RANK x",
+        "LPOS p c RANK -9223372036854775808", "LPOS p c COUNT -1", "LPOS p c MAXLEN -1", "LPOS p c COUNT", "LPOS p c FOO 1",
+        "LPOS str a", "LPOS p c RANK 99", "LPOS p c RANK -99 COUNT 0",
+        "RPOPLPUSH p q", "LRANGE q 0 -1", "RPOPLPUSH p p", "LRANGE p 0 -1", "RPOPLPUSH nokey q", "RPOPLPUSH p str",
+        "RPOPLPUSH str q", "LMOVE p q LEFT RIGHT", "LMOVE p q right left", "LRANGE q 0 -1", "LMOVE p p LEFT RIGHT",
+        "LRANGE p 0 -1", "LMOVE p q UP LEFT", "LMOVE p q LEFT DOWN", "LMOVE nokey q LEFT LEFT", "LMOVE nokey q UP LEFT",
+        "RPUSH one x", "LMOVE one dest LEFT LEFT", "EXISTS one", "LRANGE dest 0 -1", "LMOVE p str LEFT LEFT",
+    ]),
 ];
 
 /// Every command in our table, lowercase.
