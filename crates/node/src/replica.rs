@@ -321,24 +321,21 @@ impl<M: Machine, I: Io> Replica<M, I> {
 
     /// Primary: logs an operation the machine just applied with `self.record`.
     pub fn log_op(&mut self, seq: Seq, op: &[u8]) {
-        let now = self.record.now;
-        let len = OpEntry::encoded_len(now, &self.record.random, op.len());
-        if self.disk.on {
-            let random = std::mem::take(&mut self.record.random);
-            self.disk_entry(seq, EntryKind::Op, len, |o| {
-                OpEntry::encode_record(o, now, &random);
-                o.extend_from_slice(op);
-            });
-            self.record.random = random;
-        }
-        if self.core.stream_from().is_none() {
+        let streaming = self.core.stream_from().is_some();
+        if !streaming && !self.disk.on {
             return;
         }
+        let now = self.record.now;
         let random = std::mem::take(&mut self.record.random);
-        let full = self.push_entry(seq, EntryKind::Op, len, |o| {
+        let len = OpEntry::encoded_len(now, &random, op.len());
+        let fill = |o: &mut Vec<u8>| {
             OpEntry::encode_record(o, now, &random);
             o.extend_from_slice(op);
-        });
+        };
+        if self.disk.on {
+            self.disk_entry(seq, EntryKind::Op, len, fill);
+        }
+        let full = streaming && self.push_entry(seq, EntryKind::Op, len, fill);
         self.record.random = random;
         if full {
             if let Some((conn, _)) = self.core.stream_from() {

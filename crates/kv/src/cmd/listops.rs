@@ -1,18 +1,12 @@
 //! More list commands (Redis 7.0's `t_list.c`): LTRIM, LREM, LINSERT,
 //! LPOS, LMOVE and RPOPLPUSH — the moves a job queue is built on.
 
+use super::lists::{clamp_range, list_mut};
 use super::{get_typed, put_back, take_typed, Cmd, Exec, NOT_INT, SYNTAX};
 use crate::entry::{AggVal, Bytes, Entry, Kind, ListVal};
 use crate::num::parse_i64;
 use crate::resp::{write_array_len, write_bulk, write_null, write_ok};
 use crate::store::Store;
-
-fn list_mut(e: &mut Entry) -> &mut ListVal {
-    match e.agg_mut() {
-        Some(AggVal::List(l)) => l,
-        _ => unreachable!("entry type checked by take_typed"),
-    }
-}
 
 pub fn write(cmd: Cmd, store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
     match cmd {
@@ -36,25 +30,17 @@ pub fn write(cmd: Cmd, store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
 
 /// LTRIM key start stop
 fn ltrim(store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
-    let Some(mut start) = x.int_arg(argv[2]) else { return };
-    let Some(mut end) = x.int_arg(argv[3]) else { return };
+    let Some(start) = x.int_arg(argv[2]) else { return };
+    let Some(end) = x.int_arg(argv[3]) else { return };
     let Ok(found) = take_typed(store, x, argv[1], Kind::List) else { return };
     let Some(mut e) = found else { return write_ok(x.out) };
     let l = list_mut(&mut e);
-    let len = l.len() as i64;
-    if start < 0 {
-        start += len;
-    }
-    if end < 0 {
-        end += len;
-    }
-    start = start.max(0);
-    if start > end || start >= len {
-        l.clear();
-    } else {
-        end = end.min(len - 1);
-        l.truncate(end as usize + 1);
-        l.drain(..start as usize);
+    match clamp_range(start, end, l.len()) {
+        None => l.clear(),
+        Some((start, end)) => {
+            l.truncate(end + 1);
+            l.drain(..start);
+        }
     }
     put_back(store, e);
     write_ok(x.out);
@@ -122,13 +108,16 @@ fn lmove(store: &mut Store, x: &mut Exec, src: &[u8], dst: &[u8], from_left: boo
     let Ok(Some(mut from)) = take_typed(store, x, src, Kind::List) else { unreachable!("checked above") };
     let l = list_mut(&mut from);
     let v = if from_left { l.pop_front() } else { l.pop_back() }.expect("a stored list is never empty");
-    if src == dst {
-        let l = list_mut(&mut from);
+    let push = |e: &mut Entry| {
+        let l = list_mut(e);
         if to_left {
             l.push_front(v.clone());
         } else {
             l.push_back(v.clone());
         }
+    };
+    if src == dst {
+        push(&mut from);
         store.put(from);
     } else {
         put_back(store, from);
@@ -137,12 +126,7 @@ fn lmove(store: &mut Store, x: &mut Exec, src: &[u8], dst: &[u8], from_left: boo
             Ok(None) => Entry::aggregate(dst, None, AggVal::List(ListVal::new())),
             Err(_) => unreachable!("checked above"),
         };
-        let l = list_mut(&mut to);
-        if to_left {
-            l.push_front(v.clone());
-        } else {
-            l.push_back(v.clone());
-        }
+        push(&mut to);
         store.put(to);
     }
     write_bulk(x.out, &v);

@@ -13,7 +13,7 @@ fn list(e: &Entry) -> &ListVal {
     }
 }
 
-fn list_mut(e: &mut Entry) -> &mut ListVal {
+pub(super) fn list_mut(e: &mut Entry) -> &mut ListVal {
     match e.agg_mut() {
         Some(AggVal::List(l)) => l,
         _ => unreachable!("entry type checked by take_typed"),
@@ -54,10 +54,10 @@ pub fn read(cmd: Cmd, store: &Store, x: &mut Exec, argv: &[&[u8]]) {
     }
 }
 
-/// Redis's `addListRangeReply`: elements `start..=end` (negative from the
-/// tail), clamped; `reverse` walks from the end of the range.
-fn write_range(out: &mut Vec<u8>, l: &ListVal, mut start: i64, mut end: i64, reverse: bool) {
-    let len = l.len() as i64;
+/// `start..=end` of a list of `len` (negative from the tail), clamped as
+/// LRANGE and LTRIM do; None when nothing is in range.
+pub(super) fn clamp_range(mut start: i64, mut end: i64, len: usize) -> Option<(usize, usize)> {
+    let len = len as i64;
     if start < 0 {
         start += len;
     }
@@ -66,11 +66,17 @@ fn write_range(out: &mut Vec<u8>, l: &ListVal, mut start: i64, mut end: i64, rev
     }
     start = start.max(0);
     if start > end || start >= len {
-        return write_array_len(out, 0);
+        return None;
     }
-    end = end.min(len - 1);
-    let range = l.range(start as usize..=end as usize);
-    write_array_len(out, (end - start + 1) as usize);
+    Some((start as usize, end.min(len - 1) as usize))
+}
+
+/// Redis's `addListRangeReply`: elements `start..=end` (negative from the
+/// tail), clamped; `reverse` walks from the end of the range.
+fn write_range(out: &mut Vec<u8>, l: &ListVal, start: i64, end: i64, reverse: bool) {
+    let Some((start, end)) = clamp_range(start, end, l.len()) else { return write_array_len(out, 0) };
+    let range = l.range(start..=end);
+    write_array_len(out, end - start + 1);
     if reverse {
         range.rev().for_each(|v| write_bulk(out, v));
     } else {
