@@ -31,6 +31,10 @@ impl Clock for CtxClock<'_> {
     fn now_ms(&mut self) -> u64 {
         *self.now_ms.get_or_insert_with(|| self.ctx.now_us() / 1000)
     }
+
+    fn random_u64(&mut self) -> u64 {
+        self.ctx.random_u64()
+    }
 }
 
 /// Keys (or idle sessions) one expire-cycle op names at most.

@@ -37,14 +37,23 @@ const ROUTER: FixedState = FixedState::with_seed(0x5348_4152_4453_0001);
 pub trait Clock {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&mut self) -> u64;
+    /// A random value. Writes get it from the replicated `Ctx` (recorded on
+    /// the primary, replayed on the backup, so SPOP pops the same members
+    /// on both); reads from a local source, since a read changes no state.
+    fn random_u64(&mut self) -> u64;
 }
 
-/// A time known in advance (the read path).
+/// A time known in advance (the read path); randomness is local.
 pub struct FixedClock(pub u64);
 
 impl Clock for FixedClock {
     fn now_ms(&mut self) -> u64 {
         self.0
+    }
+
+    fn random_u64(&mut self) -> u64 {
+        // Each `RandomState` is freshly keyed: a random value per call.
+        std::collections::hash_map::RandomState::new().hash_one(self.0)
     }
 }
 
