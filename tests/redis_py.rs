@@ -1,7 +1,8 @@
 //! A real Redis client library, unmodified, against the replicated pair:
 //! redis-py (installed from PyPI by scripts/install-deps), which speaks
 //! RESP3 by default since version 8 — plus a RESP2 connection, pipelines,
-//! transactions, `scan_iter`, and the client's own retry across a failover.
+//! transactions (with WATCH, under concurrent increments), `scan_iter`, and
+//! the client's own retry across a failover.
 
 mod common;
 use common::*;
@@ -29,6 +30,32 @@ assert r.sadd('s', 'a', 'b') == 2 and r.smembers('s') == {'a', 'b'}
 assert r.info('replication')['role'] == 'master'
 assert set(r.scan_iter(match='k4*', count=50)) == {f'k{i}' for i in range(500) if str(i).startswith('4')}, 'scan_iter'
 assert dict(r.hscan_iter('h')) == {'f1': 'v1', 'f2': 'v2'} and set(r.sscan_iter('s')) == {'a', 'b'}
+# Optimistic locking: concurrent read-modify-write through WATCH loses no
+# increment (redis-py's transaction() retries on WatchError).
+import threading
+r.set('wc', 0)
+conflicts = []
+def bump(pipe):
+    v = int(pipe.get('wc'))
+    pipe.multi()
+    pipe.set('wc', v + 1)
+def worker():
+    c = conn(a)
+    for _ in range(50):
+        while True:
+            try:
+                with c.pipeline() as pipe:
+                    pipe.watch('wc')
+                    bump(pipe)
+                    pipe.execute()
+                    break
+            except redis.WatchError:
+                conflicts.append(1)
+ts = [threading.Thread(target=worker) for _ in range(4)]
+[t.start() for t in ts]; [t.join() for t in ts]
+assert r.get('wc') == '200', ('lost updates under WATCH', r.get('wc'))
+assert r.transaction(bump, 'wc') == [True] and r.get('wc') == '201'
+print('watch conflicts', len(conflicts))
 r2 = conn(a, protocol=2)
 assert r2.hgetall('h') == {'f1': 'v1', 'f2': 'v2'} and r2.get('k499') == '499'
 try:

@@ -25,8 +25,12 @@ fuzz_target!(|data: &[u8]| {
         off += n;
         let argv: Vec<&[u8]> = args.iter().map(|r| &buf[r.clone()]).collect();
         out.clear();
-        match session.dispatch(&argv, &mut op, &mut out) {
-            Dispatch::Done | Dispatch::Status => {}
+        let mut dispatch = session.dispatch(&argv, &mut op, &mut out);
+        if dispatch == Dispatch::Keyspace {
+            dispatch = session.keyspace(&primary, now_ms, &argv, &mut op, &mut out);
+        }
+        match dispatch {
+            Dispatch::Done | Dispatch::Status | Dispatch::Gated | Dispatch::Keyspace => {}
             Dispatch::Close => break,
             Dispatch::Read => primary.read_argv(now_ms, &argv, &mut out),
             Dispatch::Write => {

@@ -18,4 +18,12 @@ pub enum Dispatch {
     Status,
     /// QUIT: `out` holds +OK; close after writing it.
     Close,
+    /// WATCH, or EXEC after WATCH: they need the keyspace as the primary
+    /// holds it now. The caller calls `Session::keyspace` with the machine
+    /// and acts on the `Dispatch` it returns.
+    Keyspace,
+    /// The reply is in `out` but tells of the replicated state (an EXEC
+    /// aborted because a watched key changed): it leaves only once
+    /// everything logged before it is acknowledged, like a read's reply.
+    Gated,
 }

@@ -19,6 +19,7 @@ use crate::op::{self, read_command, read_count, Argv};
 use crate::resp::{write_array_len, write_error, write_int};
 use crate::snapshot::{KvSnapshotWriter, Restore};
 use crate::store::{is_live, Clock, FixedClock, Store, SHARDS};
+use crate::watch::Watching;
 
 /// Time for one op, read from the replicated context at most once and only
 /// if a command asks for it (each read costs log bytes).
@@ -82,6 +83,26 @@ impl Kv {
 
     pub fn is_empty(&self) -> bool {
         self.store.is_empty()
+    }
+
+    /// WATCH on the primary: watches `keys` for `watching` (the
+    /// connection's watches, created on first use), noting whether each
+    /// exists unexpired at `now_ms`.
+    pub fn watch(&self, watching: &mut Option<Watching>, now_ms: u64, keys: &[&[u8]]) {
+        let table = self.store.watch_table();
+        let w = match watching {
+            Some(w) if w.same_table(table) => w,
+            _ => watching.insert(Watching::new(table.clone())),
+        };
+        for key in keys {
+            w.add(key, self.store.get(key, &mut FixedClock(now_ms)).is_some());
+        }
+    }
+
+    /// EXEC on the primary: whether a key `watching` watches has changed or
+    /// expired since (the transaction must then not run).
+    pub fn watched_changed(&self, watching: &Watching, now_ms: u64) -> bool {
+        !watching.same_table(self.store.watch_table()) || watching.dirty(|k| self.store.get(k, &mut FixedClock(now_ms)).is_some())
     }
 
     /// Keys that carry an expiry.

@@ -52,6 +52,7 @@ pub mod resp3;
 pub mod session;
 mod snapshot;
 mod store;
+pub mod watch;
 
 pub use exactly_once::{SessionLimits, SessionTable};
 pub use kv::Kv;

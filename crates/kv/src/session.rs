@@ -15,11 +15,12 @@
 //! commands queued in a transaction (PING, CLIENT SETNAME…) run at EXEC time
 //! on the session and their replies travel in the op as fixed bytes.
 //!
-//! Not implemented, by choice: WATCH (optimistic locking would need
-//! per-key versions in the replicated state; WATCH answers an error rather
-//! than a silent no-op that would make a client's check-and-set unsafe),
-//! INFO, ROLE and WAIT inside MULTI (the node writes them; queuing one aborts the
-//! transaction). `HELLO 3` switches the connection to RESP3: replies are
+//! WATCH is decided on the primary before anything is logged
+//! ([`Dispatch::Keyspace`], `crate::watch`): an EXEC whose watched keys
+//! changed answers a null array and logs nothing.
+//!
+//! Not implemented, by choice: INFO, ROLE and WAIT inside MULTI (the node
+//! writes them; queuing one aborts the transaction). `HELLO 3` switches the connection to RESP3: replies are
 //! produced in RESP2 and converted on the way out (`crate::resp3`).
 
 use std::sync::Arc;
@@ -30,9 +31,11 @@ use crate::auth::{Auth, NOAUTH};
 use crate::cmd::keyspace::c_str;
 use crate::cmd::{write_arity_error, Cmd, Kind, NOT_INT, SPECS};
 use crate::exactly_once::commands as exactly_once;
+use crate::kv::Kv;
 use crate::op::{self, ITEM_COMMAND, ITEM_REPLY, OP_TRANSACTION};
 use crate::resp::{write_array_len, write_bulk, write_error, write_int, write_null, write_ok, write_simple};
 use crate::resp3::Shape;
+use crate::watch::Watching;
 
 pub use crate::dispatch::Dispatch;
 
@@ -77,6 +80,8 @@ pub struct Session {
     pending: Option<Pending>,
     /// AUTH (`--requirepass-file`).
     auth: Auth,
+    /// WATCH's keys (dropping it unwatches them).
+    watching: Option<Watching>,
 }
 
 /// How a RESP3 connection's next reply is converted.
@@ -215,6 +220,7 @@ impl Session {
             exec_shapes: Vec::new(),
             pending: None,
             auth: Auth::default(),
+            watching: None,
         }
     }
 
@@ -391,16 +397,22 @@ impl Session {
                 self.multi = Some(Multi::default());
                 write_ok(out);
             }
+            // Whether the watched keys changed is the keyspace's to say.
+            Cmd::Exec if self.watching.is_some() && self.multi.is_some() => return Dispatch::Keyspace,
             Cmd::Exec => return self.exec(op, out),
             Cmd::Discard => match self.multi.take() {
-                Some(_) => write_ok(out),
+                Some(_) => {
+                    self.watching = None;
+                    write_ok(out)
+                }
                 None => write_error(out, b"ERR DISCARD without MULTI"),
             },
             Cmd::Watch if self.multi.is_some() => write_error(out, b"ERR WATCH inside MULTI is not allowed"),
-            Cmd::Watch => write_error(
-                out,
-                b"ERR WATCH is not supported by understudy (MULTI/EXEC is atomic; there is no optimistic locking)",
-            ),
+            Cmd::Watch => return Dispatch::Keyspace,
+            Cmd::Unwatch => {
+                self.watching = None;
+                write_ok(out);
+            }
             Cmd::Quit => {
                 write_ok(out);
                 return Dispatch::Close;
@@ -429,11 +441,45 @@ impl Session {
         Dispatch::Done
     }
 
+    /// WATCH, or EXEC after WATCH ([`Dispatch::Keyspace`]), on the primary
+    /// whose machine is `kv`, at `now_ms` (for the expiry of watched keys).
+    /// EXEC answers a null array, gated, if a watched key changed;
+    /// otherwise it dispatches as without WATCH.
+    pub fn keyspace(&mut self, kv: &Kv, now_ms: u64, argv: &[&[u8]], op: &mut Vec<u8>, out: &mut Vec<u8>) -> Dispatch {
+        op.clear();
+        match command_name(argv) {
+            Some("watch") => {
+                debug_assert!(self.multi.is_none(), "WATCH inside MULTI is answered by dispatch");
+                kv.watch(&mut self.watching, now_ms, &argv[1..]);
+                write_ok(out);
+                Dispatch::Done
+            }
+            Some("exec") => {
+                let changed = self.watching.as_ref().is_some_and(|w| kv.watched_changed(w, now_ms));
+                let aborted = self.multi.as_ref().is_some_and(|m| m.aborted);
+                if changed && !aborted {
+                    // Redis's order: queuing errors first, then the watch.
+                    self.multi = None;
+                    self.watching = None;
+                    crate::resp::write_null_array(out);
+                    return Dispatch::Gated;
+                }
+                self.exec(op, out)
+            }
+            _ => {
+                write_error(out, b"ERR internal: only WATCH and EXEC need the keyspace");
+                Dispatch::Done
+            }
+        }
+    }
+
     fn exec(&mut self, op: &mut Vec<u8>, out: &mut Vec<u8>) -> Dispatch {
         let Some(m) = self.multi.take() else {
             write_error(out, b"ERR EXEC without MULTI");
             return Dispatch::Done;
         };
+        // EXEC unwatches whatever it answers (Redis's unwatchAllKeys).
+        self.watching = None;
         if m.aborted {
             write_error(out, b"EXECABORT Transaction discarded because of previous errors.");
             return Dispatch::Done;

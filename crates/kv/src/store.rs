@@ -20,6 +20,7 @@ use std::sync::Arc;
 use foldhash::fast::{FixedState, RandomState};
 
 use crate::entry::Entry;
+use crate::watch::WatchTable;
 
 /// Number of shards: enough that a snapshot rarely forces a copy of a
 /// shard the writer is about to need, few enough that an empty store and a
@@ -128,6 +129,8 @@ pub struct Store {
     keys: usize,
     /// Entries that carry an expiry (INFO keyspace `expires=`).
     expiring: usize,
+    /// The keys clients WATCH: local to this process, never replicated.
+    watch: Arc<WatchTable>,
 }
 
 impl Default for Store {
@@ -144,7 +147,12 @@ pub fn shard_of(key: &[u8]) -> usize {
 
 impl Store {
     pub fn new() -> Store {
-        Store { shards: (0..SHARDS).map(|_| Arc::new(Shard::default())).collect(), keys: 0, expiring: 0 }
+        Store { shards: (0..SHARDS).map(|_| Arc::new(Shard::default())).collect(), keys: 0, expiring: 0, watch: Arc::default() }
+    }
+
+    /// The table of watched keys, which every mutation below informs.
+    pub fn watch_table(&self) -> &Arc<WatchTable> {
+        &self.watch
     }
 
     pub fn len(&self) -> usize {
@@ -189,6 +197,9 @@ impl Store {
         }
         let shard = Arc::make_mut(arc);
         let e = shard.map.take(key)?;
+        if self.watch.active() {
+            self.watch.touch(key);
+        }
         shard.account(&e, -1);
         self.keys -= 1;
         self.expiring -= usize::from(e.expire().is_some());
@@ -198,6 +209,9 @@ impl Store {
     /// Stores `e`, replacing and returning any entry under its key (expired
     /// or not).
     pub fn put(&mut self, e: Entry) -> Option<Entry> {
+        if self.watch.active() {
+            self.watch.touch(e.key());
+        }
         let shard = Arc::make_mut(&mut self.shards[shard_of(e.key())]);
         shard.account(&e, 1);
         self.expiring += usize::from(e.expire().is_some());
@@ -226,7 +240,11 @@ impl Store {
 
     /// Drops every key (FLUSHALL). Shards a snapshot holds stay alive there.
     pub fn clear(&mut self) {
-        *self = Store::new();
+        let watch = self.watch.clone();
+        if watch.active() {
+            watch.touch_existing(|k| self.get_any(k).is_some());
+        }
+        *self = Store { watch, ..Store::new() };
     }
 
     /// Order-independent digest of the whole keyspace.

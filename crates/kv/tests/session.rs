@@ -5,7 +5,8 @@
 mod common;
 
 use common::{one_reply, Client, V};
-use understudy_kv::{command_name, serves_on_backup, Dispatch, Session};
+use understudy_core::StateMachine;
+use understudy_kv::{command_name, serves_on_backup, Dispatch, Kv, Session};
 
 fn dispatch(s: &mut Session, argv: &[&[u8]]) -> (Dispatch, Vec<u8>, Vec<u8>) {
     let (mut op, mut out) = (vec![0xAA], Vec::new());
@@ -68,12 +69,57 @@ fn hello_negotiates_resp2_or_resp3() {
     assert_eq!(c.run(&[b"CLIENT", b"SETINFO", b"color", b"red"]), b"-ERR Unrecognized option 'color'\r\n");
 }
 
+/// One command of `s` on a machine that other sessions share, as the node
+/// runs it on the primary: WATCH and EXEC see the keyspace, writes apply.
+fn on_shared(kv: &mut Kv, s: &mut Session, argv: &[&[u8]]) -> (Dispatch, Vec<u8>) {
+    let (mut op, mut out) = (Vec::new(), Vec::new());
+    let now_ms = common::wall_us() / 1000;
+    let mut d = s.dispatch(argv, &mut op, &mut out);
+    if d == Dispatch::Keyspace {
+        d = s.keyspace(kv, now_ms, argv, &mut op, &mut out);
+    }
+    match d {
+        Dispatch::Write => kv.apply(&mut common::RealCtx, &op, &mut out),
+        Dispatch::Read => kv.read_argv(now_ms, argv, &mut out),
+        _ => {}
+    }
+    (d, out)
+}
+
 #[test]
-fn watch_is_refused_not_ignored() {
-    let mut c = Client::new(1);
-    let reply = c.run(&[b"WATCH", b"k"]);
-    assert!(reply.starts_with(b"-ERR WATCH is not supported"), "{}", String::from_utf8_lossy(&reply));
-    assert_eq!(c.run(&[b"UNWATCH"]), b"+OK\r\n");
+fn watch_aborts_exec_when_another_connection_changed_a_watched_key() {
+    let mut kv = Kv::new();
+    let (mut a, mut b) = (Session::new(1), Session::new(2));
+    on_shared(&mut kv, &mut b, &[b"SET", b"k", b"1"]);
+    assert_eq!(on_shared(&mut kv, &mut a, &[b"WATCH", b"k", b"other"]), (Dispatch::Done, b"+OK\r\n".to_vec()));
+    on_shared(&mut kv, &mut b, &[b"SET", b"unwatched", b"x"]);
+    on_shared(&mut kv, &mut a, &[b"MULTI"]);
+    on_shared(&mut kv, &mut a, &[b"INCR", b"k"]);
+    assert_eq!(on_shared(&mut kv, &mut a, &[b"EXEC"]), (Dispatch::Write, b"*1\r\n:2\r\n".to_vec()));
+
+    // Another connection's change between WATCH and EXEC: nothing is
+    // logged, and the null reply waits like a read's (it tells of state).
+    on_shared(&mut kv, &mut a, &[b"WATCH", b"k"]);
+    on_shared(&mut kv, &mut b, &[b"SET", b"k", b"5"]);
+    on_shared(&mut kv, &mut a, &[b"MULTI"]);
+    on_shared(&mut kv, &mut a, &[b"INCR", b"k"]);
+    assert_eq!(on_shared(&mut kv, &mut a, &[b"EXEC"]), (Dispatch::Gated, b"*-1\r\n".to_vec()));
+    assert_eq!(on_shared(&mut kv, &mut a, &[b"GET", b"k"]).1, b"$1\r\n5\r\n");
+
+    // Each connection's watch is its own: B's transaction runs, and its
+    // change aborts A's; a new connection watches from its own WATCH.
+    on_shared(&mut kv, &mut a, &[b"WATCH", b"k"]);
+    on_shared(&mut kv, &mut b, &[b"WATCH", b"k"]);
+    on_shared(&mut kv, &mut b, &[b"MULTI"]);
+    on_shared(&mut kv, &mut b, &[b"SET", b"k", b"b"]);
+    assert_eq!(on_shared(&mut kv, &mut b, &[b"EXEC"]).0, Dispatch::Write);
+    on_shared(&mut kv, &mut a, &[b"MULTI"]);
+    assert_eq!(on_shared(&mut kv, &mut a, &[b"EXEC"]), (Dispatch::Gated, b"*-1\r\n".to_vec()), "B's EXEC changed k");
+    drop(a);
+    let mut c = Session::new(3);
+    on_shared(&mut kv, &mut c, &[b"WATCH", b"k"]);
+    on_shared(&mut kv, &mut c, &[b"MULTI"]);
+    assert_eq!(on_shared(&mut kv, &mut c, &[b"EXEC"]), (Dispatch::Done, b"*0\r\n".to_vec()), "an empty transaction");
 }
 
 #[test]

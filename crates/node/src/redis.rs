@@ -75,8 +75,19 @@ impl FrontEnd for Redis {
             self.redirect(c, node.primary_client(), out);
             return Some(Request::new(len, Access::Local));
         }
-        let req = match c.session.dispatch(&argv, op, out) {
-            Dispatch::Done => Request::new(len, Access::Local),
+        let mut dispatch = c.session.dispatch(&argv, op, out);
+        if dispatch == Dispatch::Keyspace {
+            // The machine holds every write decoded so far: the node applies
+            // each as it decodes it, and this node is the primary (WATCH
+            // and EXEC are redirected on a backup).
+            debug_assert!(node.is_primary());
+            dispatch = c.session.keyspace(node.machine(), node.now_us() / 1000, &argv, op, out);
+            debug_assert_ne!(dispatch, Dispatch::Keyspace);
+        }
+        let req = match dispatch {
+            Dispatch::Done | Dispatch::Keyspace => Request::new(len, Access::Local),
+            // Gated like a read: on everything logged before it.
+            Dispatch::Gated => Request::new(len, Access::Status),
             Dispatch::Read => {
                 encode_query(op, &argv);
                 Request::new(len, Access::Read)

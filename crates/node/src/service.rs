@@ -132,6 +132,12 @@ impl<'a, M: StateMachine + Send> NodeView<'a, M> {
     }
 
     /// Log and state-transfer counters.
+    /// The time a read would be answered at: the wall clock, never behind
+    /// any logged op's recorded time.
+    pub fn now_us(&self) -> u64 {
+        crate::ctx::wall_us().max(self.r.record.floor.0)
+    }
+
     pub fn stats(&self) -> &Stats {
         &self.r.stats
     }

@@ -281,14 +281,13 @@ pub fn get_typed<'s>(store: &'s Store, x: &mut Exec, key: &[u8], kind: EntryKind
 /// live entry is removed from the store (hand it to [`put_back`] when
 /// done); `Err(Replied)` after replying WRONGTYPE, with the entry left in place.
 pub fn take_typed(store: &mut Store, x: &mut Exec, key: &[u8], kind: EntryKind) -> Result<Option<Entry>, Replied> {
-    match store.take(key, x.clock) {
-        Some(e) if e.kind() != kind => {
-            store.put(e);
-            x.err(WRONGTYPE);
-            Err(Replied)
-        }
-        found => Ok(found),
+    // Checked before taking: a WRONGTYPE error leaves the key untouched,
+    // also for WATCH.
+    if store.get(key, x.clock).is_some_and(|e| e.kind() != kind) {
+        x.err(WRONGTYPE);
+        return Err(Replied);
     }
+    Ok(store.take(key, x.clock))
 }
 
 /// Stores a changed aggregate again, unless it became empty: Redis deletes

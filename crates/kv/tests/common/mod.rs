@@ -137,8 +137,12 @@ impl Client {
     /// connection's protocol is applied.
     fn run_raw_reply(&mut self, ctx: &mut dyn Ctx, now_ms: u64, argv: &[&[u8]]) -> Vec<u8> {
         let mut out = Vec::new();
-        match self.session.dispatch(argv, &mut self.op, &mut out) {
-            Dispatch::Done | Dispatch::Close => {}
+        let mut dispatch = self.session.dispatch(argv, &mut self.op, &mut out);
+        if dispatch == Dispatch::Keyspace {
+            dispatch = self.session.keyspace(&self.kv, now_ms, argv, &mut self.op, &mut out);
+        }
+        match dispatch {
+            Dispatch::Done | Dispatch::Close | Dispatch::Gated | Dispatch::Keyspace => {}
             Dispatch::Read => self.kv.read_argv(now_ms, argv, &mut out),
             Dispatch::Write => {
                 self.log.push(self.op.clone());

@@ -188,6 +188,19 @@ pub const SCRIPTS: &[(&str, &[&str])] = &[
         "LRANGE p 0 -1", "LMOVE p q UP LEFT", "LMOVE p q LEFT DOWN", "LMOVE nokey q LEFT LEFT", "LMOVE nokey q UP LEFT",
         "RPUSH one x", "LMOVE one dest LEFT LEFT", "EXISTS one", "LRANGE dest 0 -1", "LMOVE p str LEFT LEFT",
     ]),
+    ("watch", &[
+        "WATCH", "WATCH a b", "MULTI", "WATCH a", "SET x 1", "EXEC", "WATCH a", "SET a 1", "MULTI", "GET a", "EXEC",
+        "EXEC", "WATCH a", "UNWATCH", "SET a 2", "MULTI", "GET a", "EXEC", "WATCH a", "MULTI", "DISCARD", "SET a 3",
+        "MULTI", "GET a", "EXEC", "SET e v PX 100", "WATCH e", "sleep 200", "MULTI", "PING", "EXEC", "WATCH nokey",
+        "MULTI", "EXEC", "WATCH a", "SET a 5", "MULTI", "EXEC", "WATCH a", "SET a 6", "MULTI", "NOSUCHCMD", "EXEC",
+        "SET s str", "WATCH s", "LPUSH s x", "HSET s f v", "SADD s m", "MULTI", "EXEC", "WATCH s", "INCR s", "MULTI",
+        "EXEC", "WATCH nokey", "FLUSHALL", "MULTI", "EXEC", "SET f 1", "WATCH f", "FLUSHALL", "MULTI", "EXEC",
+        "WATCH n", "DEL n", "MULTI", "EXEC", "SET k v", "WATCH k", "SET k v", "MULTI", "EXEC", "WATCH k k k",
+        "MULTI", "UNWATCH", "INCR c", "EXEC", "WATCH l", "RPUSH l a", "MULTI", "LPOP l", "EXEC", "RPUSH l b",
+        "WATCH l", "LPOP l", "MULTI", "EXEC", "WATCH k", "RESET", "SET k z", "MULTI", "GET k", "EXEC",
+        "WATCH k", "EXPIRE k 100", "MULTI", "EXEC", "WATCH k", "PERSIST k", "MULTI", "EXEC", "WATCH k",
+        "RENAME k k2", "MULTI", "EXEC", "WATCH k2", "MULTI", "SET k2 in", "EXEC", "GET k2",
+    ]),
 ];
 
 /// Every command in our table, lowercase.
