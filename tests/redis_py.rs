@@ -1,7 +1,7 @@
 //! A real Redis client library, unmodified, against the replicated pair:
 //! redis-py (installed from PyPI by scripts/install-deps), which speaks
 //! RESP3 by default since version 8 — plus a RESP2 connection, pipelines,
-//! transactions (with WATCH, under concurrent increments), `scan_iter`, and
+//! transactions (with WATCH, under concurrent increments), pub/sub, `scan_iter`, and
 //! the client's own retry across a failover.
 
 mod common;
@@ -56,6 +56,16 @@ ts = [threading.Thread(target=worker) for _ in range(4)]
 assert r.get('wc') == '200', ('lost updates under WATCH', r.get('wc'))
 assert r.transaction(bump, 'wc') == [True] and r.get('wc') == '201'
 print('watch conflicts', len(conflicts))
+for proto in (3, 2):
+    ps = conn(a, protocol=proto).pubsub()
+    ps.subscribe('chan')
+    ps.psubscribe('ch*')
+    kinds = [ps.get_message(timeout=5)['type'] for _ in range(2)]
+    assert kinds == ['subscribe', 'psubscribe'], kinds
+    assert r.publish('chan', 'hello') == 2
+    got = [ps.get_message(timeout=5) for _ in range(2)]
+    assert [(m['type'], m['data']) for m in got] == [('message', 'hello'), ('pmessage', 'hello')], got
+    ps.close()
 r2 = conn(a, protocol=2)
 assert r2.hgetall('h') == {'f1': 'v1', 'f2': 'v2'} and r2.get('k499') == '499'
 try:

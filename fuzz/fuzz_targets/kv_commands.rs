@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
             dispatch = session.keyspace(&primary, now_ms, &argv, &mut op, &mut out);
         }
         match dispatch {
-            Dispatch::Done | Dispatch::Status | Dispatch::Gated | Dispatch::Keyspace => {}
+            Dispatch::Done | Dispatch::Status | Dispatch::Gated | Dispatch::Keyspace | Dispatch::PubSub => {}
             Dispatch::Close => break,
             Dispatch::Read => primary.read_argv(now_ms, &argv, &mut out),
             Dispatch::Write => {

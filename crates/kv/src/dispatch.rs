@@ -22,6 +22,9 @@ pub enum Dispatch {
     /// holds it now. The caller calls `Session::keyspace` with the machine
     /// and acts on the `Dispatch` it returns.
     Keyspace,
+    /// SUBSCRIBE, UNSUBSCRIBE, PSUBSCRIBE, PUNSUBSCRIBE, PUBSUB (arguments
+    /// checked): the node's subscriber registry answers; nothing is logged.
+    PubSub,
     /// The reply is in `out` but tells of the replicated state (an EXEC
     /// aborted because a watched key changed): it leaves only once
     /// everything logged before it is acknowledged, like a read's reply.

@@ -19,8 +19,9 @@
 //! ([`Dispatch::Keyspace`], `crate::watch`): an EXEC whose watched keys
 //! changed answers a null array and logs nothing.
 //!
-//! Not implemented, by choice: INFO, ROLE and WAIT inside MULTI (the node
-//! writes them; queuing one aborts the transaction). `HELLO 3` switches the connection to RESP3: replies are
+//! Not implemented, by choice: INFO, ROLE, WAIT and the pub/sub commands
+//! inside MULTI (the node answers them; queuing one aborts the
+//! transaction). `HELLO 3` switches the connection to RESP3: replies are
 //! produced in RESP2 and converted on the way out (`crate::resp3`).
 
 use std::sync::Arc;
@@ -361,7 +362,19 @@ impl Session {
     }
 
     fn queue(&mut self, cmd: Cmd, argv: &[&[u8]], out: &mut Vec<u8>) -> Dispatch {
-        if matches!(cmd, Cmd::Info | Cmd::Role | Cmd::Wait | Cmd::Lastsave) {
+        if matches!(
+            cmd,
+            Cmd::Info
+                | Cmd::Role
+                | Cmd::Wait
+                | Cmd::Lastsave
+                | Cmd::Subscribe
+                | Cmd::Unsubscribe
+                | Cmd::Psubscribe
+                | Cmd::Punsubscribe
+                | Cmd::Pubsub
+                | Cmd::Publish
+        ) {
             // Their replies come from the node, not the session or the log.
             write_error(out, b"ERR Command not allowed inside a transaction");
             return self.reject();
@@ -427,6 +440,7 @@ impl Session {
                 write_simple(out, b"RESET");
             }
             Cmd::Info | Cmd::Role | Cmd::Lastsave => return Dispatch::Status,
+            Cmd::Subscribe | Cmd::Unsubscribe | Cmd::Psubscribe | Cmd::Punsubscribe | Cmd::Pubsub => return Dispatch::PubSub,
             Cmd::Wait => {
                 // Redis's order: the count, then the timeout.
                 match (crate::num::parse_i64(argv[1]), crate::num::parse_i64(argv[2])) {
@@ -619,6 +633,10 @@ const SUBCOMMANDS: &[(Cmd, &str, i32)] = &[
     (Cmd::Command, "info", -2),
     (Cmd::Command, "list", -2),
     (Cmd::Command, "help", 2),
+    (Cmd::Pubsub, "channels", -2),
+    (Cmd::Pubsub, "numsub", -2),
+    (Cmd::Pubsub, "numpat", 2),
+    (Cmd::Pubsub, "help", 2),
 ];
 
 /// For CLIENT/CONFIG/COMMAND: an unknown subcommand or a wrong subcommand
@@ -626,7 +644,7 @@ const SUBCOMMANDS: &[(Cmd, &str, i32)] = &[
 /// open transaction). `COMMAND DOCS` is deliberately unknown: redis-cli
 /// then falls back to its built-in help instead of showing none.
 fn subcommand_ok(cmd: Cmd, argv: &[&[u8]], out: &mut Vec<u8>) -> bool {
-    if !matches!(cmd, Cmd::Client | Cmd::Config | Cmd::Command) || argv.len() < 2 {
+    if !matches!(cmd, Cmd::Client | Cmd::Config | Cmd::Command | Cmd::Pubsub) || argv.len() < 2 {
         return true;
     }
     let sub = SUBCOMMANDS.iter().find(|(c, name, _)| *c == cmd && argv[1].eq_ignore_ascii_case(name.as_bytes()));

@@ -51,6 +51,7 @@ pub mod machine;
 pub mod metrics;
 pub mod options;
 pub mod progress;
+mod pubsub;
 pub mod redis;
 mod redis_info;
 pub mod replica;

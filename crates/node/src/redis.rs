@@ -3,13 +3,18 @@
 //! session (`understudy_kv::Session`) answers connection commands and
 //! queues transactions; reads and writes go to the machine.
 
+use std::cell::RefCell;
 use std::ops::Range;
+use std::rc::Rc;
 use std::sync::Arc;
 
+use tokio::sync::Notify;
+use understudy_core::Seq;
 use understudy_kv::resp::{write_bulk, write_error, write_int, CommandParser};
 use understudy_kv::session::{command_name, serves_on_backup, Dispatch, Session};
 use understudy_kv::{encode_query, Kv};
 
+use crate::pubsub::{pubsub_command, subscribe_mode_error, Registry, Subscriber};
 use crate::service::{Access, FrontEnd, NodeView, Request};
 
 /// The Redis-protocol front end.
@@ -19,11 +24,13 @@ pub struct Redis {
     request_bytes_max: usize,
     /// The password clients must give (`--requirepass-file`), if any.
     password: Option<Arc<[u8]>>,
+    /// This node's subscribers (`crate::pubsub`).
+    registry: Rc<RefCell<Registry>>,
 }
 
 impl Redis {
     pub fn new(request_bytes_max: usize, password: Option<Arc<[u8]>>) -> Redis {
-        Redis { request_bytes_max, password }
+        Redis { request_bytes_max, password, registry: Rc::default() }
     }
 }
 
@@ -34,6 +41,12 @@ pub struct RedisConn {
     session: Session,
     parser: CommandParser,
     args: Vec<Range<usize>>,
+    sub: Subscriber,
+    /// The PUBLISH being decoded: (channel, message), delivered once its
+    /// entry has a seq (`written`).
+    publishing: Option<(Vec<u8>, Vec<u8>)>,
+    /// Subscribers the last PUBLISH reached: its reply (`encode`).
+    published: Option<usize>,
 }
 
 impl FrontEnd for Redis {
@@ -44,7 +57,14 @@ impl FrontEnd for Redis {
         let mut session = Session::new(id);
         session.set_op_bytes_max(self.request_bytes_max);
         session.set_password(self.password.clone());
-        RedisConn { session, parser: CommandParser::default(), args: Vec::new() }
+        RedisConn {
+            session,
+            parser: CommandParser::default(),
+            args: Vec::new(),
+            sub: Subscriber::new(id, self.registry.clone()),
+            publishing: None,
+            published: None,
+        }
     }
 
     fn decode(
@@ -75,6 +95,12 @@ impl FrontEnd for Redis {
             self.redirect(c, node.primary_client(), out);
             return Some(Request::new(len, Access::Local));
         }
+        c.publishing = None;
+        if c.sub.count() > 0 {
+            if let Some(req) = subscribe_mode(c, &argv, len, out) {
+                return Some(req);
+            }
+        }
         let mut dispatch = c.session.dispatch(&argv, op, out);
         if dispatch == Dispatch::Keyspace {
             // The machine holds every write decoded so far: the node applies
@@ -84,8 +110,16 @@ impl FrontEnd for Redis {
             dispatch = c.session.keyspace(node.machine(), node.now_us() / 1000, &argv, op, out);
             debug_assert_ne!(dispatch, Dispatch::Keyspace);
         }
+        if dispatch == Dispatch::PubSub {
+            self.pubsub(c, &argv, out);
+            // Written in the connection's protocol already: no conversion.
+            return Some(Request::new(len, Access::Local));
+        }
+        if dispatch == Dispatch::Write && command_name(&argv) == Some("publish") {
+            c.publishing = Some((argv[1].to_vec(), argv[2].to_vec()));
+        }
         let req = match dispatch {
-            Dispatch::Done | Dispatch::Keyspace => Request::new(len, Access::Local),
+            Dispatch::Done | Dispatch::Keyspace | Dispatch::PubSub => Request::new(len, Access::Local),
             // Gated like a read: on everything logged before it.
             Dispatch::Gated => Request::new(len, Access::Status),
             Dispatch::Read => {
@@ -113,12 +147,88 @@ impl FrontEnd for Redis {
     }
 
     fn encode(&self, c: &mut RedisConn, out: &mut Vec<u8>, start: usize) {
+        if let Some(n) = c.published.take() {
+            // PUBLISH's reply: the subscribers reached, on this node. A
+            // publisher subscribed to its own channel (RESP3) gets its
+            // copy first, as from Redis.
+            out.truncate(start);
+            c.sub.drain(c.session.resp3(), out);
+            write_int(out, n as i64);
+            return;
+        }
         c.session.encode_reply(out, start);
+    }
+
+    fn written(&self, c: &mut RedisConn, seq: Seq) {
+        if let Some((channel, message)) = c.publishing.take() {
+            c.published = Some(self.registry.borrow().publish(&channel, &message, seq));
+        }
+    }
+
+    fn take_pushed(&self, c: &mut RedisConn, out: &mut Vec<u8>) -> Result<Option<Seq>, String> {
+        if c.sub.overflowed() {
+            return Err(format!(
+                "a subscriber left more than {} MiB of messages unread",
+                crate::pubsub::SUBSCRIBER_BYTES_MAX >> 20
+            ));
+        }
+        Ok(c.sub.drain(c.session.resp3(), out))
+    }
+
+    fn push_waker(&self, c: &RedisConn) -> Option<Rc<Notify>> {
+        Some(c.sub.waker())
+    }
+
+    fn needs_primary(&self, c: &RedisConn) -> bool {
+        c.sub.count() > 0
     }
 
     fn redirect(&self, _c: &mut RedisConn, primary: Option<&str>, out: &mut Vec<u8>) {
         let primary = primary.unwrap_or("unknown (no primary yet)");
         let msg = format!("READONLY You can't write against a read only replica. primary at {primary}");
         write_error(out, msg.as_bytes());
+    }
+}
+
+impl Redis {
+    /// SUBSCRIBE, UNSUBSCRIBE, PSUBSCRIBE, PUNSUBSCRIBE and PUBSUB, their
+    /// arguments checked by the session.
+    fn pubsub(&self, c: &mut RedisConn, argv: &[&[u8]], out: &mut Vec<u8>) {
+        let resp3 = c.session.resp3();
+        match command_name(argv) {
+            Some("subscribe") => c.sub.subscribe(false, &argv[1..], resp3, out),
+            Some("psubscribe") => c.sub.subscribe(true, &argv[1..], resp3, out),
+            Some("unsubscribe") => c.sub.unsubscribe(false, &argv[1..], resp3, out),
+            Some("punsubscribe") => c.sub.unsubscribe(true, &argv[1..], resp3, out),
+            _ => pubsub_command(&self.registry.borrow(), argv, out),
+        }
+    }
+}
+
+/// A RESP2 connection with subscriptions takes only the subscription
+/// commands, PING (answered as a message-shaped array), QUIT and RESET
+/// (which also unsubscribes); anything else is refused as by Redis.
+/// `None`: dispatch as usual.
+fn subscribe_mode(c: &mut RedisConn, argv: &[&[u8]], len: usize, out: &mut Vec<u8>) -> Option<Request> {
+    let name = command_name(argv);
+    if name == Some("reset") {
+        c.sub.clear();
+    }
+    if c.session.resp3() {
+        return None;
+    }
+    match name {
+        Some("subscribe" | "unsubscribe" | "psubscribe" | "punsubscribe" | "quit" | "reset") => None,
+        Some("ping") if argv.len() <= 2 => {
+            understudy_kv::resp::write_array_len(out, 2);
+            write_bulk(out, b"pong");
+            write_bulk(out, argv.get(1).copied().unwrap_or_default());
+            Some(Request::new(len, Access::Local))
+        }
+        Some("ping") => None,
+        _ => {
+            out.extend_from_slice(&subscribe_mode_error(argv[0]));
+            Some(Request::new(len, Access::Local))
+        }
     }
 }

@@ -113,9 +113,30 @@ async fn client<F: FrontEnd>(rc: Shared<F>, front: Rc<F>, mut stream: TcpStream)
         let r = rc.borrow();
         (r.io.wakers.clone(), r.opts.client_pending_bytes_max, r.opts.request_bytes_max)
     };
+    let pushed = front.push_waker(&conn);
     loop {
         let gate_wait = wakers.gate.notified();
         let intake_wait = wakers.intake.notified();
+        let push_wait = pushed.as_ref().map(|n| n.notified());
+        // Output other connections pushed here joins the queue now, behind
+        // the replies already queued and before those of later requests.
+        match front.take_pushed(&mut conn, &mut gated.buf) {
+            Ok(None) => {}
+            Ok(Some(tag)) => {
+                gated.mark(tag);
+                clock.queued(1);
+            }
+            Err(why) => {
+                log::warn!("closing a client connection: {why}");
+                return;
+            }
+        }
+        let needs_primary = front.needs_primary(&conn);
+        if needs_primary && !rc.borrow().core.is_primary() {
+            // A subscriber of a node that is no longer the primary would
+            // wait for ever: closing tells its client to find the primary.
+            return;
+        }
         // Write what the gate lets out.
         let upto = rc.borrow().core.release_upto();
         let held = gated.marks.len();
@@ -162,7 +183,8 @@ async fn client<F: FrontEnd>(rc: Shared<F>, front: Rc<F>, mut stream: TcpStream)
                 r.kick_barrier();
             }
             _ = gate_wait, if gated.unreleased() => {}
-            _ = intake_wait, if !open => {}
+            _ = intake_wait, if !open || needs_primary => {}
+            Some(()) = async { match push_wait { Some(w) => { w.await; Some(()) } None => None } }, if pushed.is_some() => {}
             else => {
                 // Unreachable by construction (a closed intake, held replies
                 // or a pending close always leaves a branch); close rather
@@ -211,7 +233,11 @@ fn process<F: FrontEnd>(
                 front.redirect(conn, r.primary_client.as_deref(), &mut gated.buf);
                 0
             }
-            Access::Write => r.apply_write(op, &mut gated.buf),
+            Access::Write => {
+                let seq = r.apply_write(op, &mut gated.buf);
+                front.written(conn, seq);
+                seq
+            }
             Access::Read => r.read(op, &mut gated.buf),
             Access::Local => gated.last_tag,
             Access::Status if primary => r.core.read_tag(),

@@ -17,9 +17,14 @@
 //!
 //! Then [`FrontEnd::encode`] puts the reply into the wire format, and the
 //! reply joins the connection's queue at the output gate. Replies leave in
-//! request order.
+//! request order. A write may also push output to other connections
+//! ([`FrontEnd::written`], [`FrontEnd::take_pushed`]: pub/sub messages),
+//! held at their gates under the write's seq.
 
-use understudy_core::{StateMachine, Status};
+use std::rc::Rc;
+
+use tokio::sync::Notify;
+use understudy_core::{Seq, StateMachine, Status};
 
 use crate::machine::App;
 use crate::replica::{Replica, Stats};
@@ -97,6 +102,36 @@ pub trait FrontEnd: 'static {
     /// Default: the reply is already what the client reads.
     fn encode(&self, conn: &mut Self::Conn, out: &mut Vec<u8>, start: usize) {
         let _ = (conn, out, start);
+    }
+
+    /// After a write request's entry was logged as `seq` and its reply
+    /// queued: deliver what the write pushes to other connections (pub/sub
+    /// messages; see [`FrontEnd::take_pushed`]), tagged `seq`.
+    fn written(&self, conn: &mut Self::Conn, seq: Seq) {
+        let _ = (conn, seq);
+    }
+
+    /// Output other connections' writes pushed to `conn` since the last
+    /// call: appended to `out`, and the tag (seq) it goes out under, so the
+    /// output gate holds it as it holds a reply. `Err`: close the
+    /// connection (the reason is logged), e.g. a subscriber that does not
+    /// read what it is sent.
+    fn take_pushed(&self, conn: &mut Self::Conn, out: &mut Vec<u8>) -> Result<Option<Seq>, String> {
+        let _ = (conn, out);
+        Ok(None)
+    }
+
+    /// Woken when output is pushed to `conn` (asked once, after `open`).
+    fn push_waker(&self, conn: &Self::Conn) -> Option<Rc<Notify>> {
+        let _ = conn;
+        None
+    }
+
+    /// Whether `conn` only makes sense on the primary (a subscriber): it is
+    /// closed once its node is not the primary, so its client reconnects.
+    fn needs_primary(&self, conn: &Self::Conn) -> bool {
+        let _ = conn;
+        false
     }
 
     /// Answers a write or read that reached a node that is not the primary

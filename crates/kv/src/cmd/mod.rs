@@ -191,6 +191,12 @@ commands! {
     Lpos "lpos" -3 Read ["readonly"] (1 1 1);
     Rpoplpush "rpoplpush" 3 Write ["write" "denyoom"] (1 2 1);
     Lmove "lmove" 5 Write ["write" "denyoom"] (1 2 1);
+    Subscribe "subscribe" -2 Session ["pubsub" "noscript" "loading" "stale"] (0 0 0);
+    Unsubscribe "unsubscribe" -1 Session ["pubsub" "noscript" "loading" "stale"] (0 0 0);
+    Psubscribe "psubscribe" -2 Session ["pubsub" "noscript" "loading" "stale"] (0 0 0);
+    Punsubscribe "punsubscribe" -1 Session ["pubsub" "noscript" "loading" "stale"] (0 0 0);
+    Publish "publish" 3 Write ["pubsub" "loading" "stale" "fast"] (0 0 0);
+    Pubsub "pubsub" -2 Session [] (0 0 0);
 }
 
 /// Longest command name in the table, so lookups can lowercase into a
@@ -356,6 +362,10 @@ pub fn exec_write(cmd: Cmd, store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
         Sunionstore | Sinterstore | Sdiffstore => setops::store_result(cmd, store, x, argv),
         Smove => setops::smove(store, x, argv),
         Ltrim | Lrem | Linsert | Rpoplpush | Lmove => listops::write(cmd, store, x, argv),
+        // A message changes no state: it is logged so that its delivery is
+        // an output the gate holds. The node replaces this reply with the
+        // count of subscribers it delivered to on the primary.
+        Publish => x.int(0),
         _ if cmd.spec().kind == Kind::Read => exec_read(cmd, store, x, argv),
         _ => x.err(b"ERR internal: not a keyspace command"),
     }

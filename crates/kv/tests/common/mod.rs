@@ -142,7 +142,7 @@ impl Client {
             dispatch = self.session.keyspace(&self.kv, now_ms, argv, &mut self.op, &mut out);
         }
         match dispatch {
-            Dispatch::Done | Dispatch::Close | Dispatch::Gated | Dispatch::Keyspace => {}
+            Dispatch::Done | Dispatch::Close | Dispatch::Gated | Dispatch::Keyspace | Dispatch::PubSub => {}
             Dispatch::Read => self.kv.read_argv(now_ms, argv, &mut out),
             Dispatch::Write => {
                 self.log.push(self.op.clone());
