@@ -25,6 +25,32 @@ pub type ListVal = VecDeque<Bytes>;
 
 /// Flag in a string block's first byte: an 8-byte expiry follows the key.
 const HAS_EXPIRE: u8 = 1;
+/// Flags in a string block's first byte: how Redis would encode the value
+/// ([`StrEncoding`]); neither set is [`StrEncoding::Auto`].
+const ENC_RAW: u8 = 2;
+const ENC_NO_INT: u8 = 4;
+const ENC_MASK: u8 = ENC_RAW | ENC_NO_INT;
+
+/// How Redis 7.0 would have encoded a string value, which depends on the
+/// command that made it (OBJECT ENCODING reports it). Kept in the string
+/// block's flag byte: no memory per key. Replicated like the value (both
+/// replicas run the same commands) but not in snapshots: a restored string
+/// is `Auto`, as Redis re-encodes every string it loads from an RDB file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrEncoding {
+    /// Through `tryObjectEncoding` (SET, MSET, APPEND to a new key, INCR
+    /// results): `int` for a canonical 64-bit integer, else `embstr` up to
+    /// 44 bytes, else `raw`.
+    Auto,
+    /// Through `createStringObject` (INCRBYFLOAT): `embstr` or `raw`.
+    NoInt,
+    /// Changed in place (APPEND, SETRANGE, SETBIT, BITFIELD) or built as
+    /// a plain sds (BITOP): `raw` whatever its length.
+    Raw,
+    /// COPY of an `int`: still `int`, but a new object, not one of the
+    /// small integers Redis shares (OBJECT REFCOUNT 1).
+    CopiedInt,
+}
 
 /// The fixed seed of the digest hash: digests are compared across
 /// processes, so they must not use a per-process random seed.
@@ -62,6 +88,10 @@ pub enum Entry {
 pub struct Agg {
     key: Bytes,
     expire: Option<u64>,
+    /// The value left Redis's compact encoding (listpack, intset) for a
+    /// hashtable: Redis converts once a limit is passed and never back
+    /// (`crate::encoding`).
+    big: bool,
     pub val: AggVal,
 }
 
@@ -146,7 +176,55 @@ impl Entry {
     }
 
     pub fn aggregate(key: &[u8], expire: Option<u64>, val: AggVal) -> Entry {
-        Entry::Agg(Box::new(Agg { key: key.into(), expire, val }))
+        Entry::Agg(Box::new(Agg { key: key.into(), expire, big: false, val }))
+    }
+
+    /// The encoding Redis would report for a string entry.
+    pub fn str_encoding(&self) -> Option<StrEncoding> {
+        match self {
+            Entry::Str(b) => Some(match b[0] & ENC_MASK {
+                0 => StrEncoding::Auto,
+                ENC_NO_INT => StrEncoding::NoInt,
+                ENC_RAW => StrEncoding::Raw,
+                _ => StrEncoding::CopiedInt,
+            }),
+            Entry::Agg(_) => None,
+        }
+    }
+
+    /// The same string entry, recorded as made the way `enc` says.
+    pub fn with_str_encoding(self, enc: StrEncoding) -> Entry {
+        match self {
+            Entry::Str(mut b) => {
+                b[0] = (b[0] & !ENC_MASK)
+                    | match enc {
+                        StrEncoding::Auto => 0,
+                        StrEncoding::NoInt => ENC_NO_INT,
+                        StrEncoding::Raw => ENC_RAW,
+                        StrEncoding::CopiedInt => ENC_MASK,
+                    };
+                Entry::Str(b)
+            }
+            agg => agg,
+        }
+    }
+
+    /// Whether an aggregate left its compact encoding (`crate::encoding`).
+    pub fn is_big(&self) -> bool {
+        matches!(self, Entry::Agg(a) if a.big)
+    }
+
+    /// Records that an aggregate left its compact encoding (or, for a
+    /// value built anew, which encoding it starts with).
+    pub fn set_big(&mut self, big: bool) {
+        if let Entry::Agg(a) = self {
+            a.big = big;
+        }
+    }
+
+    /// Records that an aggregate left its compact encoding, for good.
+    pub fn mark_big(&mut self) {
+        self.set_big(true);
     }
 
     pub fn key(&self) -> &[u8] {
@@ -187,6 +265,17 @@ impl Entry {
         }
     }
 
+    /// The value of a string entry, to change in place (same length).
+    pub fn str_value_mut(&mut self) -> Option<&mut [u8]> {
+        match self {
+            Entry::Str(b) => {
+                let start = str_layout(b).value_start;
+                Some(&mut b[start..])
+            }
+            Entry::Agg(_) => None,
+        }
+    }
+
     pub fn agg(&self) -> Option<&AggVal> {
         match self {
             Entry::Str(_) => None,
@@ -207,7 +296,8 @@ impl Entry {
         match self {
             Entry::Str(ref b) => {
                 let l = str_layout(b);
-                Entry::string(&b[l.key_start..l.key_end], &b[l.value_start..], expire)
+                let enc = self.str_encoding().expect("a string");
+                Entry::string(&b[l.key_start..l.key_end], &b[l.value_start..], expire).with_str_encoding(enc)
             }
             Entry::Agg(mut a) => {
                 a.expire = expire;
@@ -221,7 +311,8 @@ impl Entry {
         match self {
             Entry::Str(ref b) => {
                 let l = str_layout(b);
-                Entry::string(key, &b[l.value_start..], l.expire)
+                let enc = self.str_encoding().expect("a string");
+                Entry::string(key, &b[l.value_start..], l.expire).with_str_encoding(enc)
             }
             Entry::Agg(mut a) => {
                 a.key = key.into();
@@ -304,7 +395,7 @@ impl Clone for Entry {
                     AggVal::List(l) => AggVal::List(l.clone()),
                     AggVal::Set(s) => AggVal::Set(s.clone()),
                 };
-                Entry::Agg(Box::new(Agg { key: a.key.clone(), expire: a.expire, val }))
+                Entry::Agg(Box::new(Agg { key: a.key.clone(), expire: a.expire, big: a.big, val }))
             }
         }
     }
@@ -333,6 +424,22 @@ mod tests {
                 assert_eq!((e.key(), e.expire(), e.str_value()), (&b"other"[..], Some(7), Some(&b"value"[..])));
             }
         }
+    }
+
+    #[test]
+    fn string_encoding_survives_expiry_and_rename() {
+        let e = Entry::string(b"k", b"v", None).with_str_encoding(StrEncoding::Raw);
+        let e = e.with_expire(Some(9)).with_key(b"other");
+        assert_eq!(e.str_encoding(), Some(StrEncoding::Raw));
+        assert_eq!((e.expire(), e.str_value()), (Some(9), Some(&b"v"[..])));
+        let e = e.with_str_encoding(StrEncoding::NoInt).with_expire(None);
+        assert_eq!(e.str_encoding(), Some(StrEncoding::NoInt));
+        assert_eq!(e.clone().str_encoding(), Some(StrEncoding::NoInt));
+        assert_eq!(
+            e.digest(),
+            Entry::string(b"other", b"v", None).digest(),
+            "a snapshot does not carry the encoding, so the digest leaves it out"
+        );
     }
 
     #[test]

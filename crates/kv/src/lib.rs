@@ -27,23 +27,31 @@
 //! - `snapshot`: the chunked snapshot format and its validating restore.
 //! - `op`: the encoding of logged operations.
 //! - `num`: Redis's integer grammar, decimal formatting, glob matching.
+//! - `f80` (on `bignum`): the x87 `long double` of INCRBYFLOAT, emulated
+//!   exactly, and `strtod` for SORT.
+//! - `encoding`: the internal encodings Redis would use (OBJECT ENCODING).
 //!
 //! # Determinism
 //!
-//! `apply` is a pure function of the state, the op and the time handed out
-//! by `ctx.now_us()`. Hash-table iteration order is the one thing that may
-//! differ between replicas; nothing that changes state depends on it (the
-//! expire cycle's ops name their keys, digests sum per-key hashes), so at
+//! `apply` is a pure function of the state, the op, and the time and random
+//! values handed out by `ctx.now_us()` and `ctx.random_u64()` (recorded on
+//! the primary, replayed on the backup). Hash-table iteration order is the
+//! one thing that may differ between replicas; nothing that changes state
+//! depends on it (the expire cycle's ops name their keys, digests sum
+//! per-key hashes, SPOP picks by an order of the members themselves), so at
 //! worst the *order* of elements in a HGETALL/SMEMBERS/KEYS reply differs,
 //! and the backup's replies are discarded anyway.
 
 #![forbid(unsafe_code)]
 
 pub mod auth;
+mod bignum;
 mod cmd;
 mod dispatch;
+mod encoding;
 mod entry;
 pub mod exactly_once;
+mod f80;
 pub mod kv;
 mod num;
 mod op;

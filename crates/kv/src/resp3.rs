@@ -16,6 +16,9 @@ pub enum Shape {
     Map,
     /// An array becomes a set.
     Set,
+    /// A flat array of alternating fields and values becomes an array of
+    /// two-element arrays (HRANDFIELD … WITHVALUES).
+    Pairs,
 }
 
 /// The RESP3 shape of a command's reply, by its lowercase name.
@@ -24,6 +27,11 @@ pub fn shape_of(name: &str, argv: &[&[u8]]) -> Shape {
         "hgetall" | "hello" => Shape::Map,
         "config" if argv.get(1).is_some_and(|s| s.eq_ignore_ascii_case(b"get")) => Shape::Map,
         "smembers" | "sinter" | "sunion" | "sdiff" => Shape::Set,
+        // SPOP with a count replies a set; without, a bulk string.
+        "spop" if argv.len() == 3 => Shape::Set,
+        "hrandfield" if argv.len() == 4 => Shape::Pairs,
+        // LCS … IDX replies a map; its other replies are not arrays.
+        "lcs" => Shape::Map,
         _ => Shape::Plain,
     }
 }
@@ -52,6 +60,16 @@ pub fn convert(reply: &[u8], shape: Shape, out: &mut Vec<u8>) -> usize {
             match shape {
                 Shape::Map if n.is_multiple_of(2) => header(out, b'%', n / 2),
                 Shape::Set => header(out, b'~', n),
+                Shape::Pairs if n.is_multiple_of(2) => {
+                    header(out, b'*', n / 2);
+                    let mut at = rest_at;
+                    for _ in 0..n / 2 {
+                        header(out, b'*', 2);
+                        at += convert(&reply[at..], Shape::Plain, out);
+                        at += convert(&reply[at..], Shape::Plain, out);
+                    }
+                    return at;
+                }
                 _ => header(out, b'*', n),
             }
             let mut at = rest_at;
@@ -123,6 +141,11 @@ mod tests {
         assert_eq!(conv(b"*1\r\n$1\r\na\r\n", Shape::Set), b"~1\r\n$1\r\na\r\n");
         assert_eq!(conv(b"-ERR x\r\n", Shape::Map), b"-ERR x\r\n", "errors stay errors");
         assert_eq!(conv(b":5\r\n", Shape::Plain), b":5\r\n");
+        assert_eq!(
+            conv(b"*4\r\n$1\r\nf\r\n$1\r\nv\r\n$1\r\ng\r\n$1\r\nw\r\n", Shape::Pairs),
+            b"*2\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n*2\r\n$1\r\ng\r\n$1\r\nw\r\n"
+        );
+        assert_eq!(conv(b"*0\r\n", Shape::Pairs), b"*0\r\n");
     }
 
     #[test]

@@ -637,14 +637,19 @@ const SUBCOMMANDS: &[(Cmd, &str, i32)] = &[
     (Cmd::Pubsub, "numsub", -2),
     (Cmd::Pubsub, "numpat", 2),
     (Cmd::Pubsub, "help", 2),
+    (Cmd::Object, "encoding", 3),
+    (Cmd::Object, "freq", 3),
+    (Cmd::Object, "idletime", 3),
+    (Cmd::Object, "refcount", 3),
+    (Cmd::Object, "help", 2),
 ];
 
-/// For CLIENT/CONFIG/COMMAND: an unknown subcommand or a wrong subcommand
+/// For CLIENT/CONFIG/COMMAND/OBJECT: an unknown subcommand or a wrong subcommand
 /// arity is answered as Redis does (and, like other rejections, aborts an
 /// open transaction). `COMMAND DOCS` is deliberately unknown: redis-cli
 /// then falls back to its built-in help instead of showing none.
 fn subcommand_ok(cmd: Cmd, argv: &[&[u8]], out: &mut Vec<u8>) -> bool {
-    if !matches!(cmd, Cmd::Client | Cmd::Config | Cmd::Command | Cmd::Pubsub) || argv.len() < 2 {
+    if !matches!(cmd, Cmd::Client | Cmd::Config | Cmd::Command | Cmd::Pubsub | Cmd::Object) || argv.len() < 2 {
         return true;
     }
     let sub = SUBCOMMANDS.iter().find(|(c, name, _)| *c == cmd && argv[1].eq_ignore_ascii_case(name.as_bytes()));

@@ -288,9 +288,11 @@ impl Restore {
                 Kind::List => AggVal::List(ListVal::new()),
                 _ => AggVal::Set(SetVal::default()),
             };
-            read_elements(r, &mut val).map_err(|e| format!("key {}: {e}", show(key)))?;
+            let fit = read_elements(r, &mut val).map_err(|e| format!("key {}: {e}", show(key)))?;
             self.last = Some((key.into(), ty));
-            Entry::aggregate(key, expire, val)
+            let mut e = Entry::aggregate(key, expire, val);
+            crate::encoding::restored(&mut e, fit);
+            e
         };
         store.put(entry);
         Ok(())
@@ -303,8 +305,11 @@ impl Restore {
         }
         let mut e = store.take_any(key).ok_or("continued key vanished")?;
         let result = read_elements(r, e.agg_mut().expect("aggregate"));
+        if let Ok(fit) = result {
+            crate::encoding::restored(&mut e, fit);
+        }
         store.put(e);
-        result.map_err(|err| format!("key {}: {err}", show(key)))
+        result.map(|_| ()).map_err(|err| format!("key {}: {err}", show(key)))
     }
 
     /// After the last chunk: the end record was seen and what was loaded
@@ -326,16 +331,23 @@ impl Restore {
 
 /// Reads `count` elements into an aggregate; an empty part or a repeated
 /// field or member is corruption (the writer never produces them).
-fn read_elements(r: &mut Reader, val: &mut AggVal) -> Result<(), String> {
+/// Returns whether every element read fits the compact encoding.
+fn read_elements(r: &mut Reader, val: &mut AggVal) -> Result<bool, String> {
     let count = read_count(r)?;
     if count == 0 {
         return Err("empty aggregate part".into());
     }
     let w = |e: understudy_wire::WireError| e.to_string();
+    let mut fit = true;
     for _ in 0..count {
         let a = r.bytes().map_err(w)?;
+        fit &= crate::encoding::element_fits(val, a);
         let fresh = match val {
-            AggVal::Hash(h) => h.insert(a.into(), r.bytes().map_err(w)?.into()).is_none(),
+            AggVal::Hash(h) => {
+                let v = r.bytes().map_err(w)?;
+                fit &= v.len() <= crate::encoding::HASH_MAX_LISTPACK_VALUE;
+                h.insert(a.into(), v.into()).is_none()
+            }
             AggVal::List(l) => {
                 l.push_back(a.into());
                 true
@@ -346,5 +358,5 @@ fn read_elements(r: &mut Reader, val: &mut AggVal) -> Result<(), String> {
             return Err(format!("duplicate element {}", show(a)));
         }
     }
-    Ok(())
+    Ok(fit)
 }

@@ -1,7 +1,8 @@
 //! Determinism of replay (DESIGN §2–3): a backup that applies the
-//! primary's logged ops with the primary's recorded time reaches the same
-//! state (digest) and produces the same replies, asks for time exactly when
-//! the primary did, and a joiner restored from a snapshot taken mid-way
+//! primary's logged ops with the primary's recorded time and random values
+//! reaches the same state (digest) and produces the same replies (SPOP
+//! pops the same members), asks for time and randomness exactly when the
+//! primary did, and a joiner restored from a snapshot taken mid-way
 //! converges too. Also: writes ask for time only when they need it.
 
 mod common;
@@ -13,11 +14,32 @@ use understudy_kv::Kv;
 
 const T0_US: u64 = 1_700_000_000_000_000;
 
-/// Hands out one time per op and remembers whether it was asked: the
-/// primary's recording context, or the backup's replaying one.
+/// Hands out one time per op and remembers whether it was asked, and
+/// random values: the primary's recording context (fresh values, kept in
+/// `randoms`), or the backup's replaying one (the recorded values, in order).
 struct OpCtx {
     now_us: u64,
     asked: bool,
+    randoms: Vec<u64>,
+    /// Replaying: the next recorded value to hand out.
+    replay_at: Option<usize>,
+    /// Recording: the state of the generator of fresh values.
+    seed: u64,
+}
+
+impl OpCtx {
+    fn record(now_us: u64, seed: u64) -> OpCtx {
+        OpCtx { now_us, asked: false, randoms: Vec::new(), replay_at: None, seed }
+    }
+
+    fn replay(entry: &Logged) -> OpCtx {
+        OpCtx { now_us: entry.now_us, asked: false, randoms: entry.randoms.clone(), replay_at: Some(0), seed: 0 }
+    }
+
+    /// A context for ops that must not draw.
+    fn at(now_us: u64) -> OpCtx {
+        OpCtx { now_us, asked: false, randoms: Vec::new(), replay_at: Some(0), seed: 0 }
+    }
 }
 
 impl Ctx for OpCtx {
@@ -26,16 +48,33 @@ impl Ctx for OpCtx {
         self.now_us
     }
     fn random_u64(&mut self) -> u64 {
-        panic!("the key-value store never draws random values")
+        match &mut self.replay_at {
+            Some(i) => {
+                let v = *self.randoms.get(*i).expect("a replayed op draws no more values than the primary's did");
+                *i += 1;
+                v
+            }
+            None => {
+                // SplitMix64: fresh values, reproducible from the test's seed.
+                self.seed = self.seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let mut z = self.seed;
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                let v = z ^ (z >> 31);
+                self.randoms.push(v);
+                v
+            }
+        }
     }
 }
 
-/// One logged op: its bytes, its time, whether it read the clock, and the
-/// primary's reply.
+/// One logged op: its bytes, its time, whether it read the clock, the
+/// random values it drew, and the primary's reply.
 struct Logged {
     op: Vec<u8>,
     now_us: u64,
     asked: bool,
+    randoms: Vec<u64>,
     reply: Vec<u8>,
 }
 
@@ -82,6 +121,23 @@ const TEMPLATES: &[&str] = &[
     "LRANGE K 0 -1",
     "HGET K f",
     "SISMEMBER K V",
+    "SPOP K",
+    "SPOP K 2",
+    "SPOP K 5",
+    "SRANDMEMBER K 2",
+    "SRANDMEMBER K -3",
+    "HRANDFIELD K 2 withvalues",
+    "randomkey",
+    "INCRBYFLOAT K 1.5",
+    "HINCRBYFLOAT K n 0.1",
+    "SETBIT K 9 1",
+    "BITFIELD K INCRBY u8 0 100",
+    "BITOP OR K K2 K",
+    "COPY K K2 REPLACE",
+    "SADD K V V2 x",
+    "SORT K ALPHA STORE K2",
+    "SORT K BY nosort",
+    "SORT K BY K2 GET #",
 ];
 
 fn command(template: usize, key: u8, key2: u8, val: u8) -> Vec<Vec<u8>> {
@@ -102,20 +158,20 @@ fn run_primary(steps: &[(usize, u8, u8, u8, u16)], expire_every: usize) -> (Clie
         now_us += u64::from(advance_ms) * 1000;
         let argv_owned = command(t, k % 5, k2 % 5, v % 7);
         let argv: Vec<&[u8]> = argv_owned.iter().map(Vec::as_slice).collect();
-        let mut ctx = OpCtx { now_us, asked: false };
+        let mut ctx = OpCtx::record(now_us, i as u64);
         let before = primary.log.len();
         let reply = primary.run_at(&mut ctx, now_us / 1000, &argv);
         if primary.log.len() > before {
             let op = primary.log.last().unwrap().clone();
-            log.push(Logged { op, now_us, asked: ctx.asked, reply });
+            log.push(Logged { op, now_us, asked: ctx.asked, randoms: ctx.randoms, reply });
         }
         if expire_every > 0 && i % expire_every == 0 {
             let mut op = Vec::new();
             if primary.kv.expire_cycle_op(now_us / 1000, 3, &mut op) {
-                let mut ctx = OpCtx { now_us, asked: false };
+                let mut ctx = OpCtx::at(now_us);
                 let mut reply = Vec::new();
                 primary.kv.apply(&mut ctx, &op, &mut reply);
-                log.push(Logged { op, now_us, asked: ctx.asked, reply });
+                log.push(Logged { op, now_us, asked: ctx.asked, randoms: Vec::new(), reply });
             }
         }
     }
@@ -126,10 +182,11 @@ fn run_primary(steps: &[(usize, u8, u8, u8, u16)], expire_every: usize) -> (Clie
 /// and reply against the primary's.
 fn replay(kv: &mut Kv, log: &[Logged]) -> Result<(), TestCaseError> {
     for (i, entry) in log.iter().enumerate() {
-        let mut ctx = OpCtx { now_us: entry.now_us, asked: false };
+        let mut ctx = OpCtx::replay(entry);
         let mut reply = Vec::new();
         kv.apply(&mut ctx, &entry.op, &mut reply);
         prop_assert_eq!(ctx.asked, entry.asked, "op {} asked for time differently", i);
+        prop_assert_eq!(ctx.replay_at, Some(entry.randoms.len()), "op {} drew other random values", i);
         prop_assert_eq!(&reply, &entry.reply, "op {} replied differently", i);
     }
     Ok(())
@@ -177,7 +234,7 @@ fn writes_ask_for_time_only_when_needed() {
     let asked = |c: &mut Client, line: &str| {
         let owned = args(line);
         let argv: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
-        let mut ctx = OpCtx { now_us: T0_US, asked: false };
+        let mut ctx = OpCtx::at(T0_US);
         c.run_at(&mut ctx, T0_US / 1000, &argv);
         ctx.asked
     };
@@ -211,7 +268,7 @@ fn writes_ask_for_time_only_when_needed() {
 #[test]
 fn expire_cycle_reclaims_only_expired_keys() {
     let mut c = Client::new(1);
-    let mut ctx = OpCtx { now_us: T0_US, asked: false };
+    let mut ctx = OpCtx::at(T0_US);
     for i in 0..1000 {
         let ttl = if i % 2 == 0 { "PX 100" } else { "EX 1000" };
         let owned = args(&format!("SET k{i} v {ttl}"));
@@ -221,7 +278,7 @@ fn expire_cycle_reclaims_only_expired_keys() {
     c.run_at(&mut ctx, T0_US / 1000, &[b"SET", b"forever", b"v"]);
     let mut backup = Kv::new();
     for op in &c.log {
-        backup.apply(&mut OpCtx { now_us: T0_US, asked: false }, op, &mut Vec::new());
+        backup.apply(&mut OpCtx::at(T0_US), op, &mut Vec::new());
     }
     let later_ms = T0_US / 1000 + 101;
     let mut op = Vec::new();
@@ -232,7 +289,7 @@ fn expire_cycle_reclaims_only_expired_keys() {
         assert!(rounds < 1000, "the cycle does not converge");
         for kv in [&mut c.kv, &mut backup] {
             let mut reply = Vec::new();
-            kv.apply(&mut OpCtx { now_us: later_ms * 1000, asked: false }, &op, &mut reply);
+            kv.apply(&mut OpCtx::at(later_ms * 1000), &op, &mut reply);
             let deleted: usize = std::str::from_utf8(&reply[1..reply.len() - 2]).unwrap().parse().unwrap();
             assert!(deleted > 0 && deleted <= 50, "reply {reply:?}");
         }
@@ -244,7 +301,7 @@ fn expire_cycle_reclaims_only_expired_keys() {
     fresh.run_at(&mut ctx, T0_US / 1000, &[b"SET", b"x", b"v", b"PX", b"100"]);
     assert!(fresh.kv.expire_cycle_op(later_ms, 10, &mut op));
     let mut reply = Vec::new();
-    fresh.kv.apply(&mut OpCtx { now_us: T0_US, asked: false }, &op, &mut reply);
+    fresh.kv.apply(&mut OpCtx::at(T0_US), &op, &mut reply);
     assert_eq!(reply, b":0\r\n");
 }
 
@@ -265,7 +322,7 @@ fn garbage_ops_are_refused() {
         b"\x01\x1c\x02\x01k\x01v\x00",
     ] {
         let mut reply = Vec::new();
-        kv.apply(&mut OpCtx { now_us: T0_US, asked: false }, op, &mut reply);
+        kv.apply(&mut OpCtx::at(T0_US), op, &mut reply);
         assert!(reply.starts_with(b"-ERR corrupt operation"), "{op:?} -> {:?}", String::from_utf8_lossy(&reply));
     }
     assert_eq!(kv.digest(), d);
@@ -275,6 +332,6 @@ proptest! {
     #[test]
     fn random_ops_never_panic(op in proptest::collection::vec(any::<u8>(), 0..64)) {
         let mut kv = Kv::new();
-        kv.apply(&mut OpCtx { now_us: T0_US, asked: false }, &op, &mut Vec::new());
+        kv.apply(&mut OpCtx::at(T0_US), &op, &mut Vec::new());
     }
 }

@@ -168,6 +168,7 @@ fn run_script_in(redis: &Redis, name: &str, lines: &[&str], proto: u8) -> Vec<St
             failures.push(format!("[{name}] HELLO 3\n    redis: {}\n    ours:  {}", show(&theirs), show(&mine)));
         }
     }
+    let mut in_multi = false;
     for line in lines {
         let (loose, line) = match line.strip_prefix('~') {
             Some(rest) => (true, rest),
@@ -180,12 +181,29 @@ fn run_script_in(redis: &Redis, name: &str, lines: &[&str], proto: u8) -> Vec<St
             continue;
         }
         let argv: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+        let cmd = String::from_utf8_lossy(argv.first().copied().unwrap_or_default()).to_lowercase();
+        // What a random command may pick from, asked on each side before it
+        // runs (outside MULTI, where it would be queued).
+        let universes = universe_query(&cmd, &argv).filter(|_| !in_multi).map(|q| {
+            let q: Vec<&[u8]> = q.iter().map(Vec::as_slice).collect();
+            (one_reply(&conn.call(&q)), one_reply(&ours.run(&q)))
+        });
+        match cmd.as_str() {
+            "multi" => in_multi = true,
+            "exec" | "discard" | "reset" => in_multi = false,
+            _ => {}
+        }
         let theirs = conn.call(&argv);
         let mine = ours.run(&argv);
         if theirs == mine {
             continue;
         }
-        let cmd = String::from_utf8_lossy(argv.first().copied().unwrap_or_default()).to_lowercase();
+        if let Some((their_universe, our_universe)) = universes {
+            if let Err(why) = random_reply_ok(&argv, (&theirs, &their_universe), (&mine, &our_universe)) {
+                failures.push(format!("[{name}] {line}: {why}\n    redis: {}\n    ours:  {}", show(&theirs), show(&mine)));
+            }
+            continue;
+        }
         let (tv, mv) = (one_reply(&theirs), parse_reply(&mine).map(|(v, _)| v));
         let same_set = mv.as_ref().is_some_and(|mv| normalize(&cmd, tv.clone()) == normalize(&cmd, mv.clone()));
         let close = loose && mv.as_ref().is_some_and(|mv| close_enough(&cmd, &tv, mv));
@@ -202,6 +220,75 @@ fn run_script_in(redis: &Redis, name: &str, lines: &[&str], proto: u8) -> Vec<St
         }
     }
     failures
+}
+
+/// The query whose reply holds what a random command (SPOP, SRANDMEMBER,
+/// HRANDFIELD, RANDOMKEY) may return.
+fn universe_query(cmd: &str, argv: &[&[u8]]) -> Option<Vec<Vec<u8>>> {
+    let key = || argv.get(1).map_or(Vec::new(), |k| k.to_vec());
+    match cmd {
+        "spop" | "srandmember" => Some(vec![b"SMEMBERS".to_vec(), key()]),
+        "hrandfield" => Some(vec![b"HGETALL".to_vec(), key()]),
+        "randomkey" => Some(vec![b"KEYS".to_vec(), b"*".to_vec()]),
+        _ => None,
+    }
+}
+
+/// Same reply types, array lengths and integers; same errors; any strings.
+fn same_shape(a: &V, b: &V) -> bool {
+    match (a, b) {
+        (V::Bulk(x), V::Bulk(y)) => x.is_some() == y.is_some(),
+        (V::Arr(Some(x)), V::Arr(Some(y))) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_shape(a, b)),
+        _ => a == b,
+    }
+}
+
+/// The strings of a reply, nested arrays flattened.
+fn strings(v: &V) -> Vec<Vec<u8>> {
+    match v {
+        V::Bulk(Some(b)) => vec![b.clone()],
+        V::Arr(Some(items)) => items.iter().flat_map(strings).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A random command's replies must have Redis's shape (and reply type
+/// byte, which tells RESP3 sets from arrays), and on each side hold only
+/// what that side's universe held: distinct elements for a non-negative
+/// count, every element when the count covers them all, values that go
+/// with their fields.
+fn random_reply_ok(argv: &[&[u8]], theirs: (&[u8], &V), mine: (&[u8], &V)) -> Result<(), String> {
+    let (tv, mv) = (one_reply(theirs.0), one_reply(mine.0));
+    if theirs.0.first() != mine.0.first() || !same_shape(&tv, &mv) {
+        return Err("different shapes".into());
+    }
+    let count: Option<i64> = argv.get(2).and_then(|c| std::str::from_utf8(c).ok()?.parse().ok());
+    let with_values = argv.len() == 4;
+    for (side, (reply, universe)) in [("redis", (&tv, theirs.1)), ("ours", (&mv, mine.1))] {
+        let pool = strings(universe);
+        let got = strings(reply);
+        let hash = argv[0].eq_ignore_ascii_case(b"hrandfield");
+        let picked: Vec<&Vec<u8>> = got.iter().step_by(if with_values { 2 } else { 1 }).collect();
+        let members: Vec<&Vec<u8>> = pool.iter().step_by(if hash { 2 } else { 1 }).collect();
+        if let Some(m) = picked.iter().find(|m| !members.contains(m)) {
+            return Err(format!("{side} returned {:?}, not in {:?}", show(m), show(&pool.concat())));
+        }
+        if let Some(p) = got.chunks(2).filter(|_| with_values).find(|p| !pool.chunks(2).any(|q| q == *p)) {
+            return Err(format!("{side} returned the pair {p:?}, not in the hash"));
+        }
+        if count.is_some_and(|c| c >= 0) {
+            let mut distinct = picked.clone();
+            distinct.sort();
+            distinct.dedup();
+            if distinct.len() != picked.len() {
+                return Err(format!("{side} repeated an element for a positive count"));
+            }
+            if count.is_some_and(|c| c as usize >= members.len()) && distinct.len() != members.len() {
+                return Err(format!("{side} did not return every element"));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn report(failures: Vec<String>) {
@@ -409,6 +496,40 @@ const RANDOM_TEMPLATES: &[&str] = &[
     "SMISMEMBER T V 1",
     "SCARD T",
     "KEYS *",
+    "INCRBYFLOAT S 1.5",
+    "INCRBYFLOAT S -0.25",
+    "HINCRBYFLOAT H n 2.5",
+    "SETBIT S 5 1",
+    "SETBIT S 13 0",
+    "GETBIT S 3",
+    "BITCOUNT S",
+    "BITCOUNT S 1 -1 BIT",
+    "BITPOS S 1",
+    "BITPOS S 0 1 -1 BIT",
+    "BITOP XOR S S S",
+    "BITFIELD S INCRBY i5 3 9 GET u4 2",
+    "BITFIELD S OVERFLOW SAT INCRBY u3 #1 5",
+    "BITFIELD_RO S GET u4 2",
+    "COPY K K",
+    "COPY K K REPLACE",
+    "TOUCH K K",
+    "OBJECT ENCODING K",
+    "OBJECT REFCOUNT K",
+    "LCS S S",
+    "LCS S S IDX WITHMATCHLEN",
+    "SRANDMEMBER T 2",
+    "SRANDMEMBER T -2",
+    "HRANDFIELD H 2 WITHVALUES",
+    "HRANDFIELD H -3",
+    "SPOP T 5",
+    "RANDOMKEY",
+    "SORT L",
+    "SORT L DESC LIMIT 1 2",
+    "SORT L ALPHA STORE K",
+    "SORT_RO L BY nosort DESC",
+    "SORT T",
+    "SORT T BY nosort",
+    "SORT L BY S GET # GET H",
     "MULTI",
     "FLUSHALL",
 ];
@@ -462,7 +583,9 @@ fn random_sequences_match_redis() {
                     lines.push("MULTI".to_string());
                     for _ in 0..=rng.below(4) {
                         let t = RANDOM_TEMPLATES[rng.below(RANDOM_TEMPLATES.len())];
-                        if !["MULTI", "KEYS", "HGETALL", "HKEYS", "HVALS", "SMEMBERS"].iter().any(|c| t.starts_with(c)) {
+                        let unordered = ["MULTI", "KEYS", "HGETALL", "HKEYS", "HVALS", "SMEMBERS"];
+                        let random = ["SRANDMEMBER", "HRANDFIELD", "SPOP", "RANDOMKEY"];
+                        if !unordered.iter().chain(&random).any(|c| t.starts_with(c)) {
                             lines.push(rng.command(t));
                         }
                     }

@@ -263,3 +263,46 @@ fn duplicate_keys_and_fields_are_errors() {
     let chunk = vec![1u8, 0x80 | 3, 1, b'l', 1, 1, b'x'];
     assert!(restore(&[chunk]).is_err(), "continuation without a first part");
 }
+
+/// OBJECT ENCODING after a restore is what Redis 7.0 reports after
+/// loading an RDB file (checked with DEBUG RELOAD): every value encoded by
+/// its contents, whatever its history; aggregates restored in several
+/// parts included.
+#[test]
+fn restored_encodings_follow_contents_as_after_an_rdb_load() {
+    let long = "a".repeat(65);
+    let mut c = Client::new(1);
+    run(
+        &mut c,
+        &[
+            &format!("HSET hc f {long} g v"),
+            "HDEL hc f",
+            "SADD sc a 1",
+            "SREM sc a",
+            "APPEND ap x",
+            "APPEND ap y",
+            "INCRBYFLOAT fl 5",
+            "SET n 5",
+            "COPY n nc",
+        ],
+    );
+    for i in 0..600 {
+        run(&mut c, &[&format!("SADD ints {i}"), &format!("HSET wide f{i} v")]);
+    }
+    let encodings = |c: &mut Client| -> Vec<Vec<u8>> {
+        ["hc", "sc", "ap", "fl", "nc", "ints", "wide"]
+            .iter()
+            .map(|k| c.run_at(&mut FixedCtx { now_us: T0_US, asks: 0 }, T0_US / 1000, &[b"OBJECT", b"ENCODING", k.as_bytes()]))
+            .collect()
+    };
+    let before = encodings(&mut c);
+    let bulk = |s: &str| format!("${}\r\n{s}\r\n", s.len()).into_bytes();
+    let history = ["hashtable", "hashtable", "raw", "embstr", "int", "hashtable", "hashtable"];
+    assert_eq!(before, history.map(bulk));
+    let mut r = Client::new(1);
+    r.kv = restore(&chunks(&c.kv, 300)).unwrap();
+    let loaded = ["listpack", "intset", "embstr", "int", "int", "hashtable", "hashtable"];
+    assert_eq!(encodings(&mut r), loaded.map(bulk));
+    let refcount = r.run_at(&mut FixedCtx { now_us: T0_US, asks: 0 }, T0_US / 1000, &[b"OBJECT", b"REFCOUNT", b"nc"]);
+    assert_eq!(refcount, b":2147483647\r\n", "a restored small integer is shared again");
+}

@@ -1,9 +1,18 @@
 //! Hash commands (Redis 7.0's `t_hash.c`).
 
 use super::{get_typed, put_back, take_typed, Cmd, Exec, OVERFLOW};
+use crate::encoding;
 use crate::entry::{AggVal, Bytes, Entry, HashVal, Kind};
 use crate::resp::{write_array_len, write_bulk, write_null, write_ok};
 use crate::store::Store;
+
+/// The conversions of Redis's `hashTypeSet` after HINCRBY or HINCRBYFLOAT
+/// stored `value` under `field`: a long field or value, or one field too
+/// many, makes the hash a hashtable.
+pub fn set_field(e: &mut Entry, field: &[u8], value: &[u8]) {
+    encoding::hash_args(e, &[field, value]);
+    encoding::hash_grown(e);
+}
 
 fn hash(e: &Entry) -> &HashVal {
     match e.agg() {
@@ -79,6 +88,7 @@ fn hset(cmd: Cmd, store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
         return x.arity_err(cmd.spec().name);
     }
     let Some(mut e) = take_or_create(store, x, argv[1]) else { return };
+    encoding::hash_args(&mut e, &argv[2..]);
     let h = hash_mut(&mut e);
     let mut created = 0;
     for pair in argv[2..].chunks_exact(2) {
@@ -86,6 +96,7 @@ fn hset(cmd: Cmd, store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
             created += 1;
         }
     }
+    encoding::hash_grown(&mut e);
     put_back(store, e);
     if cmd == Cmd::Hset {
         x.int(created);
@@ -100,6 +111,8 @@ fn hsetnx(store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
     let added = !h.contains_key(argv[2]);
     if added {
         h.insert(argv[2].into(), argv[3].into());
+        encoding::hash_args(&mut e, &argv[2..4]);
+        encoding::hash_grown(&mut e);
     }
     put_back(store, e);
     x.int(i64::from(added));
@@ -128,7 +141,9 @@ fn hincrby(store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
     };
     if let Ok(new) = result {
         let mut buf = [0u8; 20];
-        h.insert(argv[2].into(), crate::num::format_i64(&mut buf, new).into());
+        let digits = crate::num::format_i64(&mut buf, new);
+        h.insert(argv[2].into(), digits.into());
+        set_field(&mut e, argv[2], digits);
     }
     put_back(store, e);
     match result {

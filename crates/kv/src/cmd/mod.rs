@@ -12,14 +12,25 @@
 //! - [`strings`]: GET/SET and friends, counters.
 //! - [`keyspace`]: DEL/EXISTS/TYPE/RENAME/KEYS, expiry commands, FLUSHALL.
 //! - [`hashes`], [`lists`], [`sets`]: the aggregate types.
+//! - [`floats`]: INCRBYFLOAT, HINCRBYFLOAT in emulated `long double`.
+//! - [`bits`], [`bitfield`]: bitmaps in string values.
+//! - [`random`]: SPOP, SRANDMEMBER, HRANDFIELD, RANDOMKEY.
+//! - [`object`]: TOUCH, COPY, OBJECT; [`lcs`]: LCS; [`sort`]: SORT, SORT_RO.
 
+pub mod bitfield;
+pub mod bits;
+pub mod floats;
 pub mod hashes;
 pub mod keyspace;
+pub mod lcs;
 pub mod listops;
 pub mod lists;
+pub mod object;
+pub mod random;
 pub mod scan;
 pub mod setops;
 pub mod sets;
+pub mod sort;
 pub mod strings;
 
 use std::collections::HashMap;
@@ -197,6 +208,25 @@ commands! {
     Punsubscribe "punsubscribe" -1 Session ["pubsub" "noscript" "loading" "stale"] (0 0 0);
     Publish "publish" 3 Write ["pubsub" "loading" "stale" "fast"] (0 0 0);
     Pubsub "pubsub" -2 Session [] (0 0 0);
+    Incrbyfloat "incrbyfloat" 3 Write ["write" "denyoom" "fast"] (1 1 1);
+    Hincrbyfloat "hincrbyfloat" 4 Write ["write" "denyoom" "fast"] (1 1 1);
+    Setbit "setbit" 4 Write ["write" "denyoom"] (1 1 1);
+    Getbit "getbit" 3 Read ["readonly" "fast"] (1 1 1);
+    Bitcount "bitcount" -2 Read ["readonly"] (1 1 1);
+    Bitpos "bitpos" -3 Read ["readonly"] (1 1 1);
+    Bitop "bitop" -4 Write ["write" "denyoom"] (2 -1 1);
+    Bitfield "bitfield" -2 Write ["write" "denyoom"] (1 1 1);
+    BitfieldRo "bitfield_ro" -2 Read ["readonly" "fast"] (1 1 1);
+    Spop "spop" -2 Write ["write" "fast"] (1 1 1);
+    Srandmember "srandmember" -2 Read ["readonly"] (1 1 1);
+    Hrandfield "hrandfield" -2 Read ["readonly"] (1 1 1);
+    Randomkey "randomkey" 1 Read ["readonly"] (0 0 0);
+    Touch "touch" -2 Read ["readonly" "fast"] (1 -1 1);
+    Copy "copy" -3 Write ["write" "denyoom"] (1 2 1);
+    Object "object" -2 Read [] (0 0 0);
+    Lcs "lcs" -3 Read ["readonly"] (1 2 1);
+    Sort "sort" -2 Write ["write" "denyoom" "movablekeys"] (1 1 1);
+    SortRo "sort_ro" -2 Read ["readonly" "movablekeys"] (1 1 1);
 }
 
 /// Longest command name in the table, so lookups can lowercase into a
@@ -335,6 +365,17 @@ pub fn exec_read(cmd: Cmd, store: &Store, x: &mut Exec, argv: &[&[u8]]) {
         Sunion | Sinter | Sdiff => setops::read(cmd, store, x, argv),
         Sintercard => setops::intercard(store, x, argv),
         Lpos => listops::lpos(store, x, argv),
+        Getbit => bits::getbit(store, x, argv),
+        Bitcount => bits::bitcount(store, x, argv),
+        Bitpos => bits::bitpos(store, x, argv),
+        BitfieldRo => bitfield::bitfield_ro(store, x, argv),
+        Srandmember => random::srandmember(store, x, argv),
+        Hrandfield => random::hrandfield(store, x, argv),
+        Randomkey => random::randomkey(store, x),
+        Touch => object::touch(store, x, argv),
+        Object => object::object(store, x, argv),
+        Lcs => lcs::lcs(store, x, argv),
+        SortRo => sort::sort_ro(store, x, argv),
         Hget | Hmget | Hlen | Hexists | Hgetall | Hkeys | Hvals | Hstrlen => hashes::read(cmd, store, x, argv),
         Llen | Lrange | Lindex => lists::read(cmd, store, x, argv),
         Smembers | Sismember | Smismember | Scard => sets::read(cmd, store, x, argv),
@@ -366,6 +407,14 @@ pub fn exec_write(cmd: Cmd, store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
         // an output the gate holds. The node replaces this reply with the
         // count of subscribers it delivered to on the primary.
         Publish => x.int(0),
+        Incrbyfloat => floats::incrbyfloat(store, x, argv),
+        Hincrbyfloat => floats::hincrbyfloat(store, x, argv),
+        Setbit => bits::setbit(store, x, argv),
+        Bitop => bits::bitop(store, x, argv),
+        Bitfield => bitfield::bitfield(store, x, argv),
+        Spop => random::spop(store, x, argv),
+        Copy => object::copy(store, x, argv),
+        Sort => sort::sort(cmd, store, x, argv),
         _ if cmd.spec().kind == Kind::Read => exec_read(cmd, store, x, argv),
         _ => x.err(b"ERR internal: not a keyspace command"),
     }

@@ -97,7 +97,7 @@ pub fn store_result(cmd: Cmd, store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
     let n = members.len();
     if n > 0 {
         let set: SetVal = members.into_iter().collect();
-        store.put(Entry::aggregate(argv[1], None, AggVal::Set(set)));
+        store.put(crate::encoding::built(Entry::aggregate(argv[1], None, AggVal::Set(set))));
     }
     x.int(n as i64);
 }
@@ -135,6 +135,7 @@ pub fn smove(store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
     if let Some(AggVal::Set(s)) = to.agg_mut() {
         s.insert(member.into());
     }
+    crate::encoding::set_added(&mut to, &[member]);
     store.put(to);
     x.int(1);
 }

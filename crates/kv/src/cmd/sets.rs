@@ -1,6 +1,7 @@
 //! Set commands (Redis 7.0's `t_set.c`).
 
 use super::{get_typed, put_back, take_typed, Cmd, Exec};
+use crate::encoding;
 use crate::entry::{AggVal, Entry, Kind, SetVal};
 use crate::resp::{write_array_len, write_bulk};
 use crate::store::Store;
@@ -54,6 +55,9 @@ pub fn write(cmd: Cmd, store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
     } else {
         argv[2..].iter().filter(|m| s.remove(**m)).count()
     };
+    if cmd == Cmd::Sadd {
+        encoding::set_added(&mut e, &argv[2..]);
+    }
     put_back(store, e);
     x.int(changed as i64);
 }

@@ -2,7 +2,7 @@
 //! replies (and the order in which errors are detected) match.
 
 use super::{Cmd, Exec, NOT_INT, OVERFLOW, STRING_BYTES_MAX, SYNTAX, WRONGTYPE};
-use crate::entry::{Entry, Kind};
+use crate::entry::{Entry, Kind, StrEncoding};
 use crate::resp::{write_array_len, write_bulk, write_null, write_ok};
 use crate::store::Store;
 
@@ -317,10 +317,12 @@ pub fn append(store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
             if too_long(x, v.len() as u64 + add.len() as u64) {
                 return;
             }
+            // Redis appends in place to a raw copy (dbUnshareStringValue).
             Entry::string_with(key, e.expire(), v.len() + add.len(), |b| {
                 b.extend_from_slice(v);
                 b.extend_from_slice(add);
             })
+            .with_str_encoding(StrEncoding::Raw)
         }
     };
     let len = new.str_value().map_or(0, <[u8]>::len);
@@ -356,6 +358,6 @@ pub fn setrange(store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
         b.resize(start + len, 0);
         b[start + off..start + off + patch.len()].copy_from_slice(patch);
     });
-    store.put(new);
+    store.put(new.with_str_encoding(StrEncoding::Raw));
     x.int(len as i64);
 }
