@@ -22,6 +22,9 @@ use crate::num::parse_i64;
 pub const HASH_MAX_LISTPACK_ENTRIES: usize = 128;
 pub const HASH_MAX_LISTPACK_VALUE: usize = 64;
 pub const SET_MAX_INTSET_ENTRIES: usize = 512;
+/// `zset-max-listpack-entries` and `zset-max-listpack-value` of Redis 7.0.
+pub const ZSET_MAX_LISTPACK_ENTRIES: usize = 128;
+pub const ZSET_MAX_LISTPACK_VALUE: usize = 64;
 /// `OBJ_ENCODING_EMBSTR_SIZE_LIMIT`.
 const EMBSTR_SIZE_LIMIT: usize = 44;
 /// Redis shares the integer objects 0..10000 (`OBJ_SHARED_INTEGERS`).
@@ -71,6 +74,7 @@ pub fn fits_compact(val: &AggVal) -> bool {
         }
         AggVal::Set(s) => s.len() <= SET_MAX_INTSET_ENTRIES && s.iter().all(|m| is_intset_member(m)),
         AggVal::List(_) => true,
+        AggVal::Zset(z) => z.len() <= ZSET_MAX_LISTPACK_ENTRIES && z.iter().all(|(_, m)| m.len() <= ZSET_MAX_LISTPACK_VALUE),
     }
 }
 
@@ -81,6 +85,7 @@ pub fn element_fits(val: &AggVal, elem: &[u8]) -> bool {
         AggVal::Hash(_) => elem.len() <= HASH_MAX_LISTPACK_VALUE,
         AggVal::Set(_) => is_intset_member(elem),
         AggVal::List(_) => true,
+        AggVal::Zset(_) => elem.len() <= ZSET_MAX_LISTPACK_VALUE,
     }
 }
 
@@ -91,6 +96,7 @@ pub fn restored(e: &mut Entry, elements_fit: bool) {
     let limit = match e.agg() {
         Some(AggVal::Hash(_)) => HASH_MAX_LISTPACK_ENTRIES,
         Some(AggVal::Set(_)) => SET_MAX_INTSET_ENTRIES,
+        Some(AggVal::Zset(_)) => ZSET_MAX_LISTPACK_ENTRIES,
         _ => usize::MAX,
     };
     if !elements_fit || e.agg().is_some_and(|a| a.len() > limit) {
@@ -115,12 +121,22 @@ pub fn rebuilt(mut e: Entry) -> Entry {
 /// OBJECT ENCODING's answer.
 pub fn name(e: &Entry) -> &'static str {
     match (e.agg(), e.str_value()) {
+        // The sorted-set commands do not track conversions: the encoding
+        // follows the contents, as after Redis loads an RDB file.
+        (Some(a @ AggVal::Zset(_)), _) => {
+            if fits_compact(a) {
+                "listpack"
+            } else {
+                "skiplist"
+            }
+        }
         (Some(a), _) => {
             debug_assert!(e.is_big() || fits_compact(a), "a compact encoding holds what it cannot");
             match (a, e.is_big()) {
                 (AggVal::List(_), _) => "quicklist",
                 (AggVal::Hash(_), false) => "listpack",
                 (AggVal::Set(_), false) => "intset",
+                (AggVal::Zset(_), _) => unreachable!("answered above"),
                 (_, true) => "hashtable",
             }
         }

@@ -2,9 +2,10 @@
 //!
 //! A string key (the common case: `SET`/`GET` workloads) is a single heap
 //! block holding the key, the optional expiry and the value; the table slot
-//! is one fat pointer. Aggregates (hash, list, set) live behind a box that
-//! also carries their key and expiry. The table is a `HashSet<Entry>` looked
-//! up by key through `Borrow<[u8]>`, so the key is stored once.
+//! is one fat pointer. Aggregates (hash, list, set, sorted set) live behind
+//! a box that also carries their key and expiry. The table is a
+//! `HashSet<Entry>` looked up by key through `Borrow<[u8]>`, so the key is
+//! stored once.
 
 use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -22,6 +23,8 @@ pub type HashVal = HashMap<Bytes, Bytes, RandomState>;
 pub type SetVal = HashSet<Bytes, RandomState>;
 /// A list's elements, head first.
 pub type ListVal = VecDeque<Bytes>;
+/// A sorted set's members and scores, in order (`crate::zset`).
+pub use crate::zset::ZsetVal;
 
 /// Flag in a string block's first byte: an 8-byte expiry follows the key.
 const HAS_EXPIRE: u8 = 1;
@@ -63,6 +66,7 @@ pub enum Kind {
     Hash,
     List,
     Set,
+    Zset,
 }
 
 impl Kind {
@@ -72,6 +76,7 @@ impl Kind {
             Kind::Hash => "hash",
             Kind::List => "list",
             Kind::Set => "set",
+            Kind::Zset => "zset",
         }
     }
 }
@@ -99,6 +104,7 @@ pub enum AggVal {
     Hash(HashVal),
     List(ListVal),
     Set(SetVal),
+    Zset(ZsetVal),
 }
 
 impl AggVal {
@@ -107,6 +113,7 @@ impl AggVal {
             AggVal::Hash(h) => h.len(),
             AggVal::List(l) => l.len(),
             AggVal::Set(s) => s.len(),
+            AggVal::Zset(z) => z.len(),
         }
     }
 
@@ -119,6 +126,7 @@ impl AggVal {
             AggVal::Hash(_) => Kind::Hash,
             AggVal::List(_) => Kind::List,
             AggVal::Set(_) => Kind::Set,
+            AggVal::Zset(_) => Kind::Zset,
         }
     }
 }
@@ -344,6 +352,9 @@ impl Entry {
                     AggVal::Hash(m) => h.write_u64(m.iter().fold(0u64, |acc, (f, v)| acc.wrapping_add(hash_parts(&[f, v])))),
                     AggVal::Set(s) => h.write_u64(s.iter().fold(0u64, |acc, m| acc.wrapping_add(hash_parts(&[m])))),
                     AggVal::List(l) => l.iter().for_each(|item| write_part(&mut h, item)),
+                    AggVal::Zset(z) => h.write_u64(
+                        z.iter().fold(0u64, |acc, (score, m)| acc.wrapping_add(hash_parts(&[m, &score.to_bits().to_le_bytes()]))),
+                    ),
                 }
             }
         }
@@ -394,6 +405,7 @@ impl Clone for Entry {
                     AggVal::Hash(h) => AggVal::Hash(h.clone()),
                     AggVal::List(l) => AggVal::List(l.clone()),
                     AggVal::Set(s) => AggVal::Set(s.clone()),
+                    AggVal::Zset(z) => AggVal::Zset(z.clone()),
                 };
                 Entry::Agg(Box::new(Agg { key: a.key.clone(), expire: a.expire, big: a.big, val }))
             }

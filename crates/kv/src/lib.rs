@@ -23,13 +23,15 @@
 //!   retried requests exactly-once (`US.SESSION`, `US.CALL`, …).
 //! - [`kv`]: [`Kv`], the state machine: apply, read, expire cycle, snapshots.
 //! - `cmd`: the command table and the command implementations.
-//! - `store` and `entry`: the sharded copy-on-write keyspace.
+//! - `store` and `entry`: the sharded copy-on-write keyspace; `zset`: the
+//!   sorted set's ordered value.
 //! - `snapshot`: the chunked snapshot format and its validating restore.
 //! - `op`: the encoding of logged operations.
-//! - `num`: Redis's integer grammar, decimal formatting, glob matching.
 //! - `f80` (on `bignum`): the x87 `long double` of INCRBYFLOAT, emulated
 //!   exactly, and `strtod` for SORT.
 //! - `encoding`: the internal encodings Redis would use (OBJECT ENCODING).
+//! - `num`: Redis's integer and float grammars (`strtod`), decimal and
+//!   `%.17g` formatting, glob matching.
 //!
 //! # Determinism
 //!
@@ -61,6 +63,7 @@ pub mod session;
 mod snapshot;
 mod store;
 pub mod watch;
+mod zset;
 
 pub use exactly_once::{SessionLimits, SessionTable};
 pub use kv::Kv;

@@ -345,3 +345,12 @@ pub fn write_null_array(out: &mut Vec<u8>) {
 pub fn write_ok(out: &mut Vec<u8>) {
     out.extend_from_slice(b"+OK\r\n");
 }
+
+/// A double as Redis's `addReplyDouble` sends it in RESP2: a bulk string of
+/// `%.17g` (`inf`, `-inf`); RESP3 connections get it as a double
+/// (`crate::resp3`).
+pub fn write_double(out: &mut Vec<u8>, d: f64) {
+    let mut text = Vec::with_capacity(24);
+    crate::num::write_g17(&mut text, d);
+    write_bulk(out, &text);
+}

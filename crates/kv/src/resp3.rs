@@ -6,6 +6,11 @@
 //! and the replies Redis 7 types as maps or sets get those headers. The
 //! conversion is a function of the command, so it is the same whatever
 //! produced the reply (a read, a logged write, a transaction).
+//!
+//! Sorted sets' scores are bulk strings in RESP2 and doubles (`,1.5`) in
+//! RESP3, and their WITHSCORES replies, flat in RESP2, become arrays of
+//! [member, score] pairs; which replies carry scores follows from the
+//! command and its options, read here as the command reads them.
 
 /// How a command's reply is typed in RESP3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,7 +23,21 @@ pub enum Shape {
     Set,
     /// A flat array of alternating fields and values becomes an array of
     /// two-element arrays (HRANDFIELD … WITHVALUES).
+    FieldPairs,
+    /// A bulk string becomes a double (ZSCORE, ZINCRBY, ZADD … INCR).
+    Double,
+    /// An array of bulk strings becomes one of doubles (ZMSCORE).
+    Doubles,
+    /// A flat array of members and scores becomes an array of
+    /// [member, score] pairs (WITHSCORES, ZPOPMIN with a count).
     Pairs,
+    /// A flat array of members and scores keeps its shape, the scores
+    /// become doubles (ZPOPMIN without a count, one pair of ZMPOP's).
+    FlatScores,
+    /// An array of [member, score] arrays: the scores become doubles.
+    PairArrays,
+    /// ZMPOP's [key, [[member, score], …]]: the scores become doubles.
+    Popped,
 }
 
 /// The RESP3 shape of a command's reply, by its lowercase name.
@@ -29,11 +48,53 @@ pub fn shape_of(name: &str, argv: &[&[u8]]) -> Shape {
         "smembers" | "sinter" | "sunion" | "sdiff" => Shape::Set,
         // SPOP with a count replies a set; without, a bulk string.
         "spop" if argv.len() == 3 => Shape::Set,
-        "hrandfield" if argv.len() == 4 => Shape::Pairs,
+        "hrandfield" if argv.len() == 4 => Shape::FieldPairs,
         // LCS … IDX replies a map; its other replies are not arrays.
         "lcs" => Shape::Map,
+        "zscore" | "zincrby" | "zadd" => Shape::Double,
+        "zmscore" => Shape::Doubles,
+        "zrange" | "zrangebyscore" | "zrevrangebyscore" | "zrevrange" if range_withscores(argv) => Shape::Pairs,
+        "zunion" | "zinter" | "zdiff" if algebra_withscores(argv) => Shape::Pairs,
+        "zrandmember" if argv.len() == 4 => Shape::Pairs,
+        "zpopmin" | "zpopmax" if argv.len() == 3 => Shape::Pairs,
+        "zpopmin" | "zpopmax" => Shape::FlatScores,
+        "zmpop" => Shape::Popped,
         _ => Shape::Plain,
     }
+}
+
+fn is(arg: &[u8], word: &str) -> bool {
+    arg.eq_ignore_ascii_case(word.as_bytes())
+}
+
+/// Whether ZRANGE and its variants got WITHSCORES among the options after
+/// `key min max` (a LIMIT's two numbers are not options).
+fn range_withscores(argv: &[&[u8]]) -> bool {
+    let mut j = 4;
+    while j < argv.len() {
+        if is(argv[j], "withscores") {
+            return true;
+        }
+        j += if is(argv[j], "limit") { 3 } else { 1 };
+    }
+    false
+}
+
+/// Whether ZUNION, ZINTER or ZDIFF got WITHSCORES after their keys (and
+/// after WEIGHTS' numbers and AGGREGATE's word).
+fn algebra_withscores(argv: &[&[u8]]) -> bool {
+    let numkeys = argv.get(1).and_then(|n| crate::num::parse_i64(n)).and_then(|n| usize::try_from(n).ok());
+    let Some(numkeys) = numkeys else { return false };
+    let mut j = numkeys.saturating_add(2);
+    while j < argv.len() {
+        j = match argv[j] {
+            a if is(a, "withscores") => return true,
+            a if is(a, "weights") => j.saturating_add(numkeys + 1),
+            a if is(a, "aggregate") => j + 2,
+            _ => return false,
+        };
+    }
+    false
 }
 
 /// Appends `reply` (one complete RESP2 reply) to `out` in RESP3, typing
@@ -49,6 +110,13 @@ pub fn convert(reply: &[u8], shape: Shape, out: &mut Vec<u8>) -> usize {
             out.extend_from_slice(b"_\r\n");
             rest_at
         }
+        Some(b'$') if shape == Shape::Double => {
+            let n: usize = parse(&line[1..]);
+            out.push(b',');
+            out.extend_from_slice(&reply[rest_at..rest_at + n]);
+            out.extend_from_slice(b"\r\n");
+            rest_at + n + 2
+        }
         Some(b'$') => {
             let n: usize = parse(&line[1..]);
             let end = rest_at + n + 2;
@@ -57,10 +125,11 @@ pub fn convert(reply: &[u8], shape: Shape, out: &mut Vec<u8>) -> usize {
         }
         Some(b'*') => {
             let n: usize = parse(&line[1..]);
+            let pairs = shape == Shape::Pairs && n.is_multiple_of(2);
             match shape {
                 Shape::Map if n.is_multiple_of(2) => header(out, b'%', n / 2),
                 Shape::Set => header(out, b'~', n),
-                Shape::Pairs if n.is_multiple_of(2) => {
+                Shape::FieldPairs if n.is_multiple_of(2) => {
                     header(out, b'*', n / 2);
                     let mut at = rest_at;
                     for _ in 0..n / 2 {
@@ -70,11 +139,22 @@ pub fn convert(reply: &[u8], shape: Shape, out: &mut Vec<u8>) -> usize {
                     }
                     return at;
                 }
+                _ if pairs => header(out, b'*', n / 2),
                 _ => header(out, b'*', n),
             }
             let mut at = rest_at;
-            for _ in 0..n {
-                at += convert(&reply[at..], Shape::Plain, out);
+            for i in 0..n {
+                if pairs && i % 2 == 0 {
+                    header(out, b'*', 2);
+                }
+                let element = match shape {
+                    Shape::Doubles => Shape::Double,
+                    Shape::Pairs | Shape::FlatScores if i % 2 == 1 => Shape::Double,
+                    Shape::PairArrays => Shape::FlatScores,
+                    Shape::Popped if i == 1 => Shape::PairArrays,
+                    _ => Shape::Plain,
+                };
+                at += convert(&reply[at..], element, out);
             }
             at
         }
@@ -142,10 +222,51 @@ mod tests {
         assert_eq!(conv(b"-ERR x\r\n", Shape::Map), b"-ERR x\r\n", "errors stay errors");
         assert_eq!(conv(b":5\r\n", Shape::Plain), b":5\r\n");
         assert_eq!(
-            conv(b"*4\r\n$1\r\nf\r\n$1\r\nv\r\n$1\r\ng\r\n$1\r\nw\r\n", Shape::Pairs),
+            conv(b"*4\r\n$1\r\nf\r\n$1\r\nv\r\n$1\r\ng\r\n$1\r\nw\r\n", Shape::FieldPairs),
             b"*2\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n*2\r\n$1\r\ng\r\n$1\r\nw\r\n"
         );
-        assert_eq!(conv(b"*0\r\n", Shape::Pairs), b"*0\r\n");
+        assert_eq!(conv(b"*0\r\n", Shape::FieldPairs), b"*0\r\n");
+        assert_eq!(
+            conv(b"*4\r\n$1\r\nf\r\n$1\r\n1\r\n$1\r\ng\r\n$3\r\n2.5\r\n", Shape::Pairs),
+            b"*2\r\n*2\r\n$1\r\nf\r\n,1\r\n*2\r\n$1\r\ng\r\n,2.5\r\n",
+            "scores become doubles"
+        );
+    }
+
+    #[test]
+    fn scores_become_doubles_and_pairs() {
+        assert_eq!(conv(b"$3\r\n1.5\r\n", Shape::Double), b",1.5\r\n");
+        assert_eq!(conv(b"$-1\r\n", Shape::Double), b"_\r\n");
+        assert_eq!(conv(b":3\r\n", Shape::Double), b":3\r\n");
+        assert_eq!(conv(b"*2\r\n$3\r\ninf\r\n$-1\r\n", Shape::Doubles), b"*2\r\n,inf\r\n_\r\n");
+        assert_eq!(
+            conv(b"*4\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n$4\r\n-inf\r\n", Shape::Pairs),
+            b"*2\r\n*2\r\n$1\r\na\r\n,1\r\n*2\r\n$1\r\nb\r\n,-inf\r\n"
+        );
+        assert_eq!(conv(b"*2\r\n$1\r\na\r\n$1\r\n2\r\n", Shape::FlatScores), b"*2\r\n$1\r\na\r\n,2\r\n");
+        assert_eq!(
+            conv(b"*2\r\n$1\r\nk\r\n*1\r\n*2\r\n$1\r\na\r\n$1\r\n2\r\n", Shape::Popped),
+            b"*2\r\n$1\r\nk\r\n*1\r\n*2\r\n$1\r\na\r\n,2\r\n"
+        );
+        assert_eq!(conv(b"*-1\r\n", Shape::Popped), b"_\r\n");
+    }
+
+    #[test]
+    fn withscores_is_read_as_the_commands_read_it() {
+        let shape = |line: &str| {
+            let argv: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
+            shape_of(&line.split(' ').next().unwrap().to_lowercase(), &argv)
+        };
+        assert_eq!(shape("zrange k 0 -1 WITHSCORES"), Shape::Pairs);
+        assert_eq!(shape("zrange k 0 -1"), Shape::Plain);
+        assert_eq!(shape("zrangebyscore k 0 1 LIMIT withscores 1"), Shape::Plain);
+        assert_eq!(shape("zunion 1 withscores"), Shape::Plain);
+        assert_eq!(shape("zunion 1 withscores withscores"), Shape::Pairs);
+        assert_eq!(shape("zinter 2 a b WEIGHTS 1 withscores"), Shape::Plain);
+        assert_eq!(shape("zinter 2 a b WEIGHTS 1 2 AGGREGATE max WITHSCORES"), Shape::Pairs);
+        assert_eq!(shape("zpopmin k"), Shape::FlatScores);
+        assert_eq!(shape("zpopmin k 2"), Shape::Pairs);
+        assert_eq!(shape("zrandmember k 2"), Shape::Plain);
     }
 
     #[test]

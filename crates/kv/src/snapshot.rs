@@ -6,9 +6,10 @@
 //! record  = kind:u8 key:bytes [expire:u64 LE] body     expire iff kind & 0x40
 //!         | 0x0F keys:varint digest:u64 LE             end: the last record of all
 //!         | 0x10 …                                      a client session (exactly_once::records)
-//! kind    = type (1 string, 2 hash, 3 list, 4 set) | 0x40 has expire | 0x80 continuation
+//! kind    = type (1 string, 2 hash, 3 list, 4 set, 5 zset) | 0x40 has expire | 0x80 continuation
 //! body    = value:bytes                                string
-//!         | count:varint element*count                 aggregate (hash: field, value)
+//!         | count:varint element*count                 aggregate (hash: field, value;
+//!                                                       zset: member, score:f64 LE bits)
 //! ```
 //!
 //! A large aggregate is cut into parts of about [`PART_BYTES`]: the first
@@ -17,13 +18,16 @@
 //! The end record carries the key count and digest of the snapshot (keys
 //! and sessions, as `Kv::digest`), which `restore_finish` checks against
 //! what was loaded. Session records come after every key's.
+//!
+//! Types are only ever added (a new type code), never renumbered; both
+//! replicas run the same build, so the version stays 1.
 
 use std::sync::Arc;
 
 use understudy_core::{SnapshotError, SnapshotWriter};
 use understudy_wire::codec::{put_bytes, put_varint, Reader};
 
-use crate::entry::{AggVal, Bytes, Entry, HashVal, Kind, ListVal, SetVal};
+use crate::entry::{AggVal, Bytes, Entry, HashVal, Kind, ListVal, SetVal, ZsetVal};
 use crate::exactly_once::records::{read_session, session_digest, write_session, RECORD_SESSION};
 use crate::exactly_once::{Id, SessionTable, State as SessionState};
 use crate::op::read_count;
@@ -45,6 +49,7 @@ fn type_code(k: Kind) -> u8 {
         Kind::Hash => 2,
         Kind::List => 3,
         Kind::Set => 4,
+        Kind::Zset => 5,
     }
 }
 
@@ -156,8 +161,16 @@ fn record_head(buf: &mut Vec<u8>, kind: Kind, flags: u8, key: &[u8], expire: Opt
     }
 }
 
-/// One aggregate element: a list item or set member, or a hash field and value.
-type Element<'a> = (&'a [u8], Option<&'a [u8]>);
+/// What follows an aggregate element's first string: nothing (a list item
+/// or set member), a hash field's value, or a sorted set member's score.
+enum Second<'a> {
+    None,
+    Value(&'a [u8]),
+    Score(f64),
+}
+
+/// One aggregate element.
+type Element<'a> = (&'a [u8], Second<'a>);
 
 /// Appends the records of one entry, ending each in `ends`.
 fn write_entry(buf: &mut Vec<u8>, ends: &mut Vec<usize>, e: &Entry) {
@@ -169,9 +182,10 @@ fn write_entry(buf: &mut Vec<u8>, ends: &mut Vec<usize>, e: &Entry) {
         return;
     };
     let elements: Box<dyn Iterator<Item = Element>> = match agg {
-        AggVal::Hash(h) => Box::new(h.iter().map(|(f, v)| (&f[..], Some(&v[..])))),
-        AggVal::List(l) => Box::new(l.iter().map(|v| (&v[..], None))),
-        AggVal::Set(s) => Box::new(s.iter().map(|m| (&m[..], None))),
+        AggVal::Hash(h) => Box::new(h.iter().map(|(f, v)| (&f[..], Second::Value(&v[..])))),
+        AggVal::List(l) => Box::new(l.iter().map(|v| (&v[..], Second::None))),
+        AggVal::Set(s) => Box::new(s.iter().map(|m| (&m[..], Second::None))),
+        AggVal::Zset(z) => Box::new(z.iter().map(|(score, m)| (&m[..], Second::Score(*score)))),
     };
     let mut elements = elements.peekable();
     let mut first = true;
@@ -181,8 +195,10 @@ fn write_entry(buf: &mut Vec<u8>, ends: &mut Vec<usize>, e: &Entry) {
         while part.len() < PART_BYTES {
             let Some((a, b)) = elements.next() else { break };
             put_bytes(&mut part, a);
-            if let Some(b) = b {
-                put_bytes(&mut part, b);
+            match b {
+                Second::None => {}
+                Second::Value(v) => put_bytes(&mut part, v),
+                Second::Score(score) => part.extend_from_slice(&score.to_bits().to_le_bytes()),
             }
             count += 1;
         }
@@ -269,6 +285,7 @@ impl Restore {
             2 => Kind::Hash,
             3 => Kind::List,
             4 => Kind::Set,
+            5 => Kind::Zset,
             _ => return Err(format!("unknown record kind {kind:#04x}")),
         };
         let key = r.bytes().map_err(|e| e.to_string())?;
@@ -286,6 +303,7 @@ impl Restore {
             let mut val = match ty {
                 Kind::Hash => AggVal::Hash(HashVal::default()),
                 Kind::List => AggVal::List(ListVal::new()),
+                Kind::Zset => AggVal::Zset(ZsetVal::new()),
                 _ => AggVal::Set(SetVal::default()),
             };
             let fit = read_elements(r, &mut val).map_err(|e| format!("key {}: {e}", show(key)))?;
@@ -329,9 +347,10 @@ impl Restore {
     }
 }
 
-/// Reads `count` elements into an aggregate; an empty part or a repeated
-/// field or member is corruption (the writer never produces them).
-/// Returns whether every element read fits the compact encoding.
+/// Reads `count` elements into an aggregate; an empty part, a repeated
+/// field or member, or a score a sorted set cannot hold is corruption (the
+/// writer never produces them). Returns whether every element read fits
+/// the compact encoding.
 fn read_elements(r: &mut Reader, val: &mut AggVal) -> Result<bool, String> {
     let count = read_count(r)?;
     if count == 0 {
@@ -353,6 +372,14 @@ fn read_elements(r: &mut Reader, val: &mut AggVal) -> Result<bool, String> {
                 true
             }
             AggVal::Set(s) => s.insert(a.into()),
+            AggVal::Zset(z) => {
+                let score = f64::from_bits(r.u64().map_err(w)?);
+                // What a sorted set never holds (crate::zset): NaN, -0.
+                if score.is_nan() || (score == 0.0 && score.is_sign_negative()) {
+                    return Err(format!("invalid score of {}", show(a)));
+                }
+                z.insert(a, score).is_none()
+            }
         };
         if !fresh {
             return Err(format!("duplicate element {}", show(a)));

@@ -132,11 +132,11 @@ fn normalize(cmd: &str, v: V) -> V {
     V::Arr(Some(items))
 }
 
-/// A SCAN-family reply with its elements sorted (HSCAN's by pair).
+/// A SCAN-family reply with its elements sorted (HSCAN's and ZSCAN's by pair).
 fn scan_canonical(cmd: &str, v: V) -> V {
     let V::Arr(Some(mut parts)) = v else { return v };
     if let [_, elements] = &mut parts[..] {
-        let cmd = if cmd == "hscan" { "hgetall" } else { "smembers" };
+        let cmd = if cmd == "hscan" || cmd == "zscan" { "hgetall" } else { "smembers" };
         *elements = normalize(cmd, std::mem::replace(elements, V::Arr(None)));
     }
     V::Arr(Some(parts))
@@ -213,7 +213,7 @@ fn run_script_in(redis: &Redis, name: &str, lines: &[&str], proto: u8) -> Vec<St
         );
         // A scan's elements come in each side's hash order: compare them as
         // a set (fields with their values), the cursor exactly.
-        let same_scan = matches!(cmd.as_str(), "scan" | "sscan" | "hscan")
+        let same_scan = matches!(cmd.as_str(), "scan" | "sscan" | "hscan" | "zscan")
             && mv.as_ref().is_some_and(|mv| scan_canonical(&cmd, tv.clone()) == scan_canonical(&cmd, mv.clone()));
         if !((unordered && same_set) || close || same_scan) {
             failures.push(format!("[{name}] {line}\n    redis: {}\n    ours:  {}", show(&theirs), show(&mine)));
@@ -370,6 +370,167 @@ fn command_info_matches_redis() {
     }
 }
 
+/// Sorted sets large enough for Redis's skiplist encoding (and for several
+/// of our blocks): ranks, ranges, pops, removals and algebra over a
+/// thousand members, in both protocols.
+#[test]
+fn large_sorted_sets_match_redis() {
+    let redis = Redis::start();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut zadd = String::from("ZADD big");
+    let mut lex = String::from("ZADD lex");
+    for i in 0..1000 {
+        zadd.push_str(&format!(" {}.{} m{i}", rng.below(400) as i64 - 200, rng.below(4) * 25));
+        lex.push_str(&format!(" 0 w{:04}", rng.below(5000)));
+    }
+    let other: String = (0..600).map(|i| format!(" {} m{}", rng.below(50), i * 3)).collect();
+    let mut lines = vec![zadd, lex, format!("ZADD other{other}")];
+    for line in [
+        "ZCARD big",
+        "ZRANGE big 0 20 WITHSCORES",
+        "ZRANGE big 500 520",
+        "ZRANGE big -30 -1 WITHSCORES",
+        "ZREVRANGE big 250 270",
+        "ZRANGE big 0 -1 REV",
+        "ZRANGEBYSCORE big -50 (10 WITHSCORES",
+        "ZRANGEBYSCORE big (-100 100 LIMIT 200 30",
+        "ZREVRANGEBYSCORE big 150 -150 LIMIT 100 25 WITHSCORES",
+        "ZCOUNT big -100 (0",
+        "ZCOUNT big -inf +inf",
+        "ZRANGE lex [w1000 (w2000 BYLEX",
+        "ZRANGE lex (w4000 [w1000 BYLEX REV LIMIT 3 40",
+        "ZLEXCOUNT lex [w0100 [w3000",
+        "ZRANGEBYLEX lex - + LIMIT 700 20",
+        "ZRANK big m17",
+        "ZREVRANK big m17",
+        "ZRANK big m999",
+        "ZMSCORE big m1 m500 nosuch",
+        "ZRANDMEMBER big 5000 WITHSCORES",
+        "ZINTER 2 big other WITHSCORES",
+        "ZUNION 2 big other AGGREGATE MIN WITHSCORES",
+        "ZDIFF 2 big other",
+        "ZINTERCARD 2 big other",
+        "ZINTERCARD 2 big other LIMIT 100",
+        "ZPOPMIN big 7",
+        "ZPOPMAX big 3",
+        "ZMPOP 2 nokey big MAX COUNT 4",
+        "ZREMRANGEBYRANK big 100 299",
+        "ZREMRANGEBYSCORE big -20 20",
+        "ZREMRANGEBYLEX lex [w2000 [w2500",
+        "ZRANGE big 90 130 WITHSCORES",
+        "ZCARD big",
+        "ZCARD lex",
+        "ZINCRBY big 1000 m5",
+        "ZRANK big m5",
+        "ZUNIONSTORE u 2 big other WEIGHTS 2 -1",
+        "ZRANGE u 0 40 WITHSCORES",
+        "ZRANGESTORE r big 10 400",
+        "ZRANGE r 0 -1 WITHSCORES",
+        "ZREM big m1 m2 m3 m4 m5 m6 m7 m8 m9",
+        "ZRANGE big 0 -1 WITHSCORES",
+    ] {
+        lines.push(line.to_string());
+    }
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let mut failures = run_script(&redis, "large sorted sets", &lines);
+    failures.extend(run_script_in(&redis, "large sorted sets", &lines, 3));
+    report(failures);
+}
+
+/// The members (and scores) a ZRANDMEMBER reply names, RESP2's flat pairs
+/// and RESP3's nested ones alike.
+fn picks(v: &V, withscores: bool) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    let text = |v: &V| match v {
+        V::Bulk(Some(b)) | V::Double(b) => b.clone(),
+        other => panic!("not a member or score: {other:?}"),
+    };
+    match v {
+        V::Bulk(Some(m)) => vec![(m.clone(), None)],
+        V::Arr(Some(items)) if !withscores => items.iter().map(|m| (text(m), None)).collect(),
+        V::Arr(Some(items)) if items.iter().all(|i| matches!(i, V::Arr(_))) && !items.is_empty() => items
+            .iter()
+            .map(|pair| match pair {
+                V::Arr(Some(p)) if p.len() == 2 => (text(&p[0]), Some(text(&p[1]))),
+                other => panic!("not a pair: {other:?}"),
+            })
+            .collect(),
+        V::Arr(Some(items)) => items.chunks(2).map(|p| (text(&p[0]), Some(text(&p[1])))).collect(),
+        other => panic!("not a ZRANDMEMBER reply: {other:?}"),
+    }
+}
+
+/// ZRANDMEMBER picks at random on both sides, so replies are compared by
+/// what they must hold: as many picks as Redis's, each a member of the set
+/// with its own score, none twice for a positive count; when the count
+/// covers the whole set, Redis's order too. A small set (Redis's listpack)
+/// and a large one (its skiplist), in RESP2 and RESP3.
+#[test]
+fn zrandmember_picks_like_redis() {
+    let redis = Redis::start();
+    for proto in [&b"2"[..], b"3"] {
+        let (mut conn, mut ours) = pair(&redis);
+        let hello: [&[u8]; 2] = [b"HELLO", proto];
+        assert_eq!(show(&conn.call(&hello)), show(&ours.run(&hello)));
+        for (key, size) in [("small", 5usize), ("large", 300)] {
+            let mut zadd = vec!["ZADD".to_string(), key.to_string()];
+            for i in 0..size {
+                zadd.extend([format!("{i}.5"), format!("m{i}")]);
+            }
+            let argv: Vec<&[u8]> = zadd.iter().map(String::as_bytes).collect();
+            assert_eq!(conn.call(&argv), ours.run(&argv));
+            for count in [
+                None,
+                Some(1i64),
+                Some(3),
+                Some(5),
+                Some(6),
+                Some(0),
+                Some(-1),
+                Some(-3),
+                Some(-8),
+                Some(250),
+                Some(299),
+                Some(300),
+                Some(1000),
+                Some(-500),
+            ] {
+                for withscores in [false, true] {
+                    if count.is_none() && withscores {
+                        continue;
+                    }
+                    let mut line = format!("ZRANDMEMBER {key}");
+                    if let Some(c) = count {
+                        line.push_str(&format!(" {c}"));
+                    }
+                    if withscores {
+                        line.push_str(" WITHSCORES");
+                    }
+                    let owned = args(&line);
+                    let argv: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+                    let (theirs, mine) = (conn.call(&argv), ours.run(&argv));
+                    let what = format!("RESP{} {line}", proto[0] as char);
+                    let (t, m) = (picks(&one_reply(&theirs), withscores), picks(&one_reply(&mine), withscores));
+                    assert_eq!(t.len(), m.len(), "{what}: redis {} ours {}", show(&theirs), show(&mine));
+                    for (member, score) in &m {
+                        let index = std::str::from_utf8(member).ok().and_then(|m| m.strip_prefix('m')?.parse::<usize>().ok());
+                        let Some(index) = index.filter(|&i| i < size) else { panic!("{what}: {member:?} is not in the set") };
+                        if let Some(score) = score {
+                            assert_eq!(show(score), format!("{index}.5"), "{what}: the score of {}", show(member));
+                        }
+                    }
+                    if count.is_some_and(|c| c > 0) {
+                        let distinct: std::collections::HashSet<_> = m.iter().map(|p| &p.0).collect();
+                        assert_eq!(distinct.len(), m.len(), "{what}: a member twice");
+                    }
+                    if count.is_some_and(|c| c >= size as i64) {
+                        assert_eq!(show(&theirs), show(&mine), "{what}: the whole set, in Redis's order");
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Protocol errors: the error line Redis sends before closing equals ours.
 #[test]
 fn protocol_errors_match_redis() {
@@ -426,8 +587,9 @@ fn inline_and_pipelined_input_matches_redis() {
 }
 
 /// Command templates for random sequences. Placeholders: `S`, `H`, `L`,
-/// `T` a string, hash, list or set key (sometimes one of another type, for
-/// WRONGTYPE paths), `K` any key, `V` a small value. Expiries are far in the
+/// `T`, `Z` a string, hash, list, set or sorted set key (sometimes one of
+/// another type, for WRONGTYPE paths), `K` any key, `V` a small value
+/// (`(V`, `[V`, `-V`: one as a range bound). Expiries are far in the
 /// future or already past, never near "now", so the two servers cannot
 /// disagree about a key expiring between them.
 const RANDOM_TEMPLATES: &[&str] = &[
@@ -495,6 +657,43 @@ const RANDOM_TEMPLATES: &[&str] = &[
     "SISMEMBER T V",
     "SMISMEMBER T V 1",
     "SCARD T",
+    "ZADD Z V V V V",
+    "ZADD Z XX CH V V",
+    "ZADD Z NX V V",
+    "ZADD Z GT CH V V",
+    "ZADD Z INCR V V",
+    "ZINCRBY Z -V V",
+    "ZINCRBY Z 0.5 V",
+    "ZREM Z V V",
+    "ZSCORE Z V",
+    "ZMSCORE Z V V",
+    "ZCARD Z",
+    "ZRANK Z V",
+    "ZREVRANK Z V",
+    "ZRANGE Z 0 -1 WITHSCORES",
+    "ZRANGE Z V -V REV",
+    "ZRANGE Z (V +inf BYSCORE LIMIT 1 V",
+    "ZRANGEBYSCORE Z -inf V WITHSCORES",
+    "ZREVRANGEBYSCORE Z +inf (V",
+    "ZRANGEBYLEX Z [V +",
+    "ZCOUNT Z V +inf",
+    "ZLEXCOUNT Z - (V",
+    "ZPOPMIN Z",
+    "ZPOPMAX Z V",
+    "ZMPOP 2 Z Z MAX COUNT V",
+    "ZREMRANGEBYRANK Z 0 V",
+    "ZREMRANGEBYSCORE Z V V",
+    "ZREMRANGEBYLEX Z [V +",
+    "ZRANGESTORE Z Z 0 V",
+    "ZUNIONSTORE Z 2 Z Z WEIGHTS V 2",
+    "ZINTERSTORE Z 2 Z T AGGREGATE MAX",
+    "ZDIFFSTORE Z 2 Z Z",
+    "ZUNION 2 Z T WITHSCORES",
+    "ZINTER 2 Z Z WITHSCORES",
+    "ZDIFF 2 Z Z",
+    "ZINTERCARD 2 Z Z LIMIT V",
+    "ZSCAN Z 0",
+    "ZRANDMEMBER Z 9",
     "KEYS *",
     "INCRBYFLOAT S 1.5",
     "INCRBYFLOAT S -0.25",
@@ -546,7 +745,7 @@ impl Rng {
     }
 
     fn command(&mut self, template: &str) -> String {
-        let spaces = ["s", "h", "l", "t"];
+        let spaces = ["s", "h", "l", "t", "z"];
         let words: Vec<String> = template
             .split(' ')
             .map(|w| {
@@ -555,11 +754,14 @@ impl Rng {
                     "H" => 1,
                     "L" => 2,
                     "T" => 3,
-                    "K" => self.below(4),
+                    "Z" => 4,
+                    "K" => self.below(5),
                     "V" => return self.below(5).to_string(),
+                    // A score or lex bound: exclusive, inclusive, negative.
+                    "(V" | "[V" | "-V" => return format!("{}{}", &w[..1], self.below(5)),
                     _ => return w.to_string(),
                 };
-                let space = if self.below(8) == 0 { self.below(4) } else { own };
+                let space = if self.below(8) == 0 { self.below(5) } else { own };
                 format!("{}{}", spaces[space], self.below(3))
             })
             .collect();
@@ -583,7 +785,7 @@ fn random_sequences_match_redis() {
                     lines.push("MULTI".to_string());
                     for _ in 0..=rng.below(4) {
                         let t = RANDOM_TEMPLATES[rng.below(RANDOM_TEMPLATES.len())];
-                        let unordered = ["MULTI", "KEYS", "HGETALL", "HKEYS", "HVALS", "SMEMBERS"];
+                        let unordered = ["MULTI", "KEYS", "HGETALL", "HKEYS", "HVALS", "SMEMBERS", "ZSCAN"];
                         let random = ["SRANDMEMBER", "HRANDFIELD", "SPOP", "RANDOMKEY"];
                         if !unordered.iter().chain(&random).any(|c| t.starts_with(c)) {
                             lines.push(rng.command(t));

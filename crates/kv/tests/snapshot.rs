@@ -37,6 +37,9 @@ fn populated() -> Client {
             "HSET h a 1 b 2 c 3",
             "RPUSH l x y z x",
             "SADD st m1 m2 m3",
+            "ZADD zs 1 a 2.5 b -inf c inf d 0.1 e",
+            "ZADD zt 1 x",
+            "EXPIRE zt 40",
             "HSET ht f v",
             "EXPIRE ht 50",
             "RPUSH lt a",
@@ -52,6 +55,7 @@ fn populated() -> Client {
                 &format!("HSET bigh field{i} {big}"),
                 &format!("RPUSH bigl item{i}-{big}"),
                 &format!("SADD bigs member{i}-{big}"),
+                &format!("ZADD bigz {} member{i}-{big}", f64::from(i) / 3.0),
                 &format!("SET k{i} {i}"),
             ],
         );
@@ -71,6 +75,9 @@ fn small() -> Client {
             "HSET h a 1 b 2 c 3",
             "RPUSH l x y z x",
             "SADD st m1 m2 m3",
+            "ZADD zs 1 a -inf b",
+            "ZADD zt 2 x",
+            "PEXPIRE zt 5000",
             "HSET ht f v",
             "EXPIRE ht 50",
             "RPUSH lt a",
@@ -135,6 +142,11 @@ fn restored_store_answers_the_same() {
         "LRANGE l 0 -1",
         "SCARD bigs",
         "HLEN bigh",
+        "ZRANGE zs 0 -1 WITHSCORES",
+        "ZCARD bigz",
+        "ZRANGE bigz 100 102 WITHSCORES",
+        "ZRANGEBYSCORE bigz 99 99.5 WITHSCORES",
+        "PTTL zt",
         "LINDEX bigl 299",
         "GET gone",
         "TTL ht",
@@ -262,6 +274,20 @@ fn duplicate_keys_and_fields_are_errors() {
     assert!(restore(&[chunk]).is_err(), "empty set");
     let chunk = vec![1u8, 0x80 | 3, 1, b'l', 1, 1, b'x'];
     assert!(restore(&[chunk]).is_err(), "continuation without a first part");
+    let member = |m: u8, score: f64| {
+        let mut e = vec![1u8, m];
+        e.extend(score.to_bits().to_le_bytes());
+        e
+    };
+    let zset = |elements: &[Vec<u8>]| {
+        let mut chunk = vec![1u8, 5, 1, b'z', elements.len() as u8];
+        elements.iter().for_each(|e| chunk.extend(e));
+        chunk
+    };
+    assert!(restore(&[zset(&[member(b'm', 1.0), member(b'm', 2.0)])]).is_err(), "zset with a repeated member");
+    assert!(restore(&[zset(&[member(b'm', f64::NAN)])]).is_err(), "a NaN score");
+    assert!(restore(&[zset(&[member(b'm', -0.0)])]).is_err(), "a -0 score");
+    assert!(restore(&[zset(&[])]).is_err(), "empty zset");
 }
 
 /// OBJECT ENCODING after a restore is what Redis 7.0 reports after

@@ -11,11 +11,15 @@
 //!
 //! - [`strings`]: GET/SET and friends, counters.
 //! - [`keyspace`]: DEL/EXISTS/TYPE/RENAME/KEYS, expiry commands, FLUSHALL.
-//! - [`hashes`], [`lists`], [`sets`]: the aggregate types.
 //! - [`floats`]: INCRBYFLOAT, HINCRBYFLOAT in emulated `long double`.
 //! - [`bits`], [`bitfield`]: bitmaps in string values.
 //! - [`random`]: SPOP, SRANDMEMBER, HRANDFIELD, RANDOMKEY.
 //! - [`object`]: TOUCH, COPY, OBJECT; [`lcs`]: LCS; [`sort`]: SORT, SORT_RO.
+//! - [`hashes`], [`lists`], [`sets`]: the aggregate types; [`listops`] and
+//!   [`setops`] more of them.
+//! - [`zsets`], [`zrange`], [`zsetops`]: sorted sets (one member or end,
+//!   ranges, algebra).
+//! - [`scan`]: SCAN and its per-type forms.
 
 pub mod bitfield;
 pub mod bits;
@@ -32,6 +36,9 @@ pub mod setops;
 pub mod sets;
 pub mod sort;
 pub mod strings;
+pub mod zrange;
+pub mod zsetops;
+pub mod zsets;
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -227,6 +234,38 @@ commands! {
     Lcs "lcs" -3 Read ["readonly"] (1 2 1);
     Sort "sort" -2 Write ["write" "denyoom" "movablekeys"] (1 1 1);
     SortRo "sort_ro" -2 Read ["readonly" "movablekeys"] (1 1 1);
+    Zadd "zadd" -4 Write ["write" "denyoom" "fast"] (1 1 1);
+    Zincrby "zincrby" 4 Write ["write" "denyoom" "fast"] (1 1 1);
+    Zrem "zrem" -3 Write ["write" "fast"] (1 1 1);
+    Zcard "zcard" 2 Read ["readonly" "fast"] (1 1 1);
+    Zscore "zscore" 3 Read ["readonly" "fast"] (1 1 1);
+    Zmscore "zmscore" -3 Read ["readonly" "fast"] (1 1 1);
+    Zrank "zrank" 3 Read ["readonly" "fast"] (1 1 1);
+    Zrevrank "zrevrank" 3 Read ["readonly" "fast"] (1 1 1);
+    Zcount "zcount" 4 Read ["readonly" "fast"] (1 1 1);
+    Zlexcount "zlexcount" 4 Read ["readonly" "fast"] (1 1 1);
+    Zrange "zrange" -4 Read ["readonly"] (1 1 1);
+    Zrangebyscore "zrangebyscore" -4 Read ["readonly"] (1 1 1);
+    Zrevrangebyscore "zrevrangebyscore" -4 Read ["readonly"] (1 1 1);
+    Zrangebylex "zrangebylex" -4 Read ["readonly"] (1 1 1);
+    Zrevrangebylex "zrevrangebylex" -4 Read ["readonly"] (1 1 1);
+    Zrevrange "zrevrange" -4 Read ["readonly"] (1 1 1);
+    Zrangestore "zrangestore" -5 Write ["write" "denyoom"] (1 2 1);
+    Zpopmin "zpopmin" -2 Write ["write" "fast"] (1 1 1);
+    Zpopmax "zpopmax" -2 Write ["write" "fast"] (1 1 1);
+    Zrandmember "zrandmember" -2 Read ["readonly"] (1 1 1);
+    Zremrangebyrank "zremrangebyrank" 4 Write ["write"] (1 1 1);
+    Zremrangebyscore "zremrangebyscore" 4 Write ["write"] (1 1 1);
+    Zremrangebylex "zremrangebylex" 4 Write ["write"] (1 1 1);
+    Zunion "zunion" -3 Read ["readonly" "movablekeys"] (0 0 0);
+    Zinter "zinter" -3 Read ["readonly" "movablekeys"] (0 0 0);
+    Zdiff "zdiff" -3 Read ["readonly" "movablekeys"] (0 0 0);
+    Zunionstore "zunionstore" -4 Write ["write" "denyoom" "movablekeys"] (1 1 1);
+    Zinterstore "zinterstore" -4 Write ["write" "denyoom" "movablekeys"] (1 1 1);
+    Zdiffstore "zdiffstore" -4 Write ["write" "denyoom" "movablekeys"] (1 1 1);
+    Zintercard "zintercard" -3 Read ["readonly" "movablekeys"] (0 0 0);
+    Zmpop "zmpop" -4 Write ["write" "movablekeys"] (0 0 0);
+    Zscan "zscan" -3 Read ["readonly"] (1 1 1);
 }
 
 /// Longest command name in the table, so lookups can lowercase into a
@@ -362,6 +401,7 @@ pub fn exec_read(cmd: Cmd, store: &Store, x: &mut Exec, argv: &[&[u8]]) {
         Scan => scan::scan(store, x, argv),
         Hscan => scan::scan_aggregate(crate::entry::Kind::Hash, store, x, argv),
         Sscan => scan::scan_aggregate(crate::entry::Kind::Set, store, x, argv),
+        Zscan => scan::scan_aggregate(crate::entry::Kind::Zset, store, x, argv),
         Sunion | Sinter | Sdiff => setops::read(cmd, store, x, argv),
         Sintercard => setops::intercard(store, x, argv),
         Lpos => listops::lpos(store, x, argv),
@@ -379,6 +419,11 @@ pub fn exec_read(cmd: Cmd, store: &Store, x: &mut Exec, argv: &[&[u8]]) {
         Hget | Hmget | Hlen | Hexists | Hgetall | Hkeys | Hvals | Hstrlen => hashes::read(cmd, store, x, argv),
         Llen | Lrange | Lindex => lists::read(cmd, store, x, argv),
         Smembers | Sismember | Smismember | Scard => sets::read(cmd, store, x, argv),
+        Zcard | Zscore | Zmscore | Zrank | Zrevrank | Zrandmember => zsets::read(cmd, store, x, argv),
+        Zrange | Zrevrange | Zrangebyscore | Zrevrangebyscore | Zrangebylex | Zrevrangebylex | Zcount | Zlexcount => {
+            zrange::read(cmd, store, x, argv)
+        }
+        Zunion | Zinter | Zdiff | Zintercard => zsetops::read(cmd, store, x, argv),
         _ => x.err(b"ERR internal: not a read command"),
     }
 }
@@ -415,6 +460,10 @@ pub fn exec_write(cmd: Cmd, store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
         Spop => random::spop(store, x, argv),
         Copy => object::copy(store, x, argv),
         Sort => sort::sort(cmd, store, x, argv),
+        Zadd | Zincrby | Zrem | Zpopmin | Zpopmax | Zmpop => zsets::write(cmd, store, x, argv),
+        Zrangestore => zrange::zrangestore(store, x, argv),
+        Zremrangebyrank | Zremrangebyscore | Zremrangebylex => zrange::remrange(cmd, store, x, argv),
+        Zunionstore | Zinterstore | Zdiffstore => zsetops::store_result(cmd, store, x, argv),
         _ if cmd.spec().kind == Kind::Read => exec_read(cmd, store, x, argv),
         _ => x.err(b"ERR internal: not a keyspace command"),
     }

@@ -96,6 +96,7 @@ fn members(val: &AggVal) -> Box<dyn Iterator<Item = &[u8]> + '_> {
         AggVal::Set(s) => Box::new(s.iter().map(|m| &m[..])),
         AggVal::Hash(h) => Box::new(h.keys().map(|f| &f[..])),
         AggVal::List(l) => Box::new(l.iter().map(|i| &i[..])),
+        AggVal::Zset(z) => Box::new(z.iter().map(|(_, m)| &m[..])),
     }
 }
 

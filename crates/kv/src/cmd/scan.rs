@@ -7,13 +7,15 @@
 //! gets every key that was present for the whole iteration (possibly some
 //! twice, as Redis allows). A call visits whole shards until it has looked
 //! at `COUNT` keys (10 by default), so it may return more than `COUNT`, or
-//! none when MATCH or TYPE filter them all. HSCAN and SSCAN return the
-//! whole hash or set at once with cursor 0, as Redis does for small
-//! encodings.
+//! none when MATCH or TYPE filter them all. HSCAN, SSCAN and ZSCAN return
+//! the whole hash, set or sorted set at once with cursor 0, as Redis does
+//! for small encodings; ZSCAN's elements come in order, each score written
+//! as a small sorted set keeps it (`d2string`: `1152921504606846976` where
+//! ZSCORE says `1.152921504606847e+18`).
 
 use super::{get_typed, Exec, NOT_INT, SYNTAX};
 use crate::entry::{AggVal, Kind};
-use crate::num::{glob_match, parse_i64};
+use crate::num::{glob_match, parse_i64, write_d2string};
 use crate::resp::{write_array_len, write_bulk};
 use crate::store::{is_live, Store, SHARDS};
 
@@ -111,9 +113,9 @@ pub fn scan(store: &Store, x: &mut Exec, argv: &[&[u8]]) {
     }
 }
 
-/// HSCAN key cursor [MATCH pattern] [COUNT count], SSCAN likewise: the
-/// cursor is checked first, then the key (missing: an empty scan), then
-/// its type, then the options, as Redis does.
+/// HSCAN key cursor [MATCH pattern] [COUNT count], SSCAN and ZSCAN
+/// likewise: the cursor is checked first, then the key (missing: an empty
+/// scan), then its type, then the options, as Redis does.
 pub fn scan_aggregate(kind: Kind, store: &Store, x: &mut Exec, argv: &[&[u8]]) {
     if parse_cursor(argv[2]).is_none() {
         return x.err(INVALID_CURSOR);
@@ -139,6 +141,17 @@ pub fn scan_aggregate(kind: Kind, store: &Store, x: &mut Exec, argv: &[&[u8]]) {
             write_array_len(x.out, members.len());
             for m in members {
                 write_bulk(x.out, m);
+            }
+        }
+        Some(AggVal::Zset(z)) => {
+            let pairs: Vec<_> = z.iter().filter(|(_, m)| matches(o.pattern, m)).collect();
+            write_array_len(x.out, 2 * pairs.len());
+            let mut score = Vec::new();
+            for (s, m) in pairs {
+                write_bulk(x.out, m);
+                score.clear();
+                write_d2string(&mut score, *s);
+                write_bulk(x.out, &score);
             }
         }
         _ => write_array_len(x.out, 0),

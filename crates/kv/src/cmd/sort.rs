@@ -131,6 +131,8 @@ fn elements(e: Option<&Entry>) -> Option<Vec<&[u8]>> {
             }
             Some(v)
         }
+        // In score order, as Redis iterates a sorted set.
+        AggVal::Zset(z) => Some(z.iter().map(|(_, m)| &m[..]).collect()),
         AggVal::Hash(_) => None,
     }
 }

@@ -17,6 +17,8 @@ pub enum V {
     Int(i64),
     Bulk(Option<Vec<u8>>),
     Arr(Option<Vec<V>>),
+    /// RESP3's double (`,1.5`), as its text.
+    Double(Vec<u8>),
 }
 
 fn line(buf: &[u8]) -> Option<(&[u8], usize)> {
@@ -37,6 +39,7 @@ pub fn parse_reply(buf: &[u8]) -> Option<(V, usize)> {
         b'+' => Some((V::Simple(l.to_vec()), used)),
         b'-' => Some((V::Err(l.to_vec()), used)),
         b':' => Some((V::Int(num(l)), used)),
+        b',' => Some((V::Double(l.to_vec()), used)),
         b'$' => {
             let len = num(l);
             if len < 0 {
@@ -48,7 +51,7 @@ pub fn parse_reply(buf: &[u8]) -> Option<(V, usize)> {
             }
             Some((V::Bulk(Some(buf[used..used + len].to_vec())), used + len + 2))
         }
-        // RESP3: null, and maps and sets seen as flat arrays.
+        // RESP3: null, and maps and sets seen as flat arrays (doubles above).
         b'_' => Some((V::Bulk(None), used)),
         b'%' | b'~' | b'*' => {
             let len = if t == b'%' { 2 * num(l) } else { num(l) };
