@@ -1,7 +1,8 @@
 //! A real Redis client library, unmodified, against the replicated pair:
 //! redis-py (installed from PyPI by scripts/install-deps), which speaks
 //! RESP3 by default since version 8 — plus a RESP2 connection, pipelines,
-//! transactions (with WATCH, under concurrent increments), pub/sub, `scan_iter`, and
+//! transactions (with WATCH, under concurrent increments), pub/sub, blocking
+//! pops, sorted sets, `scan_iter`, and
 //! the client's own retry across a failover.
 
 mod common;
@@ -66,6 +67,17 @@ for proto in (3, 2):
     got = [ps.get_message(timeout=5) for _ in range(2)]
     assert [(m['type'], m['data']) for m in got] == [('message', 'hello'), ('pmessage', 'hello')], got
     ps.close()
+# Blocking pops: a job pushed later is handed to the waiting client.
+def push_later():
+    time.sleep(0.2)
+    conn(a).rpush('bq', 'job')
+threading.Thread(target=push_later).start()
+assert list(r.blpop(['bq'], timeout=10)) == ['bq', 'job']
+assert r.blpop(['bq_empty'], timeout=0.3) is None
+# Sorted sets as a leaderboard.
+r.zadd('lb', {'ann': 3, 'bob': 1, 'cy': 2})
+assert [tuple(p) for p in r.zrange('lb', 0, -1, withscores=True)] == [('bob', 1.0), ('cy', 2.0), ('ann', 3.0)]
+assert r.zrevrank('lb', 'ann') == 0 and r.zincrby('lb', 5, 'bob') == 6.0
 r2 = conn(a, protocol=2)
 assert r2.hgetall('h') == {'f1': 'v1', 'f2': 'v2'} and r2.get('k499') == '499'
 try:

@@ -50,6 +50,19 @@ pub struct F80 {
     exp: i64,
 }
 
+impl F80 {
+    /// The nearest `f64` (infinite beyond its range), for uses that need
+    /// no more precision than that (a blocking command's timeout).
+    pub fn to_f64(self) -> f64 {
+        let v = (self.mant as f64) * 2f64.powi(self.exp.clamp(-2000, 2000) as i32);
+        if self.neg {
+            -v
+        } else {
+            v
+        }
+    }
+}
+
 /// A parsed operand: `strtold` also accepts infinities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Parsed {

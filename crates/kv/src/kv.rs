@@ -105,6 +105,22 @@ impl Kv {
         !watching.same_table(self.store.watch_table()) || watching.dirty(|k| self.store.get(k, &mut FixedClock(now_ms)).is_some())
     }
 
+    /// Whether a blocking command (BLPOP…) may be logged now, at `now_ms`:
+    /// a key it waits on exists, or its arguments are wrong. Otherwise the
+    /// node holds it until a write to one of its keys, or its timeout.
+    /// Any other command is always ready.
+    pub fn blocking_ready(&self, now_ms: u64, argv: &[&[u8]]) -> bool {
+        argv.first().and_then(|n| Cmd::lookup(n)).is_none_or(|cmd| crate::cmd::blocking::ready(&self.store, now_ms, cmd, argv))
+    }
+
+    /// A blocking command's keys and timeout in ms (0: for ever), if `argv`
+    /// is one with a valid timeout.
+    pub fn blocking_wait<'a>(&self, argv: &[&'a [u8]]) -> Option<(Vec<&'a [u8]>, u64)> {
+        let cmd = argv.first().and_then(|n| Cmd::lookup(n))?;
+        let (keys, timeout) = crate::cmd::blocking::waits_on(cmd, argv)?;
+        Some((keys, crate::cmd::blocking::timeout_ms(timeout).ok()?))
+    }
+
     /// Keys that carry an expiry.
     pub fn expiring(&self) -> usize {
         self.store.expiring()

@@ -38,6 +38,8 @@ pub enum Shape {
     PairArrays,
     /// ZMPOP's [key, [[member, score], …]]: the scores become doubles.
     Popped,
+    /// BZPOPMIN's [key, member, score]: the score becomes a double.
+    KeyMemberScore,
 }
 
 /// The RESP3 shape of a command's reply, by its lowercase name.
@@ -59,6 +61,7 @@ pub fn shape_of(name: &str, argv: &[&[u8]]) -> Shape {
         "zpopmin" | "zpopmax" if argv.len() == 3 => Shape::Pairs,
         "zpopmin" | "zpopmax" => Shape::FlatScores,
         "zmpop" => Shape::Popped,
+        "bzpopmin" | "bzpopmax" => Shape::KeyMemberScore,
         _ => Shape::Plain,
     }
 }
@@ -152,6 +155,7 @@ pub fn convert(reply: &[u8], shape: Shape, out: &mut Vec<u8>) -> usize {
                     Shape::Pairs | Shape::FlatScores if i % 2 == 1 => Shape::Double,
                     Shape::PairArrays => Shape::FlatScores,
                     Shape::Popped if i == 1 => Shape::PairArrays,
+                    Shape::KeyMemberScore if i == 2 => Shape::Double,
                     _ => Shape::Plain,
                 };
                 at += convert(&reply[at..], element, out);

@@ -32,6 +32,7 @@
 #![forbid(unsafe_code)]
 
 pub mod arbiter_lanes;
+mod blocking;
 pub mod builder;
 pub mod catchup;
 pub mod channel;

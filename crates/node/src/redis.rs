@@ -14,6 +14,7 @@ use understudy_kv::resp::{write_bulk, write_error, write_int, CommandParser};
 use understudy_kv::session::{command_name, serves_on_backup, Dispatch, Session};
 use understudy_kv::{encode_query, Kv};
 
+use crate::blocking::{is_blocking, touches_anything, Blocked, Touches, Waiting};
 use crate::pubsub::{pubsub_command, subscribe_mode_error, Registry, Subscriber};
 use crate::service::{Access, FrontEnd, NodeView, Request};
 
@@ -26,11 +27,13 @@ pub struct Redis {
     password: Option<Arc<[u8]>>,
     /// This node's subscribers (`crate::pubsub`).
     registry: Rc<RefCell<Registry>>,
+    /// Connections waiting in a blocking command (`crate::blocking`).
+    waiting: Rc<RefCell<Waiting>>,
 }
 
 impl Redis {
     pub fn new(request_bytes_max: usize, password: Option<Arc<[u8]>>) -> Redis {
-        Redis { request_bytes_max, password, registry: Rc::default() }
+        Redis { request_bytes_max, password, registry: Rc::default(), waiting: Rc::default() }
     }
 }
 
@@ -47,6 +50,10 @@ pub struct RedisConn {
     publishing: Option<(Vec<u8>, Vec<u8>)>,
     /// Subscribers the last PUBLISH reached: its reply (`encode`).
     published: Option<usize>,
+    /// A blocking command waiting for a key (`crate::blocking`).
+    blocked: Option<Blocked>,
+    /// What the write being decoded may change, for waking waiters.
+    touches: Touches,
 }
 
 impl FrontEnd for Redis {
@@ -64,6 +71,8 @@ impl FrontEnd for Redis {
             sub: Subscriber::new(id, self.registry.clone()),
             publishing: None,
             published: None,
+            blocked: None,
+            touches: Touches::Nothing,
         }
     }
 
@@ -115,8 +124,23 @@ impl FrontEnd for Redis {
             // Written in the connection's protocol already: no conversion.
             return Some(Request::new(len, Access::Local));
         }
-        if dispatch == Dispatch::Write && command_name(&argv) == Some("publish") {
-            c.publishing = Some((argv[1].to_vec(), argv[2].to_vec()));
+        if dispatch == Dispatch::Write {
+            let name = command_name(&argv).unwrap_or("");
+            if name == "publish" {
+                c.publishing = Some((argv[1].to_vec(), argv[2].to_vec()));
+            }
+            if is_blocking(name) {
+                if let Some(req) = self.wait(c, &argv, len, node, op, out) {
+                    return req;
+                }
+            }
+            c.touches = if self.waiting.borrow().is_empty() {
+                Touches::Nothing
+            } else if touches_anything(name) {
+                Touches::Everything
+            } else {
+                Touches::Keys(argv[1..].iter().map(|a| Box::from(*a)).collect())
+            };
         }
         let req = match dispatch {
             Dispatch::Done | Dispatch::Keyspace | Dispatch::PubSub => Request::new(len, Access::Local),
@@ -163,6 +187,19 @@ impl FrontEnd for Redis {
         if let Some((channel, message)) = c.publishing.take() {
             c.published = Some(self.registry.borrow().publish(&channel, &message, seq));
         }
+        match std::mem::replace(&mut c.touches, Touches::Nothing) {
+            Touches::Nothing => {}
+            Touches::Keys(keys) => keys.iter().for_each(|k| self.waiting.borrow().wake(k)),
+            Touches::Everything => self.waiting.borrow().wake_all(),
+        }
+    }
+
+    fn held(&self, c: &RedisConn) -> bool {
+        c.blocked.is_some()
+    }
+
+    fn wake_at(&self, c: &RedisConn) -> Option<std::time::Instant> {
+        c.blocked.as_ref().and_then(Blocked::deadline)
     }
 
     fn take_pushed(&self, c: &mut RedisConn, out: &mut Vec<u8>) -> Result<Option<Seq>, String> {
@@ -180,7 +217,7 @@ impl FrontEnd for Redis {
     }
 
     fn needs_primary(&self, c: &RedisConn) -> bool {
-        c.sub.count() > 0
+        c.sub.count() > 0 || c.blocked.is_some()
     }
 
     fn redirect(&self, _c: &mut RedisConn, primary: Option<&str>, out: &mut Vec<u8>) {
@@ -191,6 +228,39 @@ impl FrontEnd for Redis {
 }
 
 impl Redis {
+    /// A blocking command: `None` if it may be logged now (a key it waits
+    /// on exists, or its arguments are wrong); otherwise the request is
+    /// held (`Some(None)`: decode it again once woken) or, past its
+    /// timeout, answered with a null array released like a read's reply.
+    fn wait(
+        &self,
+        c: &mut RedisConn,
+        argv: &[&[u8]],
+        len: usize,
+        node: &NodeView<'_, Kv>,
+        op: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+    ) -> Option<Option<Request>> {
+        let kv = node.machine();
+        let ready = kv.blocking_ready(node.now_us() / 1000, argv);
+        let wait = kv.blocking_wait(argv);
+        let Some((keys, timeout_ms)) = wait.filter(|_| !ready) else {
+            c.blocked = None;
+            return None;
+        };
+        op.clear();
+        let blocked = c
+            .blocked
+            .get_or_insert_with(|| Blocked::new(c.session.client_id(), self.waiting.clone(), &c.sub.waker(), &keys, timeout_ms));
+        if !blocked.timed_out() {
+            return Some(None);
+        }
+        c.blocked = None;
+        understudy_kv::resp::write_null_array(out);
+        c.session.expect_reply(argv);
+        Some(Some(Request::new(len, Access::Status)))
+    }
+
     /// SUBSCRIBE, UNSUBSCRIBE, PSUBSCRIBE, PUNSUBSCRIBE and PUBSUB, their
     /// arguments checked by the session.
     fn pubsub(&self, c: &mut RedisConn, argv: &[&[u8]], out: &mut Vec<u8>) {

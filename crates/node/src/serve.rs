@@ -131,7 +131,16 @@ async fn client<F: FrontEnd>(rc: Shared<F>, front: Rc<F>, mut stream: TcpStream)
                 return;
             }
         }
+        if front.held(&conn) && !inbuf.is_empty() {
+            // Woken (or timed out): the held request may go now.
+            let held = gated.marks.len();
+            let mut r = rc.borrow_mut();
+            process(&mut r, &*front, &mut conn, &mut inbuf, &mut op, &mut gated);
+            clock.queued(gated.marks.len() - held);
+            r.kick_barrier();
+        }
         let needs_primary = front.needs_primary(&conn);
+        let wake_at = front.wake_at(&conn).map(tokio::time::Instant::from_std);
         if needs_primary && !rc.borrow().core.is_primary() {
             // A subscriber of a node that is no longer the primary would
             // wait for ever: closing tells its client to find the primary.
@@ -185,6 +194,7 @@ async fn client<F: FrontEnd>(rc: Shared<F>, front: Rc<F>, mut stream: TcpStream)
             _ = gate_wait, if gated.unreleased() => {}
             _ = intake_wait, if !open || needs_primary => {}
             Some(()) = async { match push_wait { Some(w) => { w.await; Some(()) } None => None } }, if pushed.is_some() => {}
+            Some(()) = async { match wake_at { Some(t) => { tokio::time::sleep_until(t).await; Some(()) } None => None } }, if wake_at.is_some() => {}
             else => {
                 // Unreachable by construction (a closed intake, held replies
                 // or a pending close always leaves a branch); close rather

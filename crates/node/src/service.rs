@@ -127,6 +127,22 @@ pub trait FrontEnd: 'static {
         None
     }
 
+    /// Whether `conn` holds back a request it could not serve yet (a
+    /// blocking pop waiting for an element): the runtime decodes its input
+    /// again whenever the connection is woken ([`FrontEnd::push_waker`])
+    /// or [`FrontEnd::wake_at`] passes, until `decode` returns it.
+    fn held(&self, conn: &Self::Conn) -> bool {
+        let _ = conn;
+        false
+    }
+
+    /// When a held request must be decoded again even if nothing woke it
+    /// (its timeout).
+    fn wake_at(&self, conn: &Self::Conn) -> Option<std::time::Instant> {
+        let _ = conn;
+        None
+    }
+
     /// Whether `conn` only makes sense on the primary (a subscriber): it is
     /// closed once its node is not the primary, so its client reconnects.
     fn needs_primary(&self, conn: &Self::Conn) -> bool {

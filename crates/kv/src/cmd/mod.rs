@@ -23,6 +23,7 @@
 
 pub mod bitfield;
 pub mod bits;
+pub mod blocking;
 pub mod floats;
 pub mod hashes;
 pub mod keyspace;
@@ -266,6 +267,12 @@ commands! {
     Zintercard "zintercard" -3 Read ["readonly" "movablekeys"] (0 0 0);
     Zmpop "zmpop" -4 Write ["write" "movablekeys"] (0 0 0);
     Zscan "zscan" -3 Read ["readonly"] (1 1 1);
+    Blpop "blpop" -3 Write ["write" "noscript" "blocking"] (1 -2 1);
+    Brpop "brpop" -3 Write ["write" "noscript" "blocking"] (1 -2 1);
+    Blmove "blmove" 6 Write ["write" "denyoom" "noscript" "blocking"] (1 2 1);
+    Brpoplpush "brpoplpush" 4 Write ["write" "denyoom" "noscript" "blocking"] (1 2 1);
+    Bzpopmin "bzpopmin" -3 Write ["write" "noscript" "blocking" "fast"] (1 -2 1);
+    Bzpopmax "bzpopmax" -3 Write ["write" "noscript" "blocking" "fast"] (1 -2 1);
 }
 
 /// Longest command name in the table, so lookups can lowercase into a
@@ -452,6 +459,7 @@ pub fn exec_write(cmd: Cmd, store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
         // an output the gate holds. The node replaces this reply with the
         // count of subscribers it delivered to on the primary.
         Publish => x.int(0),
+        Blpop | Brpop | Blmove | Brpoplpush | Bzpopmin | Bzpopmax => blocking::write(cmd, store, x, argv),
         Incrbyfloat => floats::incrbyfloat(store, x, argv),
         Hincrbyfloat => floats::hincrbyfloat(store, x, argv),
         Setbit => bits::setbit(store, x, argv),

@@ -401,6 +401,17 @@ pub const SCRIPTS: &[(&str, &[&str])] = &[
         "ZADD oz 4 d", "MULTI", "ZCARD oz", "EXEC", "ZADD big 1 aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
         "OBJECT ENCODING big",
     ]),
+    ("blocking", &[
+        "BLPOP l 0.01", "BRPOP l x", "BLPOP l -1", "BLPOP l 1e400", "BLPOP l inf", "BLPOP l nan",
+        "BZPOPMIN z 0.01", "BZPOPMAX z 0.01", "SET s v",
+        "BLPOP s 1", "BLPOP nokey s 1", "BRPOP s 1", "BZPOPMIN s 1", "BLMOVE s d LEFT LEFT 1", "BRPOPLPUSH s d 1",
+        "RPUSH l a b c d", "BLPOP nokey l 1", "BRPOP l nokey 1", "BLMOVE l d LEFT RIGHT 1", "BLMOVE l d UP RIGHT 1",
+        "BLMOVE l d LEFT RIGHT x", "BLMOVE l d UP RIGHT x", "BRPOPLPUSH l d 1", "LRANGE d 0 -1", "RPUSH l e f g", "BLMOVE l s LEFT RIGHT 1",
+        "ZADD z 1 m 2 n 3 o", "BZPOPMAX z 1", "BZPOPMIN nokey z 1", "BZPOPMIN l 1", "BLPOP z 1", "BLPOP l 0x10",
+        "BLPOP l abc", "MULTI", "BLPOP empty 0", "BZPOPMIN empty 0", "BLMOVE empty d LEFT LEFT 0",
+        "BRPOPLPUSH empty d 0", "BRPOP d 0", "EXEC", "BLPOP", "BLPOP k", "BLMOVE a b LEFT RIGHT", "BZPOPMIN z",
+        "RPUSH one x", "BLPOP one 1", "EXISTS one", "ZADD onez 5 x", "BZPOPMIN onez 1", "EXISTS onez",
+    ]),
     ("sorted sets", &[
         "ZADD z 1 a 2 b 3 c", "ZADD z 1 a", "ZADD z 5 a", "ZSCORE z a", "ZADD z CH 6 a 2 b 9 d", "ZCARD z", "ZCARD nokey",
         "ZADD z NX 100 a 4 e", "ZSCORE z a", "ZADD z XX 7 a 8 f", "ZSCORE z f", "ZADD z XX CH 7 a 8 b", "ZADD z GT CH 1 a 10 b",
