@@ -17,6 +17,7 @@ use crate::exactly_once::commands::{self as session_ops, is_session_command};
 use crate::exactly_once::{SessionLimits, SessionTable};
 use crate::op::{self, read_command, read_count, Argv};
 use crate::resp::{write_array_len, write_error, write_int};
+use crate::script::{is_script_command, Engine, Mode, ScriptLimits, Scripts};
 use crate::snapshot::{KvSnapshotWriter, Restore};
 use crate::store::{is_live, Clock, FixedClock, Store, SHARDS};
 use crate::watch::Watching;
@@ -58,6 +59,28 @@ pub struct Kv {
     expire_cursor: AtomicUsize,
     /// State of a restore in progress (`restore_chunk` … `restore_finish`).
     restore: Restore,
+    /// The script cache and `math.random`'s state: replicated.
+    scripts: Scripts,
+    /// The Lua VM and the script limits: local to this process.
+    engine: Engine,
+}
+
+/// Runs a command of a logged op: a keyspace command, or a script command
+/// with the script cache and the VM.
+fn exec_logged(
+    store: &mut Store,
+    scripts: &mut Scripts,
+    engine: &Engine,
+    cmd: Cmd,
+    clock: &mut dyn Clock,
+    argv: &[&[u8]],
+    out: &mut Vec<u8>,
+) {
+    if is_script_command(cmd) {
+        engine.exec(cmd, Mode::Write(store, scripts), clock, argv, out);
+    } else {
+        exec_write(cmd, store, &mut Exec { clock, out }, argv);
+    }
 }
 
 impl Kv {
@@ -69,6 +92,18 @@ impl Kv {
     /// Every replica of a cluster must use the same.
     pub fn with_session_limits(limits: SessionLimits) -> Kv {
         Kv { sessions: SessionTable::new(limits), ..Kv::default() }
+    }
+
+    /// Sets the instruction budget of one script (see
+    /// [`ScriptLimits`]). Every replica of a cluster must use the same: a
+    /// script stopped on one replica but not the other would leave them
+    /// different.
+    pub fn set_script_limits(&mut self, limits: ScriptLimits) {
+        self.engine.limits = limits;
+    }
+
+    pub fn script_limits(&self) -> ScriptLimits {
+        self.engine.limits
     }
 
     /// The exactly-once session table.
@@ -137,6 +172,12 @@ impl Kv {
             return write_error(out, b"ERR internal: Kv::read called without a known command");
         };
         let spec = cmd.spec();
+        let script_read = matches!(cmd, Cmd::EvalRo | Cmd::EvalshaRo)
+            || (cmd == Cmd::Script && argv.get(1).is_some_and(|s| s.eq_ignore_ascii_case(b"exists")));
+        if script_read && spec.arity_ok(argv.len()) {
+            let mut clock = FixedClock(now_ms);
+            return self.engine.exec(cmd, Mode::Read(&self.store, &self.scripts), &mut clock, argv, out);
+        }
         if spec.kind != Kind::Read {
             return write_error(out, format!("ERR internal: '{}' is not a read command", spec.name).as_bytes());
         }
@@ -194,13 +235,17 @@ impl Kv {
                 let mut argv = Argv::new();
                 let cmd = read_command(&mut r, &mut argv)?;
                 r.finish().map_err(|e| e.to_string())?;
-                exec_write(cmd, &mut self.store, &mut Exec { clock, out: reply }, argv.as_slice());
+                exec_logged(&mut self.store, &mut self.scripts, &self.engine, cmd, clock, argv.as_slice(), reply);
                 Ok(())
             }
             op::OP_TRANSACTION => self.apply_transaction(clock, r, reply),
             op::OP_EXPIRE => self.apply_expire(clock, r, reply),
             session_ops::OP_SESSION_OPEN..=session_ops::OP_SESSION_EXPIRE => {
-                session_ops::apply(tag, &mut self.store, &mut self.sessions, clock, r, reply)
+                let (scripts, engine) = (&mut self.scripts, &self.engine);
+                let mut run = |cmd: Cmd, store: &mut Store, clock: &mut dyn Clock, argv: &[&[u8]], out: &mut Vec<u8>| {
+                    exec_logged(store, scripts, engine, cmd, clock, argv, out)
+                };
+                session_ops::apply(tag, &mut self.store, &mut self.sessions, clock, r, reply, &mut run)
             }
             other => Err(format!("unknown op tag {other}")),
         }
@@ -224,7 +269,7 @@ impl Kv {
             match read_item(&mut r, &mut argv)? {
                 Item::Reply(bytes) => reply.extend_from_slice(bytes),
                 Item::Command(cmd) => {
-                    exec_write(cmd, &mut self.store, &mut Exec { clock: &mut *clock, out: reply }, argv.as_slice())
+                    exec_logged(&mut self.store, &mut self.scripts, &self.engine, cmd, &mut *clock, argv.as_slice(), reply)
                 }
             }
         }
@@ -291,19 +336,20 @@ impl StateMachine for Kv {
     }
 
     fn snapshot(&self) -> Box<dyn SnapshotWriter> {
-        Box::new(KvSnapshotWriter::new(&self.store, self.sessions.snapshot()))
+        Box::new(KvSnapshotWriter::new(&self.store, self.sessions.snapshot(), self.scripts.snapshot()))
     }
 
     fn restore_chunk(&mut self, chunk: &[u8]) -> Result<(), SnapshotError> {
-        self.restore.chunk(&mut self.store, &mut self.sessions, chunk)
+        self.restore.chunk(&mut self.store, &mut self.sessions, &mut self.scripts, chunk)
     }
 
     fn restore_finish(&mut self) -> Result<(), SnapshotError> {
-        self.restore.finish(&self.store, &self.sessions)
+        self.restore.finish(&self.store, &self.sessions, &self.scripts)
     }
 
-    /// The keyspace's digest plus the session table's (0 when empty).
+    /// The keyspace's digest plus the session table's and the scripting
+    /// state's (each 0 when empty).
     fn digest(&self) -> u64 {
-        self.store.digest().wrapping_add(self.sessions.digest())
+        self.store.digest().wrapping_add(self.sessions.digest()).wrapping_add(self.scripts.digest())
     }
 }

@@ -32,6 +32,7 @@
 //! - `encoding`: the internal encodings Redis would use (OBJECT ENCODING).
 //! - `num`: Redis's integer and float grammars (`strtod`), decimal and
 //!   `%.17g` formatting, glob matching.
+//! - `script`: Lua scripting (EVAL, EVALSHA, SCRIPT) on an embedded Lua 5.1.
 //!
 //! # Determinism
 //!
@@ -40,9 +41,10 @@
 //! the primary, replayed on the backup). Hash-table iteration order is the
 //! one thing that may differ between replicas; nothing that changes state
 //! depends on it (the expire cycle's ops name their keys, digests sum
-//! per-key hashes, SPOP picks by an order of the members themselves), so at
-//! worst the *order* of elements in a HGETALL/SMEMBERS/KEYS reply differs,
-//! and the backup's replies are discarded anyway.
+//! per-key hashes, SPOP picks by an order of the members themselves, a Lua
+//! script gets such replies sorted), so at worst the *order* of elements in
+//! a HGETALL/SMEMBERS/KEYS reply differs, and the backup's replies are
+//! discarded anyway.
 
 #![forbid(unsafe_code)]
 
@@ -59,6 +61,7 @@ mod num;
 mod op;
 pub mod resp;
 pub mod resp3;
+mod script;
 pub mod session;
 mod snapshot;
 mod store;
@@ -71,4 +74,5 @@ pub use kv::Kv;
 pub use num::glob_match;
 pub use op::encode_query;
 pub use resp::{parse_command, CommandParser, RespError};
+pub use script::ScriptLimits;
 pub use session::{command_name, serves_on_backup, Dispatch, Session};

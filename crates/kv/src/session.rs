@@ -342,6 +342,19 @@ impl Session {
         if self.multi.is_some() && !matches!(cmd, Cmd::Exec | Cmd::Discard | Cmd::Multi | Cmd::Watch | Cmd::Quit | Cmd::Reset) {
             return self.queue(cmd, argv, out);
         }
+        if cmd == Cmd::Script {
+            // A container of a read (EXISTS), writes (LOAD, FLUSH: the
+            // cache is replicated) and answers that need no state.
+            let sub = argv[1].to_ascii_lowercase();
+            match &sub[..] {
+                b"exists" => return Dispatch::Read,
+                b"load" | b"flush" => {}
+                _ => {
+                    crate::script::session_reply(argv, out);
+                    return Dispatch::Done;
+                }
+            }
+        }
         match spec.kind {
             Kind::Read => Dispatch::Read,
             Kind::Write => {
@@ -533,18 +546,7 @@ impl Session {
     /// time for the ones queued in a transaction.
     fn connection_command(&mut self, cmd: Cmd, argv: &[&[u8]], out: &mut Vec<u8>) {
         match cmd {
-            Cmd::Ping if argv.len() > 2 => write_arity_error(out, "ping"),
-            Cmd::Ping if argv.len() == 2 => write_bulk(out, argv[1]),
-            Cmd::Ping => write_simple(out, b"PONG"),
-            Cmd::Echo => write_bulk(out, argv[1]),
-            Cmd::Select => match crate::num::parse_i64(argv[1]) {
-                None => write_error(out, NOT_INT),
-                Some(id) if i32::try_from(id).is_err() => {
-                    write_error(out, b"ERR value is out of range, value must between -2147483648 and 2147483647")
-                }
-                Some(0) => write_ok(out),
-                Some(_) => write_error(out, b"ERR DB index is out of range"),
-            },
+            Cmd::Ping | Cmd::Echo | Cmd::Select => ping_echo_select(cmd, argv, out),
             Cmd::Hello => self.hello(argv, out),
             Cmd::Auth => self.auth.command(argv, out),
             Cmd::Client => self.client(argv, out),
@@ -605,6 +607,25 @@ impl Session {
     }
 }
 
+/// PING, ECHO and SELECT (arity checked), on a connection or in a script.
+pub(crate) fn ping_echo_select(cmd: Cmd, argv: &[&[u8]], out: &mut Vec<u8>) {
+    match cmd {
+        Cmd::Ping if argv.len() > 2 => write_arity_error(out, "ping"),
+        Cmd::Ping if argv.len() == 2 => write_bulk(out, argv[1]),
+        Cmd::Ping => write_simple(out, b"PONG"),
+        Cmd::Echo => write_bulk(out, argv[1]),
+        Cmd::Select => match crate::num::parse_i64(argv[1]) {
+            None => write_error(out, NOT_INT),
+            Some(id) if i32::try_from(id).is_err() => {
+                write_error(out, b"ERR value is out of range, value must between -2147483648 and 2147483647")
+            }
+            Some(0) => write_ok(out),
+            Some(_) => write_error(out, b"ERR DB index is out of range"),
+        },
+        _ => write_error(out, b"ERR internal: not PING, ECHO or SELECT"),
+    }
+}
+
 fn too_big(bytes: usize, max: usize) -> String {
     format!("ERR transaction of at least {bytes} bytes exceeds --request-bytes-max ({max} bytes)")
 }
@@ -642,14 +663,35 @@ const SUBCOMMANDS: &[(Cmd, &str, i32)] = &[
     (Cmd::Object, "idletime", 3),
     (Cmd::Object, "refcount", 3),
     (Cmd::Object, "help", 2),
+    (Cmd::Script, "load", 3),
+    (Cmd::Script, "exists", -3),
+    (Cmd::Script, "flush", -2),
+    (Cmd::Script, "kill", 2),
+    (Cmd::Script, "debug", 3),
+    (Cmd::Script, "help", 2),
 ];
 
-/// For CLIENT/CONFIG/COMMAND/OBJECT: an unknown subcommand or a wrong subcommand
+/// The container commands, whose subcommands [`SUBCOMMANDS`] lists.
+fn is_container(cmd: Cmd) -> bool {
+    matches!(cmd, Cmd::Client | Cmd::Config | Cmd::Command | Cmd::Pubsub | Cmd::Object | Cmd::Script)
+}
+
+/// For a container command (CLIENT, CONFIG, COMMAND, PUBSUB, OBJECT,
+/// SCRIPT): `Some` with the arity of subcommand `sub`, or `Some(None)` if
+/// there is no such subcommand; `None` for other commands.
+pub(crate) fn subcommand_arity(cmd: Cmd, sub: &[u8]) -> Option<Option<i32>> {
+    if !is_container(cmd) {
+        return None;
+    }
+    Some(SUBCOMMANDS.iter().find(|(c, name, _)| *c == cmd && sub.eq_ignore_ascii_case(name.as_bytes())).map(|s| s.2))
+}
+
+/// For a container command: an unknown subcommand or a wrong subcommand
 /// arity is answered as Redis does (and, like other rejections, aborts an
 /// open transaction). `COMMAND DOCS` is deliberately unknown: redis-cli
 /// then falls back to its built-in help instead of showing none.
 fn subcommand_ok(cmd: Cmd, argv: &[&[u8]], out: &mut Vec<u8>) -> bool {
-    if !matches!(cmd, Cmd::Client | Cmd::Config | Cmd::Command | Cmd::Pubsub | Cmd::Object) || argv.len() < 2 {
+    if !is_container(cmd) || argv.len() < 2 {
         return true;
     }
     let sub = SUBCOMMANDS.iter().find(|(c, name, _)| *c == cmd && argv[1].eq_ignore_ascii_case(name.as_bytes()));

@@ -6,6 +6,9 @@
 //! record  = kind:u8 key:bytes [expire:u64 LE] body     expire iff kind & 0x40
 //!         | 0x0F keys:varint digest:u64 LE             end: the last record of all
 //!         | 0x10 …                                      a client session (exactly_once::records)
+//!         | 0x11 body:bytes                              a cached script (script)
+//!         | 0x12 state:u64 LE                            math.random's rand48 state, when not
+//!                                                       the initial one (script::rand)
 //! kind    = type (1 string, 2 hash, 3 list, 4 set, 5 zset) | 0x40 has expire | 0x80 continuation
 //! body    = value:bytes                                string
 //!         | count:varint element*count                 aggregate (hash: field, value;
@@ -17,7 +20,9 @@
 //! append elements, so no record and hence no chunk grows without bound.
 //! The end record carries the key count and digest of the snapshot (keys
 //! and sessions, as `Kv::digest`), which `restore_finish` checks against
-//! what was loaded. Session records come after every key's.
+//! what was loaded. Session records come after every key's, and the
+//! scripting records after those (a snapshot without them restores an
+//! empty script cache and the initial `math.random` state).
 //!
 //! Types are only ever added (a new type code), never renumbered; both
 //! replicas run the same build, so the version stays 1.
@@ -31,12 +36,15 @@ use crate::entry::{AggVal, Bytes, Entry, HashVal, Kind, ListVal, SetVal, ZsetVal
 use crate::exactly_once::records::{read_session, session_digest, write_session, RECORD_SESSION};
 use crate::exactly_once::{Id, SessionTable, State as SessionState};
 use crate::op::read_count;
+use crate::script::{body_digest, rand_digest, Scripts, RAND_INITIAL};
 use crate::store::{Shard, Store};
 
 const VERSION: u8 = 1;
 const HAS_EXPIRE: u8 = 0x40;
 const CONTINUATION: u8 = 0x80;
 const END: u8 = 0x0F;
+const RECORD_SCRIPT: u8 = 0x11;
+const RECORD_RAND: u8 = 0x12;
 /// Target size of one aggregate part.
 pub const PART_BYTES: usize = 64 * 1024;
 /// Session records serialized per refill, so the pending buffer stays
@@ -60,6 +68,8 @@ pub struct KvSnapshotWriter {
     next_shard: usize,
     /// The client sessions as of the snapshot (shared, copy-on-write).
     sessions: std::vec::IntoIter<(Id, Arc<SessionState>)>,
+    /// The cached scripts and the rand48 state; `None` once written.
+    scripts: Option<(Vec<Arc<[u8]>>, u64)>,
     /// The records of the shard being emitted, and where each ends.
     pending: Vec<u8>,
     ends: Vec<usize>,
@@ -71,13 +81,14 @@ pub struct KvSnapshotWriter {
 }
 
 impl KvSnapshotWriter {
-    pub fn new(store: &Store, sessions: Vec<(Id, Arc<SessionState>)>) -> Self {
+    pub fn new(store: &Store, sessions: Vec<(Id, Arc<SessionState>)>, scripts: (Vec<Arc<[u8]>>, u64)) -> Self {
         let shards: Vec<Option<Arc<Shard>>> = store.shards().iter().map(|s| Some(Arc::clone(s))).collect();
         let hint = store.shards().iter().map(|s| s.bytes).sum();
         KvSnapshotWriter {
             shards,
             next_shard: 0,
             sessions: sessions.into_iter(),
+            scripts: Some(scripts),
             pending: Vec::new(),
             ends: Vec::new(),
             emitted: 0,
@@ -113,6 +124,23 @@ impl KvSnapshotWriter {
         }
         if wrote {
             return true;
+        }
+        if let Some((bodies, rand)) = self.scripts.take() {
+            if rand != RAND_INITIAL {
+                self.digest = self.digest.wrapping_add(rand_digest(rand));
+                self.pending.push(RECORD_RAND);
+                self.pending.extend_from_slice(&rand.to_le_bytes());
+                self.ends.push(self.pending.len());
+            }
+            for body in bodies {
+                self.digest = self.digest.wrapping_add(body_digest(&body));
+                self.pending.push(RECORD_SCRIPT);
+                put_bytes(&mut self.pending, &body);
+                self.ends.push(self.pending.len());
+            }
+            if !self.ends.is_empty() {
+                return true;
+            }
         }
         if self.end_written {
             return false;
@@ -223,8 +251,10 @@ pub struct Restore {
     last: Option<(Bytes, Kind)>,
     /// Key count and digest from the end record, once seen.
     end: Option<(u64, u64)>,
-    /// A session record was read: only sessions and the end may follow.
+    /// A session record was read: only sessions, scripts and the end may follow.
     in_sessions: bool,
+    /// A scripting record was read: only those and the end may follow.
+    in_scripts: bool,
 }
 
 fn corrupt(chunk: u64, detail: impl std::fmt::Display) -> SnapshotError {
@@ -238,9 +268,15 @@ fn show(key: &[u8]) -> String {
 
 impl Restore {
     /// Loads one chunk into `store`.
-    pub fn chunk(&mut self, store: &mut Store, sessions: &mut SessionTable, chunk: &[u8]) -> Result<(), SnapshotError> {
+    pub fn chunk(
+        &mut self,
+        store: &mut Store,
+        sessions: &mut SessionTable,
+        scripts: &mut Scripts,
+        chunk: &[u8],
+    ) -> Result<(), SnapshotError> {
         let n = self.chunks;
-        if n == 0 && (!store.is_empty() || !sessions.is_empty()) {
+        if n == 0 && (!store.is_empty() || !sessions.is_empty() || !scripts.is_empty()) {
             return Err(corrupt(n, "restore target is not empty"));
         }
         self.chunks += 1;
@@ -257,13 +293,35 @@ impl Restore {
             return Err(corrupt(n, "chunk holds no record"));
         }
         while !r.is_empty() {
-            self.record(store, sessions, &mut r).map_err(|e| corrupt(n, e))?;
+            self.record(store, sessions, scripts, &mut r).map_err(|e| corrupt(n, e))?;
         }
         Ok(())
     }
 
-    fn record(&mut self, store: &mut Store, sessions: &mut SessionTable, r: &mut Reader) -> Result<(), String> {
+    fn record(
+        &mut self,
+        store: &mut Store,
+        sessions: &mut SessionTable,
+        scripts: &mut Scripts,
+        r: &mut Reader,
+    ) -> Result<(), String> {
         let kind = r.u8().map_err(|e| e.to_string())?;
+        if kind == RECORD_SCRIPT || kind == RECORD_RAND {
+            self.last = None;
+            self.in_scripts = true;
+            if kind == RECORD_RAND {
+                scripts.restore_rand(r.u64().map_err(|e| e.to_string())?);
+                return Ok(());
+            }
+            let body = r.bytes().map_err(|e| e.to_string())?;
+            if !scripts.restore_body(body) {
+                return Err("duplicate script".into());
+            }
+            return Ok(());
+        }
+        if self.in_scripts && kind != END {
+            return Err(format!("record kind {kind:#04x} after the scripting records"));
+        }
         if kind == RECORD_SESSION {
             self.last = None;
             self.in_sessions = true;
@@ -332,14 +390,14 @@ impl Restore {
 
     /// After the last chunk: the end record was seen and what was loaded
     /// matches its key count and digest.
-    pub fn finish(&self, store: &Store, sessions: &SessionTable) -> Result<(), SnapshotError> {
+    pub fn finish(&self, store: &Store, sessions: &SessionTable, scripts: &Scripts) -> Result<(), SnapshotError> {
         let Some((keys, digest)) = self.end else {
             return Err(SnapshotError(format!("incomplete: no end record after {} chunks", self.chunks)));
         };
         if keys != store.len() as u64 {
             return Err(SnapshotError(format!("end record says {keys} keys, {} were loaded", store.len())));
         }
-        let got = store.digest().wrapping_add(sessions.digest());
+        let got = store.digest().wrapping_add(sessions.digest()).wrapping_add(scripts.digest());
         if digest != got {
             return Err(SnapshotError(format!("digest mismatch: end record says {digest:#018x}, loaded {got:#018x}")));
         }

@@ -355,3 +355,110 @@ proptest! {
         kv.apply(&mut OpCtx::at(T0_US), &op, &mut Vec::new());
     }
 }
+
+/// A script workload: EVAL and EVALSHA (cache hits after SCRIPT LOAD and
+/// EVAL), math.random, TIME, unordered replies a script writes back, a
+/// script that fails half-way, scripts inside MULTI and US.CALL, SCRIPT
+/// FLUSH, and scripts that call the random commands (SPOP, SRANDMEMBER,
+/// HRANDFIELD, RANDOMKEY: values drawn from the op's context, recorded
+/// and replayed) and INCRBYFLOAT. Each line runs at its own recorded time.
+const SCRIPT_LINES: &[&str] = &[
+    r#"SCRIPT LOAD "local n = redis.call('INCR', KEYS[1]) redis.call('RPUSH', 'rolls', math.random(1000000)) return n""#,
+    "EVALSHA 2bd9d4d3c1f5d0f4d59ce4c22c3b1e6b0f1a1e1a 1 counter",
+    r#"EVAL "math.randomseed(tonumber(ARGV[1])) return redis.call('SET', KEYS[1], math.random())" 1 seeded 99"#,
+    r#"EVAL "local t = redis.call('TIME') redis.call('SET', 'when', t[1]) return t[1]" 0"#,
+    "HSET h b 2 a 1 c 3",
+    r#"EVAL "local all = redis.call('HGETALL', 'h') redis.call('SET', 'first', all[1]) return all" 0"#,
+    r#"EVAL "redis.call('SET', 'half', 'done') return redis.call('INCR', 'h')" 0"#,
+    r#"EVAL "return {tostring({}), tostring(redis), collectgarbage('count')}" 0"#,
+    "MULTI",
+    r#"EVAL "return redis.call('RPUSH', 'rolls', math.random(10))" 0"#,
+    "INCR counter",
+    "EXEC",
+    "US.SESSION s1",
+    r#"US.CALL s1 1 EVAL "return redis.call('INCRBY', KEYS[1], ARGV[1])" 1 counter 5"#,
+    r#"US.CALL s1 1 EVAL "return redis.call('INCRBY', KEYS[1], ARGV[1])" 1 counter 5"#,
+    "SCRIPT FLUSH",
+    r#"EVAL "return {redis.call('GET', 'counter'), math.random(100)}" 0"#,
+    "LRANGE rolls 0 -1",
+    "SADD pool a b c d e f g h i j",
+    r#"EVAL "local p = redis.call('SPOP', KEYS[1]) redis.call('SET', 'popped', p) return {p, redis.call('SPOP', KEYS[1], 3), redis.call('SRANDMEMBER', KEYS[1], -4)}" 1 pool"#,
+    r#"EVAL "redis.call('RPUSH', 'picks', redis.call('RANDOMKEY'), unpack(redis.call('HRANDFIELD', 'h', 2, 'WITHVALUES'))) return redis.call('SRANDMEMBER', 'pool')" 0"#,
+    r#"EVAL "return {redis.call('INCRBYFLOAT', 'fl', '10.5'), redis.call('INCRBYFLOAT', 'fl', '0.1')}" 0"#,
+    "MULTI",
+    r#"EVAL "return redis.call('SPOP', 'pool', 2)" 0"#,
+    "SPOP pool",
+    "EXEC",
+    "SMEMBERS pool",
+];
+
+/// The primary runs SCRIPT_LINES (the sha of the first script's body is
+/// filled in); a backup replaying the log gives the same replies and
+/// digest, and so does a joiner restored from a snapshot taken mid-way.
+#[test]
+fn scripts_replay_alike_and_survive_a_snapshot() {
+    let body = "local n = redis.call('INCR', KEYS[1]) redis.call('RPUSH', 'rolls', math.random(1000000)) return n";
+    let sha = understudy_kv_sha1(body);
+    let mut primary = Client::new(1);
+    let mut log = Vec::new();
+    let mut replies = Vec::new();
+    let mut draws = Vec::new();
+    for (i, line) in SCRIPT_LINES.iter().enumerate() {
+        let line = line.replace("2bd9d4d3c1f5d0f4d59ce4c22c3b1e6b0f1a1e1a", &sha);
+        let owned = args(&line);
+        let argv: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+        let now_us = T0_US + i as u64 * 1_000_000;
+        let mut ctx = OpCtx::record(now_us, i as u64);
+        let before = primary.log.len();
+        let reply = primary.run_at(&mut ctx, now_us / 1000, &argv);
+        replies.push((line.clone(), reply.clone()));
+        if primary.log.len() > before {
+            let op = primary.log.last().unwrap().clone();
+            draws.push((line.clone(), ctx.randoms.len()));
+            log.push(Logged { op, now_us, asked: ctx.asked, randoms: ctx.randoms, reply });
+        }
+    }
+    let shown: Vec<String> = replies.iter().map(|(l, r)| format!("{l} -> {}", common::show(r))).collect();
+    let reply_of = |i: usize| common::show(&replies[i].1);
+    assert_eq!(reply_of(1), ":1\\r\\n", "{shown:#?}");
+    assert!(reply_of(5).starts_with("*6\\r\\n$1\\r\\na\\r\\n$1\\r\\n1"), "sorted HGETALL: {shown:#?}");
+    assert!(reply_of(6).starts_with("-WRONGTYPE"), "{shown:#?}");
+    assert_eq!(reply_of(7), "*3\\r\\n$17\\r\\ntable: 0x00000001\\r\\n$17\\r\\ntable: 0x00000002\\r\\n:0\\r\\n");
+    assert_eq!(reply_of(13), reply_of(14), "a retried US.CALL gets the same answer");
+    assert!(reply_of(16).starts_with("*2\\r\\n$1\\r\\n7\\r\\n"), "{shown:#?}");
+    // The random commands inside scripts drew from the op's context: one
+    // value per command that picked, the backup gets the same ones.
+    let drew = |prefix: &str| draws.iter().rfind(|(l, _)| l.starts_with(prefix)).map(|d| d.1);
+    assert_eq!(drew(r#"EVAL "local p = redis.call('SPOP'"#), Some(3), "{draws:?}");
+    assert_eq!(drew(r#"EVAL "redis.call('RPUSH', 'picks'"#), Some(3), "{draws:?}");
+    assert_eq!(drew("EXEC"), Some(2), "a script's SPOP and a SPOP in one transaction: {draws:?}");
+    assert!(reply_of(19).starts_with("*3\\r\\n$1\\r\\n"), "SPOP in a script: {shown:#?}");
+    assert!(reply_of(20).starts_with("$1\\r\\n"), "SRANDMEMBER in a script: {shown:#?}");
+    assert_eq!(reply_of(21), "*2\\r\\n$4\\r\\n10.5\\r\\n$4\\r\\n10.6\\r\\n", "{shown:#?}");
+    assert!(reply_of(26).starts_with("*3\\r\\n"), "10 - 1 - 3 - 2 - 1 members left: {shown:#?}");
+    let mut backup = Kv::new();
+    replay(&mut backup, &log).expect("the backup replies alike");
+    assert_eq!(backup.digest(), primary.kv.digest());
+    for cut in 0..=log.len() {
+        let mut source = Kv::new();
+        replay(&mut source, &log[..cut]).unwrap();
+        let mut writer = source.snapshot();
+        let mut joiner = Kv::new();
+        let mut chunk = Vec::new();
+        while writer.next_chunk(&mut chunk, 64) {
+            joiner.restore_chunk(&chunk).unwrap();
+            chunk.clear();
+        }
+        joiner.restore_finish().unwrap();
+        assert_eq!(joiner.digest(), source.digest(), "cut {cut}");
+        replay(&mut joiner, &log[cut..]).unwrap_or_else(|e| panic!("cut {cut}: {e}"));
+        assert_eq!(joiner.digest(), primary.kv.digest(), "cut {cut}");
+    }
+}
+
+/// Lowercase hex SHA1, as SCRIPT LOAD answers it.
+fn understudy_kv_sha1(body: &str) -> String {
+    let mut c = Client::new(9);
+    let reply = c.run(&[b"SCRIPT", b"LOAD", body.as_bytes()]);
+    String::from_utf8(reply[5..45].to_vec()).unwrap()
+}

@@ -332,3 +332,34 @@ fn restored_encodings_follow_contents_as_after_an_rdb_load() {
     let refcount = r.run_at(&mut FixedCtx { now_us: T0_US, asks: 0 }, T0_US / 1000, &[b"OBJECT", b"REFCOUNT", b"nc"]);
     assert_eq!(refcount, b":2147483647\r\n", "a restored small integer is shared again");
 }
+
+/// The script cache and math.random's state are replicated state: a
+/// restored store runs EVALSHA of a loaded script and draws the same
+/// numbers next; SCRIPT FLUSH's empty cache travels too.
+#[test]
+fn script_cache_and_random_state_survive_snapshot() {
+    let mut c = populated();
+    run(&mut c, &[r#"SCRIPT LOAD "return redis.call('GET', KEYS[1])""#, r#"EVAL "return math.random(1000)" 0"#]);
+    let sha = "d3c21d0c2b9ca22f82737626a27bcaf5d288f99f";
+    let mut r = Client::new(1);
+    r.kv = restore(&chunks(&c.kv, 500)).unwrap();
+    assert_eq!(r.kv.digest(), c.kv.digest());
+    let mut ctx = FixedCtx { now_us: T0_US, asks: 0 };
+    for line in [
+        format!("SCRIPT EXISTS {sha}"),
+        format!("EVALSHA {sha} 1 s1"),
+        r#"EVAL "return {math.random(1000), math.random(1000)}" 0"#.to_string(),
+    ] {
+        let owned = args(&line);
+        let argv: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+        let theirs = c.run_at(&mut ctx, T0_US / 1000, &argv);
+        let ours = r.run_at(&mut ctx, T0_US / 1000, &argv);
+        assert_eq!(common::show(&ours), common::show(&theirs), "{line}");
+        assert!(!theirs.starts_with(b"-") && theirs != b"*1\r\n:0\r\n", "{line}: {}", common::show(&theirs));
+    }
+    assert_eq!(r.kv.digest(), c.kv.digest());
+    run(&mut c, &["SCRIPT FLUSH"]);
+    let flushed = restore(&chunks(&c.kv, 1 << 20)).unwrap();
+    assert_eq!(flushed.digest(), c.kv.digest());
+    assert_ne!(flushed.digest(), r.kv.digest(), "the cache is part of the digest");
+}

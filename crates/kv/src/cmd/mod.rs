@@ -273,6 +273,13 @@ commands! {
     Brpoplpush "brpoplpush" 4 Write ["write" "denyoom" "noscript" "blocking"] (1 2 1);
     Bzpopmin "bzpopmin" -3 Write ["write" "noscript" "blocking" "fast"] (1 -2 1);
     Bzpopmax "bzpopmax" -3 Write ["write" "noscript" "blocking" "fast"] (1 -2 1);
+    // Scripting (crate::script): EVAL and EVALSHA are logged ops; SCRIPT
+    // is routed per subcommand by the session.
+    Eval "eval" -3 Write ["noscript" "stale" "skip_monitor" "no_mandatory_keys" "movablekeys"] (0 0 0);
+    Evalsha "evalsha" -3 Write ["noscript" "stale" "skip_monitor" "no_mandatory_keys" "movablekeys"] (0 0 0);
+    EvalRo "eval_ro" -3 Read ["readonly" "noscript" "stale" "skip_monitor" "no_mandatory_keys" "movablekeys"] (0 0 0);
+    EvalshaRo "evalsha_ro" -3 Read ["readonly" "noscript" "stale" "skip_monitor" "no_mandatory_keys" "movablekeys"] (0 0 0);
+    Script "script" -2 Write [] (0 0 0);
 }
 
 /// Longest command name in the table, so lookups can lowercase into a

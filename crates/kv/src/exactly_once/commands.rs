@@ -15,7 +15,7 @@
 use understudy_wire::codec::{put_bytes, put_varint, Reader};
 
 use super::{Call, SessionTable, ID_BYTES_MAX};
-use crate::cmd::{exec_write, write_arity_error, Cmd, Exec, Kind};
+use crate::cmd::{write_arity_error, Cmd, Kind};
 use crate::dispatch::Dispatch;
 use crate::op::{self, read_command, read_count, Argv};
 use crate::resp::{write_error, write_int};
@@ -106,6 +106,10 @@ fn dispatch_call(argv: &[&[u8]], op: &mut Vec<u8>, out: &mut Vec<u8>) -> Dispatc
     Dispatch::Write
 }
 
+/// Runs a session call's command: the state machine's command runner
+/// (keyspace commands, and scripts with their cache and VM).
+pub type RunCommand<'a> = dyn FnMut(Cmd, &mut Store, &mut dyn Clock, &[&[u8]], &mut Vec<u8>) + 'a;
+
 /// Replaces `op` with an expire op naming `ids` (the primary's expire cycle).
 pub fn encode_expire<I: AsRef<[u8]>>(op: &mut Vec<u8>, ids: &[I]) {
     op.clear();
@@ -124,7 +128,8 @@ pub fn read(table: &SessionTable, now_ms: u64, argv: &[&[u8]], out: &mut Vec<u8>
     }
 }
 
-/// Applies a session op whose tag was read from `r`. The op is decoded and
+/// Applies a session op whose tag was read from `r`; `run` executes the
+/// command of a session call. The op is decoded and
 /// checked whole before anything changes, so a corrupt op changes nothing.
 pub fn apply(
     tag: u8,
@@ -133,6 +138,7 @@ pub fn apply(
     clock: &mut dyn Clock,
     mut r: Reader,
     reply: &mut Vec<u8>,
+    run: &mut RunCommand,
 ) -> Result<(), String> {
     let w = |e: understudy_wire::WireError| e.to_string();
     if tag == OP_SESSION_EXPIRE {
@@ -171,7 +177,7 @@ pub fn apply(
             match table.call(id, seq, now_ms) {
                 Call::Apply => {
                     let start = reply.len();
-                    exec_write(cmd, store, &mut Exec { clock, out: reply }, argv.as_slice());
+                    run(cmd, store, clock, argv.as_slice(), reply);
                     table.record(id, seq, &reply[start..]);
                 }
                 Call::Replay(bytes) => reply.extend_from_slice(&bytes),

@@ -190,9 +190,32 @@ impl Client {
 }
 
 /// Splits a script line into arguments: blank-separated, `\xHH` escapes,
-/// `{}` for an empty argument.
+/// `{}` for an empty argument, and `"…"` for one argument with blanks in
+/// it (a Lua script: it ends at a `"` followed by a blank or the line's
+/// end, and holds no `"` itself).
 pub fn args(line: &str) -> Vec<Vec<u8>> {
-    line.split_whitespace()
+    let mut tokens = Vec::new();
+    let mut rest = line.trim_start();
+    while !rest.is_empty() {
+        let (tok, after) = match rest.strip_prefix('"') {
+            Some(body) => {
+                let end = body
+                    .match_indices('"')
+                    .map(|(i, _)| i)
+                    .find(|&i| body[i + 1..].chars().next().is_none_or(char::is_whitespace))
+                    .unwrap_or_else(|| panic!("unterminated quoted argument in {line:?}"));
+                (&body[..end], &body[end + 1..])
+            }
+            None => {
+                let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+                (&rest[..end], &rest[end..])
+            }
+        };
+        tokens.push(tok);
+        rest = after.trim_start();
+    }
+    tokens
+        .into_iter()
         .map(|tok| {
             if tok == "{}" {
                 return Vec::new();
