@@ -136,6 +136,14 @@ pub struct KvArgs {
     /// default pass), as Redis's requirepass; without it, none is asked.
     #[arg(long, value_name = "FILE")]
     pub requirepass_file: Option<PathBuf>,
+    /// File of ACL users, in Redis's ACL file syntax, one per line:
+    /// `user NAME on|off >PASSWORD|nopass ~*|allkeys &*|allchannels
+    /// +@all|-@all +@CATEGORY -@CATEGORY +COMMAND -COMMAND` (key and
+    /// channel patterns other than `*` are refused, naming the line).
+    /// Clients authenticate with AUTH user pass. Give both replicas the
+    /// same file.
+    #[arg(long, value_name = "FILE")]
+    pub aclfile: Option<PathBuf>,
     /// Read flags from this TOML file; its keys are the long flags
     /// (`cluster = "shop"`, `heartbeat-ms = 50`). A flag on the command line
     /// or in the environment (UNDERSTUDY_<FLAG>) wins over the file.
@@ -271,6 +279,7 @@ fn stop_on_signal(stop: Arc<std::sync::atomic::AtomicBool>) -> Result<()> {
 
 fn kv(a: KvArgs) -> Result<ExitCode> {
     let password = crate::flags::read_password(a.requirepass_file.as_ref())?;
+    let users = crate::flags::read_users(a.aclfile.as_deref(), password.as_deref())?;
     let mut opts = node_options(a.cluster, a.node, &a.arbiter, a.client_listen, a.repl_listen, a.dir, &a.common)?;
     opts.set_persist(a.appendfsync.map(|fsync| understudy_node::options::Persist {
         snapshot_every_bytes: a.snapshot_every_bytes,
@@ -279,6 +288,6 @@ fn kv(a: KvArgs) -> Result<ExitCode> {
         ..understudy_node::options::Persist::new(fsync)
     }));
     opts.validate().map_err(anyhow::Error::msg)?;
-    understudy_node::run_kv(opts, password)?;
+    understudy_node::run_kv(opts, users, a.aclfile.map(|p| p.display().to_string()))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::Args;
 use understudy_core::Config;
 use understudy_node::NodeOptions;
@@ -106,6 +106,20 @@ pub fn read_secret(path: Option<&PathBuf>) -> Result<Vec<u8>> {
 /// Reads `--requirepass-file`: the password clients must give (AUTH).
 pub fn read_password(path: Option<&PathBuf>) -> Result<Option<Vec<u8>>> {
     read_secret_file(path, "--requirepass-file")
+}
+
+/// The users of `understudy kv`: an `--aclfile`'s, or the default user
+/// alone with `--requirepass-file`'s password (if any). Rules for commands
+/// understudy does not have are logged.
+pub fn read_users(aclfile: Option<&std::path::Path>, requirepass: Option<&[u8]>) -> Result<understudy_kv::acl::Users> {
+    let Some(path) = aclfile else { return Ok(understudy_kv::acl::Users::new(requirepass)) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read --aclfile {}", path.display()))?;
+    let (users, warnings) = understudy_kv::acl::Users::parse(&text, &path.display().to_string(), requirepass)
+        .map_err(|e| anyhow::anyhow!("--aclfile {e}"))?;
+    for w in warnings {
+        log::warn!("--aclfile {w}");
+    }
+    Ok(users)
 }
 
 /// Reads the secret or password file that `flag` names, if given.

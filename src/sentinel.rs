@@ -75,6 +75,11 @@ pub struct SentinelArgs {
     /// asking a primary which backup it has.
     #[arg(long, value_name = "FILE")]
     pub auth_pass_file: Option<PathBuf>,
+    /// With --auth-pass-file: the ACL user (the nodes' --aclfile) the
+    /// password is for, as Redis Sentinel's `auth-user`; without it, the
+    /// default user's.
+    #[arg(long, value_name = "NAME", requires = "auth_pass_file")]
+    pub auth_user: Option<String>,
     /// A cluster to report from the start (repeatable): SENTINEL MASTERS and
     /// INFO list it without a client having asked for it by name.
     #[arg(long = "cluster", value_name = "NAME")]
@@ -109,7 +114,8 @@ pub fn sentinel(a: SentinelArgs) -> Result<ExitCode> {
     let listener = TcpListener::bind(a.listen).with_context(|| format!("cannot listen on --listen {}", a.listen))?;
     let bound = listener.local_addr().context("the sentinel's listening address")?;
     let auth_pass = crate::flags::read_secret_file(a.auth_pass_file.as_ref(), "--auth-pass-file")?;
-    let watch = Arc::new(Watch::new(Arc::from(arbiter), Duration::from_millis(a.poll_ms), &a.clusters, auth_pass));
+    let auth: Vec<Vec<u8>> = a.auth_user.map(String::into_bytes).into_iter().chain(auth_pass).collect();
+    let watch = Arc::new(Watch::new(Arc::from(arbiter), Duration::from_millis(a.poll_ms), &a.clusters, auth));
     watch.spawn_poller().context("starting the thread that reads the arbiter")?;
     let mut raw = [0u8; 20];
     getrandom::fill(&mut raw).context("reading the OS random source")?;

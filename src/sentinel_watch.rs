@@ -96,9 +96,10 @@ pub struct Watch {
     subscribers: Mutex<Vec<SyncSender<Message>>>,
     pub poll: Duration,
     pub started: Instant,
-    /// The password the nodes ask for (`--auth-pass-file`), given before
-    /// INFO replication.
-    auth_pass: Option<Vec<u8>>,
+    /// AUTH's arguments for the nodes (`--auth-user`, `--auth-pass-file`):
+    /// the password, or the user and password; given before INFO
+    /// replication. Empty: no AUTH.
+    auth: Vec<Vec<u8>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -106,10 +107,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Watch {
-    pub fn new(arbiter: Arc<dyn Arbiter>, poll: Duration, clusters: &[String], auth_pass: Option<Vec<u8>>) -> Watch {
+    pub fn new(arbiter: Arc<dyn Arbiter>, poll: Duration, clusters: &[String], auth: Vec<Vec<u8>>) -> Watch {
         let map = clusters.iter().map(|c| (c.clone(), Cluster::default())).collect();
         let subscribers = Mutex::new(Vec::new());
-        Watch { arbiter, clusters: Mutex::new(map), subscribers, poll, started: Instant::now(), auth_pass }
+        Watch { arbiter, clusters: Mutex::new(map), subscribers, poll, started: Instant::now(), auth }
     }
 
     pub fn describe_arbiter(&self) -> String {
@@ -209,7 +210,7 @@ impl Watch {
         let up = !rec.is_abandoned() && probe(&rec.primary.client);
         let check = if up { self.backup_to_check(name, &rec) } else { None };
         let checked = check.map(|node| {
-            let client = replica_of(&rec.primary.client, self.auth_pass.as_deref());
+            let client = replica_of(&rec.primary.client, &self.auth);
             Verified { epoch: rec.epoch, node, ok: client.is_some(), client: client.unwrap_or_default(), at: Instant::now() }
         });
         let switch = self.apply(name, rec, up, checked);
@@ -372,18 +373,21 @@ fn probe(addr: &str) -> bool {
 
 /// The client address of the in-sync backup of the primary at `addr`, as
 /// its `INFO replication` says (`slave0:ip=H,port=P,state=online`).
-fn replica_of(addr: &str, auth_pass: Option<&[u8]>) -> Option<String> {
+fn replica_of(addr: &str, auth: &[Vec<u8>]) -> Option<String> {
     let info = || -> std::io::Result<Vec<u8>> {
         let a = resolve(addr).ok_or_else(|| std::io::Error::other("no address"))?;
         let mut s = TcpStream::connect_timeout(&a, PROBE_TIMEOUT)?;
         s.set_read_timeout(Some(PROBE_TIMEOUT))?;
         s.set_write_timeout(Some(PROBE_TIMEOUT))?;
         let mut req = Vec::new();
-        if let Some(p) = auth_pass {
+        if !auth.is_empty() {
             // Its +OK (or error) comes first; the bulk reply is found after it.
-            req.extend_from_slice(format!("*2\r\n$4\r\nAUTH\r\n${}\r\n", p.len()).as_bytes());
-            req.extend_from_slice(p);
-            req.extend_from_slice(b"\r\n");
+            req.extend_from_slice(format!("*{}\r\n$4\r\nAUTH\r\n", auth.len() + 1).as_bytes());
+            for a in auth {
+                req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+                req.extend_from_slice(a);
+                req.extend_from_slice(b"\r\n");
+            }
         }
         req.extend_from_slice(b"*2\r\n$4\r\nINFO\r\n$11\r\nreplication\r\n");
         s.write_all(&req)?;
@@ -397,13 +401,14 @@ fn replica_of(addr: &str, auth_pass: Option<&[u8]>) -> Option<String> {
             }
             got.extend_from_slice(&buf[..n]);
             // After AUTH's one-line answer, which must be +OK.
-            let skip = match auth_pass {
-                None => 0,
-                Some(_) => match got.windows(2).position(|w| w == b"\r\n") {
+            let skip = if auth.is_empty() {
+                0
+            } else {
+                match got.windows(2).position(|w| w == b"\r\n") {
                     Some(_) if !got.starts_with(b"+OK\r\n") => return Err(std::io::Error::other("AUTH refused")),
                     Some(i) => i + 2,
                     None => continue,
-                },
+                }
             };
             if let Some(end) = bulk_end(&got[skip..]) {
                 return Ok(got[skip..skip + end].to_vec());

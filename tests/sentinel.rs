@@ -474,3 +474,27 @@ fn redis_py_master_for_keeps_writing_across_two_kill9_failovers_and_a_switchover
         assert!(text.contains(&format!("{what}: writes paused")), "{text}");
     }
 }
+
+/// With the nodes' users in an `--aclfile`, `--auth-user` names the user
+/// whose password `--auth-pass-file` holds: the sentinel authenticates as it
+/// to read the primary's INFO replication and so lists the backup.
+#[test]
+fn the_sentinel_reads_the_backup_as_an_acl_user() {
+    let _s = serial();
+    let mut h = Harness::new();
+    std::fs::write(h.path("users.acl"), "user default on >dpass ~* &* +@all\nuser watcher on >wpass +info\n").unwrap();
+    std::fs::write(h.path("wpass"), "wpass\n").unwrap();
+    h.node_args = vec!["--aclfile".into(), h.path("users.acl").display().to_string()];
+    h.client_password = Some("dpass".into());
+    h.start_pair();
+    let (a, b) = (h.node("a").client.clone(), h.node("b").client.clone());
+    let pass_file = h.path("wpass").display().to_string();
+    let s = Sentinel::start(&h, "s1", &["--cluster", CLUSTER, "--auth-user", "watcher", "--auth-pass-file", &pass_file]);
+    s.wait_master(&a);
+    let (bi, bp) = b.rsplit_once(':').unwrap();
+    let r = wait_for("the backup b to be listed", Duration::from_secs(60), || {
+        let Reply::Array(Some(list)) = s.call(&["SENTINEL", "REPLICAS", CLUSTER]) else { return None };
+        list.first().and_then(pairs)
+    });
+    assert_eq!((r["ip"].as_str(), r["port"].as_str()), (bi, bp));
+}

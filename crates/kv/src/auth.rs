@@ -1,10 +1,12 @@
-//! [`Auth`]: one connection's authentication, as Redis's `requirepass`
-//! (the default user's password): `AUTH pass`, `AUTH default pass`,
-//! `HELLO … AUTH default pass`. Shared by the key-value session and the
-//! sentinel.
+//! [`Auth`]: one connection's authentication, as Redis's: the connection
+//! runs as a user ([`crate::acl`]), `default` until `AUTH user pass` or
+//! `HELLO … AUTH user pass` names another. Without an ACL file the only
+//! user is `default`, with `requirepass`'s password (`AUTH pass`).
+//! Shared by the key-value session and the sentinel.
 
 use std::sync::Arc;
 
+use crate::acl::{User, Users};
 use crate::resp::{write_error, write_ok};
 
 pub const NOAUTH: &[u8] = b"NOAUTH Authentication required.";
@@ -14,8 +16,9 @@ const NOAUTH_HELLO: &[u8] = b"NOAUTH HELLO must be called with the client alread
 /// A connection's authentication state.
 #[derive(Clone)]
 pub struct Auth {
-    /// The default user's password; None: it has none (any is accepted).
-    password: Option<Arc<[u8]>>,
+    users: Arc<Users>,
+    /// The user the connection runs as.
+    user: Arc<User>,
     authenticated: bool,
 }
 
@@ -26,12 +29,30 @@ impl Default for Auth {
 }
 
 impl Auth {
+    /// Only the default user, with `password` (None: any is accepted).
     pub fn new(password: Option<Arc<[u8]>>) -> Auth {
-        Auth { authenticated: password.is_none(), password }
+        Auth::with_users(Arc::new(Users::new(password.as_deref())))
+    }
+
+    /// The users of an ACL file; the connection starts as `default`.
+    pub fn with_users(users: Arc<Users>) -> Auth {
+        let user = users.default_user();
+        let mut auth = Auth { users, user, authenticated: false };
+        auth.reset();
+        auth
     }
 
     pub fn authenticated(&self) -> bool {
         self.authenticated
+    }
+
+    /// The user the connection runs as (`default` before AUTH).
+    pub fn user(&self) -> &Arc<User> {
+        &self.user
+    }
+
+    pub fn users(&self) -> &Arc<Users> {
+        &self.users
     }
 
     /// Commands answered before AUTH (Redis's `no_auth` flag), by
@@ -40,16 +61,17 @@ impl Auth {
         matches!(name, "auth" | "hello" | "quit" | "reset")
     }
 
-    /// The connection is the default user again (RESET): unauthenticated
-    /// when that user has a password.
+    /// The connection is the default user again (a new connection, RESET):
+    /// authenticated if that user is on and needs no password.
     pub fn reset(&mut self) {
-        self.authenticated = self.password.is_none();
+        self.user = self.users.default_user();
+        self.authenticated = self.user.nopass() && self.user.enabled();
     }
 
     /// `AUTH [user] pass`: writes the reply.
     pub fn command(&mut self, argv: &[&[u8]], out: &mut Vec<u8>) {
         let (user, pass) = match argv.len() {
-            2 if self.password.is_none() => return write_error(
+            2 if self.users.default_user().nopass() => return write_error(
                 out,
                 b"ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
             ),
@@ -57,8 +79,7 @@ impl Auth {
             3 => (argv[1], argv[2]),
             _ => return write_error(out, crate::cmd::SYNTAX),
         };
-        if self.check(user, pass) {
-            self.authenticated = true;
+        if self.login(user, pass) {
             write_ok(out);
         } else {
             write_error(out, WRONGPASS);
@@ -69,11 +90,10 @@ impl Auth {
     /// connection may go on; otherwise the error reply is written.
     pub fn hello(&mut self, auth: Option<(&[u8], &[u8])>, out: &mut Vec<u8>) -> bool {
         if let Some((user, pass)) = auth {
-            if !self.check(user, pass) {
+            if !self.login(user, pass) {
                 write_error(out, WRONGPASS);
                 return false;
             }
-            self.authenticated = true;
         }
         if !self.authenticated {
             write_error(out, NOAUTH_HELLO);
@@ -81,10 +101,12 @@ impl Auth {
         self.authenticated
     }
 
-    /// The one user is `default`; without a password it takes any, as
-    /// Redis's `nopass` default user does. Compared in constant time.
-    fn check(&self, user: &[u8], pass: &[u8]) -> bool {
-        let same = |a: &[u8], b: &[u8]| a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
-        user == b"default" && self.password.as_deref().is_none_or(|p| same(p, pass))
+    /// Becomes `user` if it exists, is on and `pass` is one of its
+    /// passwords (any, for a `nopass` user); otherwise nothing changes.
+    fn login(&mut self, user: &[u8], pass: &[u8]) -> bool {
+        let Some(u) = self.users.get(user).filter(|u| u.enabled() && u.password_ok(pass)) else { return false };
+        self.user = u.clone();
+        self.authenticated = true;
+        true
     }
 }

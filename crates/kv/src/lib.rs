@@ -19,6 +19,9 @@
 //!
 //! - [`resp`]: the RESP2 request parser and reply encoders.
 //! - [`session`]: per-connection state (MULTI queue, HELLO, CLIENT, …).
+//! - [`admin`]: what a node's connections share: CONFIG, the registry of
+//!   CLIENT LIST and CLIENT KILL, [`slowlog`]; [`acl`]: the users of an
+//!   ACL file, AUTH's ([`auth`]) and the permission checks.
 //! - [`exactly_once`]: the replicated table of client sessions that makes
 //!   retried requests exactly-once (`US.SESSION`, `US.CALL`, …).
 //! - [`kv`]: [`Kv`], the state machine: apply, read, expire cycle, snapshots.
@@ -48,6 +51,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod acl;
+mod acl_categories;
+pub mod admin;
 pub mod auth;
 mod bignum;
 mod cmd;
@@ -63,6 +69,7 @@ pub mod resp;
 pub mod resp3;
 mod script;
 pub mod session;
+pub mod slowlog;
 mod snapshot;
 mod store;
 pub mod watch;

@@ -40,6 +40,11 @@ pub enum Shape {
     Popped,
     /// BZPOPMIN's [key, member, score]: the score becomes a double.
     KeyMemberScore,
+    /// A bulk string becomes a verbatim text string (`=…txt:`): CLIENT
+    /// LIST and INFO, MEMORY DOCTOR.
+    Verbatim,
+    /// ACL GETUSER's map, its flags a set.
+    UserMap,
 }
 
 /// The RESP3 shape of a command's reply, by its lowercase name.
@@ -62,8 +67,15 @@ pub fn shape_of(name: &str, argv: &[&[u8]]) -> Shape {
         "zpopmin" | "zpopmax" => Shape::FlatScores,
         "zmpop" => Shape::Popped,
         "bzpopmin" | "bzpopmax" => Shape::KeyMemberScore,
+        "client" if sub_is(argv, &["list", "info"]) => Shape::Verbatim,
+        "memory" if sub_is(argv, &["doctor"]) => Shape::Verbatim,
+        "acl" if sub_is(argv, &["getuser"]) => Shape::UserMap,
         _ => Shape::Plain,
     }
+}
+
+fn sub_is(argv: &[&[u8]], subs: &[&str]) -> bool {
+    argv.get(1).is_some_and(|s| subs.iter().any(|w| is(s, w)))
 }
 
 fn is(arg: &[u8], word: &str) -> bool {
@@ -120,6 +132,13 @@ pub fn convert(reply: &[u8], shape: Shape, out: &mut Vec<u8>) -> usize {
             out.extend_from_slice(b"\r\n");
             rest_at + n + 2
         }
+        Some(b'$') if shape == Shape::Verbatim => {
+            let n: usize = parse(&line[1..]);
+            header(out, b'=', n + 4);
+            out.extend_from_slice(b"txt:");
+            out.extend_from_slice(&reply[rest_at..rest_at + n + 2]);
+            rest_at + n + 2
+        }
         Some(b'$') => {
             let n: usize = parse(&line[1..]);
             let end = rest_at + n + 2;
@@ -130,7 +149,7 @@ pub fn convert(reply: &[u8], shape: Shape, out: &mut Vec<u8>) -> usize {
             let n: usize = parse(&line[1..]);
             let pairs = shape == Shape::Pairs && n.is_multiple_of(2);
             match shape {
-                Shape::Map if n.is_multiple_of(2) => header(out, b'%', n / 2),
+                Shape::Map | Shape::UserMap if n.is_multiple_of(2) => header(out, b'%', n / 2),
                 Shape::Set => header(out, b'~', n),
                 Shape::FieldPairs if n.is_multiple_of(2) => {
                     header(out, b'*', n / 2);
@@ -156,6 +175,7 @@ pub fn convert(reply: &[u8], shape: Shape, out: &mut Vec<u8>) -> usize {
                     Shape::PairArrays => Shape::FlatScores,
                     Shape::Popped if i == 1 => Shape::PairArrays,
                     Shape::KeyMemberScore if i == 2 => Shape::Double,
+                    Shape::UserMap if i == 1 => Shape::Set,
                     _ => Shape::Plain,
                 };
                 at += convert(&reply[at..], element, out);
@@ -253,6 +273,16 @@ mod tests {
             b"*2\r\n$1\r\nk\r\n*1\r\n*2\r\n$1\r\na\r\n,2\r\n"
         );
         assert_eq!(conv(b"*-1\r\n", Shape::Popped), b"_\r\n");
+    }
+
+    #[test]
+    fn verbatim_text_and_user_maps() {
+        assert_eq!(conv(b"$3\r\na\nb\r\n", Shape::Verbatim), b"=7\r\ntxt:a\nb\r\n");
+        assert_eq!(conv(b"-ERR x\r\n", Shape::Verbatim), b"-ERR x\r\n");
+        assert_eq!(
+            conv(b"*4\r\n$5\r\nflags\r\n*1\r\n$2\r\non\r\n$4\r\nkeys\r\n$0\r\n\r\n", Shape::UserMap),
+            b"%2\r\n$5\r\nflags\r\n~1\r\n$2\r\non\r\n$4\r\nkeys\r\n$0\r\n\r\n"
+        );
     }
 
     #[test]

@@ -24,10 +24,12 @@
 //! transaction). `HELLO 3` switches the connection to RESP3: replies are
 //! produced in RESP2 and converted on the way out (`crate::resp3`).
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use understudy_wire::codec::{put_bytes, put_varint, Reader};
 
+use crate::admin::{Admin, ClientInfo};
 use crate::auth::{Auth, NOAUTH};
 use crate::cmd::keyspace::c_str;
 use crate::cmd::{write_arity_error, Cmd, Kind, NOT_INT, SPECS};
@@ -83,6 +85,19 @@ pub struct Session {
     auth: Auth,
     /// WATCH's keys (dropping it unwatches them).
     watching: Option<Watching>,
+    /// What the node's connections share: users, CONFIG, SLOWLOG, CLIENT LIST.
+    admin: Rc<Admin>,
+    /// This connection in CLIENT LIST.
+    info: Rc<ClientInfo>,
+    /// The last command dispatched ran (was not refused or queued): the
+    /// slow log may record it.
+    ran: bool,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.admin.unregister(self.id);
+    }
 }
 
 /// How a RESP3 connection's next reply is converted.
@@ -115,6 +130,9 @@ pub fn serves_on_backup(argv: &[&[u8]]) -> bool {
                 | Cmd::Info
                 | Cmd::Role
                 | Cmd::Reset
+                | Cmd::Config
+                | Cmd::Slowlog
+                | Cmd::Acl
         )
     )
 }
@@ -211,7 +229,22 @@ pub fn parse_hello<'a>(argv: &[&'a [u8]], out: &mut Vec<u8>) -> Option<HelloArgs
 }
 
 impl Session {
+    /// A connection of its own node (no other connection in CLIENT LIST),
+    /// with only the default user, without a password.
     pub fn new(client_id: u64) -> Session {
+        Session::with_admin(client_id, Rc::default())
+    }
+
+    /// A connection of the node whose connections share `admin` (its
+    /// users, CONFIG, SLOWLOG, CLIENT LIST): registered there until the
+    /// session is dropped. It runs as the `default` user, unauthenticated
+    /// if that user has a password or is off: until AUTH or HELLO … AUTH,
+    /// only AUTH, HELLO, QUIT and RESET are answered, everything else with
+    /// `-NOAUTH`.
+    pub fn with_admin(client_id: u64, admin: Rc<Admin>) -> Session {
+        let auth = Auth::with_users(admin.users().clone());
+        let info = Rc::new(ClientInfo::new(client_id, auth.user().clone()));
+        admin.register(info.clone());
         Session {
             id: client_id,
             op_bytes_max: TRANSACTION_BYTES_MAX,
@@ -220,16 +253,32 @@ impl Session {
             resp3: false,
             exec_shapes: Vec::new(),
             pending: None,
-            auth: Auth::default(),
+            auth,
             watching: None,
+            admin,
+            info,
+            ran: false,
         }
     }
 
-    /// Requires `password` of the default user (Redis's `requirepass`):
-    /// until AUTH or HELLO … AUTH gives it, only AUTH, HELLO, QUIT and
-    /// RESET are answered, everything else with `-NOAUTH`.
+    /// Requires `password` of the default user (Redis's `requirepass`),
+    /// the only user, on a connection of its own node ([`Session::new`]).
     pub fn set_password(&mut self, password: Option<Arc<[u8]>>) {
         self.auth = Auth::new(password);
+        *self.info.user.borrow_mut() = self.auth.user().clone();
+    }
+
+    /// This connection as CLIENT LIST shows it; the node fills in its
+    /// addresses, subscriptions and last command's time.
+    pub fn client_info(&self) -> &Rc<ClientInfo> {
+        &self.info
+    }
+
+    /// Whether the last command dispatched ran: neither refused (unknown,
+    /// wrong arity, NOAUTH, NOPERM) nor queued in a transaction. The slow
+    /// log records only those, as Redis's.
+    pub fn ran(&self) -> bool {
+        self.ran
     }
 
     /// AUTH succeeded, or no password is required.
@@ -304,44 +353,54 @@ impl Session {
     /// nothing, as in Redis.
     pub fn dispatch(&mut self, argv: &[&[u8]], op: &mut Vec<u8>, out: &mut Vec<u8>) -> Dispatch {
         op.clear();
+        self.ran = false;
         let Some(name) = argv.first() else { return Dispatch::Done };
         if exactly_once::is_session_command(name) {
+            self.info.cmd.set(None);
             if !self.auth.authenticated() {
                 write_error(out, NOAUTH);
+                return self.reject();
+            }
+            if !self.auth.user().unrestricted() {
+                let msg = format!(
+                    "NOPERM this user has no permissions to run the '{}' command",
+                    name.to_ascii_lowercase().escape_ascii()
+                );
+                write_error(out, msg.as_bytes());
                 return self.reject();
             }
             if self.multi.is_some() {
                 write_error(out, b"ERR US.* session commands are not allowed inside MULTI");
                 return self.reject();
             }
+            self.ran = true;
             return exactly_once::dispatch(argv, op, out);
         }
         let Some(cmd) = Cmd::lookup(name) else {
+            self.info.cmd.set(None);
             unknown_command(argv, out);
             return self.reject();
         };
         let spec = cmd.spec();
+        let id = crate::acl::command_id(cmd, argv);
+        self.info.cmd.set(Some(id));
         if !spec.arity_ok(argv.len()) {
-            if cmd == Cmd::Exec {
-                // Redis's execCommandAbort: a rejected EXEC discards the
-                // transaction, in or out of MULTI.
-                self.multi = None;
-                write_error(out, b"EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command");
-                return Dispatch::Done;
-            }
-            write_arity_error(out, spec.name);
-            return self.reject();
+            return self.refuse(cmd, format!("ERR wrong number of arguments for '{}' command", spec.name).as_bytes(), out);
         }
         if !subcommand_ok(cmd, argv, out) {
+            self.info.cmd.set(None);
             return self.reject();
         }
         if !self.auth.authenticated() && !Auth::exempt(spec.name) {
-            write_error(out, NOAUTH);
-            return self.reject();
+            return self.refuse(cmd, NOAUTH, out);
+        }
+        if let Err(denied) = self.auth.user().check(cmd, argv) {
+            return self.refuse(cmd, &denied.error(), out);
         }
         if self.multi.is_some() && !matches!(cmd, Cmd::Exec | Cmd::Discard | Cmd::Multi | Cmd::Watch | Cmd::Quit | Cmd::Reset) {
             return self.queue(cmd, argv, out);
         }
+        self.ran = true;
         if cmd == Cmd::Script {
             // A container of a read (EXISTS), writes (LOAD, FLUSH: the
             // cache is replicated) and answers that need no state.
@@ -363,6 +422,29 @@ impl Session {
             }
             Kind::Session => self.control(cmd, argv, op, out),
         }
+    }
+
+    /// Redis's rejectCommand: the error `msg` (without its `-`); for EXEC,
+    /// in or out of MULTI, execCommandAbort's, which discards the
+    /// transaction.
+    fn refuse(&mut self, cmd: Cmd, msg: &[u8], out: &mut Vec<u8>) -> Dispatch {
+        if cmd != Cmd::Exec {
+            write_error(out, msg);
+            return self.reject();
+        }
+        self.multi = None;
+        self.watching = None;
+        self.sync_multi();
+        let msg = msg.strip_prefix(b"ERR ").unwrap_or(msg);
+        write_error(out, &[&b"EXECABORT Transaction discarded because of: "[..], msg].concat());
+        Dispatch::Done
+    }
+
+    /// CLIENT LIST's `multi`, `multi-mem` and `x` flag.
+    fn sync_multi(&self) {
+        let (n, mem) = self.multi.as_ref().map_or((-1, 0), |m| (m.items.len() as i64, m.buf.len()));
+        self.info.multi.set(n);
+        self.info.multi_mem.set(mem);
     }
 
     /// A command that failed before execution marks an open transaction
@@ -409,8 +491,10 @@ impl Session {
             m.items = Vec::new();
             let bytes = start + argv.iter().map(|a| a.len()).sum::<usize>();
             write_error(out, too_big(bytes, max).as_bytes());
+            self.sync_multi();
             return self.reject();
         }
+        self.sync_multi();
         write_simple(out, b"QUEUED");
         Dispatch::Done
     }
@@ -421,6 +505,7 @@ impl Session {
             Cmd::Multi if self.multi.is_some() => write_error(out, b"ERR MULTI calls can not be nested"),
             Cmd::Multi => {
                 self.multi = Some(Multi::default());
+                self.sync_multi();
                 write_ok(out);
             }
             // Whether the watched keys changed is the keyspace's to say.
@@ -429,6 +514,7 @@ impl Session {
             Cmd::Discard => match self.multi.take() {
                 Some(_) => {
                     self.watching = None;
+                    self.sync_multi();
                     write_ok(out)
                 }
                 None => write_error(out, b"ERR DISCARD without MULTI"),
@@ -447,9 +533,19 @@ impl Session {
                 // Back to RESP2 and a fresh connection state, as Redis does.
                 // Redis's RESET also makes the connection the default user
                 // again: unauthenticated when that user has a password.
-                let mut auth = self.auth.clone();
-                auth.reset();
-                *self = Session { op_bytes_max: self.op_bytes_max, auth, ..Session::new(self.id) };
+                // CLIENT NO-EVICT is off again.
+                self.auth.reset();
+                self.name = None;
+                self.multi = None;
+                self.resp3 = false;
+                self.exec_shapes = Vec::new();
+                self.pending = None;
+                self.watching = None;
+                self.sync_multi();
+                *self.info.name.borrow_mut() = None;
+                *self.info.user.borrow_mut() = self.auth.user().clone();
+                self.info.resp.set(2);
+                self.info.no_evict.set(false);
                 write_simple(out, b"RESET");
             }
             Cmd::Info | Cmd::Role | Cmd::Lastsave => return Dispatch::Status,
@@ -488,6 +584,7 @@ impl Session {
                     // Redis's order: queuing errors first, then the watch.
                     self.multi = None;
                     self.watching = None;
+                    self.sync_multi();
                     crate::resp::write_null_array(out);
                     return Dispatch::Gated;
                 }
@@ -500,7 +597,15 @@ impl Session {
         }
     }
 
+    /// EXEC: the transaction's op, its connection commands run now (they
+    /// see the connection still in MULTI, as in Redis).
     fn exec(&mut self, op: &mut Vec<u8>, out: &mut Vec<u8>) -> Dispatch {
+        let d = self.exec_queued(op, out);
+        self.sync_multi();
+        d
+    }
+
+    fn exec_queued(&mut self, op: &mut Vec<u8>, out: &mut Vec<u8>) -> Dispatch {
         let Some(m) = self.multi.take() else {
             write_error(out, b"ERR EXEC without MULTI");
             return Dispatch::Done;
@@ -547,11 +652,20 @@ impl Session {
     fn connection_command(&mut self, cmd: Cmd, argv: &[&[u8]], out: &mut Vec<u8>) {
         match cmd {
             Cmd::Ping | Cmd::Echo | Cmd::Select => ping_echo_select(cmd, argv, out),
-            Cmd::Hello => self.hello(argv, out),
-            Cmd::Auth => self.auth.command(argv, out),
+            Cmd::Hello => {
+                self.hello(argv, out);
+                *self.info.user.borrow_mut() = self.auth.user().clone();
+                self.info.resp.set(if self.resp3 { 3 } else { 2 });
+            }
+            Cmd::Auth => {
+                self.auth.command(argv, out);
+                *self.info.user.borrow_mut() = self.auth.user().clone();
+            }
             Cmd::Client => self.client(argv, out),
-            Cmd::Config => config(argv, out),
+            Cmd::Config => self.admin.config(argv, out),
             Cmd::Command => command(argv, out),
+            Cmd::Slowlog => self.admin.slowlog_command(argv, out),
+            Cmd::Acl => crate::acl::command(self.admin.users(), self.auth.user(), argv, out),
             Cmd::Unwatch => write_ok(out),
             // Transaction control inside a transaction is answered by
             // `dispatch`; nothing else reaches here.
@@ -584,6 +698,7 @@ impl Session {
             return false;
         }
         self.name = (!name.is_empty()).then(|| name.into());
+        self.info.name.borrow_mut().clone_from(&self.name);
         true
     }
 
@@ -601,8 +716,20 @@ impl Session {
                 }
             }
             b"setinfo" => client_setinfo(argv, out),
-            b"no-evict" | b"no-touch" => write_ok(out),
-            _ => help(out, "CLIENT", &["ID", "GETNAME", "SETNAME <name>", "SETINFO <LIB-NAME|LIB-VER> <value>"]),
+            b"list" => self.admin.client_list(argv, out),
+            b"info" => Admin::client_info(&self.info, out),
+            b"kill" => self.admin.client_kill(&self.info, argv, out),
+            b"no-evict" | b"no-touch" => {
+                let on = argv[2].eq_ignore_ascii_case(b"on");
+                if !on && !argv[2].eq_ignore_ascii_case(b"off") {
+                    return write_error(out, crate::cmd::SYNTAX);
+                }
+                if sub == b"no-evict" {
+                    self.info.no_evict.set(on);
+                }
+                write_ok(out);
+            }
+            _ => help(out, "CLIENT", CLIENT_HELP),
         }
     }
 }
@@ -637,8 +764,43 @@ fn decode_argv(bytes: &[u8]) -> Vec<&[u8]> {
     (0..n).map(|_| r.bytes().expect("written by queue")).collect()
 }
 
+/// What CLIENT HELP lists: Redis 7.0's text for the subcommands
+/// understudy has.
+const CLIENT_HELP: &[&str] = &[
+    "GETNAME",
+    "    Return the name of the current connection.",
+    "ID",
+    "    Return the ID of the current connection.",
+    "INFO",
+    "    Return information about the current client connection.",
+    "KILL <ip:port>",
+    "    Kill connection made from <ip:port>.",
+    "KILL <option> <value> [<option> <value> [...]]",
+    "    Kill connections. Options are:",
+    "    * ADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made from the specified address",
+    "    * LADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made to specified local address",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Kill connections by type.",
+    "    * USER <username>",
+    "      Kill connections authenticated by <username>.",
+    "    * SKIPME (YES|NO)",
+    "      Skip killing current connection (default: yes).",
+    "LIST [options ...]",
+    "    Return information about client connections. Options:",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Return clients of specified type.",
+    "SETNAME <name>",
+    "    Assign the name <name> to the current connection.",
+    "NO-EVICT (ON|OFF)",
+    "    Protect current client connection from eviction.",
+    "HELP",
+    "    Prints this help.",
+];
+
 /// Subcommands of the container commands, with Redis's arity.
-const SUBCOMMANDS: &[(Cmd, &str, i32)] = &[
+pub(crate) const SUBCOMMANDS: &[(Cmd, &str, i32)] = &[
     (Cmd::Client, "id", 2),
     (Cmd::Client, "getname", 2),
     (Cmd::Client, "setname", 3),
@@ -646,10 +808,14 @@ const SUBCOMMANDS: &[(Cmd, &str, i32)] = &[
     (Cmd::Client, "no-evict", 3),
     (Cmd::Client, "no-touch", 3),
     (Cmd::Client, "help", 2),
+    (Cmd::Client, "list", -2),
+    (Cmd::Client, "info", 2),
+    (Cmd::Client, "kill", -3),
     (Cmd::Config, "get", -3),
     (Cmd::Config, "set", -4),
     (Cmd::Config, "resetstat", 2),
     (Cmd::Config, "help", 2),
+    (Cmd::Config, "rewrite", 2),
     (Cmd::Command, "count", 2),
     (Cmd::Command, "info", -2),
     (Cmd::Command, "list", -2),
@@ -669,15 +835,49 @@ const SUBCOMMANDS: &[(Cmd, &str, i32)] = &[
     (Cmd::Script, "kill", 2),
     (Cmd::Script, "debug", 3),
     (Cmd::Script, "help", 2),
+    (Cmd::Slowlog, "get", -2),
+    (Cmd::Slowlog, "len", 2),
+    (Cmd::Slowlog, "reset", 2),
+    (Cmd::Slowlog, "help", 2),
+    (Cmd::Memory, "usage", -3),
+    (Cmd::Memory, "doctor", 2),
+    (Cmd::Memory, "stats", 2),
+    (Cmd::Memory, "malloc-stats", 2),
+    (Cmd::Memory, "purge", 2),
+    (Cmd::Memory, "help", 2),
+    (Cmd::Acl, "cat", -2),
+    (Cmd::Acl, "whoami", 2),
+    (Cmd::Acl, "list", 2),
+    (Cmd::Acl, "users", 2),
+    (Cmd::Acl, "getuser", 3),
+    (Cmd::Acl, "dryrun", -4),
+    (Cmd::Acl, "log", -2),
+    (Cmd::Acl, "setuser", -3),
+    (Cmd::Acl, "deluser", -3),
+    (Cmd::Acl, "load", 2),
+    (Cmd::Acl, "save", 2),
+    (Cmd::Acl, "genpass", -2),
+    (Cmd::Acl, "help", 2),
 ];
 
 /// The container commands, whose subcommands [`SUBCOMMANDS`] lists.
 fn is_container(cmd: Cmd) -> bool {
-    matches!(cmd, Cmd::Client | Cmd::Config | Cmd::Command | Cmd::Pubsub | Cmd::Object | Cmd::Script)
+    matches!(
+        cmd,
+        Cmd::Client
+            | Cmd::Config
+            | Cmd::Command
+            | Cmd::Pubsub
+            | Cmd::Object
+            | Cmd::Script
+            | Cmd::Slowlog
+            | Cmd::Memory
+            | Cmd::Acl
+    )
 }
 
 /// For a container command (CLIENT, CONFIG, COMMAND, PUBSUB, OBJECT,
-/// SCRIPT): `Some` with the arity of subcommand `sub`, or `Some(None)` if
+/// SCRIPT, SLOWLOG, MEMORY, ACL): `Some` with the arity of subcommand `sub`, or `Some(None)` if
 /// there is no such subcommand; `None` for other commands.
 pub(crate) fn subcommand_arity(cmd: Cmd, sub: &[u8]) -> Option<Option<i32>> {
     if !is_container(cmd) {
@@ -715,7 +915,7 @@ fn subcommand_ok(cmd: Cmd, argv: &[&[u8]], out: &mut Vec<u8>) -> bool {
     }
 }
 
-fn help(out: &mut Vec<u8>, container: &str, lines: &[&str]) {
+pub(crate) fn help(out: &mut Vec<u8>, container: &str, lines: &[&str]) {
     write_array_len(out, lines.len() + 1);
     write_simple(out, format!("{container} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:").as_bytes());
     for l in lines {
@@ -743,42 +943,6 @@ pub fn unknown_command(argv: &[&[u8]], out: &mut Vec<u8>) {
         args_len += part.len() + 3;
     }
     write_error(out, &msg);
-}
-
-/// Configuration parameters CONFIG GET reports: what redis-benchmark asks
-/// at start, answered as a server without persistence.
-const CONFIG: &[(&str, &str)] = &[("appendonly", "no"), ("save", "")];
-
-fn config(argv: &[&[u8]], out: &mut Vec<u8>) {
-    let sub = argv[1].to_ascii_lowercase();
-    match &sub[..] {
-        b"get" => {
-            // As Redis: a pattern without glob characters is a name, echoed
-            // back as the client spelled it; globs match case-insensitively.
-            let mut hits: Vec<(&[u8], &str)> = Vec::new();
-            for (name, value) in CONFIG {
-                let spelled = argv[2..].iter().find_map(|p| {
-                    let glob = p.iter().any(|c| b"[*?".contains(c));
-                    if glob && crate::num::glob_match(p, name.as_bytes(), true) {
-                        Some(name.as_bytes())
-                    } else {
-                        (!glob && p.eq_ignore_ascii_case(name.as_bytes())).then_some(*p)
-                    }
-                });
-                if let Some(spelled) = spelled {
-                    hits.push((spelled, value));
-                }
-            }
-            write_array_len(out, hits.len() * 2);
-            for (name, value) in hits {
-                write_bulk(out, name);
-                write_bulk(out, value.as_bytes());
-            }
-        }
-        b"set" => write_error(out, b"ERR CONFIG SET is not supported by understudy"),
-        b"resetstat" => write_ok(out),
-        _ => help(out, "CONFIG", &["GET <pattern>", "RESETSTAT"]),
-    }
 }
 
 /// COMMAND [COUNT | INFO name… | LIST | HELP], in Redis 7.0's RESP2 shape.
@@ -818,6 +982,7 @@ fn command_entry(cmd: Cmd, out: &mut Vec<u8>) {
     write_int(out, i64::from(s.keys.0));
     write_int(out, i64::from(s.keys.1));
     write_int(out, i64::from(s.keys.2));
-    // ACL categories, tips, key specs, subcommands: none described.
-    (0..4).for_each(|_| write_array_len(out, 0));
+    crate::acl::write_categories(crate::acl::categories(cmd), out);
+    // Tips, key specs, subcommands: none described.
+    (0..3).for_each(|_| write_array_len(out, 0));
 }

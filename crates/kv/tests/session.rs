@@ -171,7 +171,9 @@ fn command_replies_are_well_formed() {
     assert_eq!(c.run(&[b"COMMAND", b"INFO", b"nosuch"]), b"*1\r\n$-1\r\n");
     // Unknown, so redis-cli falls back to its built-in help.
     assert_eq!(c.run(&[b"COMMAND", b"DOCS"]), b"-ERR unknown subcommand 'DOCS'. Try COMMAND HELP.\r\n");
-    assert_eq!(c.run(&[b"CONFIG", b"GET", b"*"]), b"*4\r\n$10\r\nappendonly\r\n$2\r\nno\r\n$4\r\nsave\r\n$0\r\n\r\n");
+    assert_eq!(c.run(&[b"CONFIG", b"GET", b"a*y"]), b"*2\r\n$10\r\nappendonly\r\n$2\r\nno\r\n");
+    let V::Arr(Some(config)) = one_reply(&c.run(&[b"CONFIG", b"GET", b"*"])) else { panic!("CONFIG GET *") };
+    assert!(config.len() > 40 && config.len() % 2 == 0, "{config:?}");
 }
 
 #[test]
@@ -222,4 +224,74 @@ fn a_password_is_asked_for_as_redis_asks_it() {
     let mut s = Session::new(11);
     assert!(reply(&mut s, &[b"AUTH", b"x"]).starts_with("-ERR AUTH <password> called without any password configured"));
     assert_eq!(reply(&mut s, &[b"AUTH", b"default", b"x"]), "+OK\r\n");
+}
+
+/// CLIENT LIST, INFO and KILL over the connections of one node (sessions
+/// sharing an `Admin`): the node fills in addresses and the waker.
+#[test]
+fn client_list_and_kill_span_the_node_s_connections() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use understudy_kv::admin::Admin;
+    let admin = Rc::new(Admin::default());
+    let mut a = Session::with_admin(1, admin.clone());
+    let mut b = Session::with_admin(2, admin.clone());
+    a.client_info().set_peer("127.0.0.1:1000".into(), "127.0.0.1:6379".into(), 7);
+    b.client_info().set_peer("127.0.0.1:2000".into(), "127.0.0.1:6379".into(), -1);
+    let woken = Rc::new(Cell::new(false));
+    let w = woken.clone();
+    b.client_info().set_waker(Box::new(move || w.set(true)));
+    let reply = |s: &mut Session, argv: &[&[u8]]| String::from_utf8(dispatch(s, argv).2).unwrap();
+    assert_eq!(reply(&mut b, &[b"CLIENT", b"SETNAME", b"bee"]), "+OK\r\n");
+    assert_eq!(reply(&mut b, &[b"MULTI"]), "+OK\r\n");
+    assert_eq!(reply(&mut b, &[b"SET", b"k", b"v"]), "+QUEUED\r\n");
+    let V::Bulk(Some(list)) = one_reply(&dispatch(&mut a, &[b"CLIENT", b"LIST"]).2) else { panic!("CLIENT LIST") };
+    let list = String::from_utf8(list).unwrap();
+    let lines: Vec<&str> = list.split('\n').collect();
+    assert_eq!(lines.len(), 3, "{list}");
+    assert!(lines[0].starts_with("id=1 addr=127.0.0.1:1000 laddr=127.0.0.1:6379 fd=7 name= age=0 idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0"), "{list}");
+    assert!(lines[0].ends_with("events=r cmd=client|list user=default redir=-1 resp=2"), "{list}");
+    assert!(
+        lines[1].starts_with(
+            "id=2 addr=127.0.0.1:2000 laddr=127.0.0.1:6379 fd=-1 name=bee age=0 idle=0 flags=x db=0 sub=0 psub=0 ssub=0 multi=1 "
+        ),
+        "{list}"
+    );
+    assert!(lines[1].contains(" cmd=set user=default "), "{list}");
+    assert_eq!(reply(&mut a, &[b"CLIENT", b"LIST", b"ID", b"2", b"9"]).lines().count(), 3, "one client");
+    assert!(reply(&mut a, &[b"CLIENT", b"INFO"]).contains("id=1 addr=127.0.0.1:1000"));
+    // The old form answers +OK; by ID, SKIPME yes by default: not itself.
+    assert_eq!(reply(&mut a, &[b"CLIENT", b"KILL", b"ID", b"1"]), ":0\r\n");
+    assert_eq!(reply(&mut a, &[b"CLIENT", b"KILL", b"127.0.0.1:2000"]), "+OK\r\n");
+    assert!(woken.get() && b.client_info().killed() && !a.client_info().killed());
+    assert_eq!(reply(&mut a, &[b"CLIENT", b"KILL", b"USER", b"default", b"SKIPME", b"no"]), ":2\r\n");
+    assert!(a.client_info().take_close_after_reply(), "it killed itself: closed after the reply");
+    drop(b);
+    assert_eq!(admin.clients(), 1, "a dropped session leaves the registry");
+    assert_eq!(reply(&mut a, &[b"RESET"]), "+RESET\r\n");
+    assert_eq!(admin.clients(), 1, "RESET keeps the connection registered");
+}
+
+/// Users of an ACL file: AUTH user pass, NOPERM, and the exactly-once
+/// commands only for a user who may run everything.
+#[test]
+fn acl_users_authenticate_and_are_refused_what_they_may_not_run() {
+    use std::rc::Rc;
+    use understudy_kv::acl::Users;
+    use understudy_kv::admin::Admin;
+    let (users, _) = Users::parse("user default off\nuser ro on >pw ~* +@read\nuser all on >x ~* &* +@all\n", "f", None).unwrap();
+    let admin = Rc::new(Admin::new(std::sync::Arc::new(users)));
+    let mut s = Session::with_admin(3, admin);
+    let reply = |s: &mut Session, argv: &[&[u8]]| String::from_utf8(dispatch(s, argv).2).unwrap();
+    assert!(!s.authenticated(), "the default user is off");
+    assert_eq!(reply(&mut s, &[b"GET", b"k"]), "-NOAUTH Authentication required.\r\n");
+    assert_eq!(reply(&mut s, &[b"AUTH", b"default", b""]), "-WRONGPASS invalid username-password pair or user is disabled.\r\n");
+    assert_eq!(reply(&mut s, &[b"AUTH", b"ro", b"pw"]), "+OK\r\n");
+    assert_eq!(dispatch(&mut s, &[b"GET", b"k"]).0, Dispatch::Read);
+    assert_eq!(reply(&mut s, &[b"SET", b"k", b"v"]), "-NOPERM this user has no permissions to run the 'set' command\r\n");
+    assert_eq!(reply(&mut s, &[b"US.SESSION", b"1"]), "-NOPERM this user has no permissions to run the 'us.session' command\r\n");
+    assert_eq!(reply(&mut s, &[b"CLIENT", b"INFO"]), "-NOPERM this user has no permissions to run the 'client|info' command\r\n");
+    assert_eq!(reply(&mut s, &[b"AUTH", b"all", b"x"]), "+OK\r\n");
+    assert!(reply(&mut s, &[b"CLIENT", b"INFO"]).contains(" user=all "));
+    assert_eq!(dispatch(&mut s, &[b"SET", b"k", b"v"]).0, Dispatch::Write);
 }

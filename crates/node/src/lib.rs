@@ -68,5 +68,5 @@ mod writer;
 pub use builder::{Node, NodeBuilder};
 pub use options::NodeOptions;
 pub use run::{run_kv, NodeError};
-pub use service::{Access, FrontEnd, NodeView, Request};
+pub use service::{Access, FrontEnd, NodeView, Peer, Request};
 pub use understudy_core::{Ctx, SnapshotError, SnapshotWriter, StateMachine};

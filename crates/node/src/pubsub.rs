@@ -131,6 +131,11 @@ impl Subscriber {
         self.channels.len() + self.patterns.len()
     }
 
+    /// Channels and patterns subscribed to (CLIENT LIST's `sub`, `psub`).
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        (self.channels.len(), self.patterns.len())
+    }
+
     /// Appends the queued messages to `out` in the connection's protocol;
     /// returns the highest seq among them (the tag they go out under:
     /// releasing an earlier message later than its own seq is safe).

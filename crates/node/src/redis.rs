@@ -2,29 +2,43 @@
 //! after `HELLO 3`) over [`Kv`], one [`FrontEnd`] among others. The
 //! session (`understudy_kv::Session`) answers connection commands and
 //! queues transactions; reads and writes go to the machine.
+//!
+//! What the connections of the node share ([`Admin`]: users, CONFIG, the
+//! slow log, CLIENT LIST's registry) lives here; this front end fills in
+//! what only the node knows: each connection's addresses, subscriptions
+//! and last command's time, the options CONFIG GET reports, and the time
+//! each command took (decode to reply queued, without the wait at the
+//! output gate) for the slow log. CLIENT KILL wakes the killed
+//! connection's task ([`FrontEnd::take_pushed`] then closes it).
 
 use std::cell::RefCell;
 use std::ops::Range;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::Notify;
 use understudy_core::Seq;
+use understudy_kv::acl::Users;
+use understudy_kv::admin::{Admin, NodeConfig};
 use understudy_kv::resp::{write_bulk, write_error, write_int, CommandParser};
 use understudy_kv::session::{command_name, serves_on_backup, Dispatch, Session};
+use understudy_kv::slowlog::Captured;
 use understudy_kv::{encode_query, Kv};
 
 use crate::blocking::{is_blocking, touches_anything, Blocked, Touches, Waiting};
 use crate::pubsub::{pubsub_command, subscribe_mode_error, Registry, Subscriber};
-use crate::service::{Access, FrontEnd, NodeView, Request};
+use crate::service::{Access, FrontEnd, NodeView, Peer, Request};
 
 /// The Redis-protocol front end.
 pub struct Redis {
     /// `--request-bytes-max`: the largest command, and the largest
     /// transaction (it travels as one entry).
     request_bytes_max: usize,
-    /// The password clients must give (`--requirepass-file`), if any.
-    password: Option<Arc<[u8]>>,
+    /// Users, CONFIG, the slow log, the connections (CLIENT LIST).
+    admin: Rc<Admin>,
+    /// `--aclfile`, as CONFIG GET shows it.
+    aclfile: String,
     /// This node's subscribers (`crate::pubsub`).
     registry: Rc<RefCell<Registry>>,
     /// Connections waiting in a blocking command (`crate::blocking`).
@@ -32,8 +46,16 @@ pub struct Redis {
 }
 
 impl Redis {
-    pub fn new(request_bytes_max: usize, password: Option<Arc<[u8]>>) -> Redis {
-        Redis { request_bytes_max, password, registry: Rc::default(), waiting: Rc::default() }
+    /// `users`: the default user alone (with `--requirepass-file`'s
+    /// password, if any) or the users of `aclfile`.
+    pub fn new(request_bytes_max: usize, users: Users, aclfile: Option<String>) -> Redis {
+        Redis {
+            request_bytes_max,
+            admin: Rc::new(Admin::new(Arc::new(users))),
+            aclfile: aclfile.unwrap_or_default(),
+            registry: Rc::default(),
+            waiting: Rc::default(),
+        }
     }
 }
 
@@ -54,6 +76,10 @@ pub struct RedisConn {
     blocked: Option<Blocked>,
     /// What the write being decoded may change, for waking waiters.
     touches: Touches,
+    /// When the command being answered started, if the slow log may
+    /// record it (`encode` sees how long it took), and its arguments.
+    started: Option<Instant>,
+    captured: Captured,
 }
 
 impl FrontEnd for Redis {
@@ -61,19 +87,28 @@ impl FrontEnd for Redis {
     type Conn = RedisConn;
 
     fn open(&self, id: u64) -> RedisConn {
-        let mut session = Session::new(id);
+        let mut session = Session::with_admin(id, self.admin.clone());
         session.set_op_bytes_max(self.request_bytes_max);
-        session.set_password(self.password.clone());
+        let sub = Subscriber::new(id, self.registry.clone());
+        // CLIENT KILL wakes the connection's task as a message would.
+        let wake = sub.waker();
+        session.client_info().set_waker(Box::new(move || wake.notify_one()));
         RedisConn {
             session,
             parser: CommandParser::default(),
             args: Vec::new(),
-            sub: Subscriber::new(id, self.registry.clone()),
+            sub,
             publishing: None,
             published: None,
             blocked: None,
             touches: Touches::Nothing,
+            started: None,
+            captured: Captured::default(),
         }
+    }
+
+    fn connected(&self, c: &mut RedisConn, peer: &Peer) {
+        c.session.client_info().set_peer(peer.addr.to_string(), peer.local.to_string(), peer.fd);
     }
 
     fn decode(
@@ -98,6 +133,9 @@ impl FrontEnd for Redis {
             // A blank inline line: no reply, as in Redis.
             return Some(Request::new(len, Access::Local));
         }
+        let started = Instant::now();
+        c.started = None;
+        c.session.client_info().touch(started);
         // An unauthenticated client learns nothing, not even where the
         // primary is: the session answers -NOAUTH.
         if !node.is_primary() && !serves_on_backup(&argv) && c.session.authenticated() {
@@ -110,7 +148,20 @@ impl FrontEnd for Redis {
                 return Some(req);
             }
         }
+        if argv[0].eq_ignore_ascii_case(b"config") {
+            self.admin.set_node_config(NodeConfig {
+                port: node.listen_port(),
+                bind: node.client_listen().ip().to_string(),
+                appendfsync: node.appendfsync().map(|f| f.as_str().to_string()),
+                aclfile: self.aclfile.clone(),
+                request_bytes_max: self.request_bytes_max,
+            });
+        }
         let mut dispatch = c.session.dispatch(&argv, op, out);
+        if c.session.ran() && self.admin.slowlog_slower_than_us() >= 0 {
+            c.captured.capture(&argv);
+            c.started = Some(started);
+        }
         if dispatch == Dispatch::Keyspace {
             // The machine holds every write decoded so far: the node applies
             // each as it decodes it, and this node is the primary (WATCH
@@ -121,6 +172,8 @@ impl FrontEnd for Redis {
         }
         if dispatch == Dispatch::PubSub {
             self.pubsub(c, &argv, out);
+            let (channels, patterns) = c.sub.counts();
+            c.session.client_info().set_subscriptions(channels, patterns);
             // Written in the connection's protocol already: no conversion.
             return Some(Request::new(len, Access::Local));
         }
@@ -167,10 +220,24 @@ impl FrontEnd for Redis {
             Dispatch::Close => Request::new(len, Access::Local).then_close(),
         };
         c.session.expect_reply(&argv);
+        // RESET in subscribe mode unsubscribed everything.
+        let (channels, patterns) = c.sub.counts();
+        c.session.client_info().set_subscriptions(channels, patterns);
+        // CLIENT KILL … SKIPME no: it killed itself.
+        if c.session.client_info().take_close_after_reply() {
+            return Some(req.then_close());
+        }
         Some(req)
     }
 
     fn encode(&self, c: &mut RedisConn, out: &mut Vec<u8>, start: usize) {
+        if let Some(started) = c.started.take() {
+            let micros = started.elapsed().as_micros() as u64;
+            if micros as i128 >= i128::from(self.admin.slowlog_slower_than_us()) {
+                let unix_s = crate::ctx::wall_us() / 1_000_000;
+                self.admin.slowlog_push(c.captured.argv(), micros, unix_s, c.session.client_info());
+            }
+        }
         if let Some(n) = c.published.take() {
             // PUBLISH's reply: the subscribers reached, on this node. A
             // publisher subscribed to its own channel (RESP3) gets its
@@ -203,6 +270,9 @@ impl FrontEnd for Redis {
     }
 
     fn take_pushed(&self, c: &mut RedisConn, out: &mut Vec<u8>) -> Result<Option<Seq>, String> {
+        if c.session.client_info().killed() {
+            return Err("CLIENT KILL closed it".into());
+        }
         if c.sub.overflowed() {
             return Err(format!(
                 "a subscriber left more than {} MiB of messages unread",

@@ -120,9 +120,11 @@ pub(crate) fn prepare_dir(opts: &NodeOptions) -> Result<(), NodeError> {
 /// Runs the key-value service as a node of a cluster: [`Kv`] behind the
 /// Redis front end. Returns only if it cannot start; a node that halts
 /// exits the process.
-/// `requirepass`: the password clients must give (AUTH), if any.
-pub fn run_kv(opts: NodeOptions, requirepass: Option<Vec<u8>>) -> Result<(), NodeError> {
-    let front = crate::redis::Redis::new(opts.request_bytes_max, requirepass.map(Arc::from));
+/// `users`: who may connect (the default user alone, with
+/// `--requirepass-file`'s password if any, or an `--aclfile`'s users);
+/// `aclfile` names the file for CONFIG GET.
+pub fn run_kv(opts: NodeOptions, users: understudy_kv::acl::Users, aclfile: Option<String>) -> Result<(), NodeError> {
+    let front = crate::redis::Redis::new(opts.request_bytes_max, users, aclfile);
     run_app(opts, "kv/1".into(), Arc::new(|| App::new(Kv::new())), front)
 }
 

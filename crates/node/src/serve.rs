@@ -103,9 +103,13 @@ pub(crate) async fn serve<F: FrontEnd>(rc: Shared<F>, front: Rc<F>, listener: Tc
 }
 
 async fn client<F: FrontEnd>(rc: Shared<F>, front: Rc<F>, mut stream: TcpStream) {
+    let peer = crate::service::Peer::of(&stream);
     let (mut rd, mut wr) = stream.split();
     let mut inbuf: Vec<u8> = Vec::with_capacity(16 << 10);
     let mut conn = front.open(next_client_id());
+    if let Some(peer) = &peer {
+        front.connected(&mut conn, peer);
+    }
     let mut op = Vec::new();
     let mut gated = Gated::default();
     let mut clock = crate::metrics::GateClock::default();

@@ -79,6 +79,12 @@ pub trait FrontEnd: 'static {
     /// A client connected; `id` is unique within this process.
     fn open(&self, id: u64) -> Self::Conn;
 
+    /// Where the client connected from and to, once, right after `open`
+    /// (the key-value service's CLIENT LIST shows it). Default: ignored.
+    fn connected(&self, conn: &mut Self::Conn, peer: &Peer) {
+        let _ = (conn, peer);
+    }
+
     /// Decodes the request at the start of `input` (what was received and
     /// not consumed yet). `None`: no whole request yet; the runtime reads
     /// more and calls again with the longer input. Otherwise fill `op` (a
@@ -156,6 +162,25 @@ pub trait FrontEnd: 'static {
     fn redirect(&self, conn: &mut Self::Conn, primary: Option<&str>, out: &mut Vec<u8>);
 }
 
+/// A client connection's ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// The client's address.
+    pub addr: std::net::SocketAddr,
+    /// The node's address the client connected to.
+    pub local: std::net::SocketAddr,
+    /// The socket's file descriptor, -1 if unknown.
+    pub fd: i64,
+}
+
+impl Peer {
+    /// The ends of `stream`; None if the socket no longer knows them.
+    pub fn of(stream: &tokio::net::TcpStream) -> Option<Peer> {
+        use std::os::fd::AsRawFd;
+        Some(Peer { addr: stream.peer_addr().ok()?, local: stream.local_addr().ok()?, fd: i64::from(stream.as_raw_fd()) })
+    }
+}
+
 /// What a front end may look at while it decodes: the node's role and
 /// replication state, its figures, and the machine (for a status reply).
 pub struct NodeView<'a, M: StateMachine + Send> {
@@ -198,6 +223,17 @@ impl<'a, M: StateMachine + Send> NodeView<'a, M> {
     pub fn disk(&self) -> Option<(understudy_durable::Fsync, &crate::disk_state::DiskStats)> {
         let mode = self.r.opts.persist.as_ref()?.fsync;
         Some((mode, self.r.disk_stats()?))
+    }
+
+    /// `--appendfsync`, if given (the state is then on disk too).
+    pub fn appendfsync(&self) -> Option<understudy_durable::Fsync> {
+        Some(self.r.opts.persist.as_ref()?.fsync)
+    }
+
+    /// `--client-listen`'s address (its port as given: see
+    /// [`NodeView::listen_port`]).
+    pub fn client_listen(&self) -> std::net::SocketAddr {
+        self.r.opts.client_listen
     }
 
     /// The port clients connect to (as bound).

@@ -15,6 +15,7 @@
 //! - [`bits`], [`bitfield`]: bitmaps in string values.
 //! - [`random`]: SPOP, SRANDMEMBER, HRANDFIELD, RANDOMKEY.
 //! - [`object`]: TOUCH, COPY, OBJECT; [`lcs`]: LCS; [`sort`]: SORT, SORT_RO.
+//! - [`memory`]: MEMORY USAGE and its other subcommands.
 //! - [`hashes`], [`lists`], [`sets`]: the aggregate types; [`listops`] and
 //!   [`setops`] more of them.
 //! - [`zsets`], [`zrange`], [`zsetops`]: sorted sets (one member or end,
@@ -30,6 +31,7 @@ pub mod keyspace;
 pub mod lcs;
 pub mod listops;
 pub mod lists;
+pub mod memory;
 pub mod object;
 pub mod random;
 pub mod scan;
@@ -280,6 +282,9 @@ commands! {
     EvalRo "eval_ro" -3 Read ["readonly" "noscript" "stale" "skip_monitor" "no_mandatory_keys" "movablekeys"] (0 0 0);
     EvalshaRo "evalsha_ro" -3 Read ["readonly" "noscript" "stale" "skip_monitor" "no_mandatory_keys" "movablekeys"] (0 0 0);
     Script "script" -2 Write [] (0 0 0);
+    Slowlog "slowlog" -2 Session [] (0 0 0);
+    Memory "memory" -2 Read [] (0 0 0);
+    Acl "acl" -2 Session [] (0 0 0);
 }
 
 /// Longest command name in the table, so lookups can lowercase into a
@@ -428,6 +433,7 @@ pub fn exec_read(cmd: Cmd, store: &Store, x: &mut Exec, argv: &[&[u8]]) {
         Randomkey => random::randomkey(store, x),
         Touch => object::touch(store, x, argv),
         Object => object::object(store, x, argv),
+        Memory => memory::memory(store, x, argv),
         Lcs => lcs::lcs(store, x, argv),
         SortRo => sort::sort_ro(store, x, argv),
         Hget | Hmget | Hlen | Hexists | Hgetall | Hkeys | Hvals | Hstrlen => hashes::read(cmd, store, x, argv),

@@ -40,7 +40,8 @@ pub fn parse_reply(buf: &[u8]) -> Option<(V, usize)> {
         b'-' => Some((V::Err(l.to_vec()), used)),
         b':' => Some((V::Int(num(l)), used)),
         b',' => Some((V::Double(l.to_vec()), used)),
-        b'$' => {
+        // RESP3's verbatim string (`=…txt:…`) reads as a bulk string.
+        b'$' | b'=' => {
             let len = num(l);
             if len < 0 {
                 return Some((V::Bulk(None), used));
