@@ -9,16 +9,6 @@ use std::process::Command;
 
 use understudy_client::{Conn, Reply};
 
-fn redis_cli(addr: &str, args: &[&str]) -> String {
-    let (host, port) = addr.rsplit_once(':').unwrap();
-    let out = Command::new("timeout")
-        .args(["60", "redis-cli", "-h", host, "-p", port])
-        .args(args)
-        .output()
-        .expect("redis-cli is installed (Debian package redis-tools)");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 fn call(c: &mut Conn, args: &[&str]) -> Reply {
     c.call(args).unwrap()
 }

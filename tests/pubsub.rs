@@ -8,7 +8,6 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A raw connection that runs one command at a time and returns exactly
@@ -56,12 +55,6 @@ impl Wire {
     }
 }
 
-fn redis_cli(addr: &str, args: &[&str]) -> String {
-    let (h, p) = addr.rsplit_once(':').unwrap();
-    let out = Command::new("redis-cli").args(["-h", h, "-p", p]).args(args).output().expect("redis-cli");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// The subscriber `a`'s and publisher `b`'s steps, in both protocols.
 const STEPS: &[(char, &[&str])] = &[
     ('a', &["UNSUBSCRIBE"]),
@@ -105,36 +98,11 @@ fn run_steps(addr: &str, proto: &str) -> Vec<String> {
         .collect()
 }
 
-/// A redis-server on a free port, stopped when dropped.
-struct RedisServer(std::process::Child, String);
-
-impl RedisServer {
-    fn start(dir: &std::path::Path) -> RedisServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
-        let child = Command::new("redis-server")
-            .args(["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir"])
-            .arg(dir)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (Debian package redis-server)");
-        let addr = format!("127.0.0.1:{port}");
-        wait_for("redis-server to answer", Duration::from_secs(30), || (redis_cli(&addr, &["PING"]) == "PONG").then_some(()));
-        RedisServer(child, addr)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn subscriptions_and_messages_match_redis_in_resp2_and_resp3() {
     let _s = serial();
     let dir = tempfile::tempdir().unwrap();
-    let redis = RedisServer::start(dir.path());
+    let redis = RedisServer::start(dir.path(), "r", None);
     let mut h = Harness::new();
     h.start_pair();
     for proto in ["2", "3"] {

@@ -5,18 +5,6 @@ mod common;
 use common::*;
 use std::process::Command;
 
-/// Runs redis-cli; a reply that never comes fails the call after 60 s
-/// (coreutils' `timeout`) instead of hanging the test.
-fn redis_cli(addr: &str, args: &[&str]) -> String {
-    let (host, port) = addr.rsplit_once(':').unwrap();
-    let out = Command::new("timeout")
-        .args(["60", "redis-cli", "-h", host, "-p", port])
-        .args(args)
-        .output()
-        .expect("redis-cli is installed (Debian package redis-tools)");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 #[test]
 fn redis_cli_and_redis_benchmark_work_against_the_pair() {
     let _s = serial();
@@ -66,35 +54,6 @@ fn redis_cli_and_redis_benchmark_work_against_the_pair() {
 /// `slave0` standing for `slaveN`.
 fn info_fields(info: &str) -> Vec<String> {
     info.lines().filter_map(|l| l.split_once(':')).map(|(k, _)| k.to_string()).collect()
-}
-
-/// A redis-server on a free port; `replica_of` makes it a replica.
-struct RedisServer(std::process::Child, String);
-
-impl RedisServer {
-    fn start(dir: &std::path::Path, name: &str, replica_of: Option<&str>) -> RedisServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
-        let mut c = Command::new("redis-server");
-        c.args(["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir"]).arg(dir);
-        c.args(["--dbfilename", &format!("{name}.rdb")]);
-        if let Some(p) = replica_of {
-            let (h, pp) = p.rsplit_once(':').unwrap();
-            c.args(["--replicaof", h, pp]);
-        }
-        let child = c.stdout(std::process::Stdio::null()).spawn().expect("redis-server (Debian package redis-server)");
-        let addr = format!("127.0.0.1:{port}");
-        wait_for("redis-server to answer", std::time::Duration::from_secs(30), || {
-            (redis_cli(&addr, &["PING"]) == "PONG").then_some(())
-        });
-        RedisServer(child, addr)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]

@@ -18,6 +18,9 @@ use understudy_node::listening::{ArbiterListening, Document, Listening};
 mod ports;
 #[allow(unused_imports)] // not every test binary uses them
 pub use ports::{refusing_port, RefusingPort};
+mod redis;
+#[allow(unused_imports)] // not every test binary uses them
+pub use redis::{redis_cli, RedisServer};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_understudy");
 pub const CLUSTER: &str = "t";
