@@ -35,6 +35,7 @@
 //! - `encoding`: the internal encodings Redis would use (OBJECT ENCODING).
 //! - `num`: Redis's integer and float grammars (`strtod`), decimal and
 //!   `%.17g` formatting, glob matching.
+//! - `hll`: HyperLogLog in Redis's string encoding (PFADD, PFCOUNT, PFMERGE).
 //! - `script`: Lua scripting (EVAL, EVALSHA, SCRIPT) on an embedded Lua 5.1.
 //!
 //! # Determinism
@@ -62,6 +63,7 @@ mod encoding;
 mod entry;
 pub mod exactly_once;
 mod f80;
+mod hll;
 pub mod kv;
 mod num;
 mod op;

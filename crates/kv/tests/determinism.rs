@@ -154,6 +154,10 @@ const TEMPLATES: &[&str] = &[
     "SORT K ALPHA STORE K2",
     "SORT K BY nosort",
     "SORT K BY K2 GET #",
+    "PFADD K V V2 x",
+    "PFCOUNT K",
+    "PFMERGE K K2",
+    "PFCOUNT K K2",
 ];
 
 fn command(template: usize, key: u8, key2: u8, val: u8) -> Vec<Vec<u8>> {

@@ -21,12 +21,14 @@
 //! - [`zsets`], [`zrange`], [`zsetops`]: sorted sets (one member or end,
 //!   ranges, algebra).
 //! - [`scan`]: SCAN and its per-type forms.
+//! - [`hll`]: PFADD, PFCOUNT, PFMERGE on HyperLogLog strings.
 
 pub mod bitfield;
 pub mod bits;
 pub mod blocking;
 pub mod floats;
 pub mod hashes;
+pub mod hll;
 pub mod keyspace;
 pub mod lcs;
 pub mod listops;
@@ -285,6 +287,11 @@ commands! {
     Slowlog "slowlog" -2 Session [] (0 0 0);
     Memory "memory" -2 Read [] (0 0 0);
     Acl "acl" -2 Session [] (0 0 0);
+    // HyperLogLog (hll): PFCOUNT keeps Redis's `readonly` flag but is a
+    // logged write, since one key's count is cached in its value.
+    Pfadd "pfadd" -2 Write ["write" "denyoom" "fast"] (1 1 1);
+    Pfcount "pfcount" -2 Write ["readonly"] (1 -1 1);
+    Pfmerge "pfmerge" -2 Write ["write" "denyoom"] (1 -1 1);
 }
 
 /// Longest command name in the table, so lookups can lowercase into a
@@ -485,6 +492,9 @@ pub fn exec_write(cmd: Cmd, store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
         Zrangestore => zrange::zrangestore(store, x, argv),
         Zremrangebyrank | Zremrangebyscore | Zremrangebylex => zrange::remrange(cmd, store, x, argv),
         Zunionstore | Zinterstore | Zdiffstore => zsetops::store_result(cmd, store, x, argv),
+        Pfadd => hll::pfadd(store, x, argv),
+        Pfcount => hll::pfcount(store, x, argv),
+        Pfmerge => hll::pfmerge(store, x, argv),
         _ if cmd.spec().kind == Kind::Read => exec_read(cmd, store, x, argv),
         _ => x.err(b"ERR internal: not a keyspace command"),
     }

@@ -4,6 +4,7 @@
 //! `sleep N` waits N ms on both sides.
 
 mod generated;
+mod hll;
 
 pub const SCRIPTS: &[(&str, &[&str])] = &[
     ("strings", &[
@@ -673,6 +674,37 @@ pub const SCRIPTS: &[(&str, &[&str])] = &[
         r##"EVAL "#!lua\x0areturn x" 0"##, r##"EVAL "#!lua flags=\x0areturn 3" 0"##,
         "MULTI", r##"EVAL "return redis.call('INCR', 'm')" 0"##, r##"EVAL "return redis.call('INCR', 'm')" 0"##, "EXEC",
         "MULTI", r##"SCRIPT LOAD "return 9""##, "SCRIPT EXISTS a", "EVAL", "EXEC",
+    ]),
+    ("hyperloglog", &[
+        "PFADD h a b c", "PFADD h a", "PFADD h", "GET h", "PFCOUNT h", "GET h", "PFCOUNT h", "TYPE h",
+        "OBJECT ENCODING h", "STRLEN h", "PFADD h d e f g", "GET h", "PFCOUNT h", "PFADD new", "GET new",
+        "PFCOUNT new", "PFADD new", "PFCOUNT nokey", "EXISTS nokey", "PFCOUNT h nokey", "PFCOUNT nokey nokey2",
+        "PFADD h2 x y z a", "PFCOUNT h h2", "PFCOUNT h2 h h", "GET h2", "PFMERGE m h h2", "GET m", "PFCOUNT m",
+        "PFMERGE m", "GET m", "PFMERGE fresh", "EXISTS fresh", "GET fresh", "PFMERGE fresh2 nokey", "GET fresh2",
+        "PFMERGE h2 h", "GET h2", "PFCOUNT h2", "PFADD {} {}", "PFCOUNT {}", "GET {}",
+        "PFADD bin \\x00 \\xff\\x00\\x01 abcdefgh abcdefghi abcdefghijklmnop", "GET bin", "PFCOUNT bin",
+        "LPUSH l a", "PFADD l a", "PFCOUNT l", "PFCOUNT h l", "PFCOUNT l nokey", "PFMERGE l h", "PFMERGE h l",
+        "PFMERGE nokey3 l", "EXISTS nokey3", "SET s notanhll", "PFADD s a", "PFCOUNT s", "PFCOUNT h s",
+        "PFMERGE s", "PFMERGE h s", "SET i 12345", "PFADD i a", "PFCOUNT i", "SET short HYLL", "PFADD short a",
+        "PFCOUNT short", "SET empty {}", "PFADD empty a",
+        "SET c0 HYLL\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00", "PFCOUNT c0", "PFADD c0 a", "GET c0", "PFCOUNT c0 h", "PFMERGE c0",
+        "SET c1 HYLL\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x80", "PFCOUNT c1",
+        "SET d0 HYLL\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00",
+        "PFADD d0 a", "PFCOUNT d0", "SET e5 HYLL\\x05\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00",
+        "PFADD e5 a", "SET l5 hyll\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x7f\\xff",
+        "PFADD l5 a",
+        "PFADD ap a b", "APPEND ap x", "PFADD ap c d e f", "GET ap", "PFCOUNT ap", "PFCOUNT ap h", "PFMERGE ap2 ap",
+        "PFADD ap3 a", "APPEND ap3 \\x80", "PFCOUNT ap3", "PFADD ap3 q", "GET ap3",
+        "PFADD tr a", "SETRANGE tr 17 \\x00", "PFADD tr b c", "GET tr", "PFCOUNT tr",
+        "PFADD sr a", "SETRANGE sr 16 \\x7f\\xff", "PFCOUNT sr", "PFADD sr zz", "GET sr",
+        "PFADD ex a", "EXPIRE ex 100", "PFADD ex b", "TTL ex", "PFCOUNT ex", "TTL ex", "PFMERGE ex h", "TTL ex",
+        "MULTI", "PFADD t a", "PFCOUNT t", "PFADD t b", "PFMERGE t2 t", "GET t", "EXEC", "GET t2",
+        "SET w 1", "PFADD wh a", "WATCH wh", "PFADD wh a", "MULTI", "INCR w", "EXEC", "WATCH wh", "PFCOUNT wh",
+        "MULTI", "INCR w", "EXEC", "WATCH wh", "PFADD wh zzz", "MULTI", "INCR w", "EXEC",
+        r##"EVAL "return {redis.call('PFADD', KEYS[1], 'a', 'b'), redis.call('PFCOUNT', KEYS[1])}" 1 ev"##, "GET ev",
+        r##"EVAL_RO "return redis.call('PFCOUNT', KEYS[1])" 1 ev"##, r##"EVAL_RO "return redis.call('PFADD', KEYS[1], 'c')" 1 ev"##,
+        r##"EVAL_RO "return redis.call('PFCOUNT', 'h', 'h2')" 0"##,
+        "PFADD", "PFCOUNT", "PFMERGE", "pfadd H A", "PfCount H",
     ]),
     ("scripting everyday commands", &[
         r##"EVAL "return redis.call('INCRBYFLOAT', 'f', '10.5') .. ' ' .. redis.call('INCRBYFLOAT', 'f', '0.1')" 0"##,
