@@ -1,7 +1,8 @@
 //! Blocking pops on the pair (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH,
 //! BZPOPMIN, BZPOPMAX): a waiting client is served by a later push on
 //! another connection, times out with a null array, and is disconnected —
-//! never robbed of an element — when its node stops being the primary.
+//! never robbed of an element — when its node stops being the primary;
+//! XREAD and XREADGROUP with BLOCK wait the same way.
 
 mod common;
 use common::*;
@@ -95,6 +96,42 @@ fn a_waiting_pop_is_served_by_a_later_push_and_times_out_with_a_null() {
     assert_eq!(b.call(&["EXISTS", "q2"]).unwrap(), Reply::Int(0));
     assert_eq!(b.call(&["LRANGE", "src", "0", "-1"]).unwrap(), Reply::Array(Some(vec![Reply::Bulk(Some(b"b".to_vec()))])));
     assert_eq!(b.call(&["ZRANGE", "z", "0", "-1"]).unwrap(), Reply::Array(Some(vec![Reply::Bulk(Some(b"low".to_vec()))])));
+}
+
+#[test]
+fn xread_and_xreadgroup_with_block_wait_for_an_entry_and_dollar_misses_none() {
+    let _s = serial();
+    let mut h = Harness::new();
+    h.start_pair();
+    let addr = h.node("a").client.clone();
+    let mut c = h.conn("a");
+    c.call(&["XADD", "s", "1-1", "f", "old"]).unwrap();
+    c.call(&["XGROUP", "CREATE", "s", "g", "$"]).unwrap();
+
+    // `$` means after the entry that was last when XREAD arrived: an entry
+    // added while it waits is delivered, even after other writes.
+    let mut reader = connect(&addr);
+    send(&mut reader, &["XREAD", "BLOCK", "0", "STREAMS", "s", "$"]);
+    let mut grouped = connect(&addr);
+    send(&mut grouped, &["XREADGROUP", "GROUP", "g", "c1", "BLOCK", "0", "STREAMS", "s", ">"]);
+    assert_nothing_for(&mut reader, Duration::from_millis(300));
+    assert_nothing_for(&mut grouped, Duration::from_millis(10));
+    c.call(&["SET", "s2", "unrelated"]).unwrap();
+    c.call(&["XADD", "s", "2-1", "f", "new"]).unwrap();
+    let entry = "*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n2-1\r\n*2\r\n$1\r\nf\r\n$3\r\nnew\r\n";
+    expect(&mut reader, entry.as_bytes());
+    expect(&mut grouped, entry.as_bytes());
+
+    // A timeout answers a null array.
+    send(&mut reader, &["XREAD", "BLOCK", "300", "STREAMS", "s", "$"]);
+    expect(&mut reader, b"*-1\r\n");
+    // The group's delivery is on the backup: it sees the pending entry.
+    let epoch = h.record().unwrap().epoch;
+    h.kill9("a");
+    h.wait_primary_after("b", epoch);
+    let pending = h.conn("b").call(&["XPENDING", "s", "g"]).unwrap();
+    let Reply::Array(Some(p)) = pending else { panic!("XPENDING gave {pending:?}") };
+    assert_eq!(p[0], Reply::Int(1), "one entry pending after the failover");
 }
 
 #[test]

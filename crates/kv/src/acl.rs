@@ -119,7 +119,7 @@ fn first_key(cmd: Cmd, id: usize, argv: &[&[u8]]) -> Option<usize> {
     let spec = cmd.spec();
     if id >= SPECS.len() {
         // The subcommands with a key: MEMORY USAGE and OBJECT's.
-        let keyed = matches!(cmd, Cmd::Memory | Cmd::Object) && !argv[1].eq_ignore_ascii_case(b"help");
+        let keyed = matches!(cmd, Cmd::Memory | Cmd::Object | Cmd::Xgroup) && !argv[1].eq_ignore_ascii_case(b"help");
         return (keyed && argv.len() > 2).then_some(2);
     }
     if spec.keys.0 > 0 {
@@ -128,6 +128,11 @@ fn first_key(cmd: Cmd, id: usize, argv: &[&[u8]]) -> Option<usize> {
     }
     if !spec.flags.contains(&"movablekeys") {
         return None;
+    }
+    if matches!(cmd, Cmd::Xread | Cmd::Xreadgroup) {
+        // The keys follow STREAMS.
+        let at = argv.iter().position(|a| a.eq_ignore_ascii_case(b"streams"))? + 1;
+        return (at < argv.len()).then_some(at);
     }
     // Commands with a key count: EVAL's family at 2, the others at 1.
     let scripting = categories(cmd) & cat::SCRIPTING != 0;

@@ -73,7 +73,7 @@ pub fn fits_compact(val: &AggVal) -> bool {
                 && h.iter().all(|(f, v)| f.len() <= HASH_MAX_LISTPACK_VALUE && v.len() <= HASH_MAX_LISTPACK_VALUE)
         }
         AggVal::Set(s) => s.len() <= SET_MAX_INTSET_ENTRIES && s.iter().all(|m| is_intset_member(m)),
-        AggVal::List(_) => true,
+        AggVal::List(_) | AggVal::Stream(_) => true,
         AggVal::Zset(z) => z.len() <= ZSET_MAX_LISTPACK_ENTRIES && z.iter().all(|(_, m)| m.len() <= ZSET_MAX_LISTPACK_VALUE),
     }
 }
@@ -84,7 +84,7 @@ pub fn element_fits(val: &AggVal, elem: &[u8]) -> bool {
     match val {
         AggVal::Hash(_) => elem.len() <= HASH_MAX_LISTPACK_VALUE,
         AggVal::Set(_) => is_intset_member(elem),
-        AggVal::List(_) => true,
+        AggVal::List(_) | AggVal::Stream(_) => true,
         AggVal::Zset(_) => elem.len() <= ZSET_MAX_LISTPACK_VALUE,
     }
 }
@@ -134,6 +134,7 @@ pub fn name(e: &Entry) -> &'static str {
             debug_assert!(e.is_big() || fits_compact(a), "a compact encoding holds what it cannot");
             match (a, e.is_big()) {
                 (AggVal::List(_), _) => "quicklist",
+                (AggVal::Stream(_), _) => "stream",
                 (AggVal::Hash(_), false) => "listpack",
                 (AggVal::Set(_), false) => "intset",
                 (AggVal::Zset(_), _) => unreachable!("answered above"),

@@ -23,6 +23,8 @@ pub type HashVal = HashMap<Bytes, Bytes, RandomState>;
 pub type SetVal = HashSet<Bytes, RandomState>;
 /// A list's elements, head first.
 pub type ListVal = VecDeque<Bytes>;
+/// A stream's entries and consumer groups (`crate::stream`).
+pub use crate::stream::StreamVal;
 /// A sorted set's members and scores, in order (`crate::zset`).
 pub use crate::zset::ZsetVal;
 
@@ -67,6 +69,7 @@ pub enum Kind {
     List,
     Set,
     Zset,
+    Stream,
 }
 
 impl Kind {
@@ -77,6 +80,7 @@ impl Kind {
             Kind::List => "list",
             Kind::Set => "set",
             Kind::Zset => "zset",
+            Kind::Stream => "stream",
         }
     }
 }
@@ -105,6 +109,7 @@ pub enum AggVal {
     List(ListVal),
     Set(SetVal),
     Zset(ZsetVal),
+    Stream(Box<StreamVal>),
 }
 
 impl AggVal {
@@ -114,11 +119,14 @@ impl AggVal {
             AggVal::List(l) => l.len(),
             AggVal::Set(s) => s.len(),
             AggVal::Zset(z) => z.len(),
+            AggVal::Stream(s) => s.len(),
         }
     }
 
+    /// Whether the value is gone: Redis deletes empty hashes, lists, sets
+    /// and sorted sets, never a stream.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        !matches!(self, AggVal::Stream(_)) && self.len() == 0
     }
 
     pub fn kind(&self) -> Kind {
@@ -127,6 +135,7 @@ impl AggVal {
             AggVal::List(_) => Kind::List,
             AggVal::Set(_) => Kind::Set,
             AggVal::Zset(_) => Kind::Zset,
+            AggVal::Stream(_) => Kind::Stream,
         }
     }
 }
@@ -355,6 +364,7 @@ impl Entry {
                     AggVal::Zset(z) => h.write_u64(
                         z.iter().fold(0u64, |acc, (score, m)| acc.wrapping_add(hash_parts(&[m, &score.to_bits().to_le_bytes()]))),
                     ),
+                    AggVal::Stream(s) => s.digest(&mut h),
                 }
             }
         }
@@ -406,6 +416,7 @@ impl Clone for Entry {
                     AggVal::List(l) => AggVal::List(l.clone()),
                     AggVal::Set(s) => AggVal::Set(s.clone()),
                     AggVal::Zset(z) => AggVal::Zset(z.clone()),
+                    AggVal::Stream(s) => AggVal::Stream(s.clone()),
                 };
                 Entry::Agg(Box::new(Agg { key: a.key.clone(), expire: a.expire, big: a.big, val }))
             }

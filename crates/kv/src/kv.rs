@@ -156,6 +156,13 @@ impl Kv {
         Some((keys, crate::cmd::blocking::timeout_ms(timeout).ok()?))
     }
 
+    /// XREAD or XREADGROUP with BLOCK: what it waits on, whether it may run
+    /// now, and its argv with `$` pinned (`cmd::xwait`). `None` for any
+    /// other command.
+    pub fn stream_wait<'a>(&self, now_ms: u64, argv: &[&'a [u8]]) -> Option<crate::cmd::xwait::StreamWait<'a>> {
+        crate::cmd::xwait::stream_wait(&self.store, now_ms, argv)
+    }
+
     /// Keys that carry an expiry.
     pub fn expiring(&self) -> usize {
         self.store.expiring()

@@ -74,9 +74,12 @@ pub mod session;
 pub mod slowlog;
 mod snapshot;
 mod store;
+mod stream;
+mod stream_snapshot;
 pub mod watch;
 mod zset;
 
+pub use cmd::xwait::StreamWait;
 pub use exactly_once::{SessionLimits, SessionTable};
 pub use kv::Kv;
 /// Redis's glob matching, for other RESP front ends (`understudy sentinel`'s PSUBSCRIBE).

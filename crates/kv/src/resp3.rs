@@ -45,6 +45,9 @@ pub enum Shape {
     Verbatim,
     /// ACL GETUSER's map, its flags a set.
     UserMap,
+    /// An array of two-element arrays becomes a map of their elements
+    /// (XREAD's streams).
+    PairMap,
 }
 
 /// The RESP3 shape of a command's reply, by its lowercase name.
@@ -58,6 +61,8 @@ pub fn shape_of(name: &str, argv: &[&[u8]]) -> Shape {
         "hrandfield" if argv.len() == 4 => Shape::FieldPairs,
         // LCS … IDX replies a map; its other replies are not arrays.
         "lcs" => Shape::Map,
+        // [[key, entries], …] becomes {key: entries, …}.
+        "xread" | "xreadgroup" => Shape::PairMap,
         "zscore" | "zincrby" | "zadd" => Shape::Double,
         "zmscore" => Shape::Doubles,
         "zrange" | "zrangebyscore" | "zrevrangebyscore" | "zrevrange" if range_withscores(argv) => Shape::Pairs,
@@ -151,6 +156,17 @@ pub fn convert(reply: &[u8], shape: Shape, out: &mut Vec<u8>) -> usize {
             match shape {
                 Shape::Map | Shape::UserMap if n.is_multiple_of(2) => header(out, b'%', n / 2),
                 Shape::Set => header(out, b'~', n),
+                Shape::PairMap => {
+                    header(out, b'%', n);
+                    let mut at = rest_at;
+                    for _ in 0..n {
+                        let (_, inner) = split_line(&reply[at..]);
+                        at += inner;
+                        at += convert(&reply[at..], Shape::Plain, out);
+                        at += convert(&reply[at..], Shape::Plain, out);
+                    }
+                    return at;
+                }
                 Shape::FieldPairs if n.is_multiple_of(2) => {
                     header(out, b'*', n / 2);
                     let mut at = rest_at;

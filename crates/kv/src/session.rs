@@ -858,6 +858,12 @@ pub(crate) const SUBCOMMANDS: &[(Cmd, &str, i32)] = &[
     (Cmd::Acl, "save", 2),
     (Cmd::Acl, "genpass", -2),
     (Cmd::Acl, "help", 2),
+    (Cmd::Xgroup, "create", -5),
+    (Cmd::Xgroup, "setid", -5),
+    (Cmd::Xgroup, "destroy", 4),
+    (Cmd::Xgroup, "createconsumer", 5),
+    (Cmd::Xgroup, "delconsumer", 5),
+    (Cmd::Xgroup, "help", 2),
 ];
 
 /// The container commands, whose subcommands [`SUBCOMMANDS`] lists.
@@ -873,6 +879,7 @@ fn is_container(cmd: Cmd) -> bool {
             | Cmd::Slowlog
             | Cmd::Memory
             | Cmd::Acl
+            | Cmd::Xgroup
     )
 }
 

@@ -9,10 +9,11 @@
 //!         | 0x11 body:bytes                              a cached script (script)
 //!         | 0x12 state:u64 LE                            math.random's rand48 state, when not
 //!                                                       the initial one (script::rand)
-//! kind    = type (1 string, 2 hash, 3 list, 4 set, 5 zset) | 0x40 has expire | 0x80 continuation
+//! kind    = type (1 string, 2 hash, 3 list, 4 set, 5 zset, 6 stream) | 0x40 has expire | 0x80 continuation
 //! body    = value:bytes                                string
 //!         | count:varint element*count                 aggregate (hash: field, value;
 //!                                                       zset: member, score:f64 LE bits)
+//!         | stream                                     crate::stream_snapshot
 //! ```
 //!
 //! A large aggregate is cut into parts of about [`PART_BYTES`]: the first
@@ -58,6 +59,7 @@ fn type_code(k: Kind) -> u8 {
         Kind::List => 3,
         Kind::Set => 4,
         Kind::Zset => 5,
+        Kind::Stream => 6,
     }
 }
 
@@ -209,11 +211,33 @@ fn write_entry(buf: &mut Vec<u8>, ends: &mut Vec<usize>, e: &Entry) {
         ends.push(buf.len());
         return;
     };
+    if let AggVal::Stream(s) = agg {
+        record_head(buf, Kind::Stream, 0, key, e.expire());
+        crate::stream_snapshot::write_meta(buf, s);
+        let mut from = None;
+        let mut first = true;
+        loop {
+            let mut part = Vec::new();
+            let (count, next) = crate::stream_snapshot::write_entries(&mut part, s, from, PART_BYTES);
+            if !first {
+                record_head(buf, Kind::Stream, CONTINUATION, key, None);
+            }
+            first = false;
+            put_varint(buf, count);
+            buf.extend_from_slice(&part);
+            ends.push(buf.len());
+            match next {
+                Some(id) => from = Some(id),
+                None => return,
+            }
+        }
+    }
     let elements: Box<dyn Iterator<Item = Element>> = match agg {
         AggVal::Hash(h) => Box::new(h.iter().map(|(f, v)| (&f[..], Second::Value(&v[..])))),
         AggVal::List(l) => Box::new(l.iter().map(|v| (&v[..], Second::None))),
         AggVal::Set(s) => Box::new(s.iter().map(|m| (&m[..], Second::None))),
         AggVal::Zset(z) => Box::new(z.iter().map(|(score, m)| (&m[..], Second::Score(*score)))),
+        AggVal::Stream(_) => unreachable!("written above"),
     };
     let mut elements = elements.peekable();
     let mut first = true;
@@ -344,6 +368,7 @@ impl Restore {
             3 => Kind::List,
             4 => Kind::Set,
             5 => Kind::Zset,
+            6 => Kind::Stream,
             _ => return Err(format!("unknown record kind {kind:#04x}")),
         };
         let key = r.bytes().map_err(|e| e.to_string())?;
@@ -354,7 +379,13 @@ impl Restore {
         if store.get_any(key).is_some() {
             return Err(format!("duplicate key {}", show(key)));
         }
-        let entry = if ty == Kind::String {
+        let entry = if ty == Kind::Stream {
+            let w = |e: String| format!("key {}: {e}", show(key));
+            let mut s = crate::stream_snapshot::read_meta(r).map_err(w)?;
+            crate::stream_snapshot::read_entries(r, &mut s).map_err(w)?;
+            self.last = Some((key.into(), ty));
+            Entry::aggregate(key, expire, AggVal::Stream(Box::new(s)))
+        } else if ty == Kind::String {
             self.last = None;
             Entry::string(key, r.bytes().map_err(|e| e.to_string())?, expire)
         } else {
@@ -380,6 +411,15 @@ impl Restore {
             return Err(format!("continuation record for {} does not follow its first part", show(key)));
         }
         let mut e = store.take_any(key).ok_or("continued key vanished")?;
+        if let Some(AggVal::Stream(s)) = e.agg_mut() {
+            let result = crate::stream_snapshot::read_entries(r, s);
+            store.put(e);
+            return match result {
+                Ok(0) => Err("empty aggregate part".into()),
+                Ok(_) => Ok(()),
+                Err(err) => Err(format!("key {}: {err}", show(key))),
+            };
+        }
         let result = read_elements(r, e.agg_mut().expect("aggregate"));
         if let Ok(fit) = result {
             crate::encoding::restored(&mut e, fit);
@@ -430,6 +470,7 @@ fn read_elements(r: &mut Reader, val: &mut AggVal) -> Result<bool, String> {
                 true
             }
             AggVal::Set(s) => s.insert(a.into()),
+            AggVal::Stream(_) => return Err("stream elements in an aggregate part".into()),
             AggVal::Zset(z) => {
                 let score = f64::from_bits(r.u64().map_err(w)?);
                 // What a sorted set never holds (crate::zset): NaN, -0.

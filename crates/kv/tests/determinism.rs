@@ -158,6 +158,20 @@ const TEMPLATES: &[&str] = &[
     "PFCOUNT K",
     "PFMERGE K K2",
     "PFCOUNT K K2",
+    "XADD K * f V",
+    "XADD K MAXLEN ~ 2 * f V g V2",
+    "XADD K2 NOMKSTREAM * f V",
+    "XTRIM K MAXLEN 1",
+    "XDEL K 0-1",
+    "XGROUP CREATE K g 0 MKSTREAM",
+    "XREADGROUP GROUP g c COUNT 2 STREAMS K >",
+    "XREADGROUP GROUP g c STREAMS K 0",
+    "XACK K g 0-1",
+    "XCLAIM K g c2 0 0-1 FORCE",
+    "XAUTOCLAIM K g c3 0 0 COUNT 2",
+    "XPENDING K g - + 10",
+    "XGROUP DELCONSUMER K g c",
+    "XRANGE K - +",
 ];
 
 fn command(template: usize, key: u8, key2: u8, val: u8) -> Vec<Vec<u8>> {

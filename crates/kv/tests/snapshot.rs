@@ -45,6 +45,15 @@ fn populated() -> Client {
             "RPUSH lt a",
             "PEXPIRE lt 12345",
             "INCR n",
+            "XADD xs 1-1 f v g w",
+            "XADD xs 2-0 f v2",
+            "XDEL xs 1-1",
+            "XADD xs 3-0 f v3",
+            "XGROUP CREATE xs grp 0",
+            "XREADGROUP GROUP grp alice COUNT 1 STREAMS xs >",
+            "XGROUP CREATECONSUMER xs grp bob",
+            "XGROUP CREATE xe grp $ MKSTREAM",
+            "EXPIRE xe 60",
         ],
     );
     let big = "v".repeat(1000);
@@ -57,6 +66,7 @@ fn populated() -> Client {
                 &format!("SADD bigs member{i}-{big}"),
                 &format!("ZADD bigz {} member{i}-{big}", f64::from(i) / 3.0),
                 &format!("SET k{i} {i}"),
+                &format!("XADD bigx {}-1 f{i} {big}", i + 1),
             ],
         );
     }
@@ -153,6 +163,13 @@ fn restored_store_answers_the_same() {
         "TYPE st",
         "DBSIZE",
         "GET n",
+        "XRANGE xs - +",
+        "XPENDING xs grp",
+        "XLEN bigx",
+        "XRANGE bigx 150 152",
+        "TYPE xe",
+        "XLEN xe",
+        "PTTL xe",
     ] {
         let owned = args(q);
         let argv: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();

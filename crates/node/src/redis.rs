@@ -74,6 +74,8 @@ pub struct RedisConn {
     published: Option<usize>,
     /// A blocking command waiting for a key (`crate::blocking`).
     blocked: Option<Blocked>,
+    /// The waiting XREAD's argv with `$` pinned to the IDs it had.
+    pinned: Option<Vec<Vec<u8>>>,
     /// What the write being decoded may change, for waking waiters.
     touches: Touches,
     /// When the command being answered started, if the slow log may
@@ -101,6 +103,7 @@ impl FrontEnd for Redis {
             publishing: None,
             published: None,
             blocked: None,
+            pinned: None,
             touches: Touches::Nothing,
             started: None,
             captured: Captured::default(),
@@ -177,12 +180,17 @@ impl FrontEnd for Redis {
             // Written in the connection's protocol already: no conversion.
             return Some(Request::new(len, Access::Local));
         }
+        if dispatch == Dispatch::Read && command_name(&argv) == Some("xread") {
+            if let Some(req) = self.wait(c, &argv, len, node, op, out) {
+                return req;
+            }
+        }
         if dispatch == Dispatch::Write {
             let name = command_name(&argv).unwrap_or("");
             if name == "publish" {
                 c.publishing = Some((argv[1].to_vec(), argv[2].to_vec()));
             }
-            if is_blocking(name) {
+            if is_blocking(name) || name == "xreadgroup" {
                 if let Some(req) = self.wait(c, &argv, len, node, op, out) {
                     return req;
                 }
@@ -200,7 +208,11 @@ impl FrontEnd for Redis {
             // Gated like a read: on everything logged before it.
             Dispatch::Gated => Request::new(len, Access::Status),
             Dispatch::Read => {
-                encode_query(op, &argv);
+                // XREAD's `$`, pinned while it waited.
+                match c.pinned.take() {
+                    Some(p) => encode_query(op, &p.iter().map(Vec::as_slice).collect::<Vec<_>>()),
+                    None => encode_query(op, &argv),
+                }
                 Request::new(len, Access::Read)
             }
             Dispatch::Write => Request::new(len, Access::Write),
@@ -312,20 +324,56 @@ impl Redis {
         out: &mut Vec<u8>,
     ) -> Option<Option<Request>> {
         let kv = node.machine();
-        let ready = kv.blocking_ready(node.now_us() / 1000, argv);
-        let wait = kv.blocking_wait(argv);
-        let Some((keys, timeout_ms)) = wait.filter(|_| !ready) else {
-            c.blocked = None;
-            return None;
+        let now_ms = node.now_us() / 1000;
+        let (keys, timeout_ms) = if is_blocking(command_name(argv).unwrap_or("")) {
+            let wait = kv.blocking_wait(argv).filter(|_| !kv.blocking_ready(now_ms, argv));
+            let Some((keys, timeout_ms)) = wait else {
+                c.blocked = None;
+                return None;
+            };
+            (keys, timeout_ms)
+        } else {
+            // XREAD / XREADGROUP with BLOCK, `$` pinned at the first try.
+            let pinned = c.pinned.take();
+            let waits = {
+                let slices: Option<Vec<&[u8]>> = pinned.as_ref().map(|p| p.iter().map(Vec::as_slice).collect());
+                kv.stream_wait(now_ms, slices.as_deref().unwrap_or(argv))
+                    .filter(|w| !w.ready)
+                    .map(|w| (w.keys.iter().map(|k| k.to_vec()).collect::<Vec<_>>(), w.timeout_ms, w.resolved))
+            };
+            let Some((keys, timeout_ms, resolved)) = waits else {
+                c.blocked = None;
+                // Ready: the read runs with `$` as it was pinned.
+                c.pinned = pinned;
+                return None;
+            };
+            c.pinned = Some(pinned.unwrap_or(resolved));
+            return self.hold(c, &keys.iter().map(Vec::as_slice).collect::<Vec<_>>(), timeout_ms, argv, len, op, out);
         };
+        self.hold(c, &keys, timeout_ms, argv, len, op, out)
+    }
+
+    /// Holds the request while it waits on `keys`, or answers its timeout.
+    #[allow(clippy::too_many_arguments)]
+    fn hold(
+        &self,
+        c: &mut RedisConn,
+        keys: &[&[u8]],
+        timeout_ms: u64,
+        argv: &[&[u8]],
+        len: usize,
+        op: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+    ) -> Option<Option<Request>> {
         op.clear();
         let blocked = c
             .blocked
-            .get_or_insert_with(|| Blocked::new(c.session.client_id(), self.waiting.clone(), &c.sub.waker(), &keys, timeout_ms));
+            .get_or_insert_with(|| Blocked::new(c.session.client_id(), self.waiting.clone(), &c.sub.waker(), keys, timeout_ms));
         if !blocked.timed_out() {
             return Some(None);
         }
         c.blocked = None;
+        c.pinned = None;
         understudy_kv::resp::write_null_array(out);
         c.session.expect_reply(argv);
         Some(Some(Request::new(len, Access::Status)))

@@ -47,6 +47,10 @@ fn usage(e: &Entry, samples: u64) -> u64 {
         // The score table's entry and the sorted block's pair, each with
         // its own copy of the member.
         AggVal::Zset(z) => sampled(z.iter().map(|(_, m)| 49 + 2 * block(m.len())), samples),
+        // An entry: its ID and fields in the ordered map, each field a block.
+        AggVal::Stream(s) => {
+            sampled(s.entries.values().map(|f| 48 + block(16 * f.len()) + f.iter().map(|v| block(v.len())).sum::<u64>()), samples)
+        }
     };
     base + (sum * len).checked_div(n).unwrap_or(0)
 }

@@ -22,6 +22,7 @@
 //!   ranges, algebra).
 //! - [`scan`]: SCAN and its per-type forms.
 //! - [`hll`]: PFADD, PFCOUNT, PFMERGE on HyperLogLog strings.
+//! - [`streams`], [`xgroup`]: streams and their consumer groups.
 
 pub mod bitfield;
 pub mod bits;
@@ -40,7 +41,10 @@ pub mod scan;
 pub mod setops;
 pub mod sets;
 pub mod sort;
+pub mod streams;
 pub mod strings;
+pub mod xgroup;
+pub mod xwait;
 pub mod zrange;
 pub mod zsetops;
 pub mod zsets;
@@ -292,6 +296,22 @@ commands! {
     Pfadd "pfadd" -2 Write ["write" "denyoom" "fast"] (1 1 1);
     Pfcount "pfcount" -2 Write ["readonly"] (1 -1 1);
     Pfmerge "pfmerge" -2 Write ["write" "denyoom"] (1 -1 1);
+    // Streams (streams, xgroup). XPENDING is logged: its idle times read
+    // the recorded clock.
+    Xadd "xadd" -5 Write ["write" "denyoom" "fast"] (1 1 1);
+    Xlen "xlen" 2 Read ["readonly" "fast"] (1 1 1);
+    Xrange "xrange" -4 Read ["readonly"] (1 1 1);
+    Xrevrange "xrevrange" -4 Read ["readonly"] (1 1 1);
+    Xdel "xdel" -3 Write ["write" "fast"] (1 1 1);
+    Xtrim "xtrim" -4 Write ["write"] (1 1 1);
+    Xsetid "xsetid" -3 Write ["write" "denyoom" "fast"] (1 1 1);
+    Xread "xread" -4 Read ["readonly" "blocking" "movablekeys"] (0 0 0);
+    Xgroup "xgroup" -2 Write [] (0 0 0);
+    Xreadgroup "xreadgroup" -7 Write ["write" "blocking" "movablekeys"] (0 0 0);
+    Xack "xack" -4 Write ["write" "fast"] (1 1 1);
+    Xpending "xpending" -3 Write ["readonly"] (1 1 1);
+    Xclaim "xclaim" -6 Write ["write" "fast"] (1 1 1);
+    Xautoclaim "xautoclaim" -6 Write ["write" "fast"] (1 1 1);
 }
 
 /// Longest command name in the table, so lookups can lowercase into a
@@ -451,6 +471,9 @@ pub fn exec_read(cmd: Cmd, store: &Store, x: &mut Exec, argv: &[&[u8]]) {
             zrange::read(cmd, store, x, argv)
         }
         Zunion | Zinter | Zdiff | Zintercard => zsetops::read(cmd, store, x, argv),
+        Xlen => streams::xlen(store, x, argv),
+        Xrange | Xrevrange => streams::xrange(cmd == Xrevrange, store, x, argv),
+        Xread => streams::xread(store, x, argv),
         _ => x.err(b"ERR internal: not a read command"),
     }
 }
@@ -495,6 +518,16 @@ pub fn exec_write(cmd: Cmd, store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
         Pfadd => hll::pfadd(store, x, argv),
         Pfcount => hll::pfcount(store, x, argv),
         Pfmerge => hll::pfmerge(store, x, argv),
+        Xadd => streams::xadd(store, x, argv),
+        Xdel => streams::xdel(store, x, argv),
+        Xtrim => streams::xtrim(store, x, argv),
+        Xsetid => streams::xsetid(store, x, argv),
+        Xgroup => xgroup::xgroup(store, x, argv),
+        Xreadgroup => xgroup::xreadgroup(store, x, argv),
+        Xack => xgroup::xack(store, x, argv),
+        Xpending => xgroup::xpending(store, x, argv),
+        Xclaim => xgroup::xclaim(store, x, argv),
+        Xautoclaim => xgroup::xautoclaim(store, x, argv),
         _ if cmd.spec().kind == Kind::Read => exec_read(cmd, store, x, argv),
         _ => x.err(b"ERR internal: not a keyspace command"),
     }

@@ -97,6 +97,7 @@ fn members(val: &AggVal) -> Box<dyn Iterator<Item = &[u8]> + '_> {
         AggVal::Hash(h) => Box::new(h.keys().map(|f| &f[..])),
         AggVal::List(l) => Box::new(l.iter().map(|i| &i[..])),
         AggVal::Zset(z) => Box::new(z.iter().map(|(_, m)| &m[..])),
+        AggVal::Stream(_) => Box::new(std::iter::empty()),
     }
 }
 

@@ -133,7 +133,7 @@ fn elements(e: Option<&Entry>) -> Option<Vec<&[u8]>> {
         }
         // In score order, as Redis iterates a sorted set.
         AggVal::Zset(z) => Some(z.iter().map(|(_, m)| &m[..]).collect()),
-        AggVal::Hash(_) => None,
+        AggVal::Hash(_) | AggVal::Stream(_) => None,
     }
 }
 
