@@ -144,6 +144,18 @@ pub struct KvArgs {
     /// same file.
     #[arg(long, value_name = "FILE")]
     pub aclfile: Option<PathBuf>,
+    /// Certificate chain (PEM) of the client port, which then speaks TLS
+    /// only, as Redis's tls-port with port 0 (needs --tls-key). The nodes
+    /// of a cluster share it: clients reach whichever is primary.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM): with TLS, every client must present a
+    /// certificate one of them signed (Redis's tls-auth-clients yes).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
     /// Read flags from this TOML file; its keys are the long flags
     /// (`cluster = "shop"`, `heartbeat-ms = 50`). A flag on the command line
     /// or in the environment (UNDERSTUDY_<FLAG>) wins over the file.
@@ -280,7 +292,10 @@ fn stop_on_signal(stop: Arc<std::sync::atomic::AtomicBool>) -> Result<()> {
 fn kv(a: KvArgs) -> Result<ExitCode> {
     let password = crate::flags::read_password(a.requirepass_file.as_ref())?;
     let users = crate::flags::read_users(a.aclfile.as_deref(), password.as_deref())?;
+    let tls = understudy_node::tls::ServerTls::from_flags(a.tls_cert.as_deref(), a.tls_key.as_deref(), a.tls_ca.as_deref())
+        .map_err(anyhow::Error::msg)?;
     let mut opts = node_options(a.cluster, a.node, &a.arbiter, a.client_listen, a.repl_listen, a.dir, &a.common)?;
+    opts.tls = tls;
     opts.set_persist(a.appendfsync.map(|fsync| understudy_node::options::Persist {
         snapshot_every_bytes: a.snapshot_every_bytes,
         snapshot_every_secs: a.snapshot_every_secs,

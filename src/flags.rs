@@ -146,6 +146,7 @@ pub fn node_options(
         node,
         arbiter: Arc::from(arb),
         client_listen,
+        tls: None,
         repl_listen,
         advertise_client: f.advertise_client.clone().unwrap_or_default(),
         advertise_repl: f.advertise_repl.clone().unwrap_or_default(),

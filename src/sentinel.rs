@@ -80,6 +80,18 @@ pub struct SentinelArgs {
     /// default user's.
     #[arg(long, value_name = "NAME", requires = "auth_pass_file")]
     pub auth_user: Option<String>,
+    /// The nodes' client ports speak TLS (their --tls-cert): connect to
+    /// them with TLS, verifying their certificates against these CA
+    /// certificates (PEM). The sentinel's own --listen stays plain TCP.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// With --tls-ca: the certificate (PEM) to present to nodes that ask
+    /// for one (their --tls-ca); needs --tls-key.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
     /// A cluster to report from the start (repeatable): SENTINEL MASTERS and
     /// INFO list it without a client having asked for it by name.
     #[arg(long = "cluster", value_name = "NAME")]
@@ -115,7 +127,9 @@ pub fn sentinel(a: SentinelArgs) -> Result<ExitCode> {
     let bound = listener.local_addr().context("the sentinel's listening address")?;
     let auth_pass = crate::flags::read_secret_file(a.auth_pass_file.as_ref(), "--auth-pass-file")?;
     let auth: Vec<Vec<u8>> = a.auth_user.map(String::into_bytes).into_iter().chain(auth_pass).collect();
-    let watch = Arc::new(Watch::new(Arc::from(arbiter), Duration::from_millis(a.poll_ms), &a.clusters, auth));
+    let tls = understudy_node::tls::ClientTls::from_flags(a.tls_ca.as_deref(), a.tls_cert.as_deref(), a.tls_key.as_deref())
+        .map_err(anyhow::Error::msg)?;
+    let watch = Arc::new(Watch::new(Arc::from(arbiter), Duration::from_millis(a.poll_ms), &a.clusters, auth, tls));
     watch.spawn_poller().context("starting the thread that reads the arbiter")?;
     let mut raw = [0u8; 20];
     getrandom::fill(&mut raw).context("reading the OS random source")?;

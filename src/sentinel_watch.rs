@@ -9,13 +9,14 @@
 //! replicas: `INFO replication`'s `slave0:ip=…,port=…,state=online`.
 
 use std::collections::BTreeMap;
-use std::io::{Read as _, Write as _};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs as _};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use understudy_arbiter::{Arbiter, BackupState, ClusterRecord};
+use understudy_node::tls::ClientTls;
 
 /// Most clusters one sentinel watches (those named by `--cluster` plus those
 /// asked for by name), so clients asking for made-up names cannot make it
@@ -100,6 +101,8 @@ pub struct Watch {
     /// the password, or the user and password; given before INFO
     /// replication. Empty: no AUTH.
     auth: Vec<Vec<u8>>,
+    /// The nodes speak TLS (`--tls-ca`): how to connect to them.
+    tls: Option<ClientTls>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -107,10 +110,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Watch {
-    pub fn new(arbiter: Arc<dyn Arbiter>, poll: Duration, clusters: &[String], auth: Vec<Vec<u8>>) -> Watch {
+    pub fn new(
+        arbiter: Arc<dyn Arbiter>,
+        poll: Duration,
+        clusters: &[String],
+        auth: Vec<Vec<u8>>,
+        tls: Option<ClientTls>,
+    ) -> Watch {
         let map = clusters.iter().map(|c| (c.clone(), Cluster::default())).collect();
         let subscribers = Mutex::new(Vec::new());
-        Watch { arbiter, clusters: Mutex::new(map), subscribers, poll, started: Instant::now(), auth }
+        Watch { arbiter, clusters: Mutex::new(map), subscribers, poll, started: Instant::now(), auth, tls }
     }
 
     pub fn describe_arbiter(&self) -> String {
@@ -210,7 +219,7 @@ impl Watch {
         let up = !rec.is_abandoned() && probe(&rec.primary.client);
         let check = if up { self.backup_to_check(name, &rec) } else { None };
         let checked = check.map(|node| {
-            let client = replica_of(&rec.primary.client, &self.auth);
+            let client = replica_of(&rec.primary.client, &self.auth, self.tls.as_ref());
             Verified { epoch: rec.epoch, node, ok: client.is_some(), client: client.unwrap_or_default(), at: Instant::now() }
         });
         let switch = self.apply(name, rec, up, checked);
@@ -372,51 +381,24 @@ fn probe(addr: &str) -> bool {
 }
 
 /// The client address of the in-sync backup of the primary at `addr`, as
-/// its `INFO replication` says (`slave0:ip=H,port=P,state=online`).
-fn replica_of(addr: &str, auth: &[Vec<u8>]) -> Option<String> {
-    let info = || -> std::io::Result<Vec<u8>> {
+/// its `INFO replication` says (`slave0:ip=H,port=P,state=online`); over
+/// TLS with `tls`.
+fn replica_of(addr: &str, auth: &[Vec<u8>], tls: Option<&ClientTls>) -> Option<String> {
+    let connect = || -> std::io::Result<Vec<u8>> {
         let a = resolve(addr).ok_or_else(|| std::io::Error::other("no address"))?;
-        let mut s = TcpStream::connect_timeout(&a, PROBE_TIMEOUT)?;
+        let s = TcpStream::connect_timeout(&a, PROBE_TIMEOUT)?;
         s.set_read_timeout(Some(PROBE_TIMEOUT))?;
         s.set_write_timeout(Some(PROBE_TIMEOUT))?;
-        let mut req = Vec::new();
-        if !auth.is_empty() {
-            // Its +OK (or error) comes first; the bulk reply is found after it.
-            req.extend_from_slice(format!("*{}\r\n$4\r\nAUTH\r\n", auth.len() + 1).as_bytes());
-            for a in auth {
-                req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-                req.extend_from_slice(a);
-                req.extend_from_slice(b"\r\n");
-            }
+        match tls {
+            None => info(s, auth),
+            Some(t) => info(t.wrap(&split_addr(addr).0, s)?, auth),
         }
-        req.extend_from_slice(b"*2\r\n$4\r\nINFO\r\n$11\r\nreplication\r\n");
-        s.write_all(&req)?;
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        // A bulk string: `$len\r\n` then len bytes and CRLF; 64 KiB at most.
-        while got.len() < 64 * 1024 {
-            let n = s.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            got.extend_from_slice(&buf[..n]);
-            // After AUTH's one-line answer, which must be +OK.
-            let skip = if auth.is_empty() {
-                0
-            } else {
-                match got.windows(2).position(|w| w == b"\r\n") {
-                    Some(_) if !got.starts_with(b"+OK\r\n") => return Err(std::io::Error::other("AUTH refused")),
-                    Some(i) => i + 2,
-                    None => continue,
-                }
-            };
-            if let Some(end) = bulk_end(&got[skip..]) {
-                return Ok(got[skip..skip + end].to_vec());
-            }
-        }
-        Ok(got)
     };
-    let text = String::from_utf8(info().ok()?).ok()?;
+    let got = connect();
+    if let (Err(e), Some(_)) = (&got, tls) {
+        log::debug!("asking the primary at {addr} for its backup over TLS: {e}");
+    }
+    let text = String::from_utf8(got.ok()?).ok()?;
     let line = text.split("\r\n").find_map(|l| l.strip_prefix("slave0:"))?;
     let field = |name: &str| line.split(',').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='));
     if field("state")? != "online" {
@@ -424,6 +406,48 @@ fn replica_of(addr: &str, auth: &[Vec<u8>]) -> Option<String> {
     }
     let (host, port) = (field("ip")?, field("port")?);
     Some(if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") })
+}
+
+/// `INFO replication` (after AUTH with `auth`'s arguments, if any) on a
+/// connection to a node: the bulk reply's bytes.
+fn info(mut s: impl Read + Write, auth: &[Vec<u8>]) -> std::io::Result<Vec<u8>> {
+    let mut req = Vec::new();
+    if !auth.is_empty() {
+        // Its +OK (or error) comes first; the bulk reply is found after it.
+        req.extend_from_slice(format!("*{}\r\n$4\r\nAUTH\r\n", auth.len() + 1).as_bytes());
+        for a in auth {
+            req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            req.extend_from_slice(a);
+            req.extend_from_slice(b"\r\n");
+        }
+    }
+    req.extend_from_slice(b"*2\r\n$4\r\nINFO\r\n$11\r\nreplication\r\n");
+    s.write_all(&req)?;
+    s.flush()?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // A bulk string: `$len\r\n` then len bytes and CRLF; 64 KiB at most.
+    while got.len() < 64 * 1024 {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        // After AUTH's one-line answer, which must be +OK.
+        let skip = if auth.is_empty() {
+            0
+        } else {
+            match got.windows(2).position(|w| w == b"\r\n") {
+                Some(_) if !got.starts_with(b"+OK\r\n") => return Err(std::io::Error::other("AUTH refused")),
+                Some(i) => i + 2,
+                None => continue,
+            }
+        };
+        if let Some(end) = bulk_end(&got[skip..]) {
+            return Ok(got[skip..skip + end].to_vec());
+        }
+    }
+    Ok(got)
 }
 
 /// Where the bulk string reply at the start of `b` ends, once complete.

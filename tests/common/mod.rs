@@ -128,6 +128,9 @@ impl Node {
     }
 }
 
+/// Whether the key-value node at a client address serves as primary.
+pub type KvProbe = dyn Fn(&str) -> bool;
+
 pub struct Harness {
     pub dir: tempfile::TempDir,
     pub arbiter_addr: String,
@@ -143,6 +146,10 @@ pub struct Harness {
     pub node_stdin_piped: bool,
     /// The password key-value nodes ask for (`--requirepass-file`), if any.
     pub client_password: Option<String>,
+    /// Says whether the key-value node at a client address serves as
+    /// primary, for nodes plain RESP cannot reach (TLS); default:
+    /// [`serves_as_primary`].
+    pub kv_probe: Option<Box<KvProbe>>,
 }
 
 impl Harness {
@@ -160,6 +167,7 @@ impl Harness {
             node_env: Vec::new(),
             node_stdin_piped: false,
             client_password: None,
+            kv_probe: None,
         };
         h.start_arbiter();
         h
@@ -184,6 +192,7 @@ impl Harness {
             node_env: Vec::new(),
             node_stdin_piped: false,
             client_password: None,
+            kv_probe: None,
         }
     }
 
@@ -363,7 +372,10 @@ impl Harness {
             // A WebAssembly backup closes guest connections at once: an
             // answer means the guest serves.
             let serving = match n.kind {
-                Kind::Kv => serves_as_primary(&n.client, self.client_password.as_deref()),
+                Kind::Kv => match &self.kv_probe {
+                    Some(probe) => probe(&n.client),
+                    None => serves_as_primary(&n.client, self.client_password.as_deref()),
+                },
                 Kind::Wasm => ping(&n.client),
                 Kind::Example => std::net::TcpStream::connect(&n.client).is_ok(),
             };

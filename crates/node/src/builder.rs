@@ -38,6 +38,9 @@ pub const FLAGS_HELP: &str = "\
   --advertise-repl ADDR      replication address published (default: --repl-listen)
   --dir DIR                  working directory (listening.json: the addresses bound)
   --secret-file FILE         shared secret of the logging channel and the arbiter
+  --tls-cert FILE            the client port speaks TLS only, with this certificate (PEM)
+  --tls-key FILE             ... and its private key (PEM; required with --tls-cert)
+  --tls-ca FILE              ask clients for a certificate this CA signed (PEM)
   --metrics-listen ADDR      serve Prometheus metrics at http://ADDR/metrics
   --heartbeat-ms MS          heartbeat interval of the logging channel
   --failover-timeout-ms MS   silence after which the peer is declared failed
@@ -132,6 +135,9 @@ pub struct NodeBuilder {
     dir: Option<PathBuf>,
     secret: Option<Vec<u8>>,
     secret_file: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
     metrics_listen: Option<String>,
     heartbeat_ms: Option<String>,
     failover_timeout_ms: Option<String>,
@@ -202,6 +208,25 @@ impl NodeBuilder {
         self
     }
 
+    /// TLS on the client port (which then speaks TLS only): the
+    /// certificate chain, PEM. Needs [`tls_key`](Self::tls_key).
+    pub fn tls_cert(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls_cert = Some(path.into());
+        self
+    }
+
+    /// The private key of [`tls_cert`](Self::tls_cert), PEM.
+    pub fn tls_key(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls_key = Some(path.into());
+        self
+    }
+
+    /// Clients must present a certificate this CA signed (PEM).
+    pub fn tls_ca(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls_ca = Some(path.into());
+        self
+    }
+
     pub fn metrics_listen(mut self, addr: &str) -> Self {
         self.metrics_listen = Some(addr.into());
         self
@@ -233,11 +258,14 @@ impl NodeBuilder {
                 "--snapshot-every-bytes" => &mut self.snapshot_every_bytes,
                 "--snapshot-every-secs" => &mut self.snapshot_every_secs,
                 "--repl-backlog-bytes" => &mut self.repl_backlog_bytes,
-                "--dir" | "--secret-file" => {
-                    let v = value(&flag, inline, &mut it)?;
+                "--dir" | "--secret-file" | "--tls-cert" | "--tls-key" | "--tls-ca" => {
+                    let v = Some(value(&flag, inline, &mut it)?.into());
                     match flag.as_str() {
-                        "--dir" => self.dir = Some(v.into()),
-                        _ => self.secret_file = Some(v.into()),
+                        "--dir" => self.dir = v,
+                        "--secret-file" => self.secret_file = v,
+                        "--tls-cert" => self.tls_cert = v,
+                        "--tls-key" => self.tls_key = v,
+                        _ => self.tls_ca = v,
                     }
                     continue;
                 }
@@ -274,6 +302,8 @@ impl NodeBuilder {
         let listen = addr(&need(self.listen, "--listen")?, "--listen")?;
         let repl_listen = addr(&need(self.repl_listen, "--repl-listen")?, "--repl-listen")?;
         let metrics_listen = self.metrics_listen.map(|m| addr(&m, "--metrics-listen")).transpose()?;
+        let tls = crate::tls::ServerTls::from_flags(self.tls_cert.as_deref(), self.tls_key.as_deref(), self.tls_ca.as_deref())
+            .map_err(bad)?;
         let mut protocol = Config::default();
         if let Some(v) = self.heartbeat_ms {
             protocol.heartbeat_ms = number(&v, "--heartbeat-ms")?;
@@ -288,6 +318,7 @@ impl NodeBuilder {
         opts.dir = self.dir;
         opts.protocol = protocol;
         opts.metrics_listen = metrics_listen;
+        opts.tls = tls;
         let persist = match self.appendfsync {
             None => None,
             Some(mode) => {
@@ -400,5 +431,9 @@ mod tests {
         let e = err(b.clone().args(args(&["--appendfsync", "sometimes", "--dir", "/tmp/x"])).unwrap().0);
         assert!(e.contains("--appendfsync") && e.contains("always, everysec or no"), "{e}");
         assert!(err(b.clone().args(args(&["--appendfsync=always"])).unwrap().0).contains("needs --dir"));
+        let e = err(b.clone().args(args(&["--tls-cert", "/nonexistent/c.pem"])).unwrap().0);
+        assert!(e.contains("needs --tls-key"), "{e}");
+        let e = err(b.clone().args(args(&["--tls-cert=/nonexistent/c.pem", "--tls-key=/nonexistent/k.pem"])).unwrap().0);
+        assert!(e.contains("reading --tls-cert /nonexistent/c.pem"), "{e}");
     }
 }

@@ -18,6 +18,7 @@
 //!   [`channel`]: connections and send buffers; [`snapshot`]: the snapshot
 //!   stream and its checks.
 //! - [`tokio_io`]: the tokio runtime's [`io::Io`].
+//! - [`tls`]: TLS on the client port (`--tls-cert`, `--tls-key`, `--tls-ca`).
 //! - [`logger`]: the stderr logger (text or JSON lines).
 //! - [`listening`]: port 0 and `listening.json`: the addresses a node really listens on.
 //! - `listen`: the replication listener (primary side of joins, snapshots).
@@ -60,6 +61,7 @@ pub mod run;
 mod serve;
 pub mod service;
 pub mod snapshot;
+pub mod tls;
 pub mod tokio_io;
 pub mod transfer;
 pub mod wasm;

@@ -15,6 +15,10 @@ pub struct NodeOptions {
     pub arbiter: Arc<dyn Arbiter>,
     /// Where clients connect (the KV service, or the guest's socket).
     pub client_listen: SocketAddr,
+    /// TLS on `client_listen`, which then speaks TLS only (`--tls-cert`,
+    /// `--tls-key`, `--tls-ca`); none = plain TCP. Not for a WebAssembly
+    /// guest's socket.
+    pub tls: Option<crate::tls::ServerTls>,
     /// Where the logging channel listens (joiners connect here).
     pub repl_listen: SocketAddr,
     /// Addresses published at the arbiter for clients and joiners
@@ -102,7 +106,7 @@ impl NodeOptions {
     pub const CHANNEL_BACKLOG_BYTES_MAX: usize = 64 << 20;
 
     /// Options with every bound at its default, no secret, no `--dir`, no
-    /// metrics, addresses advertised as bound.
+    /// metrics, no TLS, addresses advertised as bound.
     pub fn new(
         cluster: String,
         node: String,
@@ -115,6 +119,7 @@ impl NodeOptions {
             node,
             arbiter,
             client_listen,
+            tls: None,
             repl_listen,
             advertise_client: String::new(),
             advertise_repl: String::new(),

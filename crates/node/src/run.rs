@@ -152,9 +152,10 @@ pub(crate) fn run_app<F: FrontEnd>(
         announce(&mut opts, &bound)?;
         let incarnation = crate::framed::random_u64();
         let disk = open_disk(&opts, &factory, incarnation)?;
+        let tls = opts.tls.as_ref().map(|t| t.acceptor());
         let (rc, events) = start(opts, factory, tag, repl, incarnation, disk).await;
         serve_metrics(&rc, metrics);
-        tokio::task::spawn_local(crate::serve::serve(rc.clone(), Rc::new(front), client));
+        tokio::task::spawn_local(crate::serve::serve(rc.clone(), Rc::new(front), client, tls));
         tokio::task::spawn_local(crate::serve::housekeeping::<F>(rc.clone()));
         drive((rc, events)).await;
         Ok(())
@@ -175,11 +176,12 @@ pub(crate) async fn start<M: Machine>(
     let me = NodeAddrs { node: opts.node.clone(), client: opts.advertise_client.clone(), repl: opts.advertise_repl.clone() };
     let lanes = ArbiterLanes::start(opts.arbiter.clone(), opts.cluster.clone(), me, tx);
     log::info!(
-        "{}: cluster {:?}, arbiter {}, clients on {}, replication on {}",
+        "{}: cluster {:?}, arbiter {}, clients on {}{}, replication on {}",
         opts.node,
         opts.cluster,
         opts.arbiter.describe(),
         opts.advertise_client,
+        opts.tls.as_ref().map(|t| format!(" ({})", t.describe())).unwrap_or_default(),
         opts.advertise_repl
     );
     if opts.secret.is_empty() {

@@ -13,8 +13,10 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
 use understudy_core::Seq;
 
 use crate::machine::App;
@@ -77,11 +79,13 @@ fn next_client_id() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Accepts clients on `listener` for as long as the node runs.
-pub(crate) async fn serve<F: FrontEnd>(rc: Shared<F>, front: Rc<F>, listener: TcpListener) {
+/// Accepts clients on `listener` for as long as the node runs; with
+/// `tls`, a connection speaks TLS only, its handshake done in its own task
+/// (a slow or silent client holds up no other).
+pub(crate) async fn serve<F: FrontEnd>(rc: Shared<F>, front: Rc<F>, listener: TcpListener, tls: Option<TlsAcceptor>) {
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 {
                     let mut r = rc.borrow_mut();
@@ -89,10 +93,26 @@ pub(crate) async fn serve<F: FrontEnd>(rc: Shared<F>, front: Rc<F>, listener: Tc
                     r.stats.clients_connected += 1;
                 }
                 let (rc, front) = (rc.clone(), front.clone());
-                tokio::task::spawn_local(async move {
-                    client(rc.clone(), front, stream).await;
-                    rc.borrow_mut().stats.clients_connected -= 1;
-                });
+                match &tls {
+                    None => {
+                        tokio::task::spawn_local(async move {
+                            let mut stream = stream;
+                            let ends = crate::service::Peer::of(&stream);
+                            client(rc.clone(), front, &mut stream, ends).await;
+                            rc.borrow_mut().stats.clients_connected -= 1;
+                        });
+                    }
+                    Some(tls) => {
+                        let tls = tls.clone();
+                        tokio::task::spawn_local(async move {
+                            let ends = crate::service::Peer::of(&stream);
+                            if let Some(mut stream) = handshake(&tls, stream, peer).await {
+                                client(rc.clone(), front, &mut stream, ends).await;
+                            }
+                            rc.borrow_mut().stats.clients_connected -= 1;
+                        });
+                    }
+                }
             }
             Err(e) => {
                 log::warn!("accepting a client: {e}");
@@ -102,9 +122,88 @@ pub(crate) async fn serve<F: FrontEnd>(rc: Shared<F>, front: Rc<F>, listener: Tc
     }
 }
 
-async fn client<F: FrontEnd>(rc: Shared<F>, front: Rc<F>, mut stream: TcpStream) {
-    let peer = crate::service::Peer::of(&stream);
-    let (mut rd, mut wr) = stream.split();
+/// The first byte of a TLS connection: a handshake record (a ClientHello).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// What a client that speaks plain RESP to the TLS port is told.
+const PLAIN_TO_TLS: &[u8] = b"-ERR this port speaks TLS only: connect with TLS (redis-cli --tls, redis-py ssl=True)\r\n";
+
+/// A client's TLS handshake on the client port, at most
+/// [`HANDSHAKE_TIMEOUT`](crate::tls::HANDSHAKE_TIMEOUT); None, logged
+/// with the peer's address, if it fails. A connection closed before it
+/// sent anything (a probe: `understudy status`, a sentinel, a load
+/// balancer's check) is logged at debug level only.
+async fn handshake(tls: &TlsAcceptor, stream: TcpStream, peer: std::net::SocketAddr) -> Option<TlsStream<TcpStream>> {
+    enum Failed {
+        Silent,
+        Plain,
+        Tls(std::io::Error),
+    }
+    let attempt = async {
+        let mut first = [0u8; 1];
+        match stream.peek(&mut first).await {
+            Ok(0) | Err(_) => return Err(Failed::Silent),
+            Ok(_) if first[0] != TLS_HANDSHAKE_RECORD => {
+                refuse_plain(stream).await;
+                return Err(Failed::Plain);
+            }
+            Ok(_) => {}
+        }
+        tls.accept(stream).await.map_err(Failed::Tls)
+    };
+    let timeout = crate::tls::HANDSHAKE_TIMEOUT;
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(Failed::Silent)) => {
+            log::debug!("client {peer}: closed before its TLS handshake");
+            None
+        }
+        Ok(Err(Failed::Plain)) => {
+            log::info!("client {peer}: spoke plain text to the TLS client port (a client without TLS?); told it so and closed the connection");
+            None
+        }
+        Ok(Err(Failed::Tls(e))) => {
+            log::info!("client {peer}: TLS handshake failed: {e}; connection closed");
+            None
+        }
+        Err(_) => {
+            log::warn!("client {peer}: no TLS handshake within {} s; connection closed", timeout.as_secs());
+            None
+        }
+    }
+}
+
+/// Answers a plain-text client with [`PLAIN_TO_TLS`] and closes, after
+/// reading what it sent (a close with unread bytes would reset the
+/// connection before the client reads the error), a second and 64 KiB at
+/// most.
+async fn refuse_plain(mut stream: TcpStream) {
+    if stream.write_all(PLAIN_TO_TLS).await.is_err() || stream.shutdown().await.is_err() {
+        return;
+    }
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        let mut left = 64usize << 10;
+        while left > 0 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+}
+
+/// Serves one client connection: plain TCP or TLS, the same code
+/// monomorphized for each (a `&mut TcpStream` reads and writes the socket
+/// directly, as its borrowed halves did). `peer`: the socket's ends, taken
+/// before a TLS handshake wrapped it.
+async fn client<F: FrontEnd, S: AsyncRead + AsyncWrite + Unpin>(
+    rc: Shared<F>,
+    front: Rc<F>,
+    stream: &mut S,
+    peer: Option<crate::service::Peer>,
+) {
     let mut inbuf: Vec<u8> = Vec::with_capacity(16 << 10);
     let mut conn = front.open(next_client_id());
     if let Some(peer) = &peer {
@@ -156,7 +255,9 @@ async fn client<F: FrontEnd>(rc: Shared<F>, front: Rc<F>, mut stream: TcpStream)
         let end = gated.releasable(upto);
         clock.released(held - gated.marks.len());
         if end > gated.sent {
-            if wr.write_all(&gated.buf[gated.sent..end]).await.is_err() {
+            // The flush is a no-op on plain TCP; TLS may hold the last
+            // record until flushed.
+            if stream.write_all(&gated.buf[gated.sent..end]).await.is_err() || stream.flush().await.is_err() {
                 return;
             }
             rc.borrow_mut().stats.client_bytes_out += (end - gated.sent) as u64;
@@ -168,7 +269,7 @@ async fn client<F: FrontEnd>(rc: Shared<F>, front: Rc<F>, mut stream: TcpStream)
             continue;
         }
         if gated.closing && !gated.unreleased() {
-            let _ = wr.shutdown().await;
+            let _ = stream.shutdown().await;
             return;
         }
         let open = {
@@ -177,7 +278,7 @@ async fn client<F: FrontEnd>(rc: Shared<F>, front: Rc<F>, mut stream: TcpStream)
         };
         let can_read = open && gated.held_bytes() < pending_max && !gated.closing;
         tokio::select! {
-            n = rd.read_buf(&mut inbuf), if can_read => {
+            n = stream.read_buf(&mut inbuf), if can_read => {
                 let n = match n {
                     Ok(0) | Err(_) => return,
                     Ok(n) => n,

@@ -209,6 +209,7 @@ pub fn options(node: &str, protocol: Config, durable: bool) -> NodeOptions {
         node: node.into(),
         arbiter: Arc::new(WorldArbiter),
         client_listen: any,
+        tls: None,
         repl_listen: any,
         advertise_client: format!("{node}:client"),
         advertise_repl: node.into(),
