@@ -4,7 +4,8 @@
 //! last record while the arbiter is down; and redis-py's
 //! `Sentinel(...).master_for(cluster)` keeps an application writing across
 //! two kill -9 failovers and a planned switchover — plain SETs, pipelined
-//! transactions, `lock()`, `transaction()` with WATCH and EVAL in turn.
+//! transactions, `lock()`, `transaction()` with WATCH and EVAL in turn,
+//! with AUTH and TLS on.
 
 mod common;
 use common::*;
@@ -296,13 +297,13 @@ fn a_sentinel_reads_a_file_arbiter() {
 const APP: &str = r#"
 import os, sys, time, redis
 from redis.sentinel import Sentinel
-s1, s2, cluster, ctl, pw = sys.argv[1:6]
+s1, s2, cluster, ctl, pw, ca = sys.argv[1:7]
 def hp(a):
     h, p = a.rsplit(':', 1)
     return (h, int(p))
 # AUTH everywhere: the sentinels and the nodes ask for the password.
 sentinel = Sentinel([hp(s1), hp(s2)], socket_timeout=2, sentinel_kwargs={'socket_timeout': 2, 'password': pw})
-m = sentinel.master_for(cluster, socket_timeout=2, decode_responses=True, password=pw)
+m = sentinel.master_for(cluster, socket_timeout=2, decode_responses=True, password=pw, ssl=True, ssl_ca_certs=ca)
 # redis-py 8 talks RESP3 to the sentinels (HELLO 3); RESP2 finds the same.
 resp2 = Sentinel([hp(s2)], sentinel_kwargs={'socket_timeout': 2, 'protocol': 2, 'password': pw})
 try:
@@ -405,10 +406,17 @@ fn redis_py_master_for_keeps_writing_across_two_kill9_failovers_and_a_switchover
     let pass = "sentinel and node password";
     std::fs::write(h.path("pass"), pass).unwrap();
     let pass_file = h.path("pass").display().to_string();
+    // AUTH and TLS on, as in production.
+    let certs = Certs::make(&h.path("certs"));
+    let ca = certs.path("ca.pem");
     h.node_args = vec!["--requirepass-file".into(), pass_file.clone()];
+    h.node_args.extend(["--tls-cert".into(), certs.path("server.pem"), "--tls-key".into(), certs.path("server.key")]);
     h.client_password = Some(pass.into());
+    let mut flags = certs.cli_flags(None);
+    flags.extend(["-a".into(), pass.into(), "--no-auth-warning".into()]);
+    h.kv_probe = Some(Box::new(move |addr| redis_cli_with(addr, &flags, &["INFO", "replication"]).contains("role:master")));
     h.start_pair();
-    let with_pass = ["--cluster", CLUSTER, "--requirepass-file", &pass_file, "--auth-pass-file", &pass_file];
+    let with_pass = ["--cluster", CLUSTER, "--requirepass-file", &pass_file, "--auth-pass-file", &pass_file, "--tls-ca", &ca];
     let mut s1 = Sentinel::start(&h, "s1", &with_pass);
     let mut s2 = Sentinel::start(&h, "s2", &with_pass);
     assert_eq!(s1.call(&["SENTINEL", "MASTERS"]), Reply::Error("NOAUTH Authentication required.".into()));
@@ -423,6 +431,7 @@ fn redis_py_master_for_keeps_writing_across_two_kill9_failovers_and_a_switchover
         .args(["-c", APP, &s1.addr, &s2.addr, CLUSTER])
         .arg(&ctl)
         .arg(pass)
+        .arg(&ca)
         .stdout(std::fs::File::create(&out_path).unwrap())
         .stderr(Stdio::from(std::fs::File::create(h.path("app.err")).unwrap()))
         .spawn()

@@ -21,6 +21,9 @@ pub use ports::{refusing_port, RefusingPort};
 mod redis;
 #[allow(unused_imports)] // not every test binary uses them
 pub use redis::{redis_cli, RedisServer};
+mod tls;
+#[allow(unused_imports)] // not every test binary uses them
+pub use tls::{redis_cli_with, Certs};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_understudy");
 pub const CLUSTER: &str = "t";
