@@ -125,13 +125,21 @@ fn xread_and_xreadgroup_with_block_wait_for_an_entry_and_dollar_misses_none() {
     // A timeout answers a null array.
     send(&mut reader, &["XREAD", "BLOCK", "300", "STREAMS", "s", "$"]);
     expect(&mut reader, b"*-1\r\n");
+    // A group read that waited leaves nothing pinned for the next XREAD.
+    send(&mut grouped, &["XREADGROUP", "GROUP", "g", "c1", "BLOCK", "0", "STREAMS", "s", ">"]);
+    assert_nothing_for(&mut grouped, Duration::from_millis(100));
+    c.call(&["XADD", "s", "3-1", "f", "third"]).unwrap();
+    let third = "*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n3-1\r\n*2\r\n$1\r\nf\r\n$5\r\nthird\r\n";
+    expect(&mut grouped, third.as_bytes());
+    send(&mut grouped, &["XREAD", "COUNT", "1", "STREAMS", "s", "2-1"]);
+    expect(&mut grouped, third.as_bytes());
     // The group's delivery is on the backup: it sees the pending entry.
     let epoch = h.record().unwrap().epoch;
     h.kill9("a");
     h.wait_primary_after("b", epoch);
     let pending = h.conn("b").call(&["XPENDING", "s", "g"]).unwrap();
     let Reply::Array(Some(p)) = pending else { panic!("XPENDING gave {pending:?}") };
-    assert_eq!(p[0], Reply::Int(1), "one entry pending after the failover");
+    assert_eq!(p[0], Reply::Int(2), "both delivered entries pending after the failover");
 }
 
 #[test]

@@ -194,6 +194,8 @@ impl FrontEnd for Redis {
                 if let Some(req) = self.wait(c, &argv, len, node, op, out) {
                     return req;
                 }
+                // Pinning is XREAD's: a write goes with its own argv.
+                c.pinned = None;
             }
             c.touches = if self.waiting.borrow().is_empty() {
                 Touches::Nothing
