@@ -57,7 +57,7 @@ impl Default for NodeConfig {
             bind: String::new(),
             appendfsync: None,
             aclfile: String::new(),
-            request_bytes_max: crate::session::TRANSACTION_BYTES_MAX,
+            request_bytes_max: crate::subcommands::TRANSACTION_BYTES_MAX,
         }
     }
 }
@@ -494,7 +494,7 @@ impl Admin {
             b"set" => self.config_set(argv, out),
             b"resetstat" => write_ok(out),
             b"rewrite" => write_error(out, b"ERR The server is running without a config file"),
-            _ => crate::session::help(out, "CONFIG", CONFIG_HELP),
+            _ => crate::resp::write_help(out, "CONFIG", CONFIG_HELP),
         }
     }
 

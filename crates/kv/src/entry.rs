@@ -15,7 +15,7 @@ use foldhash::fast::{FixedState, RandomState};
 use understudy_wire::codec::put_varint;
 
 /// A binary-safe string owned by the store.
-pub type Bytes = Box<[u8]>;
+pub use crate::bytes::Bytes;
 /// A hash's fields. Iteration order may differ between replicas; nothing
 /// replicated depends on it (digests sum per-field hashes).
 pub type HashVal = HashMap<Bytes, Bytes, RandomState>;

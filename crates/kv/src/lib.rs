@@ -54,10 +54,13 @@
 
 pub mod acl;
 mod acl_categories;
+mod acl_command;
 pub mod admin;
 pub mod auth;
 mod bignum;
+mod bytes;
 mod cmd;
+mod containers;
 mod dispatch;
 mod encoding;
 mod entry;
@@ -76,6 +79,7 @@ mod snapshot;
 mod store;
 mod stream;
 mod stream_snapshot;
+mod subcommands;
 pub mod watch;
 mod zset;
 

@@ -354,3 +354,12 @@ pub fn write_double(out: &mut Vec<u8>, d: f64) {
     crate::num::write_g17(&mut text, d);
     write_bulk(out, &text);
 }
+
+/// A container command's HELP reply: its header line, then `lines`.
+pub fn write_help(out: &mut Vec<u8>, container: &str, lines: &[&str]) {
+    write_array_len(out, lines.len() + 1);
+    write_simple(out, format!("{container} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:").as_bytes());
+    for l in lines {
+        write_simple(out, l.as_bytes());
+    }
+}

@@ -32,7 +32,7 @@ use understudy_wire::codec::{put_bytes, put_varint, Reader};
 use crate::admin::{Admin, ClientInfo};
 use crate::auth::{Auth, NOAUTH};
 use crate::cmd::keyspace::c_str;
-use crate::cmd::{write_arity_error, Cmd, Kind, NOT_INT, SPECS};
+use crate::cmd::{Cmd, Kind, NOT_INT};
 use crate::exactly_once::commands as exactly_once;
 use crate::kv::Kv;
 use crate::op::{self, ITEM_COMMAND, ITEM_REPLY, OP_TRANSACTION};
@@ -40,10 +40,12 @@ use crate::resp::{write_array_len, write_bulk, write_error, write_int, write_nul
 use crate::resp3::Shape;
 use crate::watch::Watching;
 
+use crate::containers::subcommand_ok;
+pub use crate::containers::unknown_command;
 pub use crate::dispatch::Dispatch;
-
-/// The version HELLO reports: the Redis release whose replies we match.
-pub const REDIS_VERSION: &str = "7.0.15";
+use crate::resp::write_help as help;
+use crate::subcommands::ping_echo_select;
+pub use crate::subcommands::{REDIS_VERSION, TRANSACTION_BYTES_MAX};
 
 /// Queued commands of an open MULTI.
 #[derive(Default)]
@@ -58,11 +60,6 @@ struct Multi {
     /// RESP3 shape of each queued command's reply, for EXEC's reply.
     shapes: Vec<Shape>,
 }
-
-/// Default bound of a transaction op, the node's default
-/// `--request-bytes-max`: a transaction travels in one log frame, like a
-/// request.
-pub const TRANSACTION_BYTES_MAX: usize = 16 << 20;
 
 /// Per-connection state.
 pub struct Session {
@@ -663,9 +660,9 @@ impl Session {
             }
             Cmd::Client => self.client(argv, out),
             Cmd::Config => self.admin.config(argv, out),
-            Cmd::Command => command(argv, out),
+            Cmd::Command => crate::containers::command(argv, out),
             Cmd::Slowlog => self.admin.slowlog_command(argv, out),
-            Cmd::Acl => crate::acl::command(self.admin.users(), self.auth.user(), argv, out),
+            Cmd::Acl => crate::acl_command::command(self.admin.users(), self.auth.user(), argv, out),
             Cmd::Unwatch => write_ok(out),
             // Transaction control inside a transaction is answered by
             // `dispatch`; nothing else reaches here.
@@ -734,25 +731,6 @@ impl Session {
     }
 }
 
-/// PING, ECHO and SELECT (arity checked), on a connection or in a script.
-pub(crate) fn ping_echo_select(cmd: Cmd, argv: &[&[u8]], out: &mut Vec<u8>) {
-    match cmd {
-        Cmd::Ping if argv.len() > 2 => write_arity_error(out, "ping"),
-        Cmd::Ping if argv.len() == 2 => write_bulk(out, argv[1]),
-        Cmd::Ping => write_simple(out, b"PONG"),
-        Cmd::Echo => write_bulk(out, argv[1]),
-        Cmd::Select => match crate::num::parse_i64(argv[1]) {
-            None => write_error(out, NOT_INT),
-            Some(id) if i32::try_from(id).is_err() => {
-                write_error(out, b"ERR value is out of range, value must between -2147483648 and 2147483647")
-            }
-            Some(0) => write_ok(out),
-            Some(_) => write_error(out, b"ERR DB index is out of range"),
-        },
-        _ => write_error(out, b"ERR internal: not PING, ECHO or SELECT"),
-    }
-}
-
 fn too_big(bytes: usize, max: usize) -> String {
     format!("ERR transaction of at least {bytes} bytes exceeds --request-bytes-max ({max} bytes)")
 }
@@ -798,198 +776,3 @@ const CLIENT_HELP: &[&str] = &[
     "HELP",
     "    Prints this help.",
 ];
-
-/// Subcommands of the container commands, with Redis's arity.
-pub(crate) const SUBCOMMANDS: &[(Cmd, &str, i32)] = &[
-    (Cmd::Client, "id", 2),
-    (Cmd::Client, "getname", 2),
-    (Cmd::Client, "setname", 3),
-    (Cmd::Client, "setinfo", 4),
-    (Cmd::Client, "no-evict", 3),
-    (Cmd::Client, "no-touch", 3),
-    (Cmd::Client, "help", 2),
-    (Cmd::Client, "list", -2),
-    (Cmd::Client, "info", 2),
-    (Cmd::Client, "kill", -3),
-    (Cmd::Config, "get", -3),
-    (Cmd::Config, "set", -4),
-    (Cmd::Config, "resetstat", 2),
-    (Cmd::Config, "help", 2),
-    (Cmd::Config, "rewrite", 2),
-    (Cmd::Command, "count", 2),
-    (Cmd::Command, "info", -2),
-    (Cmd::Command, "list", -2),
-    (Cmd::Command, "help", 2),
-    (Cmd::Pubsub, "channels", -2),
-    (Cmd::Pubsub, "numsub", -2),
-    (Cmd::Pubsub, "numpat", 2),
-    (Cmd::Pubsub, "help", 2),
-    (Cmd::Object, "encoding", 3),
-    (Cmd::Object, "freq", 3),
-    (Cmd::Object, "idletime", 3),
-    (Cmd::Object, "refcount", 3),
-    (Cmd::Object, "help", 2),
-    (Cmd::Script, "load", 3),
-    (Cmd::Script, "exists", -3),
-    (Cmd::Script, "flush", -2),
-    (Cmd::Script, "kill", 2),
-    (Cmd::Script, "debug", 3),
-    (Cmd::Script, "help", 2),
-    (Cmd::Slowlog, "get", -2),
-    (Cmd::Slowlog, "len", 2),
-    (Cmd::Slowlog, "reset", 2),
-    (Cmd::Slowlog, "help", 2),
-    (Cmd::Memory, "usage", -3),
-    (Cmd::Memory, "doctor", 2),
-    (Cmd::Memory, "stats", 2),
-    (Cmd::Memory, "malloc-stats", 2),
-    (Cmd::Memory, "purge", 2),
-    (Cmd::Memory, "help", 2),
-    (Cmd::Acl, "cat", -2),
-    (Cmd::Acl, "whoami", 2),
-    (Cmd::Acl, "list", 2),
-    (Cmd::Acl, "users", 2),
-    (Cmd::Acl, "getuser", 3),
-    (Cmd::Acl, "dryrun", -4),
-    (Cmd::Acl, "log", -2),
-    (Cmd::Acl, "setuser", -3),
-    (Cmd::Acl, "deluser", -3),
-    (Cmd::Acl, "load", 2),
-    (Cmd::Acl, "save", 2),
-    (Cmd::Acl, "genpass", -2),
-    (Cmd::Acl, "help", 2),
-    (Cmd::Xgroup, "create", -5),
-    (Cmd::Xgroup, "setid", -5),
-    (Cmd::Xgroup, "destroy", 4),
-    (Cmd::Xgroup, "createconsumer", 5),
-    (Cmd::Xgroup, "delconsumer", 5),
-    (Cmd::Xgroup, "help", 2),
-];
-
-/// The container commands, whose subcommands [`SUBCOMMANDS`] lists.
-fn is_container(cmd: Cmd) -> bool {
-    matches!(
-        cmd,
-        Cmd::Client
-            | Cmd::Config
-            | Cmd::Command
-            | Cmd::Pubsub
-            | Cmd::Object
-            | Cmd::Script
-            | Cmd::Slowlog
-            | Cmd::Memory
-            | Cmd::Acl
-            | Cmd::Xgroup
-    )
-}
-
-/// For a container command (CLIENT, CONFIG, COMMAND, PUBSUB, OBJECT,
-/// SCRIPT, SLOWLOG, MEMORY, ACL): `Some` with the arity of subcommand `sub`, or `Some(None)` if
-/// there is no such subcommand; `None` for other commands.
-pub(crate) fn subcommand_arity(cmd: Cmd, sub: &[u8]) -> Option<Option<i32>> {
-    if !is_container(cmd) {
-        return None;
-    }
-    Some(SUBCOMMANDS.iter().find(|(c, name, _)| *c == cmd && sub.eq_ignore_ascii_case(name.as_bytes())).map(|s| s.2))
-}
-
-/// For a container command: an unknown subcommand or a wrong subcommand
-/// arity is answered as Redis does (and, like other rejections, aborts an
-/// open transaction). `COMMAND DOCS` is deliberately unknown: redis-cli
-/// then falls back to its built-in help instead of showing none.
-fn subcommand_ok(cmd: Cmd, argv: &[&[u8]], out: &mut Vec<u8>) -> bool {
-    if !is_container(cmd) || argv.len() < 2 {
-        return true;
-    }
-    let sub = SUBCOMMANDS.iter().find(|(c, name, _)| *c == cmd && argv[1].eq_ignore_ascii_case(name.as_bytes()));
-    let container = cmd.spec().name;
-    match sub {
-        None => {
-            let mut msg = b"ERR unknown subcommand '".to_vec();
-            let shown = c_str(argv[1]);
-            msg.extend_from_slice(&shown[..shown.len().min(128)]);
-            msg.extend_from_slice(format!("'. Try {} HELP.", container.to_uppercase()).as_bytes());
-            write_error(out, &msg);
-            false
-        }
-        Some((_, name, arity)) => {
-            let ok = if *arity >= 0 { argv.len() == *arity as usize } else { argv.len() >= arity.unsigned_abs() as usize };
-            if !ok {
-                write_arity_error(out, &format!("{container}|{name}"));
-            }
-            ok
-        }
-    }
-}
-
-pub(crate) fn help(out: &mut Vec<u8>, container: &str, lines: &[&str]) {
-    write_array_len(out, lines.len() + 1);
-    write_simple(out, format!("{container} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:").as_bytes());
-    for l in lines {
-        write_simple(out, l.as_bytes());
-    }
-}
-
-/// Redis's error for an unknown command, naming it and its first
-/// arguments (each cut at a NUL, 128 bytes in all), for every RESP front end.
-pub fn unknown_command(argv: &[&[u8]], out: &mut Vec<u8>) {
-    let mut msg = b"ERR unknown command '".to_vec();
-    let name = c_str(argv[0]);
-    msg.extend_from_slice(&name[..name.len().min(128)]);
-    msg.extend_from_slice(b"', with args beginning with: ");
-    let mut args_len = 0;
-    for a in &argv[1..] {
-        if args_len >= 128 {
-            break;
-        }
-        let a = c_str(a);
-        let part = &a[..a.len().min(128 - args_len)];
-        msg.push(b'\'');
-        msg.extend_from_slice(part);
-        msg.extend_from_slice(b"' ");
-        args_len += part.len() + 3;
-    }
-    write_error(out, &msg);
-}
-
-/// COMMAND [COUNT | INFO name… | LIST | HELP], in Redis 7.0's RESP2 shape.
-fn command(argv: &[&[u8]], out: &mut Vec<u8>) {
-    let sub = argv.get(1).map(|s| s.to_ascii_lowercase()).unwrap_or_default();
-    match &sub[..] {
-        b"" => {
-            write_array_len(out, SPECS.len());
-            SPECS.iter().for_each(|s| command_entry(s.cmd, out));
-        }
-        b"count" => write_int(out, SPECS.len() as i64),
-        b"info" if argv.len() == 2 => command(&argv[..1], out),
-        b"info" => {
-            write_array_len(out, argv.len() - 2);
-            for name in &argv[2..] {
-                match Cmd::lookup(name) {
-                    Some(c) => command_entry(c, out),
-                    None => write_null(out),
-                }
-            }
-        }
-        b"list" => {
-            write_array_len(out, SPECS.len());
-            SPECS.iter().for_each(|s| write_bulk(out, s.name.as_bytes()));
-        }
-        _ => help(out, "COMMAND", &["(no subcommand)", "COUNT", "INFO [<command-name> ...]", "LIST"]),
-    }
-}
-
-fn command_entry(cmd: Cmd, out: &mut Vec<u8>) {
-    let s = cmd.spec();
-    write_array_len(out, 10);
-    write_bulk(out, s.name.as_bytes());
-    write_int(out, i64::from(s.arity));
-    write_array_len(out, s.flags.len());
-    s.flags.iter().for_each(|f| write_simple(out, f.as_bytes()));
-    write_int(out, i64::from(s.keys.0));
-    write_int(out, i64::from(s.keys.1));
-    write_int(out, i64::from(s.keys.2));
-    crate::acl::write_categories(crate::acl::categories(cmd), out);
-    // Tips, key specs, subcommands: none described.
-    (0..3).for_each(|_| write_array_len(out, 0));
-}

@@ -84,7 +84,7 @@ impl Slowlog {
                 self.entries.clear();
                 write_ok(out);
             }
-            _ => crate::session::help(out, "SLOWLOG", HELP),
+            _ => crate::resp::write_help(out, "SLOWLOG", HELP),
         }
     }
 }

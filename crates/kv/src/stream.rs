@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::Hasher;
 
-use crate::entry::Bytes;
+use crate::bytes::Bytes;
 
 /// An entry ID, `ms-seq`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -33,7 +33,7 @@ use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
 
-use crate::entry::Bytes;
+use crate::bytes::Bytes;
 
 /// Most pairs in one block: a block insert moves at most this many
 /// 24-byte pairs, a split happens once per `BLOCK_MAX / 2` inserts.

@@ -41,7 +41,7 @@ fn entries_read_arg(x: &mut Exec, arg: &[u8]) -> Option<i64> {
 pub fn xgroup(store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
     let sub = argv[1].to_ascii_lowercase();
     if sub == b"help" {
-        return crate::session::help(
+        return crate::resp::write_help(
             x.out,
             "XGROUP",
             &[

@@ -195,7 +195,7 @@ impl Caller<'_> {
             return Err(ARITY.into());
         }
         if let Some(sub) = argv.get(1) {
-            match crate::session::subcommand_arity(cmd, sub) {
+            match crate::subcommands::subcommand_arity(cmd, sub) {
                 Some(Some(arity)) if !arity_ok(arity, argv.len()) => return Err(ARITY.into()),
                 Some(None) => return Err(UNKNOWN.into()),
                 _ => {}
@@ -206,7 +206,7 @@ impl Caller<'_> {
         }
         match cmd {
             Cmd::Ping | Cmd::Echo | Cmd::Select => {
-                crate::session::ping_echo_select(cmd, argv, out);
+                crate::subcommands::ping_echo_select(cmd, argv, out);
                 return Ok(spec.name);
             }
             // PUBLISH is a logged op only so that the node can deliver
@@ -458,12 +458,6 @@ pub fn session_reply(argv: &[&[u8]], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn kv_stays_send() {
-        fn send<T: Send>() {}
-        send::<crate::Kv>();
-    }
 
     #[test]
     fn shebangs_as_redis_reads_them() {

@@ -19,7 +19,7 @@ use super::convert::{c_i64, error_table, error_text, fmt_g17, parse, sort_unorde
 use super::rand::{random_unit, srand48};
 use super::Caller;
 use crate::cmd::Cmd;
-use crate::session::REDIS_VERSION;
+use crate::subcommands::REDIS_VERSION;
 
 /// The glue's chunk name: its frames are not the script's.
 const INTERNAL: &str = "=understudy";

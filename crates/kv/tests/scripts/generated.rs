@@ -2,7 +2,7 @@
 //! chains, bit ranges and BITFIELD operations drawn at random (with a
 //! fixed seed, so failures reproduce) and compared byte for byte.
 
-use crate::{report, run_script, Redis, Rng};
+use crate::differential::{report, run_script, Redis, Rng};
 
 impl Rng {
     fn digits(&mut self, n: usize) -> String {

@@ -4,7 +4,7 @@
 //! promotion, and random PFADD/PFMERGE/PFCOUNT mixes, compared byte for
 //! byte in RESP2 and RESP3.
 
-use crate::{report, run_script_in, Redis, Rng};
+use crate::differential::{report, run_script_in, Redis, Rng};
 
 fn refs(lines: &[String]) -> Vec<&str> {
     lines.iter().map(String::as_str).collect()

@@ -788,17 +788,3 @@ pub const SCRIPTS: &[(&str, &[&str])] = &[
         r##"EVAL "return redis.call('SPOP', 'nokey')" 0"##, "MULTI", r##"EVAL "return redis.call('INCR', 'w')" 0"##, "EXEC",
     ]),
 ];
-
-/// Every command in our table, lowercase.
-pub fn all_command_names() -> Vec<&'static str> {
-    let mut client = crate::common::Client::new(1);
-    let reply = client.run(&[b"COMMAND", b"LIST"]);
-    let crate::common::V::Arr(Some(items)) = crate::common::one_reply(&reply) else { panic!("COMMAND LIST") };
-    items
-        .into_iter()
-        .map(|v| match v {
-            crate::common::V::Bulk(Some(b)) => &*String::from_utf8(b).expect("ascii").leak(),
-            other => panic!("COMMAND LIST item {other:?}"),
-        })
-        .collect()
-}
