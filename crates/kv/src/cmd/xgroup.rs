@@ -5,7 +5,7 @@
 
 use super::streams::{interval_id, parse_read_args, stream, stream_mut, strict_id, write_entry, write_id, INVALID_ID};
 use super::{get_typed, put_back, Exec, NOT_INT, SYNTAX};
-use crate::entry::{AggVal, Entry, Kind};
+use crate::entry::{AggVal, Bytes, Entry, Kind};
 use crate::resp::{write_array_len, write_bulk, write_error, write_null, write_null_array, write_ok};
 use crate::store::Store;
 use crate::stream::{Group, Nack, StreamId, StreamVal, ENTRIES_READ_INVALID};
@@ -469,20 +469,9 @@ pub fn xclaim(store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
         if !forced && min_idle != 0 && now - (nack.delivery_time as i64) < min_idle {
             continue;
         }
-        g.consumer(name, now as u64);
-        g.assign(id, name);
-        let nack = g.pel.get_mut(&id).expect("pending");
-        nack.delivery_time = delivery as u64;
-        if retry >= 0 {
-            nack.delivery_count = retry as u64;
-        } else if !justid {
-            nack.delivery_count += 1;
-        }
-        if justid {
-            write_id(&mut body, id);
-        } else {
-            write_entry(&mut body, id, fields);
-        }
+        let claim =
+            Claim { name, now: now as u64, delivery: delivery as u64, retry: (retry >= 0).then_some(retry as u64), justid };
+        claim.take(g, id, fields, &mut body);
         n += 1;
     }
     put_back(store, e);
@@ -554,18 +543,7 @@ pub fn xautoclaim(store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
         };
         let idle = now as i64 - nack.delivery_time as i64;
         if min_idle == 0 || idle >= min_idle {
-            g.consumer(name, now);
-            g.assign(id, name);
-            let nack = g.pel.get_mut(&id).expect("pending");
-            nack.delivery_time = now;
-            if !justid {
-                nack.delivery_count += 1;
-            }
-            if justid {
-                write_id(&mut body, id);
-            } else {
-                write_entry(&mut body, id, fields);
-            }
+            Claim { name, now, delivery: now, retry: None, justid }.take(g, id, fields, &mut body);
             n += 1;
             count -= 1;
         }
@@ -588,4 +566,36 @@ pub fn xautoclaim(store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
         write_id(x.out, id);
     }
     put_back(store, e);
+}
+
+/// One pending entry handed to a consumer (XCLAIM, XAUTOCLAIM).
+struct Claim<'a> {
+    name: &'a [u8],
+    now: u64,
+    /// Its new delivery time (XCLAIM's IDLE/TIME, else now).
+    delivery: u64,
+    /// XCLAIM's RETRYCOUNT; otherwise one more delivery, unless JUSTID.
+    retry: Option<u64>,
+    justid: bool,
+}
+
+impl Claim<'_> {
+    /// Gives entry `id` (its `fields`) to the consumer and writes it, or
+    /// only its ID with JUSTID, to `body`.
+    fn take(&self, g: &mut Group, id: StreamId, fields: &[Bytes], body: &mut Vec<u8>) {
+        g.consumer(self.name, self.now);
+        g.assign(id, self.name);
+        let nack = g.pel.get_mut(&id).expect("a claimed entry is pending");
+        nack.delivery_time = self.delivery;
+        match self.retry {
+            Some(r) => nack.delivery_count = r,
+            None if !self.justid => nack.delivery_count += 1,
+            None => {}
+        }
+        if self.justid {
+            write_id(body, id);
+        } else {
+            write_entry(body, id, fields);
+        }
+    }
 }
