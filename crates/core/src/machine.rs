@@ -15,6 +15,17 @@ pub trait Ctx {
     fn now_us(&mut self) -> u64;
     /// A random value.
     fn random_u64(&mut self) -> u64;
+    /// Publishes `message` on `channel` to the node's subscribers (the
+    /// key-value service's pub/sub) and returns how many it reached. On the
+    /// primary the engine delivers the message under this operation's seq
+    /// (the output rule holds it like a reply) and records the count; on
+    /// the backup it delivers nothing and hands out the recorded count, so
+    /// an operation that acts on the count (a script) does the same on
+    /// both. Default, for contexts with no subscribers (tests): 0.
+    fn publish(&mut self, channel: &[u8], message: &[u8]) -> u64 {
+        let _ = (channel, message);
+        0
+    }
 }
 
 /// A deterministic application replicated by the engine.

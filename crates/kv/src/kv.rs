@@ -37,6 +37,10 @@ impl Clock for CtxClock<'_> {
     fn random_u64(&mut self) -> u64 {
         self.ctx.random_u64()
     }
+
+    fn publish(&mut self, channel: &[u8], message: &[u8]) -> u64 {
+        self.ctx.publish(channel, message)
+    }
 }
 
 /// Keys (or idle sessions) one expire-cycle op names at most.

@@ -465,7 +465,6 @@ impl Session {
                 | Cmd::Psubscribe
                 | Cmd::Punsubscribe
                 | Cmd::Pubsub
-                | Cmd::Publish
         ) {
             // Their replies come from the node, not the session or the log.
             write_error(out, b"ERR Command not allowed inside a transaction");

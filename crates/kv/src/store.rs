@@ -42,6 +42,14 @@ pub trait Clock {
     /// the primary, replayed on the backup, so SPOP pops the same members
     /// on both); reads from a local source, since a read changes no state.
     fn random_u64(&mut self) -> u64;
+    /// PUBLISH: delivers `message` to the node's subscribers of `channel`
+    /// and returns how many it reached (`Ctx::publish`: counted and
+    /// delivered on the primary, the recorded count on the backup). Reads
+    /// never publish; default 0.
+    fn publish(&mut self, channel: &[u8], message: &[u8]) -> u64 {
+        let _ = (channel, message);
+        0
+    }
 }
 
 /// A time known in advance (the read path); randomness is local.

@@ -5,7 +5,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use understudy_core::Ctx;
+use understudy_core::{Ctx, Seq};
 use understudy_wire::entry::OpEntry;
 
 pub fn wall_us() -> u64 {
@@ -17,18 +17,42 @@ pub fn wall_us() -> u64 {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct TimeFloor(pub u64);
 
+/// Delivers a published message to this node's subscribers under the
+/// seq of the operation that published it; returns how many it reached.
+/// The front end's (`FrontEnd::publisher`).
+pub type Publisher = Box<dyn FnMut(&[u8], &[u8], Seq) -> u64>;
+
 /// Primary side. Reset before each operation.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct RecordCtx {
     pub floor: TimeFloor,
     pub now: Option<u64>,
+    /// Random draws and publish counts, in the order asked (replayed as one
+    /// sequence).
     pub random: Vec<u64>,
+    /// The seq of the operation being applied (messages go out under it).
+    pub seq: Seq,
+    pub publisher: Option<Publisher>,
+}
+
+impl std::fmt::Debug for RecordCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordCtx")
+            .field("floor", &self.floor)
+            .field("now", &self.now)
+            .field("random", &self.random)
+            .field("seq", &self.seq)
+            .field("publisher", &self.publisher.is_some())
+            .finish()
+    }
 }
 
 impl RecordCtx {
-    pub fn reset(&mut self) {
+    /// Before applying the operation logged as `seq`.
+    pub fn reset(&mut self, seq: Seq) {
         self.now = None;
         self.random.clear();
+        self.seq = seq;
     }
 }
 
@@ -47,6 +71,14 @@ impl Ctx for RecordCtx {
         let v = crate::framed::random_u64();
         self.random.push(v);
         v
+    }
+
+    fn publish(&mut self, channel: &[u8], message: &[u8]) -> u64 {
+        debug_assert!(self.seq > 0, "a message published outside a logged operation");
+        let seq = self.seq;
+        let n = self.publisher.as_mut().map_or(0, |p| p(channel, message, seq));
+        self.random.push(n);
+        n
     }
 }
 
@@ -92,6 +124,11 @@ impl Ctx for ReplayCtx<'_> {
                 self.floor.0
             }
         }
+    }
+
+    /// The count the primary recorded; the message itself went out there.
+    fn publish(&mut self, _channel: &[u8], _message: &[u8]) -> u64 {
+        self.random_u64()
     }
 
     fn random_u64(&mut self) -> u64 {

@@ -67,11 +67,9 @@ pub struct RedisConn {
     parser: CommandParser,
     args: Vec<Range<usize>>,
     sub: Subscriber,
-    /// The PUBLISH being decoded: (channel, message), delivered once its
-    /// entry has a seq (`written`).
-    publishing: Option<(Vec<u8>, Vec<u8>)>,
-    /// Subscribers the last PUBLISH reached: its reply (`encode`).
-    published: Option<usize>,
+    /// The request being answered is a PUBLISH (`encode` puts the
+    /// publisher's own copy, if it subscribed, before the reply).
+    publishing: bool,
     /// A blocking command waiting for a key (`crate::blocking`).
     blocked: Option<Blocked>,
     /// The waiting XREAD's argv with `$` pinned to the IDs it had.
@@ -100,8 +98,7 @@ impl FrontEnd for Redis {
             parser: CommandParser::default(),
             args: Vec::new(),
             sub,
-            publishing: None,
-            published: None,
+            publishing: false,
             blocked: None,
             pinned: None,
             touches: Touches::Nothing,
@@ -145,7 +142,7 @@ impl FrontEnd for Redis {
             self.redirect(c, node.primary_client(), out);
             return Some(Request::new(len, Access::Local));
         }
-        c.publishing = None;
+        c.publishing = false;
         if c.sub.count() > 0 {
             if let Some(req) = subscribe_mode(c, &argv, len, out) {
                 return Some(req);
@@ -187,9 +184,7 @@ impl FrontEnd for Redis {
         }
         if dispatch == Dispatch::Write {
             let name = command_name(&argv).unwrap_or("");
-            if name == "publish" {
-                c.publishing = Some((argv[1].to_vec(), argv[2].to_vec()));
-            }
+            c.publishing = name == "publish";
             if is_blocking(name) || name == "xreadgroup" {
                 if let Some(req) = self.wait(c, &argv, len, node, op, out) {
                     return req;
@@ -252,22 +247,24 @@ impl FrontEnd for Redis {
                 self.admin.slowlog_push(c.captured.argv(), micros, unix_s, c.session.client_info());
             }
         }
-        if let Some(n) = c.published.take() {
-            // PUBLISH's reply: the subscribers reached, on this node. A
+        if std::mem::take(&mut c.publishing) && c.sub.count() > 0 {
+            // PUBLISH's reply (the subscribers reached, on this node): a
             // publisher subscribed to its own channel (RESP3) gets its
             // copy first, as from Redis.
-            out.truncate(start);
+            let reply = out.split_off(start);
             c.sub.drain(c.session.resp3(), out);
-            write_int(out, n as i64);
+            out.extend_from_slice(&reply);
             return;
         }
         c.session.encode_reply(out, start);
     }
 
-    fn written(&self, c: &mut RedisConn, seq: Seq) {
-        if let Some((channel, message)) = c.publishing.take() {
-            c.published = Some(self.registry.borrow().publish(&channel, &message, seq));
-        }
+    fn publisher(&self) -> Option<crate::ctx::Publisher> {
+        let registry = self.registry.clone();
+        Some(Box::new(move |channel, message, seq| registry.borrow().publish(channel, message, seq) as u64))
+    }
+
+    fn written(&self, c: &mut RedisConn, _seq: Seq) {
         match std::mem::replace(&mut c.touches, Touches::Nothing) {
             Touches::Nothing => {}
             Touches::Keys(keys) => keys.iter().for_each(|k| self.waiting.borrow().wake(k)),

@@ -389,7 +389,8 @@ impl<M: Machine, I: Io> Replica<M, I> {
                 self.exec = ExecQueue::default();
                 self.transfer.gen += 1;
                 self.transfer.loaded = false;
-                self.record = RecordCtx::default();
+                // The front end's publisher stays: it belongs to the node.
+                self.record = RecordCtx { publisher: self.record.publisher.take(), ..RecordCtx::default() };
                 // The abandoned join's executor sees the new generation and ends.
                 self.io.wake_exec();
                 // A primary that handed over (switchover): client requests held
@@ -448,7 +449,7 @@ impl<S: StateMachine + Send, I: Io> Replica<App<S>, I> {
     /// it; returns the seq that tags its reply.
     pub fn apply_write(&mut self, op: &[u8], reply: &mut Vec<u8>) -> Seq {
         let seq = self.core.append();
-        self.record.reset();
+        self.record.reset(seq);
         self.machine.sm.apply(&mut self.record, op, reply);
         self.log_op(seq, op);
         seq

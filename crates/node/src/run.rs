@@ -155,6 +155,7 @@ pub(crate) fn run_app<F: FrontEnd>(
         let tls = opts.tls.as_ref().map(|t| t.acceptor());
         let (rc, events) = start(opts, factory, tag, repl, incarnation, disk).await;
         serve_metrics(&rc, metrics);
+        rc.borrow_mut().record.publisher = front.publisher();
         tokio::task::spawn_local(crate::serve::serve(rc.clone(), Rc::new(front), client, tls));
         tokio::task::spawn_local(crate::serve::housekeeping::<F>(rc.clone()));
         drive((rc, events)).await;

@@ -18,7 +18,7 @@
 //! Then [`FrontEnd::encode`] puts the reply into the wire format, and the
 //! reply joins the connection's queue at the output gate. Replies leave in
 //! request order. A write may also push output to other connections
-//! ([`FrontEnd::written`], [`FrontEnd::take_pushed`]: pub/sub messages),
+//! ([`FrontEnd::publisher`], [`FrontEnd::take_pushed`]: pub/sub messages),
 //! held at their gates under the write's seq.
 
 use std::rc::Rc;
@@ -111,8 +111,9 @@ pub trait FrontEnd: 'static {
     }
 
     /// After a write request's entry was logged as `seq` and its reply
-    /// queued: deliver what the write pushes to other connections (pub/sub
-    /// messages; see [`FrontEnd::take_pushed`]), tagged `seq`.
+    /// queued: wake what the write may concern (blocked clients). Messages
+    /// to other connections go out as the write is applied
+    /// ([`FrontEnd::publisher`], [`FrontEnd::take_pushed`]).
     fn written(&self, conn: &mut Self::Conn, seq: Seq) {
         let _ = (conn, seq);
     }
@@ -146,6 +147,13 @@ pub trait FrontEnd: 'static {
     /// (its timeout).
     fn wake_at(&self, conn: &Self::Conn) -> Option<std::time::Instant> {
         let _ = conn;
+        None
+    }
+
+    /// What delivers the messages the machine publishes (`Ctx::publish`)
+    /// to this front end's connections, asked once when the node starts.
+    /// Default: none (a message reaches nobody).
+    fn publisher(&self) -> Option<crate::ctx::Publisher> {
         None
     }
 

@@ -158,7 +158,9 @@ pub struct OpEntry<'a> {
     /// The primary's clock as the operation saw it, microseconds since the
     /// Unix epoch; `None` if the operation never asked.
     pub now_us: Option<u64>,
-    /// Random values handed to the operation, as little-endian u64s.
+    /// Values handed to the operation, as little-endian u64s, in the order
+    /// it asked for them: random draws and other inputs only the primary
+    /// knows (the subscribers a message reached, `Ctx::publish`).
     pub random: &'a [u8],
     pub op: &'a [u8],
 }

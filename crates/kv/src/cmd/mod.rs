@@ -499,9 +499,12 @@ pub fn exec_write(cmd: Cmd, store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
         Smove => setops::smove(store, x, argv),
         Ltrim | Lrem | Linsert | Rpoplpush | Lmove => listops::write(cmd, store, x, argv),
         // A message changes no state: it is logged so that its delivery is
-        // an output the gate holds. The node replaces this reply with the
-        // count of subscribers it delivered to on the primary.
-        Publish => x.int(0),
+        // an output the gate holds, and its count is a recorded input (a
+        // script may act on it).
+        Publish => {
+            let n = x.clock.publish(argv[1], argv[2]);
+            x.int(n as i64)
+        }
         Blpop | Brpop | Blmove | Brpoplpush | Bzpopmin | Bzpopmax => blocking::write(cmd, store, x, argv),
         Incrbyfloat => floats::incrbyfloat(store, x, argv),
         Hincrbyfloat => floats::hincrbyfloat(store, x, argv),

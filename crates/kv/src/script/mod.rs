@@ -209,10 +209,10 @@ impl Caller<'_> {
                 crate::subcommands::ping_echo_select(cmd, argv, out);
                 return Ok(spec.name);
             }
-            // PUBLISH is a logged op only so that the node can deliver
-            // the message once it is replicated; run inside a script it
-            // would reach nobody. PUBSUB is answered by the node too.
-            Cmd::Publish | Cmd::Pubsub => {
+            // PUBSUB is answered by the node's subscriber registry, which
+            // the keyspace does not hold. (PUBLISH runs: its count is a
+            // recorded input, its message an output of the script's entry.)
+            Cmd::Pubsub => {
                 return Err(format!(
                     "understudy does not run '{}' from scripts (pub/sub is the node's, not the keyspace's)",
                     spec.name

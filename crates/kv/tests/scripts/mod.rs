@@ -132,7 +132,8 @@ pub const SCRIPTS: &[(&str, &[&str])] = &[
         "sleep 30", "GET t", "MULTI", "SET t v EX 100", "TTL t", "PERSIST t", "TTL t", "EXEC", "MULTI",
         "CLIENT SETNAME {}", "CLIENT GETNAME", "CLIENT SETNAME a\\x01b", "EXEC", "MULTI", "SELECT x",
         "SELECT 0", "CONFIG GET save", "COMMAND COUNT x", "EXEC", "MULTI", "DEL a b s h l t", "DBSIZE", "EXEC",
-        "MULTI", "RESET", "EXEC", "MULTI", "SET q 1", "EXEC x", "EXEC",
+        "MULTI", "RESET", "EXEC", "MULTI", "SET q 1", "EXEC x", "EXEC", "MULTI", "PUBLISH ch m", "SET q 2",
+        "PUBLISH ch", "EXEC", "MULTI", "PUBLISH ch m", "GET q", "EXEC",
     ]),
     ("connection", &[
         "PING", "PING hi", "PING a b", "ECHO x", "ECHO", "ECHO a b", "SELECT 0", "SELECT abc",
