@@ -150,7 +150,7 @@ fn results(cells: &[Cell], report: &mut Report, fsync_line: &str, false_failover
         "Durability, redis-benchmark -c {CLIENTS} -r {KEYSPACE} (median ± half the spread); pairs: primary + in-sync backup, \
          Redis: primary + async replica, both nodes with the same persistence\n  {fsync_line}\n"
     );
-    text.push_str(&format!("  {:<10} {:<24} {:>14} {:>18} {:>18}\n", "test", "system", "ops/s", "p50", "p99"));
+    text.push_str(&format!("  {:<13} {:<24} {:>14} {:>18} {:>18}\n", "test", "system", "ops/s", "p50", "p99"));
     let mut rows = Vec::new();
     for c in cells {
         text.push_str(&c.table_line(24));

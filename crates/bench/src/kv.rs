@@ -18,7 +18,7 @@ pub const REDIS: &str = "redis + async replica";
 /// Runs the KV matrix. With `kv` false (only the cost section was asked
 /// for) just the pair runs SET.
 /// A fresh KV pair in cluster `cluster`: (system, primary, backup).
-fn pair(env: &Env, cluster: &str) -> Result<(System, Proc, Proc)> {
+pub(crate) fn pair(env: &Env, cluster: &str) -> Result<(System, Proc, Proc)> {
     let a = env.kv(cluster, "a", &[])?;
     env.wait_serving(cluster, &a)?;
     let b = env.kv(cluster, "b", &[])?;
@@ -87,7 +87,7 @@ pub fn run(env: &Env, o: &Opts, report: &mut Report, kv: bool, cost: bool) -> Re
 fn kv_results(cells: &[Cell], report: &mut Report, false_failovers: u64) {
     let mut rows = Vec::new();
     let mut text = String::from("KV service, redis-benchmark -c 50 (median ± half the spread)\n");
-    text.push_str(&format!("  {:<10} {:<24} {:>14} {:>18} {:>18}\n", "test", "system", "ops/s", "p50", "p99"));
+    text.push_str(&format!("  {:<13} {:<24} {:>14} {:>18} {:>18}\n", "test", "system", "ops/s", "p50", "p99"));
     for c in cells {
         let label = c.label();
         text.push_str(&c.table_line(24));

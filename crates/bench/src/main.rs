@@ -11,7 +11,7 @@
 //!   native builds) and what /proc says about them.
 //! - `load`: redis-benchmark runs, a pipelined filler, a stall probe.
 //! - `matrix`: alternated redis-benchmark runs over several systems.
-//! - one module per section: `kv` (with the replication cost), `wasm`,
+//! - one module per section: `kv` (with the replication cost), `commands`, `wasm`,
 //!   `failover`, `switchover`, `join`, `memory`, `wasm_join`, `sqlite`,
 //!   `durability`.
 //! - `stats` (medians, spreads), `plot` (the SVG).
@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 mod binary;
+mod commands;
 mod durability;
 mod failover;
 mod join;
@@ -62,6 +63,8 @@ pub enum Section {
     Wasmjoin,
     /// The SQLite guest with replicated files: pair vs unprotected vs native; a join.
     Sqlite,
+    /// ZADD and EVALSHA: pair vs unprotected vs Redis + async replica.
+    Commands,
     /// Planned switchovers under load (the command and SIGTERM): the longest client pause.
     Switchover,
     /// The pair with its log on disk (--appendfsync no|everysec|always) vs
@@ -269,6 +272,7 @@ fn version_of(cmd: &str) -> Value {
 fn run(a: BenchArgs) -> Result<ExitCode> {
     let all = [
         Section::Kv,
+        Section::Commands,
         Section::Wasm,
         Section::Failover,
         Section::Join,
@@ -334,6 +338,9 @@ fn run(a: BenchArgs) -> Result<ExitCode> {
     };
     if has(Section::Kv) || has(Section::Cost) {
         attempt("kv", &mut report, &|r| kv::run(&env, &o, r, has(Section::Kv), has(Section::Cost)));
+    }
+    if has(Section::Commands) {
+        attempt("commands", &mut report, &|r| commands::run(&env, &o, r));
     }
     if has(Section::Wasm) {
         attempt("wasm", &mut report, &|r| wasm::run(&env, &o, r));

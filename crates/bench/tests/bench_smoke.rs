@@ -50,6 +50,37 @@ fn quick_kv_bench_writes_json_and_svg_with_the_expected_fields() {
     assert!(std::fs::read_to_string(out.path().join("bench.txt")).unwrap().contains("understudy pair"));
 }
 
+/// The commands section measures ZADD and EVALSHA on the three systems,
+/// and the pair logged each EVALSHA once (a refused one, NOSCRIPT, would
+/// log nothing: the script really ran).
+#[test]
+fn quick_commands_bench_runs_zadd_and_evalsha_on_every_system() {
+    let out = tempfile::tempdir().unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_understudy-bench"))
+        .args(["--quick", "--only", "commands", "--out"])
+        .arg(out.path())
+        .output()
+        .expect("runs understudy-bench");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "bench failed:\n{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("bench.json")).unwrap()).unwrap();
+    let section = &doc["sections"]["commands"];
+    let rows = section["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 12, "ZADD and EVALSHA, -P 1 and -P 16, on three systems: {section}");
+    for r in rows {
+        assert!(r["rps"]["median"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    for r in rows.iter().filter(|r| r["system"] == "understudy pair") {
+        let entries = r["log_entries_per_op"]["median"].as_f64().unwrap();
+        assert!((entries - 1.0).abs() < 0.05, "one log entry per {}: {r}", r["test"]);
+    }
+    for key in ["ZADD -P 1", "EVALSHA -P 1", "ZADD -P 16", "EVALSHA -P 16"] {
+        assert!(section["ratios"][key]["pair_over_redis"]["median"].as_f64().is_some(), "{key}: {section}");
+    }
+    assert_eq!(section["false_failovers"], 0);
+    assert!(std::fs::read_to_string(out.path().join("bench.txt")).unwrap().contains("EVALSHA -P 16"));
+}
+
 /// The switchover section runs both kinds of planned switchover under its
 /// load and reads every acknowledged write back.
 #[test]

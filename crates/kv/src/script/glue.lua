@@ -79,10 +79,11 @@ end
 
 -- tostring of a table, function, coroutine or userdata shows an address,
 -- which differs between replicas: number them in order of first sight,
--- afresh for each script (slot.reset).
+-- afresh for each script (slot.reset; the table only once a script asks).
 local ids, nid
+local weak_keys = { __mode = 'k' }
 function slot.reset()
-  ids, nid = setmetatable_({}, { __mode = 'k' }), 0
+  ids, nid = nil, 0
 end
 G.tostring = function(...)
   local v = ...
@@ -90,6 +91,7 @@ G.tostring = function(...)
   if select('#', ...) > 0 and (t == 'table' or t == 'function' or t == 'thread' or t == 'userdata') then
     local mt = getmetatable_(v)
     if not (type(mt) == 'table' and rawget_(mt, '__tostring') ~= nil) then
+      if not ids then ids = setmetatable_({}, weak_keys) end
       local id = ids[v]
       if not id then
         nid = nid + 1
