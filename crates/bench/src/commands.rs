@@ -49,8 +49,8 @@ pub fn run(env: &Env, o: &Opts, report: &mut Report) -> Result<()> {
     load_script(&r.addr)?;
     let mut systems = vec![
         first,
-        System { name: SINGLE.into(), addr: s.addr.clone(), metrics: s.metrics.clone(), backup_pid: None },
-        System { name: REDIS.into(), addr: r.addr.clone(), metrics: None, backup_pid: Some(rr.pid) },
+        System { name: SINGLE.into(), addr: s.addr.clone(), pid: Some(s.pid), metrics: s.metrics.clone(), backup_pid: None },
+        System { name: REDIS.into(), addr: r.addr.clone(), pid: Some(r.pid), metrics: None, backup_pid: Some(rr.pid) },
     ];
     let (n1, n16) = if o.quick { (5_000, 20_000) } else { (100_000, 400_000) };
     let keyspace = 100_000;
@@ -86,6 +86,7 @@ pub fn run(env: &Env, o: &Opts, report: &mut Report) -> Result<()> {
     }
     let false_failovers: u32 = cells.iter().map(|c| c.unprotected_runs).sum();
     report.text(text);
+    report.text(matrix::kernel_table("Command families", &cells));
     report.section(
         "commands",
         json!({"clients": 50, "script": SCRIPT, "rows": cells.iter().map(|c| c.json()).collect::<Vec<_>>(),

@@ -43,7 +43,8 @@ fn pair(env: &Env, cluster: &str, mode: Option<&str>) -> Result<(System, Proc, P
     env.wait_serving(cluster, &a)?;
     let b = env.kv(cluster, "b", &flags)?;
     env.wait_in_sync(cluster, "b")?;
-    let s = System { name: us(mode), addr: a.addr.clone(), metrics: a.metrics.clone(), backup_pid: Some(b.pid) };
+    let s =
+        System { name: us(mode), addr: a.addr.clone(), pid: Some(a.pid), metrics: a.metrics.clone(), backup_pid: Some(b.pid) };
     Ok((s, a, b))
 }
 
@@ -100,7 +101,13 @@ fn throughput(env: &Env, o: &Opts, report: &mut Report, fsync_line: &str) -> Res
         let r = env.redis_with(&format!("dur-redis{i}"), None, *mode)?;
         let rr = env.redis_with(&format!("dur-redis{i}-replica"), Some(&r.addr), *mode)?;
         wait_redis_replica(&rr.addr, Duration::from_secs(30))?;
-        systems.push(System { name: redis(*mode), addr: r.addr.clone(), metrics: None, backup_pid: Some(rr.pid) });
+        systems.push(System {
+            name: redis(*mode),
+            addr: r.addr.clone(),
+            pid: Some(r.pid),
+            metrics: None,
+            backup_pid: Some(rr.pid),
+        });
         redises.push((r, rr));
     }
     let mut rebuilt = 0;

@@ -23,7 +23,8 @@ pub(crate) fn pair(env: &Env, cluster: &str) -> Result<(System, Proc, Proc)> {
     env.wait_serving(cluster, &a)?;
     let b = env.kv(cluster, "b", &[])?;
     env.wait_in_sync(cluster, "b")?;
-    let s = System { name: PAIR.into(), addr: a.addr.clone(), metrics: a.metrics.clone(), backup_pid: Some(b.pid) };
+    let s =
+        System { name: PAIR.into(), addr: a.addr.clone(), pid: Some(a.pid), metrics: a.metrics.clone(), backup_pid: Some(b.pid) };
     Ok((s, a, b))
 }
 
@@ -46,8 +47,20 @@ pub fn run(env: &Env, o: &Opts, report: &mut Report, kv: bool, cost: bool) -> Re
         let r = env.redis("redis-primary", None)?;
         let rr = env.redis("redis-replica", Some(&r.addr))?;
         wait_redis_replica(&rr.addr, std::time::Duration::from_secs(30))?;
-        systems.push(System { name: SINGLE.into(), addr: s.addr.clone(), metrics: s.metrics.clone(), backup_pid: None });
-        systems.push(System { name: REDIS.into(), addr: r.addr.clone(), metrics: None, backup_pid: Some(rr.pid) });
+        systems.push(System {
+            name: SINGLE.into(),
+            addr: s.addr.clone(),
+            pid: Some(s.pid),
+            metrics: s.metrics.clone(),
+            backup_pid: None,
+        });
+        systems.push(System {
+            name: REDIS.into(),
+            addr: r.addr.clone(),
+            pid: Some(r.pid),
+            metrics: None,
+            backup_pid: Some(rr.pid),
+        });
         (_single, _redis, _replica) = (Some(s), Some(r), Some(rr));
     } else {
         (_single, _redis, _replica) = (None, None, None);
@@ -77,6 +90,7 @@ pub fn run(env: &Env, o: &Opts, report: &mut Report, kv: bool, cost: bool) -> Re
     );
     if kv {
         kv_results(&cells, report, false_failovers);
+        report.text(matrix::kernel_table("KV service", &cells));
     }
     if cost {
         cost_results(&cells, report);

@@ -33,6 +33,7 @@ mod sqlite;
 mod stats;
 mod switchover;
 mod sys;
+mod syscalls;
 mod wasm;
 mod wasm_join;
 

@@ -6,15 +6,19 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use super::load::redis_benchmark;
-use super::procfs::cpu_time;
+use super::procfs::{cpu_time, ctx_switches};
 use super::stats::{histogram_p50, Summary};
 use super::sys::{gate_buckets, metric, scrape};
+use super::syscalls::Counting;
 
 /// A system under test.
 pub struct System {
     pub name: String,
     /// Where redis-benchmark connects.
     pub addr: String,
+    /// The process serving `addr` (a pair's primary): its context switches
+    /// and syscalls per operation.
+    pub pid: Option<u32>,
     /// The primary's metrics (understudy nodes): log bytes, gate delay.
     pub metrics: Option<String>,
     /// The backup's pid: its CPU time per operation.
@@ -60,6 +64,11 @@ pub struct Cell {
     pub log_entries_per_op: Vec<f64>,
     pub backup_cpu_us_per_op: Vec<f64>,
     pub gate_p50_us: Vec<f64>,
+    /// The serving process's (a pair's primary's) context switches and
+    /// syscalls per operation; the backup's context switches.
+    pub ctx_switches_per_op: Vec<f64>,
+    pub syscalls_per_op: Vec<f64>,
+    pub backup_ctx_switches_per_op: Vec<f64>,
     /// Runs of a pair during which it was not protected (its backup was
     /// lost: a false failover): left out of every figure above.
     pub unprotected_runs: u32,
@@ -103,6 +112,15 @@ impl Cell {
         if !self.backup_cpu_us_per_op.is_empty() {
             v["backup_cpu_us_per_op"] = Summary::of(&self.backup_cpu_us_per_op).json();
         }
+        for (key, values) in [
+            ("ctx_switches_per_op", &self.ctx_switches_per_op),
+            ("syscalls_per_op", &self.syscalls_per_op),
+            ("backup_ctx_switches_per_op", &self.backup_ctx_switches_per_op),
+        ] {
+            if !values.is_empty() {
+                v[key] = Summary::of(values).json();
+            }
+        }
         v
     }
 }
@@ -117,6 +135,8 @@ struct Counters {
     /// A pair's primary says outputs wait for an in-sync backup.
     protected: bool,
     backup_cpu_s: Option<f64>,
+    ctx_switches: Option<u64>,
+    backup_ctx_switches: Option<u64>,
 }
 
 fn counters(s: &System) -> Counters {
@@ -125,6 +145,8 @@ fn counters(s: &System) -> Counters {
         protected: m.as_ref().is_some_and(|m| metric(m, "understudy_protected") == 1.0),
         log: m.map(|m| (metric(&m, "understudy_log_bytes_total"), metric(&m, "understudy_log_entries_total"), gate_buckets(&m))),
         backup_cpu_s: s.backup_pid.and_then(cpu_time).map(|d| d.as_secs_f64()),
+        ctx_switches: s.pid.and_then(ctx_switches),
+        backup_ctx_switches: s.backup_pid.and_then(ctx_switches),
     }
 }
 
@@ -163,7 +185,9 @@ pub fn run(
                     before = counters(&systems[si]);
                 }
                 let s = &systems[si];
+                let counting = s.pid.and_then(Counting::start);
                 let r = redis_benchmark(&s.addr, t.test, clients, t.pipeline, t.requests, t.keyspace)?;
+                let syscalls = counting.and_then(Counting::stop);
                 let after = counters(s);
                 let cell = &mut cells[ti * systems.len() + si];
                 if is_pair && !(before.protected && after.protected) {
@@ -183,6 +207,15 @@ pub fn run(
                 if let (Some(b), Some(a)) = (before.backup_cpu_s, after.backup_cpu_s) {
                     cell.backup_cpu_us_per_op.push((a - b) / ops * 1e6);
                 }
+                if let (Some(b), Some(a)) = (before.ctx_switches, after.ctx_switches) {
+                    cell.ctx_switches_per_op.push(a.saturating_sub(b) as f64 / ops);
+                }
+                if let (Some(b), Some(a)) = (before.backup_ctx_switches, after.backup_ctx_switches) {
+                    cell.backup_ctx_switches_per_op.push(a.saturating_sub(b) as f64 / ops);
+                }
+                if let Some(n) = syscalls {
+                    cell.syscalls_per_op.push(n as f64 / ops);
+                }
                 say(format!(
                     "  rep {}/{reps} {:<22} {:>3} -P {:<2} {:>9.0} ops/s  p50 {:.3} ms  p99 {:.3} ms",
                     rep + 1,
@@ -197,6 +230,29 @@ pub fn run(
         }
     }
     Ok(cells)
+}
+
+/// What each run cost the kernel's scheduler and syscall paths per
+/// operation: the units replication's cost is paid in (a pair's primary
+/// waits for acks, its backup wakes per batch).
+pub fn kernel_table(title: &str, cells: &[Cell]) -> String {
+    let mut text = format!("{title}: kernel work per operation (median ± half the spread; syscalls by perf stat)\n");
+    text.push_str(&format!(
+        "  {:<13} {:<24} {:>18} {:>18} {:>22}\n",
+        "test", "system", "ctx switches", "syscalls", "backup ctx switches"
+    ));
+    let show = |v: &[f64]| if v.is_empty() { "n/a".to_string() } else { Summary::of(v).show(|x| format!("{x:.3}")) };
+    for c in cells {
+        text.push_str(&format!(
+            "  {:<13} {:<24} {:>18} {:>18} {:>22}\n",
+            c.label(),
+            c.system,
+            show(&c.ctx_switches_per_op),
+            show(&c.syscalls_per_op),
+            show(&c.backup_ctx_switches_per_op)
+        ));
+    }
+    text
 }
 
 pub fn find<'a>(cells: &'a [Cell], system: &str, test: &str, pipeline: u32) -> Option<&'a Cell> {

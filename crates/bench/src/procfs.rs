@@ -50,3 +50,20 @@ pub fn linear_memory_rss(pid: u32) -> Option<(u64, u64)> {
     let below = maps.iter().find(|m| m.1 == largest.0 && m.2)?;
     Some((below.1 - below.0, below.3))
 }
+
+/// Context switches, voluntary and not, of every thread of a process (the
+/// threads alive now: one that ended took its count along).
+pub fn ctx_switches(pid: u32) -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let Ok(s) = std::fs::read_to_string(task.path().join("status")) else { continue };
+        for line in s.lines() {
+            if let Some(v) =
+                line.strip_prefix("voluntary_ctxt_switches:").or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                total += v.trim().parse::<u64>().ok()?;
+            }
+        }
+    }
+    Some(total)
+}

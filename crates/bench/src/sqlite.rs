@@ -45,7 +45,13 @@ pub fn run(env: &Env, o: &Opts, report: &mut Report) -> Result<()> {
         env.wait_serving(cluster, &a)?;
         let b = node(env, cluster, "qb", &guest)?;
         env.wait_in_sync(cluster, "qb")?;
-        let s = System { name: PAIR.into(), addr: a.addr.clone(), metrics: a.metrics.clone(), backup_pid: Some(b.pid) };
+        let s = System {
+            name: PAIR.into(),
+            addr: a.addr.clone(),
+            pid: Some(a.pid),
+            metrics: a.metrics.clone(),
+            backup_pid: Some(b.pid),
+        };
         Ok((s, a, b))
     };
     let cluster = "qpair";
@@ -69,8 +75,8 @@ pub fn run(env: &Env, o: &Opts, report: &mut Report) -> Result<()> {
     let native = env.native_server(&o.guests.join("sqlserver-native"), "sqlserver", &[&db], &[SYNC])?;
     let mut systems = vec![
         first,
-        System { name: ALONE.into(), addr: alone.addr.clone(), metrics: None, backup_pid: None },
-        System { name: NATIVE.into(), addr: native.addr.clone(), metrics: None, backup_pid: None },
+        System { name: ALONE.into(), addr: alone.addr.clone(), pid: Some(alone.pid), metrics: None, backup_pid: None },
+        System { name: NATIVE.into(), addr: native.addr.clone(), pid: Some(native.pid), metrics: None, backup_pid: None },
     ];
     let (n1, n16) = if o.quick { (3_000, 10_000) } else { (20_000, 100_000) };
     let tests = Test::set_get(n1, n16);

@@ -32,7 +32,13 @@ fn resp(env: &Env, o: &Opts, report: &mut Report) -> Result<()> {
         env.wait_serving(cluster, &a)?;
         let b = env.wasm_node(cluster, "wb", &guest, &[], false)?;
         env.wait_in_sync(cluster, "wb")?;
-        let s = System { name: PAIR.into(), addr: a.addr.clone(), metrics: a.metrics.clone(), backup_pid: Some(b.pid) };
+        let s = System {
+            name: PAIR.into(),
+            addr: a.addr.clone(),
+            pid: Some(a.pid),
+            metrics: a.metrics.clone(),
+            backup_pid: Some(b.pid),
+        };
         Ok((s, a, b))
     };
     let (first, a, b) = pair("wpair")?;
@@ -50,8 +56,8 @@ fn resp(env: &Env, o: &Opts, report: &mut Report) -> Result<()> {
     let native_addr = native.addr.clone();
     let mut systems = vec![
         first,
-        System { name: ALONE.into(), addr: alone.addr.clone(), metrics: None, backup_pid: None },
-        System { name: NATIVE.into(), addr: native_addr, metrics: None, backup_pid: None },
+        System { name: ALONE.into(), addr: alone.addr.clone(), pid: Some(alone.pid), metrics: None, backup_pid: None },
+        System { name: NATIVE.into(), addr: native_addr, pid: Some(native.pid), metrics: None, backup_pid: None },
     ];
     let (n1, n16) = if o.quick { (3_000, 10_000) } else { (40_000, 200_000) };
     let tests = Test::set_get(n1, n16);

@@ -159,7 +159,17 @@ fn cost(env: &Env, o: &Opts, report: &mut Report) -> Result<()> {
         env.wait_serving(cluster, &a)?;
         let b = env.wasm_node_with(cluster, "b", &plain, &[], false, &[], envs)?;
         env.wait_in_sync(cluster, "b")?;
-        Ok((System { name: name.into(), addr: a.addr.clone(), metrics: a.metrics.clone(), backup_pid: Some(b.pid) }, a, b))
+        Ok((
+            System {
+                name: name.into(),
+                addr: a.addr.clone(),
+                pid: Some(a.pid),
+                metrics: a.metrics.clone(),
+                backup_pid: Some(b.pid),
+            },
+            a,
+            b,
+        ))
     };
     let (s1, a1, b1) = pair("pair, snapshottable", "wcost1", &[])?;
     let (s2, a2, b2) = pair("pair, plain module", "wcost2", &[PLAIN])?;
@@ -168,8 +178,20 @@ fn cost(env: &Env, o: &Opts, report: &mut Report) -> Result<()> {
     let mut systems = vec![
         s1,
         s2,
-        System { name: "unprotected, snapshottable".into(), addr: alone_t.addr.clone(), metrics: None, backup_pid: None },
-        System { name: "unprotected, plain module".into(), addr: alone_p.addr.clone(), metrics: None, backup_pid: None },
+        System {
+            name: "unprotected, snapshottable".into(),
+            addr: alone_t.addr.clone(),
+            pid: Some(alone_t.pid),
+            metrics: None,
+            backup_pid: None,
+        },
+        System {
+            name: "unprotected, plain module".into(),
+            addr: alone_p.addr.clone(),
+            pid: Some(alone_p.pid),
+            metrics: None,
+            backup_pid: None,
+        },
     ];
     let n = if o.quick { 5_000 } else { 50_000 };
     let tests = [

@@ -37,6 +37,19 @@ fn quick_kv_bench_writes_json_and_svg_with_the_expected_fields() {
         assert!(ratio["pair_over_unprotected"]["median"].as_f64().is_some(), "{key}: {ratio}");
     }
     assert_eq!(doc["sections"]["kv"]["false_failovers"], 0);
+    // Kernel work per operation: context switches from /proc always,
+    // syscalls where `perf stat` may count them (it may not on every machine).
+    let perf = Command::new("perf")
+        .args(["stat", "-x,", "-e", "raw_syscalls:sys_enter", "--", "true"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    for r in rows {
+        assert!(r["ctx_switches_per_op"]["median"].as_f64().is_some(), "{r}");
+        assert_eq!(r["syscalls_per_op"]["median"].as_f64().is_some_and(|v| v > 0.0), perf, "{r}");
+        let has_backup = r["system"] != "understudy unprotected";
+        assert_eq!(r["backup_ctx_switches_per_op"]["median"].as_f64().is_some(), has_backup, "{r}");
+    }
+    assert!(stdout.contains("kernel work per operation"), "{stdout}");
     let cost = doc["sections"]["cost"]["rows"].as_array().unwrap();
     let set = cost.iter().find(|r| r["test"] == "set" && r["pipeline"] == 1).unwrap();
     assert!(set["log_bytes_per_op"]["median"].as_f64().unwrap() > 0.0, "{set}");
