@@ -648,7 +648,7 @@ mod tests {
         );
         assert_eq!(
             users.get(b"w").unwrap().describe(),
-            "user w on nopass ~* &* +@all -@admin -get -keys -flushall -flushdb -sort -sort_ro"
+            "user w on nopass ~* &* +@all -@admin -get -keys -flushall -flushdb -sort -sort_ro -restore"
         );
         let cmds = Users::parse("user c on -@all +set +get +client|setname", "f", None).unwrap().0;
         assert_eq!(cmds.get(b"c").unwrap().describe(), "user c on resetchannels -@all +get +set +client|setname");

@@ -5,9 +5,10 @@
 //! Redis 7.0 keeps a small hash as a listpack and a set of integers as an
 //! intset; once a limit is passed it converts the value to a hashtable and
 //! never back, even when elements are removed. The limits are 7.0's
-//! defaults: `hash-max-listpack-entries 128`, `hash-max-listpack-value 64`,
-//! `set-max-intset-entries 512` (7.0 has no listpack sets: a set with a
-//! member that is not an integer is a hashtable). Lists are always
+//! defaults (`config.c`): `hash-max-listpack-entries 512`,
+//! `hash-max-listpack-value 64`, `set-max-intset-entries 512` (7.0 has
+//! no listpack sets: a set with a member that is not an integer is a
+//! hashtable). Lists are always
 //! quicklists in 7.0. Strings are `int`, `embstr` (up to 44 bytes) or `raw`
 //! by the command that made them ([`StrEncoding`]).
 //!
@@ -19,7 +20,7 @@
 use crate::entry::{AggVal, Entry, StrEncoding};
 use crate::num::parse_i64;
 
-pub const HASH_MAX_LISTPACK_ENTRIES: usize = 128;
+pub const HASH_MAX_LISTPACK_ENTRIES: usize = 512;
 pub const HASH_MAX_LISTPACK_VALUE: usize = 64;
 pub const SET_MAX_INTSET_ENTRIES: usize = 512;
 /// `zset-max-listpack-entries` and `zset-max-listpack-value` of Redis 7.0.

@@ -37,6 +37,8 @@
 //!   `%.17g` formatting, glob matching.
 //! - `hll`: HyperLogLog in Redis's string encoding (PFADD, PFCOUNT, PFMERGE).
 //! - `script`: Lua scripting (EVAL, EVALSHA, SCRIPT) on an embedded Lua 5.1.
+//! - `rdb`: Redis 7.0's RDB serialization of one value (DUMP, RESTORE):
+//!   CRC-64, LZF, listpacks, intsets, ziplists.
 //!
 //! # Determinism
 //!
@@ -70,6 +72,7 @@ mod hll;
 pub mod kv;
 mod num;
 mod op;
+mod rdb;
 pub mod resp;
 pub mod resp3;
 mod script;

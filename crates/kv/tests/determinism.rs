@@ -172,6 +172,13 @@ const TEMPLATES: &[&str] = &[
     "XPENDING K g - + 10",
     "XGROUP DELCONSUMER K g c",
     "XRANGE K - +",
+    // DUMP and RESTORE: payloads of Redis 7.0 (a list, a sorted set, an
+    // intset, a hash); a relative TTL reads the recorded clock.
+    "DUMP K",
+    "RESTORE K 0 \\x12\\x01\\x02\\x0f\\x0f\\x00\\x00\\x00\\x03\\x00\\x81\\x61\\x02\\x81\\x62\\x02\\x03\\x01\\xff\\x0a\\x00\\xdc\\xa1\\xe6\\x7d\\x50\\x05\\x50\\x48 REPLACE",
+    "RESTORE K2 0 \\x11\\x14\\x14\\x00\\x00\\x00\\x04\\x00\\x81\\x61\\x02\\x01\\x01\\x81\\x62\\x02\\x83\\x32\\x2e\\x35\\x04\\xff\\x0a\\x00\\xd4\\x4c\\x6e\\xa4\\xf6\\x44\\xd9\\xd7",
+    "RESTORE K 5000 \\x0b\\x0c\\x02\\x00\\x00\\x00\\x02\\x00\\x00\\x00\\x01\\x00\\x02\\x00\\x0a\\x00\\x6f\\x79\\x38\\xb1\\x34\\xeb\\x20\\x2e REPLACE",
+    "RESTORE K 0 \\x10\\x0d\\x0d\\x00\\x00\\x00\\x02\\x00\\x81\\x66\\x02\\x81\\x76\\x02\\xff\\x0a\\x00\\x20\\xf1\\x3d\\x44\\x23\\x54\\x08\\x9d REPLACE ABSTTL",
 ];
 
 fn command(template: usize, key: u8, key2: u8, val: u8) -> Vec<Vec<u8>> {
@@ -292,10 +299,13 @@ fn writes_ask_for_time_only_when_needed() {
         "ZINCRBY z 1 m",
         "ZPOPMIN z",
         "ZUNIONSTORE y 1 z",
+        "RESTORE r 0 \\x10\\x0d\\x0d\\x00\\x00\\x00\\x02\\x00\\x81\\x66\\x02\\x81\\x76\\x02\\xff\\x0a\\x00\\x20\\xf1\\x3d\\x44\\x23\\x54\\x08\\x9d",
+        "RESTORE r 0 \\x10\\x0d\\x0d\\x00\\x00\\x00\\x02\\x00\\x81\\x66\\x02\\x81\\x76\\x02\\xff\\x0a\\x00\\x20\\xf1\\x3d\\x44\\x23\\x54\\x08\\x9d REPLACE",
     ] {
         assert!(!asked(&mut c, line), "{line} read the clock");
     }
-    for line in ["SET t v EX 10", "INCR t", "GET t", "DEL t", "EXPIRE a 10", "SET a 1 PX 5", "EXPIREAT b 1"] {
+    let restore_ttl = "RESTORE rt 100 \\x10\\x0d\\x0d\\x00\\x00\\x00\\x02\\x00\\x81\\x66\\x02\\x81\\x76\\x02\\xff\\x0a\\x00\\x20\\xf1\\x3d\\x44\\x23\\x54\\x08\\x9d";
+    for line in ["SET t v EX 10", "INCR t", "GET t", "DEL t", "EXPIRE a 10", "SET a 1 PX 5", "EXPIREAT b 1", restore_ttl] {
         let is_read = line.starts_with("GET ");
         assert_eq!(asked(&mut c, line), !is_read, "{line}");
     }

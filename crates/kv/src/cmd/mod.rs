@@ -23,10 +23,12 @@
 //! - [`scan`]: SCAN and its per-type forms.
 //! - [`hll`]: PFADD, PFCOUNT, PFMERGE on HyperLogLog strings.
 //! - [`streams`], [`xgroup`]: streams and their consumer groups.
+//! - [`dump`]: DUMP and RESTORE in Redis 7.0's serialization (`crate::rdb`).
 
 pub mod bitfield;
 pub mod bits;
 pub mod blocking;
+pub mod dump;
 pub mod floats;
 pub mod hashes;
 pub mod hll;
@@ -312,6 +314,9 @@ commands! {
     Xpending "xpending" -3 Write ["readonly"] (1 1 1);
     Xclaim "xclaim" -6 Write ["write" "fast"] (1 1 1);
     Xautoclaim "xautoclaim" -6 Write ["write" "fast"] (1 1 1);
+    // DUMP and RESTORE (dump): Redis 7.0's serialization of one value.
+    Dump "dump" 2 Read ["readonly"] (1 1 1);
+    Restore "restore" -4 Write ["write" "denyoom"] (1 1 1);
 }
 
 /// Longest command name in the table, so lookups can lowercase into a
@@ -474,6 +479,7 @@ pub fn exec_read(cmd: Cmd, store: &Store, x: &mut Exec, argv: &[&[u8]]) {
         Xlen => streams::xlen(store, x, argv),
         Xrange | Xrevrange => streams::xrange(cmd == Xrevrange, store, x, argv),
         Xread => streams::xread(store, x, argv),
+        Dump => dump::dump(store, x, argv),
         _ => x.err(b"ERR internal: not a read command"),
     }
 }
@@ -531,6 +537,7 @@ pub fn exec_write(cmd: Cmd, store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
         Xpending => xgroup::xpending(store, x, argv),
         Xclaim => xgroup::xclaim(store, x, argv),
         Xautoclaim => xgroup::xautoclaim(store, x, argv),
+        Restore => dump::restore(store, x, argv),
         _ if cmd.spec().kind == Kind::Read => exec_read(cmd, store, x, argv),
         _ => x.err(b"ERR internal: not a keyspace command"),
     }

@@ -3,6 +3,7 @@
 //! a leading `~` allows a small difference in time-dependent integers;
 //! `sleep N` waits N ms on both sides.
 
+mod dump;
 mod generated;
 mod hll;
 
@@ -788,4 +789,5 @@ pub const SCRIPTS: &[(&str, &[&str])] = &[
         r##"EVAL "return redis.call('INCR', 'w')" 0"##, "MULTI", "GET w", "EXEC", "WATCH w",
         r##"EVAL "return redis.call('SPOP', 'nokey')" 0"##, "MULTI", r##"EVAL "return redis.call('INCR', 'w')" 0"##, "EXEC",
     ]),
+    ("dump", dump::LINES),
 ];
