@@ -1,5 +1,5 @@
 //! Blocking pops on the pair (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH,
-//! BZPOPMIN, BZPOPMAX): a waiting client is served by a later push on
+//! BZPOPMIN, BZPOPMAX, BLMPOP, BZMPOP): a waiting client is served by a later push on
 //! another connection, times out with a null array, and is disconnected —
 //! never robbed of an element — when its node stops being the primary;
 //! XREAD and XREADGROUP with BLOCK wait the same way.
@@ -96,6 +96,49 @@ fn a_waiting_pop_is_served_by_a_later_push_and_times_out_with_a_null() {
     assert_eq!(b.call(&["EXISTS", "q2"]).unwrap(), Reply::Int(0));
     assert_eq!(b.call(&["LRANGE", "src", "0", "-1"]).unwrap(), Reply::Array(Some(vec![Reply::Bulk(Some(b"b".to_vec()))])));
     assert_eq!(b.call(&["ZRANGE", "z", "0", "-1"]).unwrap(), Reply::Array(Some(vec![Reply::Bulk(Some(b"low".to_vec()))])));
+}
+
+#[test]
+fn blmpop_and_bzmpop_are_served_by_a_later_push_and_time_out_with_a_null() {
+    let _s = serial();
+    let mut h = Harness::new();
+    h.start_pair();
+    let addr = h.node("a").client.clone();
+    let mut c = h.conn("a");
+
+    let mut lwaiter = connect(&addr);
+    send(&mut lwaiter, &["BLMPOP", "0", "2", "l1", "l2", "RIGHT", "COUNT", "2"]);
+    let mut zwaiter = connect(&addr);
+    send(&mut zwaiter, &["BZMPOP", "30", "2", "z1", "z2", "MIN", "COUNT", "5"]);
+    assert_nothing_for(&mut lwaiter, Duration::from_millis(300));
+    assert_nothing_for(&mut zwaiter, Duration::from_millis(10));
+    // Each wakes on its own keys only.
+    c.call(&["ZADD", "z2", "2", "b", "1", "a"]).unwrap();
+    expect(&mut zwaiter, b"*2\r\n$2\r\nz2\r\n*2\r\n*2\r\n$1\r\na\r\n$1\r\n1\r\n*2\r\n$1\r\nb\r\n$1\r\n2\r\n");
+    assert_nothing_for(&mut lwaiter, Duration::from_millis(100));
+    assert_eq!(c.call(&["RPUSH", "l2", "a", "b", "c"]).unwrap(), Reply::Int(3));
+    expect(&mut lwaiter, b"*2\r\n$2\r\nl2\r\n*2\r\n$1\r\nc\r\n$1\r\nb\r\n");
+
+    // A timeout answers a null array, no earlier than asked.
+    let t0 = Instant::now();
+    send(&mut lwaiter, &["BLMPOP", "0.3", "1", "never", "LEFT"]);
+    send(&mut zwaiter, &["BZMPOP", "0.3", "1", "never", "MAX"]);
+    expect(&mut lwaiter, b"*-1\r\n");
+    expect(&mut zwaiter, b"*-1\r\n");
+    assert!(t0.elapsed() >= Duration::from_millis(300), "timed out after {:?}", t0.elapsed());
+    // Errors answer at once, in Redis's order (numkeys before the timeout).
+    send(&mut lwaiter, &["BLMPOP", "x", "0", "never", "LEFT"]);
+    expect(&mut lwaiter, b"-ERR numkeys should be greater than 0\r\n");
+    send(&mut zwaiter, &["BZMPOP", "-1", "1", "never", "MAX"]);
+    expect(&mut zwaiter, b"-ERR timeout is negative\r\n");
+
+    // The pops are on the backup too.
+    let epoch = h.record().unwrap().epoch;
+    h.kill9("a");
+    h.wait_primary_after("b", epoch);
+    let mut b = h.conn("b");
+    assert_eq!(b.call(&["LRANGE", "l2", "0", "-1"]).unwrap(), Reply::Array(Some(vec![Reply::Bulk(Some(b"a".to_vec()))])));
+    assert_eq!(b.call(&["EXISTS", "z2"]).unwrap(), Reply::Int(0));
 }
 
 #[test]

@@ -118,8 +118,8 @@ pub fn write_categories(mask: u32, out: &mut Vec<u8>) {
 fn first_key(cmd: Cmd, id: usize, argv: &[&[u8]]) -> Option<usize> {
     let spec = cmd.spec();
     if id >= SPECS.len() {
-        // The subcommands with a key: MEMORY USAGE and OBJECT's.
-        let keyed = matches!(cmd, Cmd::Memory | Cmd::Object | Cmd::Xgroup) && !argv[1].eq_ignore_ascii_case(b"help");
+        // The subcommands with a key: MEMORY USAGE, OBJECT's, XGROUP's and XINFO's.
+        let keyed = matches!(cmd, Cmd::Memory | Cmd::Object | Cmd::Xgroup | Cmd::Xinfo) && !argv[1].eq_ignore_ascii_case(b"help");
         return (keyed && argv.len() > 2).then_some(2);
     }
     if spec.keys.0 > 0 {
@@ -135,8 +135,9 @@ fn first_key(cmd: Cmd, id: usize, argv: &[&[u8]]) -> Option<usize> {
         return (at < argv.len()).then_some(at);
     }
     // Commands with a key count: EVAL's family at 2, the others at 1.
+    // BLMPOP's and BZMPOP's after their timeout.
     let scripting = categories(cmd) & cat::SCRIPTING != 0;
-    let count_at = if scripting { 2 } else { 1 };
+    let count_at = if scripting || matches!(cmd, Cmd::Blmpop | Cmd::Bzmpop) { 2 } else { 1 };
     let n = argv.get(count_at).and_then(|n| crate::num::parse_i64(n)).unwrap_or(1);
     (n > 0 && count_at + 1 < argv.len()).then_some(count_at + 1)
 }

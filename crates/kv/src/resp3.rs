@@ -48,6 +48,14 @@ pub enum Shape {
     /// An array of two-element arrays becomes a map of their elements
     /// (XREAD's streams).
     PairMap,
+    /// An array of flat maps (XINFO GROUPS, XINFO CONSUMERS).
+    Maps,
+    /// XINFO STREAM's map, its `groups` (FULL) an array of [`Shape::XinfoGroup`].
+    XinfoStream,
+    /// An array of [`Shape::XinfoGroup`] maps.
+    XinfoGroups,
+    /// A group of XINFO STREAM FULL: a map, its `consumers` an array of maps.
+    XinfoGroup,
 }
 
 /// The RESP3 shape of a command's reply, by its lowercase name.
@@ -72,6 +80,9 @@ pub fn shape_of(name: &str, argv: &[&[u8]]) -> Shape {
         "zpopmin" | "zpopmax" => Shape::FlatScores,
         "zmpop" => Shape::Popped,
         "bzpopmin" | "bzpopmax" => Shape::KeyMemberScore,
+        "bzmpop" => Shape::Popped,
+        "xinfo" if sub_is(argv, &["stream"]) => Shape::XinfoStream,
+        "xinfo" if sub_is(argv, &["groups", "consumers"]) => Shape::Maps,
         "client" if sub_is(argv, &["list", "info"]) => Shape::Verbatim,
         "memory" if sub_is(argv, &["doctor"]) => Shape::Verbatim,
         "acl" if sub_is(argv, &["getuser"]) => Shape::UserMap,
@@ -167,6 +178,22 @@ pub fn convert(reply: &[u8], shape: Shape, out: &mut Vec<u8>) -> usize {
                     }
                     return at;
                 }
+                Shape::XinfoStream | Shape::XinfoGroup if n.is_multiple_of(2) => {
+                    // Typed by key: the value after `groups` or `consumers`.
+                    header(out, b'%', n / 2);
+                    let mut at = rest_at;
+                    for _ in 0..n / 2 {
+                        let key_at = at;
+                        at += convert(&reply[at..], Shape::Plain, out);
+                        let value = match (shape, bulk_text(&reply[key_at..at])) {
+                            (Shape::XinfoStream, Some(b"groups")) => Shape::XinfoGroups,
+                            (Shape::XinfoGroup, Some(b"consumers")) => Shape::Maps,
+                            _ => Shape::Plain,
+                        };
+                        at += convert(&reply[at..], value, out);
+                    }
+                    return at;
+                }
                 Shape::FieldPairs if n.is_multiple_of(2) => {
                     header(out, b'*', n / 2);
                     let mut at = rest_at;
@@ -192,6 +219,8 @@ pub fn convert(reply: &[u8], shape: Shape, out: &mut Vec<u8>) -> usize {
                     Shape::Popped if i == 1 => Shape::PairArrays,
                     Shape::KeyMemberScore if i == 2 => Shape::Double,
                     Shape::UserMap if i == 1 => Shape::Set,
+                    Shape::Maps => Shape::Map,
+                    Shape::XinfoGroups => Shape::XinfoGroup,
                     _ => Shape::Plain,
                 };
                 at += convert(&reply[at..], element, out);
@@ -219,6 +248,12 @@ pub fn convert_exec(reply: &[u8], shapes: &[Shape], out: &mut Vec<u8>) -> usize 
         at += convert(&reply[at..], shapes.get(i).copied().unwrap_or(Shape::Plain), out);
     }
     at
+}
+
+/// The text of a complete bulk string reply, `None` for anything else.
+fn bulk_text(reply: &[u8]) -> Option<&[u8]> {
+    let (line, at) = split_line(reply);
+    (reply.first() == Some(&b'$') && line != b"$-1").then(|| &reply[at..reply.len() - 2])
 }
 
 fn header(out: &mut Vec<u8>, t: u8, n: usize) {
@@ -289,6 +324,28 @@ mod tests {
             b"*2\r\n$1\r\nk\r\n*1\r\n*2\r\n$1\r\na\r\n,2\r\n"
         );
         assert_eq!(conv(b"*-1\r\n", Shape::Popped), b"_\r\n");
+    }
+
+    #[test]
+    fn xinfo_maps_are_typed_by_key() {
+        // XINFO STREAM FULL: {groups: [{name, consumers: [{name, pending: []}]}]}.
+        let full = b"*4\r\n$6\r\nlength\r\n:1\r\n$6\r\ngroups\r\n*1\r\n*4\r\n$4\r\nname\r\n$1\r\ng\r\n\
+$9\r\nconsumers\r\n*1\r\n*4\r\n$4\r\nname\r\n$1\r\nc\r\n$7\r\npending\r\n*0\r\n";
+        assert_eq!(
+            conv(full, Shape::XinfoStream),
+            b"%2\r\n$6\r\nlength\r\n:1\r\n$6\r\ngroups\r\n*1\r\n%2\r\n$4\r\nname\r\n$1\r\ng\r\n\
+$9\r\nconsumers\r\n*1\r\n%2\r\n$4\r\nname\r\n$1\r\nc\r\n$7\r\npending\r\n*0\r\n"
+        );
+        // Not FULL: `groups` is a count, a missing entry a null.
+        assert_eq!(
+            conv(b"*4\r\n$6\r\ngroups\r\n:0\r\n$11\r\nfirst-entry\r\n$-1\r\n", Shape::XinfoStream),
+            b"%2\r\n$6\r\ngroups\r\n:0\r\n$11\r\nfirst-entry\r\n_\r\n"
+        );
+        assert_eq!(
+            conv(b"*1\r\n*4\r\n$4\r\nname\r\n$1\r\ng\r\n$3\r\nlag\r\n$-1\r\n", Shape::Maps),
+            b"*1\r\n%2\r\n$4\r\nname\r\n$1\r\ng\r\n$3\r\nlag\r\n_\r\n"
+        );
+        assert_eq!(conv(b"-ERR no such key\r\n", Shape::XinfoStream), b"-ERR no such key\r\n");
     }
 
     #[test]

@@ -7,9 +7,10 @@
 //! `stream-node-max-entries` (100) entries or `stream-node-max-bytes`
 //! (4096) bytes, and approximate trimming (`~`) removes whole nodes only:
 //! the node boundaries are simulated here ([`Node`]) so that `MAXLEN ~`
-//! and `MINID ~` remove what Redis removes. The byte size of a node is an
-//! estimate of its listpack's, so very large entries may cut nodes where
-//! Redis would not.
+//! and `MINID ~` remove what Redis removes, and XINFO STREAM counts the
+//! radix tree Redis would have. A node's byte size is its listpack's,
+//! element by element as `listpack.c` encodes them (deletions only flag
+//! entries there, so only appends change it).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::Hasher;
@@ -128,7 +129,7 @@ impl Group {
 }
 
 /// A simulated listpack node: its master ID is its key in `nodes`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Node {
     /// Entries, deleted ones included.
     pub count: u32,
@@ -136,8 +137,10 @@ pub struct Node {
     pub live: u32,
     /// The last entry's ID, deleted or not.
     pub last: StreamId,
-    /// Estimated listpack bytes.
+    /// The listpack's bytes (`lpBytes`), as Redis 7.0 encodes it.
     pub bytes: u64,
+    /// The master entry's field names (its first entry's).
+    pub master: Box<[Bytes]>,
 }
 
 const NODE_MAX_ENTRIES: u32 = 100;
@@ -157,16 +160,75 @@ pub struct StreamVal {
     pub groups: BTreeMap<Bytes, Group>,
 }
 
-/// Estimated listpack bytes of one string element.
-fn elem_bytes(len: usize) -> u64 {
-    let len = len as u64;
-    len + if len < 64 {
-        2
-    } else if len < 4096 {
-        4
-    } else {
-        8
+/// Sizes of listpack elements (Redis 7.0's `listpack.c`): an encoding,
+/// then its length again as a backwards varint.
+mod lp {
+    /// Header (total bytes, element count) and end byte of a listpack.
+    pub const EMPTY: u64 = 7;
+
+    fn with_backlen(enc: u64) -> u64 {
+        enc + match enc {
+            0..=127 => 1,
+            128..=16382 => 2,
+            16383..=2097150 => 3,
+            2097151..=268435454 => 4,
+            _ => 5,
+        }
     }
+
+    /// An integer element (`lpEncodeIntegerGetType`).
+    pub fn int(v: i64) -> u64 {
+        with_backlen(match v {
+            0..=127 => 1,
+            -4096..=4095 => 2,
+            -32768..=32767 => 3,
+            -8388608..=8388607 => 4,
+            -2147483648..=2147483647 => 5,
+            _ => 9,
+        })
+    }
+
+    /// A string element; one that reads as an integer (`lpStringToInt64`:
+    /// no sign but `-`, no leading zero, under 21 bytes) is stored as one.
+    pub fn string(s: &[u8]) -> u64 {
+        let digits = s.strip_prefix(b"-").unwrap_or(s);
+        let canonical = s.len() < 21
+            && (s == b"0"
+                || (digits.first().is_some_and(|d| (b'1'..=b'9').contains(d)) && digits.iter().all(u8::is_ascii_digit)));
+        if let Some(v) = canonical.then(|| std::str::from_utf8(s).ok()?.parse::<i64>().ok()).flatten() {
+            return int(v);
+        }
+        let len = s.len() as u64;
+        with_backlen(match len {
+            0..=63 => 1 + len,
+            64..=4095 => 2 + len,
+            _ => 5 + len,
+        })
+    }
+}
+
+/// The master entry of a new node (`streamAppendItem`): valid and deleted
+/// counts, the number of fields, their names, a zero terminator.
+fn master_bytes(names: &[Bytes]) -> u64 {
+    lp::int(1) + lp::int(0) + lp::int(names.len() as i64) + names.iter().map(|n| lp::string(n)).sum::<u64>() + lp::int(0)
+}
+
+/// One entry in a node whose master ID is `master`: flags, the ID's
+/// deltas (unsigned differences, stored as signed), the fields unless
+/// they are the master's, the values, the count of elements.
+fn entry_bytes(id: StreamId, master: StreamId, fields: &[Bytes], same_fields: bool) -> u64 {
+    let n = fields.len() as i64 / 2;
+    let mut b = lp::int(if same_fields { 2 } else { 0 })
+        + lp::int(id.ms.wrapping_sub(master.ms) as i64)
+        + lp::int(id.seq.wrapping_sub(master.seq) as i64);
+    let mut elements = 3 + n;
+    if same_fields {
+        b += fields.iter().skip(1).step_by(2).map(|v| lp::string(v)).sum::<u64>();
+    } else {
+        b += lp::int(n) + fields.iter().map(|f| lp::string(f)).sum::<u64>();
+        elements += n + 1;
+    }
+    b + lp::int(elements)
 }
 
 /// How a stream is trimmed (XADD's and XTRIM's MAXLEN/MINID).
@@ -188,21 +250,25 @@ impl StreamVal {
     /// Appends an entry whose ID is greater than the last one.
     pub fn append(&mut self, id: StreamId, fields: Box<[Bytes]>) {
         debug_assert!(id > self.last_id || (self.entries_added == 0 && self.entries.is_empty()));
-        let bytes: u64 = fields.iter().map(|f| elem_bytes(f.len())).sum::<u64>() + 8;
+        // Redis starts a node when the tail's bytes plus the new entry's
+        // strings reach `stream-node-max-bytes`, or it holds
+        // `stream-node-max-entries`.
         let tot: u64 = fields.iter().map(|f| f.len() as u64).sum();
         let tail =
             self.nodes.iter_mut().next_back().filter(|(_, n)| n.bytes + tot < NODE_MAX_BYTES && n.count < NODE_MAX_ENTRIES);
         match tail {
-            Some((_, n)) => {
+            Some((master, n)) => {
+                let same =
+                    n.master.len() * 2 == fields.len() && n.master.iter().zip(fields.iter().step_by(2)).all(|(m, f)| m == f);
                 n.count += 1;
                 n.live += 1;
                 n.last = id;
-                n.bytes += bytes;
+                n.bytes += entry_bytes(id, *master, &fields, same);
             }
             None => {
-                // The master entry repeats the field names.
-                let master: u64 = fields.iter().step_by(2).map(|f| elem_bytes(f.len())).sum::<u64>() + 16;
-                self.nodes.insert(id, Node { count: 1, live: 1, last: id, bytes: master + bytes });
+                let names: Box<[Bytes]> = fields.iter().step_by(2).cloned().collect();
+                let bytes = lp::EMPTY + master_bytes(&names) + entry_bytes(id, id, &fields, true);
+                self.nodes.insert(id, Node { count: 1, live: 1, last: id, bytes, master: names });
             }
         }
         self.entries.insert(id, fields);
@@ -249,19 +315,20 @@ impl StreamVal {
         let mut deleted: i64 = 0;
         let keys: Vec<StreamId> = self.nodes.keys().copied().collect();
         for key in keys {
-            let node = self.nodes[&key];
+            let node = &self.nodes[&key];
+            let (node_live, node_last) = (node.live, node.last);
             if let Trim::MaxLen(max) = how {
                 if self.len() as u64 <= max {
                     break;
                 }
             }
-            let live = i64::from(node.live);
+            let live = i64::from(node_live);
             if limit != 0 && deleted + live > limit {
                 break;
             }
             let remove_node = match how {
-                Trim::MaxLen(max) => self.len() as u64 - node.live as u64 >= max,
-                Trim::MinId(min) => node.last < min,
+                Trim::MaxLen(max) => self.len() as u64 - u64::from(node_live) >= max,
+                Trim::MinId(min) => node_last < min,
             };
             let end = self.nodes.range(key..).nth(1).map(|(k, _)| *k);
             let in_node: Vec<StreamId> = match end {
@@ -306,10 +373,52 @@ impl StreamVal {
 
     /// `streamRangeHasTombstones(s, start, NULL)`.
     pub fn has_tombstones_from(&self, start: StreamId) -> bool {
-        if self.entries.is_empty() || self.max_deleted.is_zero() {
+        if self.entries.is_empty() || self.max_deleted.is_zero() || self.first_id > self.max_deleted {
             return false;
         }
         start <= self.max_deleted
+    }
+
+    /// A group's lag (`streamReplyWithCGLag`): the entries added after its
+    /// last delivered one, `None` where Redis cannot tell (nil).
+    pub fn group_lag(&self, g: &Group) -> Option<i64> {
+        let added = self.entries_added as i64;
+        if added == 0 {
+            return Some(0);
+        }
+        if g.entries_read != ENTRIES_READ_INVALID && !self.has_tombstones_from(g.last_id) {
+            return Some(added - g.entries_read);
+        }
+        let read = self.estimate_distance(g.last_id);
+        (read != ENTRIES_READ_INVALID).then(|| added - read)
+    }
+
+    /// `raxSize(s->rax)`: Redis's listpack nodes.
+    pub fn rax_keys(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// `s->rax->numnodes`: the nodes of Redis's radix tree (`rax.c`) whose
+    /// keys are the listpack nodes' master IDs, 16 bytes big-endian. Rax
+    /// keeps its tree compressed after insertions and deletions alike (a
+    /// chain of single-child nodes is one node), so the count follows from
+    /// the keys alone: a node per chain, per branching point and per key.
+    pub fn rax_nodes(&self) -> u64 {
+        let keys: Vec<[u8; 16]> = self
+            .nodes
+            .keys()
+            .map(|id| {
+                let mut k = [0u8; 16];
+                k[..8].copy_from_slice(&id.ms.to_be_bytes());
+                k[8..].copy_from_slice(&id.seq.to_be_bytes());
+                k
+            })
+            .collect();
+        if keys.is_empty() {
+            // The empty head.
+            return 1;
+        }
+        rax_subtree_nodes(&keys, 0)
     }
 
     /// `streamEstimateDistanceFromFirstEverEntry`.
@@ -374,6 +483,8 @@ impl StreamVal {
             h.write_u32(n.live);
             id(h, &n.last);
             h.write_u64(n.bytes);
+            h.write_u64(n.master.len() as u64);
+            n.master.iter().for_each(|f| part(h, f));
         }
         for i in [&self.last_id, &self.first_id, &self.max_deleted] {
             id(h, i);
@@ -400,6 +511,31 @@ impl StreamVal {
     }
 }
 
+/// The rax nodes below the point `depth` bytes into `keys` (sorted,
+/// distinct, sharing their first `depth` bytes): the key's own node at the
+/// end; else one compressed node for a longer common part, or one
+/// branching node whose children each take the rest of one byte's keys.
+fn rax_subtree_nodes(keys: &[[u8; 16]], depth: usize) -> u64 {
+    if depth == 16 {
+        debug_assert_eq!(keys.len(), 1, "distinct keys");
+        return 1;
+    }
+    let (first, last) = (keys[0], keys[keys.len() - 1]);
+    let common = (depth..16).take_while(|&i| first[i] == last[i]).count();
+    if common > 0 {
+        return 1 + rax_subtree_nodes(keys, depth + common);
+    }
+    let mut n = 1;
+    let mut rest = keys;
+    while let Some(k) = rest.first() {
+        let byte = k[depth];
+        let split = rest.partition_point(|k| k[depth] == byte);
+        n += rax_subtree_nodes(&rest[..split], depth + 1);
+        rest = &rest[split..];
+    }
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,6 +558,47 @@ mod tests {
         assert_eq!(s.len(), 120);
         assert_eq!(s.trim(Trim::MinId(StreamId::new(240, 0)), true, APPROX_LIMIT), 70);
         assert_eq!(s.first_id, StreamId::new(201, 0));
+    }
+
+    #[test]
+    fn rax_nodes_count_chains_branches_and_keys() {
+        let mut s = StreamVal::default();
+        assert_eq!((s.rax_keys(), s.rax_nodes()), (0, 1), "the empty head");
+        let one = |ms, seq| vec![Bytes::from(&b"f"[..]), Bytes::from(&format!("{ms}-{seq}").into_bytes()[..])].into();
+        s.append(StreamId::new(1, 1), one(1, 1));
+        assert_eq!((s.rax_keys(), s.rax_nodes()), (1, 2), "one compressed chain and the key");
+        for ms in 2..=101 {
+            s.append(StreamId::new(ms, 0), one(ms, 0));
+        }
+        // 1-1 and 101-0 part at byte 7: the common chain, the branch, two
+        // chains and two keys (what redis-server 7.0.15 reports).
+        assert_eq!((s.rax_keys(), s.rax_nodes()), (2, 6));
+        for ms in 102..=201 {
+            s.append(StreamId::new(ms, 0), one(ms, 0));
+        }
+        // 101-0 and 201-0 part at byte 7 too: a third child of the branch.
+        assert_eq!((s.rax_keys(), s.rax_nodes()), (3, 8));
+        assert_eq!(s.trim(Trim::MaxLen(101), true, APPROX_LIMIT), 100);
+        assert_eq!((s.rax_keys(), s.rax_nodes()), (2, 6), "as Redis after XTRIM s MAXLEN ~ 101");
+        assert_eq!(s.trim(Trim::MaxLen(1), true, APPROX_LIMIT), 100);
+        assert_eq!((s.rax_keys(), s.rax_nodes()), (1, 2), "compressed again after removals");
+    }
+
+    #[test]
+    fn nodes_fill_up_by_listpack_bytes_as_redis_encodes_them() {
+        assert_eq!((lp::string(b"0"), lp::string(b"127"), lp::string(b"128"), lp::string(b"-4096")), (2, 2, 3, 3));
+        assert_eq!((lp::string(b"40000"), lp::string(b"-3000000000"), lp::string(b"9223372036854775807")), (5, 10, 10));
+        // Not integers as listpack reads them: stored as strings.
+        assert_eq!((lp::string(b"007"), lp::string(b"-0"), lp::string(b"+1"), lp::string(b"")), (5, 4, 4, 2));
+        assert_eq!(lp::string(b"9223372036854775808"), 21);
+        assert_eq!((lp::string(&[b'v'; 63]), lp::string(&[b'v'; 64]), lp::string(&[b'v'; 126])), (65, 67, 130));
+        // 200 entries `name` + 50 bytes: three listpacks in redis-server 7.0.15.
+        let mut s = StreamVal::default();
+        for ms in 1..=200 {
+            s.append(StreamId::new(ms, 0), vec![Bytes::from(&b"name"[..]), Bytes::from(&[b'x'; 50][..])].into());
+        }
+        assert_eq!((s.rax_keys(), s.rax_nodes()), (3, 8));
+        assert!(s.nodes.values().all(|n| *n.master == [Bytes::from(&b"name"[..])]));
     }
 
     #[test]

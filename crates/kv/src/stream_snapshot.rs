@@ -6,6 +6,7 @@
 //! meta   = last:id first:id max_deleted:id entries_added:u64
 //!          count:varint node*count count:varint group*count
 //! node   = master:id count:varint live:varint last:id bytes:varint
+//!          count:varint field:bytes*count      (the master entry's field names)
 //! group  = name:bytes last:id entries_read:u64 (i64 bits)
 //!          count:varint (id consumer:bytes delivery_time:u64 delivery_count:u64)*count
 //!          count:varint (name:bytes seen_time:u64)*count
@@ -47,6 +48,8 @@ pub fn write_meta(buf: &mut Vec<u8>, s: &StreamVal) {
         put_varint(buf, u64::from(n.live));
         put_id(buf, n.last);
         put_varint(buf, n.bytes);
+        put_varint(buf, n.master.len() as u64);
+        n.master.iter().for_each(|f| put_bytes(buf, f));
     }
     put_varint(buf, s.groups.len() as u64);
     for (name, g) in &s.groups {
@@ -75,7 +78,10 @@ pub fn read_meta(r: &mut Reader) -> Result<StreamVal, String> {
         let key = read_id(r)?;
         let count = u32::try_from(r.varint().map_err(w)?).map_err(|e| e.to_string())?;
         let live = u32::try_from(r.varint().map_err(w)?).map_err(|e| e.to_string())?;
-        let node = Node { count, live, last: read_id(r)?, bytes: r.varint().map_err(w)? };
+        let (last, bytes) = (read_id(r)?, r.varint().map_err(w)?);
+        let n = read_count(r)?;
+        let master: Box<[Bytes]> = (0..n).map(|_| r.bytes().map(Bytes::from)).collect::<Result<_, _>>().map_err(w)?;
+        let node = Node { count, live, last, bytes, master };
         s.nodes.insert(key, node);
     }
     for _ in 0..read_count(r)? {

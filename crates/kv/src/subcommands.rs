@@ -79,6 +79,10 @@ pub(crate) const SUBCOMMANDS: &[(Cmd, &str, i32)] = &[
     (Cmd::Xgroup, "createconsumer", 5),
     (Cmd::Xgroup, "delconsumer", 5),
     (Cmd::Xgroup, "help", 2),
+    (Cmd::Xinfo, "consumers", 4),
+    (Cmd::Xinfo, "groups", 3),
+    (Cmd::Xinfo, "stream", -3),
+    (Cmd::Xinfo, "help", 2),
 ];
 
 /// The container commands, whose subcommands [`SUBCOMMANDS`] lists.
@@ -95,6 +99,7 @@ pub(crate) fn is_container(cmd: Cmd) -> bool {
             | Cmd::Memory
             | Cmd::Acl
             | Cmd::Xgroup
+            | Cmd::Xinfo
     )
 }
 

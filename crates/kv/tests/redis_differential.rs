@@ -3,7 +3,8 @@
 //! reply bytes must be identical. Unordered replies (SMEMBERS, HGETALL,
 //! HKEYS, HVALS, KEYS, CONFIG GET) are compared as sorted multisets; replies that
 //! depend on the millisecond a command ran (PTTL, *EXPIRETIME, TTL of a far
-//! absolute time) are compared within a tolerance.
+//! absolute time) and XINFO's idle, seen and delivery times are compared
+//! within a tolerance.
 //!
 //! Requires `redis-server` (Debian package `redis-server`); fails, never
 //! skips, without it.

@@ -1,5 +1,6 @@
 //! Blocking commands of the key-value service (BLPOP, BRPOP, BLMOVE,
-//! BRPOPLPUSH, BZPOPMIN, BZPOPMAX): the waiting, on the primary.
+//! BRPOPLPUSH, BZPOPMIN, BZPOPMAX, BLMPOP, BZMPOP): the waiting, on the
+//! primary.
 //!
 //! A blocking command whose keys are all absent is not logged: its
 //! connection holds it, unread, until a write names one of its keys (then
@@ -102,7 +103,7 @@ impl Drop for Blocked {
 
 /// Commands that block, by their lowercase name.
 pub(crate) fn is_blocking(name: &str) -> bool {
-    matches!(name, "blpop" | "brpop" | "blmove" | "brpoplpush" | "bzpopmin" | "bzpopmax")
+    matches!(name, "blpop" | "brpop" | "blmove" | "brpoplpush" | "bzpopmin" | "bzpopmax" | "blmpop" | "bzmpop")
 }
 
 /// Whether a write may change keys its arguments do not name.

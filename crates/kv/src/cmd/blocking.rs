@@ -1,4 +1,4 @@
-//! BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BZPOPMIN and BZPOPMAX.
+//! BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BZPOPMIN, BZPOPMAX, BLMPOP and BZMPOP.
 //!
 //! The waiting is the node's (`understudy_node`'s Redis front end): it
 //! logs one of these commands only once a key it names exists, or never
@@ -10,10 +10,15 @@ use crate::cmd::{exec_write, Cmd, Exec};
 use crate::resp::{write_array_len, write_bulk, write_null_array};
 use crate::store::{Clock, FixedClock, Store};
 
-/// The keys a blocking command waits on and its timeout argument.
+/// The keys a blocking command waits on and its timeout argument; `None`
+/// if its arguments (other than the timeout) are wrong.
 pub fn waits_on<'a>(cmd: Cmd, argv: &[&'a [u8]]) -> Option<(Vec<&'a [u8]>, &'a [u8])> {
     let n = argv.len();
     match cmd {
+        Cmd::Blmpop | Cmd::Bzmpop if n >= 5 => {
+            let m = crate::cmd::mpop::parse(argv, 2, cmd == Cmd::Blmpop).ok()?;
+            Some((m.keys, argv[1]))
+        }
         Cmd::Blpop | Cmd::Brpop | Cmd::Bzpopmin | Cmd::Bzpopmax if n >= 3 => Some((argv[1..n - 1].to_vec(), argv[n - 1])),
         Cmd::Blmove if n == 6 => Some((vec![argv[1]], argv[5])),
         Cmd::Brpoplpush if n == 4 => Some((vec![argv[1]], argv[3])),
@@ -60,6 +65,9 @@ fn is_side(arg: &[u8]) -> bool {
 
 /// Applies a blocking command in its non-blocking form.
 pub fn write(cmd: Cmd, store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
+    if matches!(cmd, Cmd::Blmpop | Cmd::Bzmpop) {
+        return mpop(cmd, store, x, argv);
+    }
     let Some((keys, timeout)) = waits_on(cmd, argv) else {
         return x.arity_err(cmd.spec().name);
     };
@@ -100,6 +108,28 @@ pub fn write(cmd: Cmd, store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
     }
 }
 
+/// BLMPOP timeout numkeys key [key …] LEFT|RIGHT [COUNT count] and
+/// BZMPOP timeout numkeys key [key …] MIN|MAX [COUNT count] as LMPOP and
+/// ZMPOP: Redis checks numkeys, the end and COUNT before the timeout, and
+/// nothing to pop answers the null array a timeout would.
+fn mpop(cmd: Cmd, store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
+    if argv.len() < 5 {
+        return x.arity_err(cmd.spec().name);
+    }
+    let m = match crate::cmd::mpop::parse(argv, 2, cmd == Cmd::Blmpop) {
+        Ok(m) => m,
+        Err(e) => return x.err(e),
+    };
+    if let Err(e) = timeout_ms(argv[1]) {
+        return x.err(e);
+    }
+    if cmd == Cmd::Blmpop {
+        crate::cmd::mpop::pop_list(store, x, &m);
+    } else {
+        crate::cmd::zsets::pop_generic(store, x, &m.keys, !m.first_end, Some(m.count), true);
+    }
+}
+
 /// Runs the non-blocking `pop` command; if it popped (or failed), writes
 /// its reply — prefixed with `key` as the blocking form replies — and
 /// returns true. An empty source writes nothing for a keyed pop (the
@@ -130,5 +160,41 @@ fn pop_into(pop: Cmd, store: &mut Store, x: &mut Exec, argv: &[&[u8]], key: Opti
             }
             true
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::{AggVal, Bytes, Entry};
+
+    fn argv(line: &str) -> Vec<&[u8]> {
+        line.split(' ').map(str::as_bytes).collect()
+    }
+
+    #[test]
+    fn multi_key_pops_wait_on_their_keys_unless_their_arguments_are_wrong() {
+        let mut store = Store::default();
+        let a = argv("blmpop 1.5 2 k1 k2 LEFT COUNT 3");
+        assert_eq!(waits_on(Cmd::Blmpop, &a), Some((vec![&b"k1"[..], b"k2"], &b"1.5"[..])));
+        assert_eq!(waits_on(Cmd::Bzmpop, &argv("bzmpop 0 1 z MAX")), Some((vec![&b"z"[..]], &b"0"[..])));
+        assert!(!ready(&store, 0, Cmd::Blmpop, &a), "no key yet: it waits");
+        // Wrong arguments are answered at once, by the logged command.
+        for bad in
+            ["blmpop 0 0 k1 LEFT", "blmpop 0 3 k1 LEFT", "blmpop 0 1 k1 MIN", "blmpop 0 1 k1 LEFT COUNT 0", "blmpop x 1 k1 LEFT"]
+        {
+            assert!(ready(&store, 0, Cmd::Blmpop, &argv(bad)), "{bad}");
+        }
+        assert!(ready(&store, 0, Cmd::Bzmpop, &argv("bzmpop 0 1 z LEFT")));
+        store.put(Entry::aggregate(b"k2", None, AggVal::List([Bytes::from(&b"v"[..])].into_iter().collect())));
+        assert!(ready(&store, 0, Cmd::Blmpop, &a), "a key exists: it pops");
+        let mut out = Vec::new();
+        let mut clock = FixedClock(0);
+        write(Cmd::Blmpop, &mut store, &mut Exec { clock: &mut clock, out: &mut out }, &a);
+        assert_eq!(out, b"*2\r\n$2\r\nk2\r\n*1\r\n$1\r\nv\r\n");
+        out.clear();
+        // The non-blocking form with nothing to pop: a timeout's null array.
+        write(Cmd::Blmpop, &mut store, &mut Exec { clock: &mut clock, out: &mut out }, &a);
+        assert_eq!(out, b"*-1\r\n");
     }
 }

@@ -22,8 +22,11 @@
 //!   ranges, algebra).
 //! - [`scan`]: SCAN and its per-type forms.
 //! - [`hll`]: PFADD, PFCOUNT, PFMERGE on HyperLogLog strings.
-//! - [`streams`], [`xgroup`]: streams and their consumer groups.
+//! - [`streams`], [`xgroup`], [`xinfo`]: streams, their consumer groups,
+//!   XINFO.
 //! - [`dump`]: DUMP and RESTORE in Redis 7.0's serialization (`crate::rdb`).
+//! - [`mpop`]: LMPOP and the arguments of the multi-key pops;
+//!   [`blocking`]: the blocking pops' non-blocking forms.
 
 pub mod bitfield;
 pub mod bits;
@@ -37,6 +40,7 @@ pub mod lcs;
 pub mod listops;
 pub mod lists;
 pub mod memory;
+pub mod mpop;
 pub mod object;
 pub mod random;
 pub mod scan;
@@ -46,6 +50,7 @@ pub mod sort;
 pub mod streams;
 pub mod strings;
 pub mod xgroup;
+pub mod xinfo;
 pub mod xwait;
 pub mod zrange;
 pub mod zsetops;
@@ -317,6 +322,12 @@ commands! {
     // DUMP and RESTORE (dump): Redis 7.0's serialization of one value.
     Dump "dump" 2 Read ["readonly"] (1 1 1);
     Restore "restore" -4 Write ["write" "denyoom"] (1 1 1);
+    // Multi-key pops (mpop, blocking) and stream introspection (xinfo):
+    // XINFO is a read, its idle times from the read's clock.
+    Lmpop "lmpop" -4 Write ["write" "movablekeys"] (0 0 0);
+    Blmpop "blmpop" -5 Write ["write" "blocking" "movablekeys"] (0 0 0);
+    Bzmpop "bzmpop" -5 Write ["write" "blocking" "movablekeys"] (0 0 0);
+    Xinfo "xinfo" -2 Read [] (0 0 0);
 }
 
 /// Longest command name in the table, so lookups can lowercase into a
@@ -480,6 +491,7 @@ pub fn exec_read(cmd: Cmd, store: &Store, x: &mut Exec, argv: &[&[u8]]) {
         Xrange | Xrevrange => streams::xrange(cmd == Xrevrange, store, x, argv),
         Xread => streams::xread(store, x, argv),
         Dump => dump::dump(store, x, argv),
+        Xinfo => xinfo::xinfo(store, x, argv),
         _ => x.err(b"ERR internal: not a read command"),
     }
 }
@@ -511,7 +523,8 @@ pub fn exec_write(cmd: Cmd, store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
             let n = x.clock.publish(argv[1], argv[2]);
             x.int(n as i64)
         }
-        Blpop | Brpop | Blmove | Brpoplpush | Bzpopmin | Bzpopmax => blocking::write(cmd, store, x, argv),
+        Blpop | Brpop | Blmove | Brpoplpush | Bzpopmin | Bzpopmax | Blmpop | Bzmpop => blocking::write(cmd, store, x, argv),
+        Lmpop => mpop::lmpop(store, x, argv),
         Incrbyfloat => floats::incrbyfloat(store, x, argv),
         Hincrbyfloat => floats::hincrbyfloat(store, x, argv),
         Setbit => bits::setbit(store, x, argv),

@@ -191,40 +191,17 @@ fn zpop(max: bool, store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
 
 /// ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]
 fn zmpop(store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
-    let numkeys = match parse_i64(argv[1]) {
-        Some(n) if n >= 1 => n as u64,
-        _ => return x.err(b"ERR numkeys should be greater than 0"),
-    };
-    let where_at = match usize::try_from(numkeys).ok().and_then(|n| n.checked_add(2)) {
-        Some(w) if w < argv.len() => w,
-        _ => return x.err(SYNTAX),
-    };
-    let max = match argv[where_at] {
-        w if w.eq_ignore_ascii_case(b"min") => false,
-        w if w.eq_ignore_ascii_case(b"max") => true,
-        _ => return x.err(SYNTAX),
-    };
-    let mut count = None;
-    let mut j = where_at + 1;
-    while j < argv.len() {
-        if count.is_none() && argv[j].eq_ignore_ascii_case(b"count") && j + 1 < argv.len() {
-            match parse_i64(argv[j + 1]) {
-                Some(n) if n >= 1 => count = Some(n as u64),
-                _ => return x.err(b"ERR count should be greater than 0"),
-            }
-            j += 2;
-        } else {
-            return x.err(SYNTAX);
-        }
+    match super::mpop::parse(argv, 1, false) {
+        Ok(m) => pop_generic(store, x, &m.keys, !m.first_end, Some(m.count), true),
+        Err(e) => x.err(e),
     }
-    pop_generic(store, x, &argv[2..where_at], max, Some(count.unwrap_or(1)), true);
 }
 
 /// Redis's `genericZpopCommand`: pops from the first of `keys` that
 /// exists (WRONGTYPE if that one is not a sorted set). ZPOPMIN's reply is
 /// flat, member and score alternating; ZMPOP's (`mpop`) is [key, [[member,
 /// score], …]] and null when no key exists.
-fn pop_generic(store: &mut Store, x: &mut Exec, keys: &[&[u8]], max: bool, count: Option<u64>, mpop: bool) {
+pub(super) fn pop_generic(store: &mut Store, x: &mut Exec, keys: &[&[u8]], max: bool, count: Option<u64>, mpop: bool) {
     let mut candidate = None;
     for key in keys {
         match store.get(key, x.clock) {

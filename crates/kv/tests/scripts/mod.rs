@@ -6,6 +6,7 @@
 mod dump;
 mod generated;
 mod hll;
+mod mpop_xinfo;
 
 pub const SCRIPTS: &[(&str, &[&str])] = &[
     ("strings", &[
@@ -790,4 +791,6 @@ pub const SCRIPTS: &[(&str, &[&str])] = &[
         r##"EVAL "return redis.call('SPOP', 'nokey')" 0"##, "MULTI", r##"EVAL "return redis.call('INCR', 'w')" 0"##, "EXEC",
     ]),
     ("dump", dump::LINES),
+    ("xinfo", mpop_xinfo::XINFO),
+    ("mpop", mpop_xinfo::MPOP),
 ];
