@@ -40,7 +40,10 @@ use crate::op::read_count;
 use crate::script::{body_digest, rand_digest, Scripts, RAND_INITIAL};
 use crate::store::{Shard, Store};
 
-const VERSION: u8 = 1;
+/// Bumped whenever a record's layout changes, so a snapshot of another
+/// build is refused by name rather than misread (2: stream nodes carry
+/// their master entry's field names).
+const VERSION: u8 = 2;
 const HAS_EXPIRE: u8 = 0x40;
 const CONTINUATION: u8 = 0x80;
 const END: u8 = 0x0F;
@@ -310,7 +313,12 @@ impl Restore {
         let mut r = Reader::new(chunk, "snapshot chunk");
         match r.u8() {
             Ok(VERSION) => {}
-            Ok(v) => return Err(corrupt(n, format!("unknown snapshot version {v}"))),
+            Ok(v) => {
+                return Err(corrupt(
+                    n,
+                    format!("snapshot format {v}, this build reads {VERSION}: written by another understudy version"),
+                ))
+            }
             Err(e) => return Err(corrupt(n, e)),
         }
         if r.is_empty() {

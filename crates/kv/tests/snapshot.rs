@@ -260,19 +260,24 @@ fn missing_extra_and_misplaced_chunks_are_errors() {
     assert!(restore(&[vec![1]]).is_err(), "a chunk without records");
     assert!(restore(&[vec![]]).is_err(), "an empty chunk");
     assert!(restore(&[vec![9, 0x0F, 0, 0, 0, 0, 0, 0, 0, 0, 0]]).is_err(), "unknown version");
+    let older = restore(&[vec![1, 0x0F, 0, 0, 0, 0, 0, 0, 0, 0, 0]]).err().expect("an older build's format");
+    assert!(older.0.contains("written by another understudy version"), "{older}");
     let mut kv = populated().kv;
     let e = kv.restore_chunk(&parts[0]).unwrap_err();
     assert!(e.0.contains("not empty"), "{e}");
 }
 
+/// The snapshot format's version byte, first in every chunk.
+const V: u8 = 2;
+
 #[test]
 fn hostile_lengths_are_refused_without_allocating() {
     // A string record whose value claims 2^62 bytes.
-    let mut chunk = vec![1u8, 1, 1, b'k'];
+    let mut chunk = vec![V, 1, 1, b'k'];
     chunk.extend([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40]);
     assert!(restore(&[chunk]).is_err());
     // A hash record claiming 2^62 elements.
-    let mut chunk = vec![1u8, 2, 1, b'h'];
+    let mut chunk = vec![V, 2, 1, b'h'];
     chunk.extend([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40, 1, b'f', 1, b'v']);
     let e = restore(&[chunk]).err().expect("hostile count");
     assert!(e.0.contains("exceeds"), "{e}");
@@ -281,15 +286,15 @@ fn hostile_lengths_are_refused_without_allocating() {
 #[test]
 fn duplicate_keys_and_fields_are_errors() {
     let string = |key: u8| vec![1u8, 1, key, 1, b'v'];
-    let mut chunk = vec![1u8];
+    let mut chunk = vec![V];
     chunk.extend(string(b'a'));
     chunk.extend(string(b'a'));
     assert!(restore(&[chunk]).is_err());
-    let chunk = vec![1u8, 4, 1, b's', 2, 1, b'm', 1, b'm'];
+    let chunk = vec![V, 4, 1, b's', 2, 1, b'm', 1, b'm'];
     assert!(restore(&[chunk]).is_err(), "set with a repeated member");
-    let chunk = vec![1u8, 4, 1, b's', 0];
+    let chunk = vec![V, 4, 1, b's', 0];
     assert!(restore(&[chunk]).is_err(), "empty set");
-    let chunk = vec![1u8, 0x80 | 3, 1, b'l', 1, 1, b'x'];
+    let chunk = vec![V, 0x80 | 3, 1, b'l', 1, 1, b'x'];
     assert!(restore(&[chunk]).is_err(), "continuation without a first part");
     let member = |m: u8, score: f64| {
         let mut e = vec![1u8, m];
@@ -297,7 +302,7 @@ fn duplicate_keys_and_fields_are_errors() {
         e
     };
     let zset = |elements: &[Vec<u8>]| {
-        let mut chunk = vec![1u8, 5, 1, b'z', elements.len() as u8];
+        let mut chunk = vec![V, 5, 1, b'z', elements.len() as u8];
         elements.iter().for_each(|e| chunk.extend(e));
         chunk
     };
