@@ -125,7 +125,10 @@ pub(crate) fn prepare_dir(opts: &NodeOptions) -> Result<(), NodeError> {
 /// `aclfile` names the file for CONFIG GET.
 pub fn run_kv(opts: NodeOptions, users: understudy_kv::acl::Users, aclfile: Option<String>) -> Result<(), NodeError> {
     let front = crate::redis::Redis::new(opts.request_bytes_max, users, aclfile);
-    run_app(opts, "kv/1".into(), Arc::new(|| App::new(Kv::new())), front)
+    // The tag names the op and snapshot formats: nodes of different tags
+    // refuse to pair, and a disk of another tag is not loaded. 2: PUBLISH
+    // records its count (Ctx::publish), snapshots are format 2.
+    run_app(opts, "kv/2".into(), Arc::new(|| App::new(Kv::new())), front)
 }
 
 /// Runs a machine behind a front end (`Node::serve`).
