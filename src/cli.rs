@@ -144,6 +144,18 @@ pub struct KvArgs {
     /// same file.
     #[arg(long, value_name = "FILE")]
     pub aclfile: Option<PathBuf>,
+    /// Bound of the keyspace's memory estimate (INFO's used_memory), as
+    /// Redis's maxmemory: bytes, or with Redis's units (`100mb`, `1gb`;
+    /// `1k` is 1000, `1kb` 1024). 0: no bound. Past it, writes that may
+    /// grow memory evict keys by --maxmemory-policy first, or are refused
+    /// with -OOM. CONFIG SET maxmemory changes it on both replicas.
+    #[arg(long, default_value = "0", value_parser = maxmemory_bytes)]
+    pub maxmemory: u64,
+    /// What to evict past --maxmemory: noeviction (refuse writes),
+    /// allkeys-lru, volatile-lru (keys with a TTL only), allkeys-random,
+    /// volatile-random or volatile-ttl.
+    #[arg(long, default_value = "noeviction", value_parser = maxmemory_policy)]
+    pub maxmemory_policy: understudy_kv::evict::Policy,
     /// Certificate chain (PEM) of the client port, which then speaks TLS
     /// only, as Redis's tls-port with port 0 (needs --tls-key). The nodes
     /// of a cluster share it: clients reach whichever is primary.
@@ -212,6 +224,20 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Sentinel(a) => crate::sentinel::sentinel(a),
         Cmd::Sim(a) => crate::sim::sim(a),
     }
+}
+
+/// Parses `--maxmemory` as redis.conf reads it.
+fn maxmemory_bytes(s: &str) -> std::result::Result<u64, String> {
+    understudy_kv::evict::parse_memory(s.trim().as_bytes())
+        .ok_or_else(|| format!("{s:?} is not a memory value (bytes, or e.g. 100mb, 1gb, 512kb; 1k is 1000 bytes, 1kb 1024)"))
+}
+
+/// Parses `--maxmemory-policy`.
+fn maxmemory_policy(s: &str) -> std::result::Result<understudy_kv::evict::Policy, String> {
+    understudy_kv::evict::Policy::parse(s.as_bytes()).ok_or_else(|| {
+        let names: Vec<&str> = understudy_kv::evict::Policy::ALL.iter().map(|p| p.name()).collect();
+        format!("expected one of {} (understudy has no LFU policies)", names.join(", "))
+    })
 }
 
 /// Checks a `--log-level`.
@@ -303,6 +329,7 @@ fn kv(a: KvArgs) -> Result<ExitCode> {
         ..understudy_node::options::Persist::new(fsync)
     }));
     opts.validate().map_err(anyhow::Error::msg)?;
-    understudy_node::run_kv(opts, users, a.aclfile.map(|p| p.display().to_string()))?;
+    let maxmemory = understudy_kv::evict::Maxmemory { bytes: a.maxmemory, policy: a.maxmemory_policy };
+    understudy_node::run_kv(opts, users, a.aclfile.map(|p| p.display().to_string()), maxmemory)?;
     Ok(ExitCode::SUCCESS)
 }

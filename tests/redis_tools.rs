@@ -114,7 +114,10 @@ fn role_wait_and_info_replication_speak_redis_format_on_both_nodes() {
     assert_eq!(field("process_id"), h.node("a").pid() as u64);
     assert!(field("connected_clients") >= 1 && field("total_connections_received") >= field("connected_clients"));
     assert!(field("total_commands_processed") >= 3, "SET, INFO replication, ROLE… were processed");
-    assert!(field("used_memory_rss") > 1 << 20 && field("used_memory_peak") >= field("used_memory_rss") / 2);
+    assert!(field("used_memory_rss") > 1 << 20);
+    // used_memory is the keyspace's estimate (one small key), not the RSS.
+    assert!(field("used_memory") > 0 && field("used_memory") < 1024 && field("used_memory_peak") >= field("used_memory"));
+    assert!(field("maxmemory") == 0 && info.contains("maxmemory_policy:noeviction") && field("evicted_keys") == 0);
     assert!(field("total_net_input_bytes") > 0 && field("total_net_output_bytes") > 0);
     assert!(info.contains("db0:keys=1,expires=0"), "{info}");
     let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();

@@ -1,6 +1,7 @@
 //! Rough single-thread throughput and memory of the store, for comparing
 //! with Redis (run with `--release`): N SETs of 16-byte keys and 100-byte
-//! values through Session + apply, then N GETs through Session + read.
+//! values through Session + apply, then N GETs through Session + read,
+//! then N/10 HSETs into one hash and N/10 RPUSHes into one list.
 
 use std::time::Instant;
 
@@ -57,6 +58,19 @@ fn main() {
         n as f64 / get_s,
         (after - base) * 1e6 / n as f64
     );
+    // Aggregates: fields into one hash and elements into one list, each
+    // write taking the value out of the store and putting it back.
+    let m = n / 10;
+    let start = Instant::now();
+    for i in 0..m {
+        let field = format!("f{i}");
+        for argv in [[&b"HSET"[..], b"big:hash", field.as_bytes(), &value], [b"RPUSH", b"big:list", &value, field.as_bytes()]] {
+            out.clear();
+            assert_eq!(session.dispatch(&argv, &mut op, &mut out), Dispatch::Write);
+            kv.apply(&mut Now, &op, &mut out);
+        }
+    }
+    println!("{m} HSET + {m} RPUSH into one hash and one list: {:.0} ops/s", (2 * m) as f64 / start.elapsed().as_secs_f64());
     let start = Instant::now();
     let d = kv.digest();
     println!("digest {d:#x} in {:.0} ms", start.elapsed().as_secs_f64() * 1e3);

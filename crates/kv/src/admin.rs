@@ -27,6 +27,9 @@ pub struct Admin {
     node: RefCell<NodeConfig>,
     slowlog: RefCell<Slowlog>,
     clients: RefCell<BTreeMap<u64, Rc<ClientInfo>>>,
+    /// The machine's `maxmemory` and policy as CONFIG GET shows them
+    /// (`Session::observe` copies them from the `Kv`).
+    pub(crate) maxmemory: Cell<crate::evict::Maxmemory>,
 }
 
 impl Default for Admin {
@@ -64,7 +67,13 @@ impl Default for NodeConfig {
 
 impl Admin {
     pub fn new(users: Arc<Users>) -> Admin {
-        Admin { users, node: RefCell::default(), slowlog: RefCell::default(), clients: RefCell::default() }
+        Admin {
+            users,
+            node: RefCell::default(),
+            slowlog: RefCell::default(),
+            clients: RefCell::default(),
+            maxmemory: Cell::default(),
+        }
     }
 
     pub fn users(&self) -> &Arc<Users> {
@@ -430,6 +439,9 @@ enum Param {
     SlowerThan,
     /// `slowlog-max-len`, settable.
     MaxLen,
+    /// `maxmemory` and `maxmemory-policy`: the machine's, set through a
+    /// logged op so that both replicas change together.
+    Kv,
 }
 
 const PARAMS: &[(&str, Param)] = &[
@@ -447,8 +459,11 @@ const PARAMS: &[(&str, Param)] = &[
     ("masteruser", Param::Fixed("")),
     ("save", Param::Fixed("")),
     ("databases", Param::Fixed("1")),
-    ("maxmemory", Param::Fixed("0")),
-    ("maxmemory-policy", Param::Fixed("noeviction")),
+    ("maxmemory", Param::Kv),
+    ("maxmemory-policy", Param::Kv),
+    ("maxmemory-eviction-tenacity", Param::Fixed("10")),
+    ("maxmemory-clients", Param::Fixed("0")),
+    ("maxmemory-samples", Param::Fixed("5")),
     ("timeout", Param::Fixed("0")),
     ("notify-keyspace-events", Param::Fixed("")),
     ("lua-time-limit", Param::Fixed("5000")),
@@ -476,6 +491,8 @@ impl Admin {
             Param::Fixed(v) => v.to_string(),
             Param::SlowerThan => self.slowlog.borrow().slower_than_us.to_string(),
             Param::MaxLen => self.slowlog.borrow().max_len.to_string(),
+            Param::Kv if name == "maxmemory" => self.maxmemory.get().bytes.to_string(),
+            Param::Kv => self.maxmemory.get().policy.name().to_string(),
             Param::Node => match name {
                 "port" => node.port.to_string(),
                 "bind" => node.bind.clone(),
@@ -487,15 +504,20 @@ impl Admin {
         }
     }
 
-    /// CONFIG GET|SET|RESETSTAT|HELP, arity checked.
-    pub(crate) fn config(&self, argv: &[&[u8]], out: &mut Vec<u8>) {
+    /// CONFIG GET|SET|RESETSTAT|HELP, arity checked. True: a valid CONFIG
+    /// SET of the machine's parameters (`maxmemory`…), nothing answered
+    /// yet: the caller logs it (`Kv` applies it and answers +OK); the
+    /// node's own parameters it names are set already. `may_log` false
+    /// (inside MULTI): such a CONFIG SET is refused.
+    pub(crate) fn config(&self, argv: &[&[u8]], out: &mut Vec<u8>, may_log: bool) -> bool {
         match &argv[1].to_ascii_lowercase()[..] {
             b"get" => self.config_get(&argv[2..], out),
-            b"set" => self.config_set(argv, out),
+            b"set" => return self.config_set(argv, out, may_log),
             b"resetstat" => write_ok(out),
             b"rewrite" => write_error(out, b"ERR The server is running without a config file"),
             _ => crate::resp::write_help(out, "CONFIG", CONFIG_HELP),
         }
+        false
     }
 
     /// As Redis: a pattern without glob characters is a name, echoed back
@@ -523,10 +545,12 @@ impl Admin {
     }
 
     /// CONFIG SET name value [name value …]: all or nothing, Redis 7.0's
-    /// errors; only the slow log's parameters change at runtime.
-    fn config_set(&self, argv: &[&[u8]], out: &mut Vec<u8>) {
+    /// errors; the slow log's parameters change here, `maxmemory` and
+    /// `maxmemory-policy` through the log (returns true).
+    fn config_set(&self, argv: &[&[u8]], out: &mut Vec<u8>, may_log: bool) -> bool {
         if !argv.len().is_multiple_of(2) {
-            return write_error(out, crate::cmd::SYNTAX);
+            write_error(out, crate::cmd::SYNTAX);
+            return false;
         }
         let failed = |name: &[u8], why: &str, out: &mut Vec<u8>| {
             let mut msg = b"ERR CONFIG SET failed (possibly related to argument '".to_vec();
@@ -540,23 +564,40 @@ impl Admin {
                 let mut msg = b"ERR Unknown option or number of arguments for CONFIG SET - '".to_vec();
                 msg.extend_from_slice(c_str(pair[0]));
                 msg.push(b'\'');
-                return write_error(out, &msg);
+                write_error(out, &msg);
+                return false;
             };
-            if !matches!(p, Param::SlowerThan | Param::MaxLen) {
-                return failed(pair[0], "can't set immutable config", out);
+            if !matches!(p, Param::SlowerThan | Param::MaxLen | Param::Kv) {
+                failed(pair[0], "can't set immutable config", out);
+                return false;
             }
             if set.iter().any(|(n, _, _)| *n == name) {
-                return failed(pair[0], "duplicate parameter", out);
+                failed(pair[0], "duplicate parameter", out);
+                return false;
             }
             set.push((name, p, pair[1]));
         }
         let mut values = Vec::new();
+        let mut logged = false;
         for (name, p, value) in &set {
+            if *p == Param::Kv {
+                if let Err(why) = check_kv_param(name, value, may_log) {
+                    failed(name.as_bytes(), why, out);
+                    return false;
+                }
+                logged = true;
+                values.push(0);
+                continue;
+            }
             let min = if *p == Param::SlowerThan { -1 } else { 0 };
             match crate::num::parse_i64(value) {
-                None => return failed(name.as_bytes(), "argument couldn't be parsed into an integer", out),
+                None => {
+                    failed(name.as_bytes(), "argument couldn't be parsed into an integer", out);
+                    return false;
+                }
                 Some(v) if v < min => {
-                    return failed(name.as_bytes(), &format!("argument must be between {min} and {} inclusive", i64::MAX), out)
+                    failed(name.as_bytes(), &format!("argument must be between {min} and {} inclusive", i64::MAX), out);
+                    return false;
                 }
                 Some(v) => values.push(v),
             }
@@ -565,11 +606,33 @@ impl Admin {
         for ((_, p, _), v) in set.iter().zip(values) {
             match p {
                 Param::SlowerThan => log.slower_than_us = v,
-                _ => log.max_len = v as u64,
+                Param::MaxLen => log.max_len = v as u64,
+                _ => {}
             }
         }
-        write_ok(out);
+        if !logged {
+            write_ok(out);
+        }
+        logged
     }
+}
+
+/// Checks a value of `maxmemory` or `maxmemory-policy` for CONFIG SET,
+/// with Redis 7.0's reasons.
+fn check_kv_param(name: &str, value: &[u8], may_log: bool) -> Result<(), &'static str> {
+    if !may_log {
+        return Err("understudy sets it through the replicated log, which a MULTI cannot hold: send it alone");
+    }
+    if name == "maxmemory" {
+        return crate::evict::parse_memory(value).map(|_| ()).ok_or("argument must be a memory value");
+    }
+    if crate::evict::Policy::parse(value).is_some() {
+        return Ok(());
+    }
+    if value.eq_ignore_ascii_case(b"allkeys-lfu") || value.eq_ignore_ascii_case(b"volatile-lfu") {
+        return Err("understudy has no LFU policies: use allkeys-lru, volatile-lru, allkeys-random, volatile-random, volatile-ttl or noeviction");
+    }
+    Err("argument(s) must be one of the following: volatile-lru, volatile-lfu, volatile-random, volatile-ttl, allkeys-lru, allkeys-lfu, allkeys-random, noeviction")
 }
 
 const CONFIG_HELP: &[&str] = &[

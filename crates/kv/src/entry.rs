@@ -10,6 +10,7 @@
 use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use foldhash::fast::{FixedState, RandomState};
 use understudy_wire::codec::put_varint;
@@ -86,8 +87,19 @@ impl Kind {
 }
 
 /// A stored key with its value and optional expiry (absolute ms since the
-/// Unix epoch, as Redis keeps it).
-pub enum Entry {
+/// Unix epoch, as Redis keeps it), and when it was last accessed.
+pub struct Entry {
+    val: Val,
+    /// Last access, in seconds since the Unix epoch (Redis's per-object
+    /// LRU clock, at its 1 s resolution): for OBJECT IDLETIME and the LRU
+    /// eviction policies. Local to this process, never replicated, in no
+    /// digest or snapshot: the primary stamps reads and writes, a backup
+    /// only the writes it applies (`crate::evict`). Atomic because reads
+    /// stamp it through a shared reference.
+    lru: AtomicU32,
+}
+
+enum Val {
     /// `[flags u8][key length varint][key][expiry u64 LE if flagged][value]`.
     Str(Bytes),
     Agg(Box<Agg>),
@@ -101,8 +113,18 @@ pub struct Agg {
     /// hashtable: Redis converts once a limit is passed and never back
     /// (`crate::encoding`).
     big: bool,
+    /// The memory estimate's element part, as last measured
+    /// ([`Entry::refresh_mem`]): the elements' bytes when the value had
+    /// `mem_len` elements.
+    mem_elems: u64,
+    mem_len: usize,
     pub val: AggVal,
 }
+
+/// Aggregates up to this many elements are measured whole whenever they
+/// are stored; larger ones again only once their length doubled or halved
+/// since the last measure (amortized O(1) per element added).
+const MEASURE_ALWAYS_LEN: usize = 64;
 
 pub enum AggVal {
     Hash(HashVal),
@@ -189,30 +211,83 @@ impl Entry {
             b.extend_from_slice(&t.to_le_bytes());
         }
         fill(&mut b);
-        Entry::Str(b.into_boxed_slice())
+        Entry::from_val(Val::Str(b.into_boxed_slice()))
+    }
+
+    fn from_val(val: Val) -> Entry {
+        Entry { val, lru: AtomicU32::new(0) }
     }
 
     pub fn aggregate(key: &[u8], expire: Option<u64>, val: AggVal) -> Entry {
-        Entry::Agg(Box::new(Agg { key: key.into(), expire, big: false, val }))
+        Entry::from_val(Val::Agg(Box::new(Agg { key: key.into(), expire, big: false, mem_elems: 0, mem_len: 0, val })))
+    }
+
+    /// When this entry was last accessed (seconds since the Unix epoch;
+    /// 0: not since it was made).
+    pub fn lru(&self) -> u32 {
+        self.lru.load(Ordering::Relaxed)
+    }
+
+    /// Records an access at `now_s`.
+    pub fn stamp(&self, now_s: u32) {
+        self.lru.store(now_s, Ordering::Relaxed);
+    }
+
+    /// A string entry's whole block (key, expiry, value, flags), for the
+    /// memory estimate.
+    pub fn str_block_len(&self) -> Option<usize> {
+        match &self.val {
+            Val::Str(b) => Some(b.len()),
+            Val::Agg(_) => None,
+        }
+    }
+
+    /// The bytes this entry takes by the estimate `used_memory` sums: a
+    /// string's slot and block exactly; an aggregate's fixed part plus its
+    /// elements as last measured, scaled to its length now. O(1). The same
+    /// value from when the store took the entry until it gives it back, as
+    /// its running total needs.
+    pub fn mem_bytes(&self) -> u64 {
+        match &self.val {
+            Val::Str(b) => string_bytes(b.len()),
+            Val::Agg(a) => {
+                let len = a.val.len() as u64;
+                let elems = (a.mem_elems * len).checked_div(a.mem_len as u64).unwrap_or(0);
+                aggregate_base(a.key.len()) + elems
+            }
+        }
+    }
+
+    /// Measures an aggregate's elements again if its length moved far from
+    /// the last measure's (or it is small): called when the store takes it.
+    pub fn refresh_mem(&mut self) {
+        let Val::Agg(a) = &mut self.val else { return };
+        let len = a.val.len();
+        let stale = len <= MEASURE_ALWAYS_LEN || a.mem_len == 0 || len >= 2 * a.mem_len || 2 * len <= a.mem_len;
+        if stale {
+            a.mem_elems = elements_bytes(&a.val, u64::MAX);
+            a.mem_len = len;
+        }
     }
 
     /// The encoding Redis would report for a string entry.
     pub fn str_encoding(&self) -> Option<StrEncoding> {
-        match self {
-            Entry::Str(b) => Some(match b[0] & ENC_MASK {
+        match &self.val {
+            Val::Str(b) => Some(match b[0] & ENC_MASK {
                 0 => StrEncoding::Auto,
                 ENC_NO_INT => StrEncoding::NoInt,
                 ENC_RAW => StrEncoding::Raw,
                 _ => StrEncoding::CopiedInt,
             }),
-            Entry::Agg(_) => None,
+            Val::Agg(_) => None,
         }
     }
 
     /// The same string entry, recorded as made the way `enc` says.
     pub fn with_str_encoding(self, enc: StrEncoding) -> Entry {
-        match self {
-            Entry::Str(mut b) => {
+        let lru = self.lru;
+        match self.val {
+            Val::Str(mut b) => {
                 b[0] = (b[0] & !ENC_MASK)
                     | match enc {
                         StrEncoding::Auto => 0,
@@ -220,21 +295,21 @@ impl Entry {
                         StrEncoding::Raw => ENC_RAW,
                         StrEncoding::CopiedInt => ENC_MASK,
                     };
-                Entry::Str(b)
+                Entry { val: Val::Str(b), lru }
             }
-            agg => agg,
+            agg => Entry { val: agg, lru },
         }
     }
 
     /// Whether an aggregate left its compact encoding (`crate::encoding`).
     pub fn is_big(&self) -> bool {
-        matches!(self, Entry::Agg(a) if a.big)
+        matches!(&self.val, Val::Agg(a) if a.big)
     }
 
     /// Records that an aggregate left its compact encoding (or, for a
     /// value built anew, which encoding it starts with).
     pub fn set_big(&mut self, big: bool) {
-        if let Entry::Agg(a) = self {
+        if let Val::Agg(a) = &mut self.val {
             a.big = big;
         }
     }
@@ -245,104 +320,102 @@ impl Entry {
     }
 
     pub fn key(&self) -> &[u8] {
-        match self {
-            Entry::Str(b) => {
+        match &self.val {
+            Val::Str(b) => {
                 let l = str_layout(b);
                 &b[l.key_start..l.key_end]
             }
-            Entry::Agg(a) => &a.key,
+            Val::Agg(a) => &a.key,
         }
     }
 
     pub fn expire(&self) -> Option<u64> {
-        match self {
-            Entry::Str(b) => {
+        match &self.val {
+            Val::Str(b) => {
                 if b[0] & HAS_EXPIRE == 0 {
                     None
                 } else {
                     str_layout(b).expire
                 }
             }
-            Entry::Agg(a) => a.expire,
+            Val::Agg(a) => a.expire,
         }
     }
 
     pub fn kind(&self) -> Kind {
-        match self {
-            Entry::Str(_) => Kind::String,
-            Entry::Agg(a) => a.val.kind(),
+        match &self.val {
+            Val::Str(_) => Kind::String,
+            Val::Agg(a) => a.val.kind(),
         }
     }
 
     /// The value of a string entry.
     pub fn str_value(&self) -> Option<&[u8]> {
-        match self {
-            Entry::Str(b) => Some(&b[str_layout(b).value_start..]),
-            Entry::Agg(_) => None,
+        match &self.val {
+            Val::Str(b) => Some(&b[str_layout(b).value_start..]),
+            Val::Agg(_) => None,
         }
     }
 
     /// The value of a string entry, to change in place (same length).
     pub fn str_value_mut(&mut self) -> Option<&mut [u8]> {
-        match self {
-            Entry::Str(b) => {
+        match &mut self.val {
+            Val::Str(b) => {
                 let start = str_layout(b).value_start;
                 Some(&mut b[start..])
             }
-            Entry::Agg(_) => None,
+            Val::Agg(_) => None,
         }
     }
 
     pub fn agg(&self) -> Option<&AggVal> {
-        match self {
-            Entry::Str(_) => None,
-            Entry::Agg(a) => Some(&a.val),
+        match &self.val {
+            Val::Str(_) => None,
+            Val::Agg(a) => Some(&a.val),
         }
     }
 
     pub fn agg_mut(&mut self) -> Option<&mut AggVal> {
-        match self {
-            Entry::Str(_) => None,
-            Entry::Agg(a) => Some(&mut a.val),
+        match &mut self.val {
+            Val::Str(_) => None,
+            Val::Agg(a) => Some(&mut a.val),
         }
     }
 
     /// The same key and value with another expiry (a string block is
     /// rebuilt: expiry changes are rare next to reads).
     pub fn with_expire(self, expire: Option<u64>) -> Entry {
-        match self {
-            Entry::Str(ref b) => {
+        let lru = self.lru();
+        match self.val {
+            Val::Str(ref b) => {
                 let l = str_layout(b);
                 let enc = self.str_encoding().expect("a string");
-                Entry::string(&b[l.key_start..l.key_end], &b[l.value_start..], expire).with_str_encoding(enc)
+                let e = Entry::string(&b[l.key_start..l.key_end], &b[l.value_start..], expire).with_str_encoding(enc);
+                e.stamp(lru);
+                e
             }
-            Entry::Agg(mut a) => {
+            Val::Agg(mut a) => {
                 a.expire = expire;
-                Entry::Agg(a)
+                Entry { val: Val::Agg(a), lru: AtomicU32::new(lru) }
             }
         }
     }
 
     /// The same value and expiry under another key (RENAME).
     pub fn with_key(self, key: &[u8]) -> Entry {
-        match self {
-            Entry::Str(ref b) => {
+        let lru = self.lru();
+        match self.val {
+            Val::Str(ref b) => {
                 let l = str_layout(b);
                 let enc = self.str_encoding().expect("a string");
-                Entry::string(key, &b[l.value_start..], l.expire).with_str_encoding(enc)
+                let e = Entry::string(key, &b[l.value_start..], l.expire).with_str_encoding(enc);
+                e.stamp(lru);
+                e
             }
-            Entry::Agg(mut a) => {
+            Val::Agg(mut a) => {
                 a.key = key.into();
-                Entry::Agg(a)
+                Entry { val: Val::Agg(a), lru: AtomicU32::new(lru) }
             }
-        }
-    }
-
-    /// Rough heap footprint, for the snapshot's progress hint only.
-    pub fn approx_bytes(&self) -> u64 {
-        match self {
-            Entry::Str(b) => b.len() as u64 + 16,
-            Entry::Agg(a) => a.key.len() as u64 + 64 + 48 * a.val.len() as u64,
         }
     }
 
@@ -353,9 +426,9 @@ impl Entry {
         h.write_u8(self.kind() as u8);
         write_part(&mut h, self.key());
         h.write_u64(self.expire().map_or(0, |t| t.wrapping_add(1)));
-        match self {
-            Entry::Str(_) => write_part(&mut h, self.str_value().unwrap_or_default()),
-            Entry::Agg(a) => {
+        match &self.val {
+            Val::Str(_) => write_part(&mut h, self.str_value().unwrap_or_default()),
+            Val::Agg(a) => {
                 h.write_u64(a.val.len() as u64);
                 match &a.val {
                     AggVal::Hash(m) => h.write_u64(m.iter().fold(0u64, |acc, (f, v)| acc.wrapping_add(hash_parts(&[f, v])))),
@@ -370,6 +443,57 @@ impl Entry {
         }
         h.finish()
     }
+}
+
+// The memory estimate (MEMORY USAGE, INFO's used_memory): understudy's
+// own layout, not Redis's figures. Redis measures its objects the same
+// way in object.c (objectComputeSize), by sampling aggregates.
+
+/// Bytes the allocator hands out for a block of `n` bytes.
+fn block(n: usize) -> u64 {
+    if n == 0 {
+        0
+    } else {
+        (n as u64).div_ceil(16) * 16
+    }
+}
+
+/// A table slot (the entry: a fat pointer and the access clock) and its
+/// control byte.
+const SLOT: u64 = 25;
+
+/// A string entry whose block is `block_len` bytes.
+pub fn string_bytes(block_len: usize) -> u64 {
+    SLOT + block(block_len)
+}
+
+/// An aggregate's fixed part: its slot, its box and its key.
+pub fn aggregate_base(key_len: usize) -> u64 {
+    SLOT + block(std::mem::size_of::<Agg>()) + block(key_len)
+}
+
+/// The bytes of an aggregate's elements, measuring up to `samples` of a
+/// list, sorted set or stream and scaling their average; every element of
+/// a hash or set (their order differs between replicas).
+pub fn elements_bytes(val: &AggVal, samples: u64) -> u64 {
+    let len = val.len() as u64;
+    let (sum, n) = match val {
+        AggVal::Hash(h) => sampled(h.iter().map(|(f, v)| 33 + block(f.len()) + block(v.len())), u64::MAX),
+        AggVal::Set(s) => sampled(s.iter().map(|m| 17 + block(m.len())), u64::MAX),
+        AggVal::List(l) => sampled(l.iter().map(|v| 16 + block(v.len())), samples),
+        // The score table's entry and the sorted block's pair, each with
+        // its own copy of the member.
+        AggVal::Zset(z) => sampled(z.iter().map(|(_, m)| 49 + 2 * block(m.len())), samples),
+        // An entry: its ID and fields in the ordered map, each field a block.
+        AggVal::Stream(s) => {
+            sampled(s.entries.values().map(|f| 48 + block(16 * f.len()) + f.iter().map(|v| block(v.len())).sum::<u64>()), samples)
+        }
+    };
+    (sum * len).checked_div(n).unwrap_or(0)
+}
+
+fn sampled(sizes: impl Iterator<Item = u64>, samples: u64) -> (u64, u64) {
+    sizes.take(usize::try_from(samples).unwrap_or(usize::MAX)).fold((0, 0), |(s, n), b| (s + b, n + 1))
 }
 
 fn write_part(h: &mut impl Hasher, b: &[u8]) {
@@ -408,9 +532,9 @@ impl Eq for Entry {}
 
 impl Clone for Entry {
     fn clone(&self) -> Self {
-        match self {
-            Entry::Str(b) => Entry::Str(b.clone()),
-            Entry::Agg(a) => {
+        let val = match &self.val {
+            Val::Str(b) => Val::Str(b.clone()),
+            Val::Agg(a) => {
                 let val = match &a.val {
                     AggVal::Hash(h) => AggVal::Hash(h.clone()),
                     AggVal::List(l) => AggVal::List(l.clone()),
@@ -418,9 +542,17 @@ impl Clone for Entry {
                     AggVal::Zset(z) => AggVal::Zset(z.clone()),
                     AggVal::Stream(s) => AggVal::Stream(s.clone()),
                 };
-                Entry::Agg(Box::new(Agg { key: a.key.clone(), expire: a.expire, big: a.big, val }))
+                Val::Agg(Box::new(Agg {
+                    key: a.key.clone(),
+                    expire: a.expire,
+                    big: a.big,
+                    mem_elems: a.mem_elems,
+                    mem_len: a.mem_len,
+                    val,
+                }))
             }
-        }
+        };
+        Entry { val, lru: AtomicU32::new(self.lru()) }
     }
 }
 
@@ -429,9 +561,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn entry_is_two_words() {
-        // The table slot size drives memory per key (Redis comparison).
-        assert_eq!(std::mem::size_of::<Entry>(), 16);
+    fn entry_is_three_words() {
+        // The table slot size drives memory per key (Redis comparison):
+        // the value's two words and the access clock (Redis keeps its LRU
+        // clock in every object's header too).
+        assert_eq!(std::mem::size_of::<Entry>(), 24);
+    }
+
+    #[test]
+    fn access_clock_survives_rename_and_expiry_changes() {
+        let e = Entry::string(b"k", b"v", None);
+        e.stamp(77);
+        let e = e.with_expire(Some(5)).with_key(b"j").with_str_encoding(StrEncoding::Raw);
+        assert_eq!(e.lru(), 77);
+        assert_eq!(e.clone().lru(), 77);
+        let a = Entry::aggregate(b"k", None, AggVal::List(ListVal::new()));
+        a.stamp(9);
+        assert_eq!(a.with_key(b"x").with_expire(Some(1)).lru(), 9);
+    }
+
+    #[test]
+    fn aggregate_estimate_is_remeasured_as_it_grows() {
+        let mut e = Entry::aggregate(b"k", None, AggVal::List(ListVal::new()));
+        for i in 0..1000u32 {
+            if let Some(AggVal::List(l)) = e.agg_mut() {
+                l.push_back(vec![b'x'; 100].into());
+            }
+            if i % 7 == 0 {
+                e.refresh_mem();
+            }
+        }
+        e.refresh_mem();
+        let est = e.mem_bytes();
+        // 1000 elements of 100 bytes: at least their blocks.
+        assert!(est >= 1000 * 112, "{est}");
+        assert!(est <= 1000 * 160 + 256, "{est}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use understudy_core::{Ctx, SnapshotError, SnapshotWriter, StateMachine};
 use understudy_wire::codec::Reader;
 
 use crate::cmd::{exec_read, exec_write, write_arity_error, Cmd, Exec, Kind};
+use crate::evict::{self, Admit, Evictor, Maxmemory};
 use crate::exactly_once::commands::{self as session_ops, is_session_command};
 use crate::exactly_once::{SessionLimits, SessionTable};
 use crate::op::{self, read_command, read_count, Argv};
@@ -67,6 +68,11 @@ pub struct Kv {
     scripts: Scripts,
     /// The Lua VM and the script limits: local to this process.
     engine: Engine,
+    /// `--maxmemory` and `--maxmemory-policy` (or CONFIG SET, logged so
+    /// that both replicas change together): acted on by the primary only.
+    maxmemory: Maxmemory,
+    /// The eviction's sampling state and the count of evicted keys.
+    evictor: Evictor,
 }
 
 /// Runs a command of a logged op: a keyspace command, or a script command
@@ -108,6 +114,45 @@ impl Kv {
 
     pub fn script_limits(&self) -> ScriptLimits {
         self.engine.limits
+    }
+
+    /// Sets `maxmemory` and its policy (see `crate::evict`).
+    pub fn set_maxmemory(&mut self, limit: Maxmemory) {
+        self.maxmemory = limit;
+    }
+
+    pub fn maxmemory(&self) -> Maxmemory {
+        self.maxmemory
+    }
+
+    /// The keyspace's memory estimate (INFO's `used_memory`): the same on
+    /// both replicas for the same keys.
+    pub fn used_memory(&self) -> u64 {
+        self.store.used_memory()
+    }
+
+    /// The highest [`Kv::used_memory`] since this process started.
+    pub fn used_memory_peak(&self) -> u64 {
+        self.store.used_memory_peak()
+    }
+
+    /// Keys evicted under `maxmemory` (INFO's `evicted_keys`).
+    pub fn evicted_keys(&self) -> u64 {
+        self.evictor.evicted
+    }
+
+    /// Whether a write that may grow memory is refused now whatever could
+    /// be evicted (Redis's OOM state; the session then refuses commands
+    /// queued into MULTI too).
+    pub fn out_of_memory(&self) -> bool {
+        evict::out_of_memory(&self.store, self.maxmemory)
+    }
+
+    /// On the primary, before logging the write `op` at `now_ms`: over
+    /// `maxmemory`, puts the keys to evict ahead of it in `op`, or refuses
+    /// it with the OOM error in `out` (`crate::evict`).
+    pub fn admit(&self, op: &mut Vec<u8>, out: &mut Vec<u8>) -> Admit {
+        evict::admit(&self.store, self.maxmemory, &self.evictor, op, out)
     }
 
     /// The exactly-once session table.
@@ -187,6 +232,7 @@ impl Kv {
             || (cmd == Cmd::Script && argv.get(1).is_some_and(|s| s.eq_ignore_ascii_case(b"exists")));
         if script_read && spec.arity_ok(argv.len()) {
             let mut clock = FixedClock(now_ms);
+            evict::touch_keys(&self.store, cmd, argv, evict::clock_s(now_ms));
             return self.engine.exec(cmd, Mode::Read(&self.store, &self.scripts), &mut clock, argv, out);
         }
         if spec.kind != Kind::Read {
@@ -197,6 +243,7 @@ impl Kv {
         }
         let mut clock = FixedClock(now_ms);
         exec_read(cmd, &self.store, &mut Exec { clock: &mut clock, out }, argv);
+        evict::touch_keys(&self.store, cmd, argv, evict::clock_s(now_ms));
     }
 
     /// On the primary: encodes into `op` an expire-cycle op naming up to
@@ -246,11 +293,16 @@ impl Kv {
                 let mut argv = Argv::new();
                 let cmd = read_command(&mut r, &mut argv)?;
                 r.finish().map_err(|e| e.to_string())?;
+                if cmd == Cmd::Config {
+                    return self.config_set(argv.as_slice(), reply);
+                }
                 exec_logged(&mut self.store, &mut self.scripts, &self.engine, cmd, clock, argv.as_slice(), reply);
+                self.touch_read(cmd, argv.as_slice());
                 Ok(())
             }
             op::OP_TRANSACTION => self.apply_transaction(clock, r, reply),
             op::OP_EXPIRE => self.apply_expire(clock, r, reply),
+            evict::OP_EVICT => self.apply_evict(clock, r, reply),
             session_ops::OP_SESSION_OPEN..=session_ops::OP_SESSION_EXPIRE => {
                 let (scripts, engine) = (&mut self.scripts, &self.engine);
                 let mut run = |cmd: Cmd, store: &mut Store, clock: &mut dyn Clock, argv: &[&[u8]], out: &mut Vec<u8>| {
@@ -280,10 +332,58 @@ impl Kv {
             match read_item(&mut r, &mut argv)? {
                 Item::Reply(bytes) => reply.extend_from_slice(bytes),
                 Item::Command(cmd) => {
-                    exec_logged(&mut self.store, &mut self.scripts, &self.engine, cmd, &mut *clock, argv.as_slice(), reply)
+                    exec_logged(&mut self.store, &mut self.scripts, &self.engine, cmd, &mut *clock, argv.as_slice(), reply);
+                    self.touch_read(cmd, argv.as_slice());
                 }
             }
         }
+        Ok(())
+    }
+
+    /// A logged command that only reads the keys it names (in a
+    /// transaction) or a script: stamps its keys as accessed. A write's
+    /// keys were stamped as it stored them.
+    fn touch_read(&self, cmd: Cmd, argv: &[&[u8]]) {
+        if cmd.spec().kind == Kind::Read || matches!(cmd, Cmd::Eval | Cmd::Evalsha) {
+            evict::touch_keys(&self.store, cmd, argv, self.store.lru_now());
+        }
+    }
+
+    /// An evict op: deletes the keys the primary chose, then runs the write
+    /// inside, or replies the OOM error in its place (`crate::evict`).
+    fn apply_evict(&mut self, clock: &mut dyn Clock, r: Reader, reply: &mut Vec<u8>) -> Result<(), String> {
+        let ev = evict::decode(r)?;
+        for key in &ev.keys {
+            if self.store.take_any(key).is_some() {
+                self.evictor.evicted += 1;
+            }
+        }
+        if ev.oom && !evict::is_script_write(ev.write) {
+            let msg = if ev.write.first() == Some(&op::OP_TRANSACTION) { evict::EXEC_OOM } else { evict::OOM };
+            write_error(reply, msg);
+            return Ok(());
+        }
+        self.engine.oom = ev.oom;
+        let done = self.apply_op(clock, ev.write, reply);
+        self.engine.oom = false;
+        done
+    }
+
+    /// CONFIG SET of `maxmemory` and `maxmemory-policy`, logged so that
+    /// both replicas change together; the session checked the arguments
+    /// and applied the node's own parameters (`Admin::config`).
+    fn config_set(&mut self, argv: &[&[u8]], reply: &mut Vec<u8>) -> Result<(), String> {
+        let mut limit = self.maxmemory;
+        for pair in argv.get(2..).unwrap_or_default().chunks(2) {
+            let [name, value] = pair else { return Err("CONFIG SET without a value".into()) };
+            if name.eq_ignore_ascii_case(b"maxmemory") {
+                limit.bytes = evict::parse_memory(value).ok_or("CONFIG SET maxmemory: not a memory value")?;
+            } else if name.eq_ignore_ascii_case(b"maxmemory-policy") {
+                limit.policy = evict::Policy::parse(value).ok_or("CONFIG SET maxmemory-policy: not a policy")?;
+            }
+        }
+        self.maxmemory = limit;
+        crate::resp::write_ok(reply);
         Ok(())
     }
 
@@ -326,6 +426,10 @@ fn read_item<'a>(r: &mut Reader<'a>, argv: &mut Argv<'a>) -> Result<Item<'a>, St
 
 impl StateMachine for Kv {
     fn apply(&mut self, ctx: &mut dyn Ctx, op: &[u8], reply: &mut Vec<u8>) {
+        // The access time this op's writes stamp: this process's clock,
+        // since the stamps are local (`crate::evict`) and reading the
+        // replicated one would cost log bytes.
+        self.store.set_lru_now(evict::local_now_s());
         let mut clock = CtxClock { ctx, now_ms: None };
         if let Err(e) = self.apply_op(&mut clock, op, reply) {
             write_error(reply, format!("ERR corrupt operation: {e}").as_bytes());
@@ -351,6 +455,8 @@ impl StateMachine for Kv {
     }
 
     fn restore_chunk(&mut self, chunk: &[u8]) -> Result<(), SnapshotError> {
+        // A restored key counts as accessed when this replica loaded it.
+        self.store.set_lru_now(evict::local_now_s());
         self.restore.chunk(&mut self.store, &mut self.sessions, &mut self.scripts, chunk)
     }
 

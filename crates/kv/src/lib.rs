@@ -25,6 +25,9 @@
 //! - [`exactly_once`]: the replicated table of client sessions that makes
 //!   retried requests exactly-once (`US.SESSION`, `US.CALL`, …).
 //! - [`kv`]: [`Kv`], the state machine: apply, read, expire cycle, snapshots.
+//! - [`evict`]: `maxmemory`: the primary's choice of keys to evict, logged
+//!   ahead of the write that needs the room (`Kv::admit`), and the OOM
+//!   refusals.
 //! - `cmd`: the command table and the command implementations.
 //! - `store` and `entry`: the sharded copy-on-write keyspace; `zset`: the
 //!   sorted set's ordered value.
@@ -66,6 +69,7 @@ mod containers;
 mod dispatch;
 mod encoding;
 mod entry;
+pub mod evict;
 pub mod exactly_once;
 mod f80;
 mod hll;

@@ -45,7 +45,7 @@ pub use crate::containers::unknown_command;
 pub use crate::dispatch::Dispatch;
 use crate::resp::write_help as help;
 use crate::subcommands::ping_echo_select;
-pub use crate::subcommands::{REDIS_VERSION, TRANSACTION_BYTES_MAX};
+pub use crate::subcommands::{check_client_name, client_setinfo, REDIS_VERSION, TRANSACTION_BYTES_MAX};
 
 /// Queued commands of an open MULTI.
 #[derive(Default)]
@@ -89,6 +89,9 @@ pub struct Session {
     /// The last command dispatched ran (was not refused or queued): the
     /// slow log may record it.
     ran: bool,
+    /// The machine is out of memory (`Kv::out_of_memory`, set by the node
+    /// before each dispatch): commands queued into MULTI are refused.
+    oom: bool,
 }
 
 impl Drop for Session {
@@ -152,31 +155,6 @@ pub fn write_hello_fields(out: &mut Vec<u8>, resp3: bool, id: u64, mode: &str) {
     }
     write_bulk(out, b"modules");
     write_array_len(out, 0);
-}
-
-/// Redis's `clientSetNameOrReply`'s check: a client name is printable
-/// ASCII without spaces; otherwise writes Redis's error and returns false.
-pub fn check_client_name(name: &[u8], out: &mut Vec<u8>) -> bool {
-    let ok = name.iter().all(|c| (b'!'..=b'~').contains(c));
-    if !ok {
-        write_error(out, b"ERR Client names cannot contain spaces, newlines or special characters.");
-    }
-    ok
-}
-
-/// `CLIENT SETINFO attr value`: accepted for `lib-name` and `lib-ver`
-/// (client libraries send them on connect), as Redis 7.2 does; nothing is
-/// kept.
-pub fn client_setinfo(argv: &[&[u8]], out: &mut Vec<u8>) {
-    let attr = argv[2].to_ascii_lowercase();
-    if attr == b"lib-name" || attr == b"lib-ver" {
-        write_ok(out);
-    } else {
-        let mut msg = b"ERR Unrecognized option '".to_vec();
-        msg.extend_from_slice(c_str(argv[2]));
-        msg.push(b'\'');
-        write_error(out, &msg);
-    }
 }
 
 /// HELLO's arguments: the protocol asked for and a client name.
@@ -255,6 +233,7 @@ impl Session {
             admin,
             info,
             ran: false,
+            oom: false,
         }
     }
 
@@ -345,6 +324,15 @@ impl Session {
         self.multi.is_some()
     }
 
+    /// What the session needs of the machine before a dispatch: whether
+    /// it is out of memory (`Kv::out_of_memory`: MULTI queues nothing
+    /// then) and its `maxmemory` (CONFIG GET). The node calls it before
+    /// each command.
+    pub fn observe(&mut self, kv: &Kv) {
+        self.oom = kv.out_of_memory();
+        self.admin.maxmemory.set(kv.maxmemory());
+    }
+
     /// Handles one command (`argv[0]` is its name). Clears `op`; appends any
     /// immediate reply to `out`. An empty `argv` (blank inline line) does
     /// nothing, as in Redis.
@@ -393,6 +381,12 @@ impl Session {
         }
         if let Err(denied) = self.auth.user().check(cmd, argv) {
             return self.refuse(cmd, &denied.error(), out);
+        }
+        if self.oom && self.multi.is_some() && !matches!(cmd, Cmd::Exec | Cmd::Discard | Cmd::Quit | Cmd::Reset) {
+            // Redis's processCommand: under OOM nothing more is queued,
+            // and the transaction is flagged. The error tells of the state.
+            self.refuse(cmd, crate::evict::OOM, out);
+            return Dispatch::Gated;
         }
         if self.multi.is_some() && !matches!(cmd, Cmd::Exec | Cmd::Discard | Cmd::Multi | Cmd::Watch | Cmd::Quit | Cmd::Reset) {
             return self.queue(cmd, argv, out);
@@ -545,6 +539,12 @@ impl Session {
                 write_simple(out, b"RESET");
             }
             Cmd::Info | Cmd::Role | Cmd::Lastsave => return Dispatch::Status,
+            Cmd::Config => {
+                if self.admin.config(argv, out, true) {
+                    op::encode_command(op, cmd, &argv[1..]);
+                    return Dispatch::Write;
+                }
+            }
             Cmd::Subscribe | Cmd::Unsubscribe | Cmd::Psubscribe | Cmd::Punsubscribe | Cmd::Pubsub => return Dispatch::PubSub,
             Cmd::Wait => {
                 // Redis's order: the count, then the timeout.
@@ -658,7 +658,9 @@ impl Session {
                 *self.info.user.borrow_mut() = self.auth.user().clone();
             }
             Cmd::Client => self.client(argv, out),
-            Cmd::Config => self.admin.config(argv, out),
+            Cmd::Config => {
+                self.admin.config(argv, out, false);
+            }
             Cmd::Command => crate::containers::command(argv, out),
             Cmd::Slowlog => self.admin.slowlog_command(argv, out),
             Cmd::Acl => crate::acl_command::command(self.admin.users(), self.auth.user(), argv, out),

@@ -84,7 +84,8 @@ pub struct Shard {
     /// Only a hint for the primary's expire-cycle scan, never replicated:
     /// lowered when an expiry is set, set to the exact minimum by a scan.
     pub(crate) next_expire: AtomicU64,
-    /// Rough bytes held, for the snapshot progress hint.
+    /// The memory estimate of its entries (`Entry::mem_bytes`), also the
+    /// snapshot's progress hint.
     pub(crate) bytes: u64,
 }
 
@@ -110,12 +111,14 @@ impl Shard {
         self.map.iter()
     }
 
-    fn account(&mut self, e: &Entry, sign: i64) {
-        let b = e.approx_bytes();
+    /// Counts `e` in (`sign` > 0) or out; returns its estimated bytes.
+    fn account(&mut self, e: &Entry, sign: i64) -> u64 {
+        let b = e.mem_bytes();
         if sign > 0 {
             self.bytes += b;
         } else {
-            self.bytes = self.bytes.saturating_sub(b);
+            debug_assert!(self.bytes >= b, "an entry leaves with the bytes it was counted in with");
+            self.bytes -= b;
         }
         if let Some(t) = e.expire() {
             if sign > 0 {
@@ -125,6 +128,7 @@ impl Shard {
                 self.expiring -= 1;
             }
         }
+        b
     }
 }
 
@@ -137,6 +141,15 @@ pub struct Store {
     keys: usize,
     /// Entries that carry an expiry (INFO keyspace `expires=`).
     expiring: usize,
+    /// The memory estimate of every entry (INFO's `used_memory`): the sum
+    /// of the shards' `bytes`, kept as entries come and go. A function of
+    /// the entries alone, so both replicas hold the same figure.
+    used: u64,
+    /// The highest `used` seen (INFO's `used_memory_peak`).
+    peak: u64,
+    /// The access time a write stamps on the entries it stores (seconds
+    /// since the Unix epoch); local, set by `Kv` before each op.
+    lru_now: u32,
     /// The keys clients WATCH: local to this process, never replicated.
     watch: Arc<WatchTable>,
 }
@@ -155,7 +168,78 @@ pub fn shard_of(key: &[u8]) -> usize {
 
 impl Store {
     pub fn new() -> Store {
-        Store { shards: (0..SHARDS).map(|_| Arc::new(Shard::default())).collect(), keys: 0, expiring: 0, watch: Arc::default() }
+        Store {
+            shards: (0..SHARDS).map(|_| Arc::new(Shard::default())).collect(),
+            keys: 0,
+            expiring: 0,
+            used: 0,
+            peak: 0,
+            lru_now: 0,
+            watch: Arc::default(),
+        }
+    }
+
+    /// The estimated bytes of all entries (`Entry::mem_bytes`).
+    pub fn used_memory(&self) -> u64 {
+        self.used
+    }
+
+    pub fn used_memory_peak(&self) -> u64 {
+        self.peak
+    }
+
+    /// The access time the next writes stamp (seconds since the epoch).
+    pub fn set_lru_now(&mut self, now_s: u32) {
+        self.lru_now = now_s;
+    }
+
+    pub fn lru_now(&self) -> u32 {
+        self.lru_now
+    }
+
+    /// Records an access to `key` at `now_s` (a read on the primary).
+    pub fn touch(&self, key: &[u8], now_s: u32) {
+        if let Some(e) = self.get_any(key) {
+            e.stamp(now_s);
+        }
+    }
+
+    /// A random entry for an eviction sample, drawn with `rng`, among
+    /// those `skip` passes over (with `volatile`: only entries with an
+    /// expiry count). Every key has the same chance: a probe draws a shard
+    /// and a position below twice the mean occupancy, and hits if the
+    /// shard has an entry there (rejection sampling). Walking from a random
+    /// shard to the next occupied one, or drawing among a shard's entries,
+    /// would favour keys with few neighbours, and LRU eviction makes those
+    /// the keys it spares, until it evicts the keys read most recently.
+    /// A store the probes miss is walked from a random shard. `None` if no
+    /// entry qualifies.
+    pub fn sample(&self, rng: &mut dyn FnMut() -> u64, volatile: bool, skip: &dyn Fn(&Entry) -> bool) -> Option<&Entry> {
+        const PROBES: usize = 4096;
+        let total = if volatile { self.expiring } else { self.keys };
+        if total == 0 {
+            return None;
+        }
+        let eligible = |e: &&Entry| (!volatile || e.expire().is_some()) && !skip(e);
+        let held = |shard: &Shard| if volatile { shard.expiring } else { shard.map.len() };
+        let cap = 2 * total.div_ceil(SHARDS) as u64;
+        for _ in 0..PROBES {
+            let r = rng();
+            let shard = &self.shards[(r as usize) & (SHARDS - 1)];
+            let j = (r >> 12) % cap;
+            if (held(shard) as u64) <= j {
+                continue;
+            }
+            if let Some(e) = shard.map.iter().filter(eligible).nth(j as usize) {
+                return Some(e);
+            }
+        }
+        let r = rng();
+        (0..SHARDS).find_map(|i| {
+            let shard = &self.shards[((r as usize) + i) & (SHARDS - 1)];
+            let n = if held(shard) == 0 { 0 } else { shard.map.iter().filter(eligible).count() };
+            (n > 0).then(|| shard.map.iter().filter(eligible).nth(((r >> 12) % n as u64) as usize)).flatten()
+        })
     }
 
     /// The table of watched keys, which every mutation below informs.
@@ -208,7 +292,7 @@ impl Store {
         if self.watch.active() {
             self.watch.touch(key);
         }
-        shard.account(&e, -1);
+        self.used -= shard.account(&e, -1);
         self.keys -= 1;
         self.expiring -= usize::from(e.expire().is_some());
         Some(e)
@@ -216,21 +300,24 @@ impl Store {
 
     /// Stores `e`, replacing and returning any entry under its key (expired
     /// or not).
-    pub fn put(&mut self, e: Entry) -> Option<Entry> {
+    pub fn put(&mut self, mut e: Entry) -> Option<Entry> {
         if self.watch.active() {
             self.watch.touch(e.key());
         }
+        e.refresh_mem();
+        e.stamp(self.lru_now);
         let shard = Arc::make_mut(&mut self.shards[shard_of(e.key())]);
-        shard.account(&e, 1);
+        self.used += shard.account(&e, 1);
         self.expiring += usize::from(e.expire().is_some());
         let old = shard.map.replace(e);
         match &old {
             Some(o) => {
-                shard.account(o, -1);
+                self.used -= shard.account(o, -1);
                 self.expiring -= usize::from(o.expire().is_some());
             }
             None => self.keys += 1,
         }
+        self.peak = self.peak.max(self.used);
         old
     }
 
@@ -252,7 +339,8 @@ impl Store {
         if watch.active() {
             watch.touch_existing(|k| self.get_any(k).is_some());
         }
-        *self = Store { watch, ..Store::new() };
+        let (lru_now, peak) = (self.lru_now, self.peak);
+        *self = Store { watch, lru_now, peak, ..Store::new() };
     }
 
     /// Order-independent digest of the whole keyspace.
@@ -318,6 +406,42 @@ mod tests {
         assert!(s.put(Entry::string(b"a", b"3", Some(500))).is_some());
         assert_eq!((s.len(), s.expiring()), (1, 1));
         assert_eq!(s.get(b"a", &mut clock).and_then(|e| e.str_value()), Some(&b"3"[..]));
+    }
+
+    #[test]
+    fn used_memory_follows_puts_and_takes() {
+        let mut s = Store::new();
+        assert_eq!(s.used_memory(), 0);
+        s.put(Entry::string(b"a", b"1", None));
+        let one = s.used_memory();
+        assert!(one > 0);
+        s.put(Entry::string(b"b", &[b'x'; 1000], Some(5)));
+        assert!(s.used_memory() >= one + 1000);
+        s.put(Entry::string(b"b", b"small", None));
+        assert!(s.used_memory() < one + 100, "replacing a value counts the old one out");
+        s.take_any(b"a");
+        s.take_any(b"b");
+        assert_eq!(s.used_memory(), 0);
+        assert_eq!(s.shards().iter().map(|sh| sh.bytes).sum::<u64>(), 0);
+    }
+
+    #[test]
+    fn writes_stamp_and_reads_touch_the_access_clock() {
+        let mut s = Store::new();
+        s.set_lru_now(100);
+        s.put(Entry::string(b"a", b"1", None));
+        assert_eq!(s.get_any(b"a").map(Entry::lru), Some(100));
+        s.touch(b"a", 150);
+        s.touch(b"missing", 150);
+        assert_eq!(s.get_any(b"a").map(Entry::lru), Some(150));
+        let mut n = 0u64;
+        let mut rng = || {
+            n = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            n ^ (n >> 29)
+        };
+        assert!(s.sample(&mut rng, true, &|_| false).is_none(), "no key has an expiry");
+        assert_eq!(s.sample(&mut rng, false, &|_| false).map(Entry::key), Some(&b"a"[..]));
+        assert!(s.sample(&mut rng, false, &|e| e.key() == b"a").is_none(), "the only key is skipped");
     }
 
     #[test]

@@ -131,3 +131,28 @@ pub(crate) fn ping_echo_select(cmd: Cmd, argv: &[&[u8]], out: &mut Vec<u8>) {
         _ => write_error(out, b"ERR internal: not PING, ECHO or SELECT"),
     }
 }
+
+/// Redis's `clientSetNameOrReply`'s check: a client name is printable
+/// ASCII without spaces; otherwise writes Redis's error and returns false.
+pub fn check_client_name(name: &[u8], out: &mut Vec<u8>) -> bool {
+    let ok = name.iter().all(|c| (b'!'..=b'~').contains(c));
+    if !ok {
+        write_error(out, b"ERR Client names cannot contain spaces, newlines or special characters.");
+    }
+    ok
+}
+
+/// `CLIENT SETINFO attr value`: accepted for `lib-name` and `lib-ver`
+/// (client libraries send them on connect), as Redis 7.2 does; nothing is
+/// kept.
+pub fn client_setinfo(argv: &[&[u8]], out: &mut Vec<u8>) {
+    let attr = argv[2].to_ascii_lowercase();
+    if attr == b"lib-name" || attr == b"lib-ver" {
+        write_ok(out);
+    } else {
+        let mut msg = b"ERR Unrecognized option '".to_vec();
+        msg.extend_from_slice(crate::cmd::keyspace::c_str(argv[2]));
+        msg.push(b'\'');
+        write_error(out, &msg);
+    }
+}

@@ -10,6 +10,7 @@ mod common;
 use common::{args, Client};
 use proptest::prelude::*;
 use understudy_core::{Ctx, StateMachine};
+use understudy_kv::evict::{Maxmemory, Policy};
 use understudy_kv::Kv;
 
 const T0_US: u64 = 1_700_000_000_000_000;
@@ -197,7 +198,14 @@ fn command(template: usize, key: u8, key2: u8, val: u8) -> Vec<Vec<u8>> {
 
 /// Runs `steps` on a primary, logging its writes as the node would.
 fn run_primary(steps: &[(usize, u8, u8, u8, u16)], expire_every: usize) -> (Client, Vec<Logged>) {
+    run_primary_with(steps, expire_every, Maxmemory::default())
+}
+
+/// [`run_primary`] with `maxmemory`: the primary puts its evictions in the
+/// log ahead of the writes (`Kv::admit`, called by the client as by the node).
+fn run_primary_with(steps: &[(usize, u8, u8, u8, u16)], expire_every: usize, limit: Maxmemory) -> (Client, Vec<Logged>) {
     let mut primary = Client::new(1);
+    primary.kv.set_maxmemory(limit);
     let mut log = Vec::new();
     let mut now_us = T0_US;
     for (i, &(t, k, k2, v, advance_ms)) in steps.iter().enumerate() {
@@ -252,6 +260,22 @@ proptest! {
         replay(&mut backup, &log)?;
         prop_assert_eq!(backup.digest(), primary.kv.digest());
         prop_assert_eq!(backup.len(), primary.kv.len());
+        prop_assert_eq!(backup.used_memory(), primary.kv.used_memory());
+    }
+
+    /// Under a small maxmemory the primary evicts; the backup, which never
+    /// chooses, deletes the same keys from the log and holds the same
+    /// keys, the same memory figure and the same count of evictions.
+    #[test]
+    fn backup_replaying_evictions_converges(steps in steps(), bytes in 100u64..1500, policy in 0..Policy::ALL.len()) {
+        let limit = Maxmemory { bytes, policy: Policy::ALL[policy] };
+        let (primary, log) = run_primary_with(&steps, 7, limit);
+        let mut backup = Kv::new();
+        replay(&mut backup, &log)?;
+        prop_assert_eq!(backup.digest(), primary.kv.digest());
+        prop_assert_eq!(backup.len(), primary.kv.len());
+        prop_assert_eq!(backup.used_memory(), primary.kv.used_memory());
+        prop_assert_eq!(backup.evicted_keys(), primary.kv.evicted_keys());
     }
 
     #[test]
@@ -270,6 +294,23 @@ proptest! {
         joiner.restore_finish().map_err(|e| TestCaseError::fail(e.to_string()))?;
         replay(&mut joiner, &log[cut..])?;
         prop_assert_eq!(joiner.digest(), primary.kv.digest());
+    }
+}
+
+/// The evicting primary of the property above does evict, under each
+/// eviction policy, and a backup replaying its log evicts the same keys.
+#[test]
+fn evictions_are_logged_and_replayed() {
+    let steps: Vec<(usize, u8, u8, u8, u16)> = (0..200u8).map(|i| (1 + usize::from(i % 2), i, i, i, 10)).collect();
+    for policy in [Policy::AllkeysLru, Policy::VolatileLru, Policy::AllkeysRandom, Policy::VolatileRandom, Policy::VolatileTtl] {
+        let limit = Maxmemory { bytes: 120, policy };
+        let (primary, log) = run_primary_with(&steps, 0, limit);
+        assert!(primary.kv.evicted_keys() > 0, "{policy:?} evicted nothing");
+        assert!(log.iter().any(|l| l.op[0] == understudy_kv::evict::OP_EVICT), "{policy:?}");
+        let mut backup = Kv::new();
+        replay(&mut backup, &log).unwrap();
+        assert_eq!(backup.digest(), primary.kv.digest(), "{policy:?}");
+        assert_eq!(backup.evicted_keys(), primary.kv.evicted_keys(), "{policy:?}");
     }
 }
 

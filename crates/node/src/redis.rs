@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 use understudy_core::Seq;
 use understudy_kv::acl::Users;
 use understudy_kv::admin::{Admin, NodeConfig};
+use understudy_kv::evict::Admit;
 use understudy_kv::resp::{write_bulk, write_error, write_int, CommandParser};
 use understudy_kv::session::{command_name, serves_on_backup, Dispatch, Session};
 use understudy_kv::slowlog::Captured;
@@ -157,6 +158,9 @@ impl FrontEnd for Redis {
                 request_bytes_max: self.request_bytes_max,
             });
         }
+        // Whether the machine is out of memory (MULTI queues nothing then)
+        // and its maxmemory, for CONFIG GET.
+        c.session.observe(node.machine());
         let mut dispatch = c.session.dispatch(&argv, op, out);
         if c.session.ran() && self.admin.slowlog_slower_than_us() >= 0 {
             c.captured.capture(&argv);
@@ -169,6 +173,11 @@ impl FrontEnd for Redis {
             debug_assert!(node.is_primary());
             dispatch = c.session.keyspace(node.machine(), node.now_us() / 1000, &argv, op, out);
             debug_assert_ne!(dispatch, Dispatch::Keyspace);
+        }
+        // Over maxmemory, a write that may grow memory carries the keys the
+        // primary evicts ahead of it, or is refused (`understudy_kv::evict`).
+        if dispatch == Dispatch::Write && node.is_primary() && node.machine().admit(op, out) == Admit::Refused {
+            dispatch = Dispatch::Gated;
         }
         if dispatch == Dispatch::PubSub {
             self.pubsub(c, &argv, out);

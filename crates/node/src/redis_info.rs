@@ -152,13 +152,20 @@ pub(crate) fn info(node: &NodeView<'_, Kv>, sections: &[&[u8]]) -> String {
         let _ = write!(t, "# Clients\r\nconnected_clients:{}\r\nblocked_clients:0\r\n\r\n", stats.clients_connected);
     }
     if want("memory") {
-        let (rss, peak) = memory();
+        // used_memory is the keyspace's own estimate (the same on both
+        // replicas, what maxmemory bounds); the process's figures follow.
+        let (rss, rss_peak) = memory();
+        let kv = node.machine();
+        let (used, peak, limit) = (kv.used_memory(), kv.used_memory_peak(), kv.maxmemory());
         let _ = write!(
             t,
-            "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\nmem_allocator:libc\r\n\r\n",
+            "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_allocator:libc\r\nunderstudy_rss_peak:{rss_peak}\r\n\r\n",
+            human(used),
             human(rss),
-            human(rss),
-            human(peak)
+            human(peak),
+            limit.bytes,
+            human(limit.bytes),
+            limit.policy.name(),
         );
     }
     if want("persistence") {
@@ -189,8 +196,12 @@ pub(crate) fn info(node: &NodeView<'_, Kv>, sections: &[&[u8]]) -> String {
     if want("stats") {
         let _ = write!(
             t,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:0\r\n\r\n",
-            stats.connections_received, stats.requests, stats.client_bytes_in, stats.client_bytes_out
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:0\r\nevicted_keys:{}\r\n\r\n",
+            stats.connections_received,
+            stats.requests,
+            stats.client_bytes_in,
+            stats.client_bytes_out,
+            node.machine().evicted_keys()
         );
     }
     if want("replication") {

@@ -122,13 +122,25 @@ pub(crate) fn prepare_dir(opts: &NodeOptions) -> Result<(), NodeError> {
 /// exits the process.
 /// `users`: who may connect (the default user alone, with
 /// `--requirepass-file`'s password if any, or an `--aclfile`'s users);
-/// `aclfile` names the file for CONFIG GET.
-pub fn run_kv(opts: NodeOptions, users: understudy_kv::acl::Users, aclfile: Option<String>) -> Result<(), NodeError> {
+/// `aclfile` names the file for CONFIG GET; `maxmemory`: `--maxmemory`
+/// and `--maxmemory-policy` (the machine starts with them, CONFIG SET
+/// changes them through the log).
+pub fn run_kv(
+    opts: NodeOptions,
+    users: understudy_kv::acl::Users,
+    aclfile: Option<String>,
+    maxmemory: understudy_kv::evict::Maxmemory,
+) -> Result<(), NodeError> {
     let front = crate::redis::Redis::new(opts.request_bytes_max, users, aclfile);
+    let machine = move || {
+        let mut kv = Kv::new();
+        kv.set_maxmemory(maxmemory);
+        App::new(kv)
+    };
     // The tag names the op and snapshot formats: nodes of different tags
-    // refuse to pair, and a disk of another tag is not loaded. 2: PUBLISH
-    // records its count (Ctx::publish), snapshots are format 2.
-    run_app(opts, "kv/2".into(), Arc::new(|| App::new(Kv::new())), front)
+    // refuse to pair (a disk an older format wrote is refused as it loads).
+    // 2: PUBLISH records its count (Ctx::publish), snapshots are format 2.
+    run_app(opts, "kv/2".into(), Arc::new(machine), front)
 }
 
 /// Runs a machine behind a front end (`Node::serve`).

@@ -4,8 +4,9 @@
 //! RESTORE is a logged write: the op carries the payload, both replicas
 //! decode it alike, and a relative TTL is added to the recorded clock's
 //! time, as EXPIRE's is. IDLETIME and FREQ are checked as Redis checks
-//! them and otherwise ignored: no access times or frequencies are kept
-//! (OBJECT IDLETIME is always 0). Streams are not supported either way.
+//! them and otherwise ignored: a restored key's access clock (OBJECT
+//! IDLETIME, LRU eviction) starts at the restore, and no frequencies are
+//! kept. Streams are not supported either way.
 
 use super::{Exec, NOT_INT, SYNTAX};
 use crate::encoding;

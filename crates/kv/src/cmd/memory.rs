@@ -13,50 +13,20 @@
 //! are in INFO memory.
 
 use super::{Exec, NOT_INT, SYNTAX};
-use crate::entry::{AggVal, Entry};
+use crate::entry::{aggregate_base, elements_bytes, string_bytes, Entry};
 use crate::resp::{write_array_len, write_bulk, write_int, write_null, write_ok, write_simple};
 use crate::store::Store;
 
 /// What MEMORY USAGE measures by default (Redis's OBJ_COMPUTE_SIZE_DEF_SAMPLES).
 const DEFAULT_SAMPLES: u64 = 5;
 
-/// Bytes the allocator hands out for a block of `n` bytes.
-fn block(n: usize) -> u64 {
-    if n == 0 {
-        0
-    } else {
-        (n as u64).div_ceil(16) * 16
-    }
-}
-
-/// A table slot (a fat pointer) and its control byte.
-const SLOT: u64 = 17;
-
 /// The estimated bytes of `e`, measuring up to `samples` elements.
 fn usage(e: &Entry, samples: u64) -> u64 {
-    let agg = match e {
-        Entry::Str(b) => return SLOT + block(b.len()),
-        Entry::Agg(a) => a,
-    };
-    let base = SLOT + block(std::mem::size_of_val(&**agg)) + block(e.key().len());
-    let len = agg.val.len() as u64;
-    let (sum, n) = match &agg.val {
-        AggVal::Hash(h) => sampled(h.iter().map(|(f, v)| 33 + block(f.len()) + block(v.len())), u64::MAX),
-        AggVal::Set(s) => sampled(s.iter().map(|m| SLOT + block(m.len())), u64::MAX),
-        AggVal::List(l) => sampled(l.iter().map(|v| 16 + block(v.len())), samples),
-        // The score table's entry and the sorted block's pair, each with
-        // its own copy of the member.
-        AggVal::Zset(z) => sampled(z.iter().map(|(_, m)| 49 + 2 * block(m.len())), samples),
-        // An entry: its ID and fields in the ordered map, each field a block.
-        AggVal::Stream(s) => {
-            sampled(s.entries.values().map(|f| 48 + block(16 * f.len()) + f.iter().map(|v| block(v.len())).sum::<u64>()), samples)
-        }
-    };
-    base + (sum * len).checked_div(n).unwrap_or(0)
-}
-
-fn sampled(sizes: impl Iterator<Item = u64>, samples: u64) -> (u64, u64) {
-    sizes.take(usize::try_from(samples).unwrap_or(usize::MAX)).fold((0, 0), |(s, n), b| (s + b, n + 1))
+    match (e.str_block_len(), e.agg()) {
+        (Some(n), _) => string_bytes(n),
+        (None, Some(val)) => aggregate_base(e.key().len()) + elements_bytes(val, samples),
+        (None, None) => unreachable!("an entry is a string or an aggregate"),
+    }
 }
 
 /// MEMORY <subcommand>, its arity checked by the session.

@@ -475,7 +475,7 @@ pub fn exec_read(cmd: Cmd, store: &Store, x: &mut Exec, argv: &[&[u8]]) {
         Hrandfield => random::hrandfield(store, x, argv),
         Randomkey => random::randomkey(store, x),
         Touch => object::touch(store, x, argv),
-        Object => object::object(store, x, argv),
+        Object => object::object(store, x, argv, false),
         Memory => memory::memory(store, x, argv),
         Lcs => lcs::lcs(store, x, argv),
         SortRo => sort::sort_ro(store, x, argv),
@@ -551,6 +551,7 @@ pub fn exec_write(cmd: Cmd, store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
         Xclaim => xgroup::xclaim(store, x, argv),
         Xautoclaim => xgroup::xautoclaim(store, x, argv),
         Restore => dump::restore(store, x, argv),
+        Object => object::object(store, x, argv, true),
         _ if cmd.spec().kind == Kind::Read => exec_read(cmd, store, x, argv),
         _ => x.err(b"ERR internal: not a keyspace command"),
     }

@@ -81,7 +81,11 @@ const HELP: &[&str] = &[
 /// checks the subcommand and its arity first, as Redis's command table
 /// does; what reaches here otherwise (a corrupt op) gets the reply of
 /// Redis's own fallback.
-pub fn object(store: &Store, x: &mut Exec, argv: &[&[u8]]) {
+///
+/// IDLETIME answers from the entry's access clock (`crate::evict`), which
+/// is this process's own: inside a logged op (MULTI, a script) its answer
+/// would differ between the replicas, so there it is an error (`logged`).
+pub fn object(store: &Store, x: &mut Exec, argv: &[&[u8]], logged: bool) {
     let sub = argv[1].to_ascii_lowercase();
     let key = match (&sub[..], argv.len()) {
         (b"help", 2) => {
@@ -103,7 +107,13 @@ pub fn object(store: &Store, x: &mut Exec, argv: &[&[u8]]) {
     match &sub[..] {
         b"encoding" => write_bulk(x.out, encoding::name(e).as_bytes()),
         b"refcount" => x.int(encoding::refcount(e)),
-        b"idletime" => x.int(0),
+        b"idletime" if logged => x.err(
+            b"ERR understudy answers OBJECT IDLETIME outside MULTI and scripts only: access times are the primary's own, not replicated",
+        ),
+        b"idletime" => {
+            let now_s = x.clock.now_ms() / 1000;
+            x.int(now_s.saturating_sub(u64::from(e.lru())) as i64)
+        }
         _ => x.err(
             b"ERR An LFU maxmemory policy is not selected, access frequency not tracked. \
               Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",

@@ -163,6 +163,9 @@ impl Scripts {
 pub struct Engine {
     vm: Mutex<Option<Vm>>,
     pub limits: ScriptLimits,
+    /// The script being run was logged under OOM (`crate::evict`): Redis's
+    /// pre_command_oom_state, set by the evict op for that run only.
+    pub(crate) oom: bool,
 }
 
 /// Whether `cmd` is run by this module.
@@ -181,6 +184,10 @@ pub struct Caller<'a> {
     store: StoreRef<'a>,
     clock: &'a mut dyn Clock,
     read_only: bool,
+    /// Under OOM: `denyoom` commands are refused until the script wrote
+    /// (Redis's scriptVerifyOOM; it cannot stop halfway).
+    oom: bool,
+    wrote: bool,
 }
 
 impl Caller<'_> {
@@ -224,6 +231,11 @@ impl Caller<'_> {
         if self.read_only && spec.kind == Kind::Write {
             return Err("Write commands are not allowed from read-only scripts.".into());
         }
+        if self.oom && !self.wrote && crate::evict::denyoom(cmd, argv) {
+            // With its own error code (`-OOM …`), not ERR.
+            return Err(format!("-{}", String::from_utf8_lossy(crate::evict::OOM)));
+        }
+        self.wrote |= spec.flags.contains(&"write");
         let mut x = Exec { clock: &mut *self.clock, out };
         match &mut self.store {
             StoreRef::Write(store) => exec_write(cmd, store, &mut x, argv),
@@ -249,6 +261,7 @@ struct Shebang {
     /// A shebang was given (Redis's non-"compat" mode).
     present: bool,
     no_writes: bool,
+    allow_oom: bool,
 }
 
 fn shebang(body: &[u8]) -> Result<Shebang, String> {
@@ -264,7 +277,7 @@ fn shebang(body: &[u8]) -> Result<Shebang, String> {
     if engine != "#!lua" {
         return Err(format!("ERR Unexpected engine in script shebang: {engine}"));
     }
-    let mut out = Shebang { len: end, present: true, no_writes: false };
+    let mut out = Shebang { len: end, present: true, no_writes: false, allow_oom: false };
     for part in parts {
         let Some(flags) = part.strip_prefix("flags=") else {
             return Err(format!("ERR Unknown lua shebang option: {part}"));
@@ -272,7 +285,8 @@ fn shebang(body: &[u8]) -> Result<Shebang, String> {
         for flag in flags.split(',').filter(|_| !flags.is_empty()) {
             match flag {
                 "no-writes" => out.no_writes = true,
-                "allow-oom" | "allow-stale" | "no-cluster" | "allow-cross-slot-keys" => {}
+                "allow-oom" => out.allow_oom = true,
+                "allow-stale" | "no-cluster" | "allow-cross-slot-keys" => {}
                 other => return Err(format!("ERR Unexpected flag in script shebang: {other}")),
             }
         }
@@ -357,8 +371,12 @@ impl Engine {
         if flags.present && !flags.no_writes && ro_cmd {
             return write_error(out, b"ERR Can not execute a script with write flag using *_ro command.");
         }
+        if self.oom && flags.present && !flags.no_writes && !flags.allow_oom {
+            return write_error(out, crate::evict::SCRIPT_OOM);
+        }
         let limit = self.limits.instructions;
-        let mut caller = Caller { store, clock, read_only: ro_cmd || flags.no_writes };
+        let oom = self.oom && !flags.allow_oom;
+        let mut caller = Caller { store, clock, read_only: ro_cmd || flags.no_writes, oom, wrote: false };
         let outcome = self.with_vm(|vm| vm.run(&sha, (keys, args), &mut rand, limit, &mut caller, out));
         match outcome {
             Err(e) => write_error(out, e.as_bytes()),
@@ -462,7 +480,7 @@ mod tests {
     #[test]
     fn shebangs_as_redis_reads_them() {
         let s = shebang(b"#!lua flags=no-writes,allow-oom\nreturn 1").unwrap();
-        assert!(s.present && s.no_writes && s.len == 31);
+        assert!(s.present && s.no_writes && s.allow_oom && s.len == 31);
         assert!(!shebang(b"return 1").unwrap().present);
         assert_eq!(shebang(b"#!lua").err().unwrap(), "ERR Invalid script shebang");
         assert_eq!(shebang(b"#!lua flags=x\n").err().unwrap(), "ERR Unexpected flag in script shebang: x");

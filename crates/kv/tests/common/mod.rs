@@ -7,6 +7,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use understudy_core::{Ctx, StateMachine};
+use understudy_kv::evict::Admit;
 use understudy_kv::{parse_command, Dispatch, Kv, Session};
 
 /// A parsed RESP2 reply, ordered so unordered replies can be sorted.
@@ -141,9 +142,13 @@ impl Client {
     /// connection's protocol is applied.
     fn run_raw_reply(&mut self, ctx: &mut dyn Ctx, now_ms: u64, argv: &[&[u8]]) -> Vec<u8> {
         let mut out = Vec::new();
+        self.session.observe(&self.kv);
         let mut dispatch = self.session.dispatch(argv, &mut self.op, &mut out);
         if dispatch == Dispatch::Keyspace {
             dispatch = self.session.keyspace(&self.kv, now_ms, argv, &mut self.op, &mut out);
+        }
+        if dispatch == Dispatch::Write && self.kv.admit(&mut self.op, &mut out) == Admit::Refused {
+            dispatch = Dispatch::Gated;
         }
         match dispatch {
             Dispatch::Done | Dispatch::Close | Dispatch::Gated | Dispatch::Keyspace | Dispatch::PubSub => {}

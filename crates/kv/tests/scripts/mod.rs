@@ -6,6 +6,7 @@
 mod dump;
 mod generated;
 mod hll;
+mod maxmemory;
 mod mpop_xinfo;
 
 pub const SCRIPTS: &[(&str, &[&str])] = &[
@@ -793,4 +794,5 @@ pub const SCRIPTS: &[(&str, &[&str])] = &[
     ("dump", dump::LINES),
     ("xinfo", mpop_xinfo::XINFO),
     ("mpop", mpop_xinfo::MPOP),
+    maxmemory::NOEVICTION,
 ];
