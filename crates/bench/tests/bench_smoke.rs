@@ -4,21 +4,30 @@
 //! bench, started by `cargo test`, builds the `understudy` binary it starts
 //! nodes with first (in this test's profile, next to itself).
 
+use std::path::Path;
 use std::process::Command;
+
+/// Runs `understudy-bench --quick --only ARGS… --out OUT`, which must
+/// succeed; returns its standard output and the bench.json it wrote.
+fn quick_bench(out: &Path, only: &[&str]) -> (String, serde_json::Value) {
+    let run = Command::new(env!("CARGO_BIN_EXE_understudy-bench"))
+        .args(["--quick", "--only"])
+        .args(only)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("runs understudy-bench");
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(run.status.success(), "bench failed:\n{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    let doc = serde_json::from_slice(&std::fs::read(out.join("bench.json")).unwrap()).unwrap();
+    (stdout, doc)
+}
 
 #[test]
 fn quick_kv_bench_writes_json_and_svg_with_the_expected_fields() {
     let out = tempfile::tempdir().unwrap();
-    let run = Command::new(env!("CARGO_BIN_EXE_understudy-bench"))
-        .args(["--quick", "--only", "kv,cost", "--out"])
-        .arg(out.path())
-        .output()
-        .expect("runs understudy-bench");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "bench failed:\n{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    let (stdout, doc) = quick_bench(out.path(), &["kv,cost"]);
     assert!(stdout.contains("Targets\n"), "{stdout}");
-
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("bench.json")).unwrap()).unwrap();
     assert_eq!(doc["meta"]["quick"], true);
     assert_eq!(doc["meta"]["failed_sections"].as_array().unwrap().len(), 0);
     let rows = doc["sections"]["kv"]["rows"].as_array().unwrap();
@@ -69,14 +78,7 @@ fn quick_kv_bench_writes_json_and_svg_with_the_expected_fields() {
 #[test]
 fn quick_commands_bench_runs_zadd_and_evalsha_on_every_system() {
     let out = tempfile::tempdir().unwrap();
-    let run = Command::new(env!("CARGO_BIN_EXE_understudy-bench"))
-        .args(["--quick", "--only", "commands", "--out"])
-        .arg(out.path())
-        .output()
-        .expect("runs understudy-bench");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "bench failed:\n{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("bench.json")).unwrap()).unwrap();
+    let (_, doc) = quick_bench(out.path(), &["commands"]);
     let section = &doc["sections"]["commands"];
     let rows = section["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 12, "ZADD and EVALSHA, -P 1 and -P 16, on three systems: {section}");
@@ -99,14 +101,7 @@ fn quick_commands_bench_runs_zadd_and_evalsha_on_every_system() {
 #[test]
 fn quick_switchover_bench_measures_both_kinds_and_loses_nothing() {
     let out = tempfile::tempdir().unwrap();
-    let run = Command::new(env!("CARGO_BIN_EXE_understudy-bench"))
-        .args(["--quick", "--only", "switchover", "--failover-trials", "2", "--out"])
-        .arg(out.path())
-        .output()
-        .expect("runs understudy-bench");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "bench failed:\n{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("bench.json")).unwrap()).unwrap();
+    let (stdout, doc) = quick_bench(out.path(), &["switchover", "--failover-trials", "2"]);
     assert_eq!(doc["meta"]["failed_sections"].as_array().unwrap().len(), 0, "{stdout}");
     let s = &doc["sections"]["switchover"];
     assert_eq!(s["command_pause_ms"]["n"], 1, "{s}");

@@ -528,24 +528,21 @@ pub fn xautoclaim(store: &mut Store, x: &mut Exec, argv: &[&[u8]]) {
             break;
         };
         let next = id.incr();
-        let Some(fields) = s.entries.get(&id) else {
-            g.ack(id);
-            deleted.push(id);
-            count -= 1;
-            match next {
-                Some(c) => cursor = c,
-                None => {
-                    eof = true;
-                    break;
+        match s.entries.get(&id) {
+            // Deleted from the stream: dropped from the PEL, reported.
+            None => {
+                g.ack(id);
+                deleted.push(id);
+                count -= 1;
+            }
+            Some(fields) => {
+                let idle = now as i64 - nack.delivery_time as i64;
+                if min_idle == 0 || idle >= min_idle {
+                    Claim { name, now, delivery: now, retry: None, justid }.take(g, id, fields, &mut body);
+                    n += 1;
+                    count -= 1;
                 }
             }
-            continue;
-        };
-        let idle = now as i64 - nack.delivery_time as i64;
-        if min_idle == 0 || idle >= min_idle {
-            Claim { name, now, delivery: now, retry: None, justid }.take(g, id, fields, &mut body);
-            n += 1;
-            count -= 1;
         }
         match next {
             Some(c) => cursor = c,
