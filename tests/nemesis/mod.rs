@@ -369,7 +369,7 @@ pub fn inject(h: &mut Harness, pair: &Pair, fault: Fault, rng: &mut Rng) -> Resu
         }
         Fault::Stutter => {
             let victim = if rng.below(2) == 0 { p } else { b };
-            let ms = 50 + rng.below(250);
+            let ms = 50 + rng.below(150); // below the default failure timeout (250 ms)
             h.signal(victim, libc::SIGSTOP);
             std::thread::sleep(Duration::from_millis(ms));
             h.signal(victim, libc::SIGCONT);

@@ -93,6 +93,14 @@ pub struct BenchArgs {
     /// Failover trials (default 20; 3 with --quick).
     #[arg(long)]
     pub failover_trials: Option<usize>,
+    /// `--failover-timeout-ms` of the failover section's nodes (default:
+    /// the node's default).
+    #[arg(long)]
+    pub failover_timeout_ms: Option<u64>,
+    /// CPU-bound processes (busy shell loops) competing with the failover
+    /// section's nodes for the cores, as on a crowded machine (default 2).
+    #[arg(long, default_value_t = 2)]
+    pub cpu_hogs: usize,
     /// State sizes of the join section, MiB (default 100,1024; 100 with --quick).
     #[arg(long, value_delimiter = ',')]
     pub join_mib: Vec<u64>,
@@ -176,6 +184,8 @@ pub struct Opts {
     pub quick: bool,
     pub reps: usize,
     pub failover_trials: usize,
+    pub failover_timeout_ms: Option<u64>,
+    pub cpu_hogs: usize,
     pub join_mib: Vec<u64>,
     pub guests: PathBuf,
     pub wasmtime: String,
@@ -289,6 +299,8 @@ fn run(a: BenchArgs) -> Result<ExitCode> {
         quick: a.quick,
         reps: a.reps.unwrap_or(if a.quick { 1 } else { 3 }).max(1),
         failover_trials: a.failover_trials.unwrap_or(if a.quick { 3 } else { 20 }).max(1),
+        failover_timeout_ms: a.failover_timeout_ms,
+        cpu_hogs: a.cpu_hogs,
         join_mib: if !a.join_mib.is_empty() {
             a.join_mib.clone()
         } else if a.quick {

@@ -1,6 +1,9 @@
 //! Protocol timing and bounds. Defaults are chosen for loopback and a LAN on
-//! a 2-core machine: sub-second failover, and no false failover under full
-//! load (a heartbeat every 50 ms; 10 of them may go missing).
+//! a 2-core machine: a frozen primary replaced in about 260 ms, and no false
+//! failover under full load with two CPU-bound processes competing for the
+//! cores (a heartbeat every 50 ms; 5 of them may go missing; a busy event
+//! loop is covered by the node's beat thread, `node::beat`). Measured by
+//! `understudy bench --only failover` (docs/PERFORMANCE.md).
 
 /// Knobs of the protocol core. Units are in the names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +47,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             heartbeat_ms: 50,
-            failover_timeout_ms: 500,
+            failover_timeout_ms: 250,
             lag_entries_max: 100_000,
             catchup_entries: 1_000,
             retry_ms: 200,

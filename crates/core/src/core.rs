@@ -312,6 +312,36 @@ impl Core {
         }
     }
 
+    /// The logging channel whose peer has been silent for longer than the
+    /// failure timeout at `now`: the next [`Core::poll`] may declare it
+    /// failed. The runtime asks first whether bytes from it wait unread
+    /// (see [`Core::heard`]).
+    pub fn silent_peer(&self, now: Millis) -> Option<ConnId> {
+        let timeout = self.cfg.failover_timeout_ms;
+        let (conn, last_heard) = match &self.role {
+            Role::Primary(p) => p.link.as_ref().map(|l| (l.conn, l.last_heard))?,
+            Role::Backup(b) => (b.conn?, b.last_heard),
+            Role::Starting { .. } | Role::Halted(_) => return None,
+        };
+        (now.saturating_sub(last_heard) > timeout).then_some(conn)
+    }
+
+    /// Bytes from the peer on `conn` wait unread in this node's socket:
+    /// the peer was not silent, this node was slow to read (its event loop
+    /// busy or starved of CPU). A detector reads what has arrived before it
+    /// declares a peer failed, so this counts as hearing from it.
+    pub fn heard(&mut self, conn: ConnId, now: Millis) {
+        match &mut self.role {
+            Role::Primary(p) => {
+                if let Some(l) = p.link.as_mut().filter(|l| l.conn == conn) {
+                    l.last_heard = l.last_heard.max(now);
+                }
+            }
+            Role::Backup(b) if b.conn == Some(conn) => b.last_heard = b.last_heard.max(now),
+            _ => {}
+        }
+    }
+
     fn on_higher_epoch(&mut self, now: Millis, epoch: Epoch) {
         match &self.role {
             // Our own claim of `epoch` may be granted with its answer still

@@ -322,3 +322,28 @@ fn entries_that_do_not_follow_are_refused_with_why() {
     let stale = c.handle(7, Event::Entries { conn: 99, epoch: 1, first: 13, last: 13 });
     assert!(matches!(stale, Outcome::Refused(_)), "entries on another connection are refused");
 }
+
+/// The backup side of `silent_peer`/`heard`: bytes from the primary that
+/// wait unread keep it from going live (issue 17).
+#[test]
+fn unread_bytes_from_the_primary_keep_the_backup_following() {
+    let mut c = in_sync_backup(5); // last heard at 1, timeout 100 ms
+    for t in [50, 90] {
+        c.poll(t);
+        c.take_commands();
+    }
+    assert_eq!(c.silent_peer(95), None);
+    assert_eq!(c.silent_peer(102), Some(3));
+    c.heard(3, 102);
+    c.poll(102);
+    assert!(!c.take_commands().iter().any(|c| matches!(c, Command::Claim { .. })), "not declared failed");
+    assert_eq!(c.role_name(), RoleName::Backup);
+    for t in [150, 190] {
+        c.poll(t);
+        c.take_commands();
+    }
+    c.poll(203);
+    let cmds = c.take_commands();
+    assert!(matches!(&cmds[..], [Command::Close { conn: 3, .. }, Command::Claim { epoch: 2 }]), "{cmds:?}");
+    assert_eq!(c.silent_peer(400), None, "the channel is closed: nothing to judge");
+}

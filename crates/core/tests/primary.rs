@@ -546,3 +546,35 @@ fn a_switchover_hands_over_then_rejoins_as_a_joiner() {
     c.poll(300);
     assert!(protocol(c.take_commands()).contains(&Command::ReadArbiter), "it looks for its successor");
 }
+
+/// A primary whose event loop kept polling but did not get to read (a long
+/// slice of other work, a starved CPU) finds its backup's acks waiting in
+/// its socket: the runtime reports them (`heard`) before the poll that
+/// would judge, and the backup is not declared lost (issue 17).
+#[test]
+fn unread_bytes_from_the_backup_are_a_sign_of_life() {
+    let mut c = protected_primary(10); // last ack at 2, timeout 100 ms
+    for t in [40, 80] {
+        c.poll(t);
+        c.take_commands();
+    }
+    assert_eq!(c.silent_peer(90), None, "heard within the timeout");
+    assert_eq!(c.silent_peer(103), Some(7), "the backup's channel is about to be judged");
+    c.heard(9, 103); // another connection says nothing about the backup
+    assert_eq!(c.silent_peer(103), Some(7));
+    c.heard(7, 103);
+    assert_eq!(c.silent_peer(103), None);
+    c.poll(103);
+    assert!(c.take_commands().iter().all(|c| matches!(c, Command::SendHeartbeat { .. })), "not declared lost");
+    assert!(c.status().protected);
+    // Nothing more arrives: silence is judged from the time it was heard.
+    for t in [150, 190] {
+        c.poll(t);
+        c.take_commands();
+    }
+    assert_eq!(c.silent_peer(204), Some(7));
+    c.poll(204);
+    let cmds = c.take_commands();
+    assert!(matches!(&cmds[..], [Command::Close { conn: 7, .. }, Command::Claim { epoch: 2 }]), "{cmds:?}");
+    assert_eq!(c.silent_peer(300), None, "no backup: nothing to judge");
+}

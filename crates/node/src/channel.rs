@@ -67,6 +67,11 @@ impl Channels {
         self.conns.get(&id).map(|c| c.client.as_str()).filter(|c| !c.is_empty())
     }
 
+    /// The last `n` bytes queued for `id` (a frame just appended).
+    pub fn tail(&self, id: ConnId, n: usize) -> &[u8] {
+        self.conns.get(&id).map_or(&[][..], |c| &c.out[c.out.len().saturating_sub(n)..])
+    }
+
     /// Bytes queued for `id` and not yet taken by its writer.
     pub fn backlog(&self, id: ConnId) -> usize {
         self.conns.get(&id).map_or(0, |c| c.out.len())

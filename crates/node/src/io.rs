@@ -34,6 +34,17 @@ pub trait Io {
     /// The primary's open disk batch wants writing: call
     /// `Replica::flush_disk` soon (after the requests already read).
     fn wake_disk(&mut self);
+    /// Whether bytes from the peer on `conn` wait unread in this node's
+    /// socket — asked before a silent peer is declared failed
+    /// (`Core::silent_peer`). The simulator hands a node what arrived
+    /// while it was stalled before its next tick, so it has none.
+    fn unread(&self, _conn: ConnId) -> bool {
+        false
+    }
+    /// Heartbeat or ack `frame` was queued on `conn` (the tokio runtime's
+    /// beat thread repeats the last one written while the loop is busy;
+    /// the simulator has no such thread).
+    fn liveness_queued(&mut self, _conn: ConnId, _frame: &[u8]) {}
     /// A line for the operator.
     fn log(&mut self, level: log::Level, line: &str);
     /// Fail-stop: nothing held at the output gate is ever released. The

@@ -61,11 +61,15 @@ pub async fn join<M: Machine>(rc: Rep<M>, repl: String, epoch: u64, gen: u64) {
         Ok(x) => x,
         Err(refused) => return rc.borrow_mut().join_failed(&repl, refused),
     };
+    let (stream, dup) = match crate::tokio_io::duplicate(stream) {
+        Ok(s) => s,
+        Err(e) => return rc.borrow_mut().join_failed(&repl, JoinRefused::from(ChanError::Io(e))),
+    };
     let primary = peer.hello.node.clone();
     let joined = rc.borrow_mut().joined(gen, primary, peer.hello.incarnation, peer.epoch, snapshot_seq, partial);
     let Some(conn) = joined else { return };
     let (rd, wr) = stream.into_split();
-    spawn_writer(rc.clone(), conn, wr);
+    spawn_writer(rc.clone(), conn, wr, dup);
     if !partial {
         tokio::task::spawn_local(receive_snapshot(rc.clone(), repl, peer.epoch, snapshot_seq, gen, conn));
     }

@@ -33,6 +33,7 @@
 #![forbid(unsafe_code)]
 
 pub mod arbiter_lanes;
+pub mod beat;
 mod blocking;
 pub mod builder;
 pub mod catchup;

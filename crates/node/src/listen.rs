@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use understudy_core::ConnId;
-use understudy_wire::frame::{FrameHeader, Kind};
+use understudy_wire::frame::{encode_with, FrameHeader, Kind};
 use understudy_wire::handshake::{Handshake, HandshakeError};
-use understudy_wire::msg::{Hello, Purpose, RejectCode};
+use understudy_wire::msg::{Heartbeat, Hello, Purpose, RejectCode};
 
+use crate::channel::header;
 use crate::framed::{handshake, random_bytes, ChanError, FrameReader};
 use crate::io::Io;
 use crate::machine::Machine;
@@ -136,13 +137,29 @@ async fn switchover<M: Machine>(rc: &Rc<RefCell<Replica<M>>>, stream: &mut TcpSt
 
 /// A joiner's logging channel, primary side: acks in, entries out.
 fn channel<M: Machine>(rc: Rc<RefCell<Replica<M>>>, stream: TcpStream, reader: FrameReader, hello: Hello, epoch: u64) {
+    let (stream, dup) = match crate::tokio_io::duplicate(stream) {
+        Ok(s) => s,
+        Err(e) => {
+            // The joiner sees the connection close and tries again.
+            log::warn!("{}: cannot take the join of {:?}: its socket: {e}", rc.borrow().opts.node, hello.node);
+            return;
+        }
+    };
     let (rd, wr) = stream.into_split();
     let conn = rc.borrow_mut().joiner_arrived(hello.node, hello.incarnation, hello.client, epoch, hello.resume);
-    spawn_writer(rc.clone(), conn, wr);
+    spawn_writer(rc.clone(), conn, wr, dup);
     let task = tokio::task::spawn_local(read_acks(rc.clone(), conn, rd, reader));
     let r = rc.borrow();
     match r.has_conn(conn) {
-        true => r.io.wakers.add_task(conn, task.abort_handle()),
+        true => {
+            r.io.wakers.add_task(conn, task.abort_handle());
+            // A heartbeat that says nothing new (seq 0: the backup keeps
+            // the highest it heard), for the beat thread to repeat should
+            // the loop be held before its first heartbeat is written.
+            let mut hb = Vec::new();
+            encode_with(&mut hb, header(r.core().epoch(), 0, Kind::Heartbeat), |o| Heartbeat { last_seq: 0 }.encode(o));
+            r.io.beats.seed(conn, &hb);
+        }
         false => task.abort(),
     }
 }

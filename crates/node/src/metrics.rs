@@ -229,6 +229,11 @@ pub fn render<M: Machine>(r: &Replica<M>) -> String {
         "State transfer: estimated size of the last snapshot taken for a joiner",
         ConstGauge::new(r.stats.snapshot_bytes_hint as i64),
     );
+    reg.register(
+        "alive_frames_sent",
+        "Alive frames the beat thread sent while the event loop was busy (node::beat)",
+        ConstCounter::new(r.io.beats.sent.load(std::sync::atomic::Ordering::Relaxed)),
+    );
     reg.register("joins_accepted", "Joins this node accepted as primary", ConstCounter::new(r.stats.joins_accepted));
     reg.register("joins_in_sync", "Joiners that became in-sync backups of this node", ConstCounter::new(r.stats.joins_in_sync));
     reg.register(

@@ -207,6 +207,13 @@ impl<M: Machine, I: Io> Replica<M, I> {
             return;
         }
         let now = self.now();
+        if let Some(conn) = self.core.silent_peer(now) {
+            // Read what has arrived before declaring the peer failed.
+            if self.io.unread(conn) {
+                self.log(log::Level::Info, &format!("the peer on channel {conn} seemed silent, but its bytes wait unread here: this node was slow, not its peer"));
+                self.core.heard(conn, now);
+            }
+        }
         self.core.poll(now);
         self.pump();
     }
@@ -304,6 +311,19 @@ impl<M: Machine, I: Io> Replica<M, I> {
         }
     }
 
+    /// A heartbeat (primary) or an ack (backup): sent like any frame, and
+    /// handed to the runtime, whose beat thread repeats the last one
+    /// written while the event loop is busy (`node::beat`).
+    fn send_liveness(&mut self, conn: ConnId, kind: Kind, payload: impl FnOnce(&mut Vec<u8>)) {
+        self.seal_batch(conn);
+        let before = self.chans.backlog(conn);
+        self.send_frame(conn, kind, 0, payload);
+        let n = self.chans.backlog(conn).saturating_sub(before);
+        if n > 0 {
+            self.io.liveness_queued(conn, self.chans.tail(conn, n));
+        }
+    }
+
     /// Primary: writes entry `seq` to the backup's channel, if there is
     /// one. Returns true when the batch is full and should be sealed.
     pub fn push_entry(&mut self, seq: Seq, kind: EntryKind, body_len: usize, fill: impl FnOnce(&mut Vec<u8>)) -> bool {
@@ -368,9 +388,9 @@ impl<M: Machine, I: Io> Replica<M, I> {
                 self.drop_conn(conn);
             }
             Command::SendHeartbeat { conn, last_seq } => {
-                self.send_frame(conn, Kind::Heartbeat, 0, |o| Heartbeat { last_seq }.encode(o))
+                self.send_liveness(conn, Kind::Heartbeat, |o| Heartbeat { last_seq }.encode(o))
             }
-            Command::SendAck { conn, ack } => self.send_frame(conn, Kind::Ack, 0, |o| ack.encode(o)),
+            Command::SendAck { conn, ack } => self.send_liveness(conn, Kind::Ack, |o| ack.encode(o)),
             Command::SendInSync { conn } => {
                 let peer = self.chans.peer(conn).map_or("?", |p| p.0).to_string();
                 self.log(log::Level::Info, &format!("backup {peer} is in sync: outputs now wait for its acks"));

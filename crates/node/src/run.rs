@@ -203,7 +203,7 @@ pub(crate) async fn start<M: Machine>(
     if opts.secret.is_empty() {
         log::warn!("{}: no --secret-file: the replication channel is not authenticated", opts.node);
     }
-    let mut io = TokioIo::new(opts.node.clone(), lanes);
+    let mut io = TokioIo::new(opts.node.clone(), lanes, opts.protocol.heartbeat_ms);
     let disk = disk.map(|d| {
         io.set_disk(d.requests);
         (d.loaded, d.answers)
@@ -303,6 +303,7 @@ async fn ticker<M: Machine>(rc: Rc<RefCell<Replica<M>>>) {
         // How late the tick came: the event loop was busy, or the process
         // was not scheduled (a silence the peer may take for a failure).
         crate::metrics::LOOP_LAG.observe_n(due.elapsed(), 1);
+        rc.borrow().io.beats.loop_ticked();
         rc.borrow_mut().tick();
     }
 }

@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::Notify;
@@ -12,6 +13,7 @@ use tokio::task::AbortHandle;
 use understudy_core::{Command, ConnId, Epoch, Millis};
 
 use crate::arbiter_lanes::ArbiterLanes;
+use crate::beat::Beats;
 use crate::io::{Io, HALT_EXIT_CODE, REFUSED_EXIT_CODE};
 
 /// What the tasks of a node wait on.
@@ -42,6 +44,14 @@ impl Wakers {
     }
 }
 
+/// Splits a second handle off a logging channel's socket, for the beat
+/// thread ([`Beats`]): its `Alive` frames and [`Io::unread`]'s peeks.
+pub fn duplicate(stream: tokio::net::TcpStream) -> std::io::Result<(tokio::net::TcpStream, std::net::TcpStream)> {
+    let std = stream.into_std()?;
+    let dup = std.try_clone()?;
+    Ok((tokio::net::TcpStream::from_std(std)?, dup))
+}
+
 /// Starts a join task: (primary's replication address, epoch, join generation).
 pub type Connector = Box<dyn Fn(String, Epoch, u64)>;
 
@@ -54,11 +64,14 @@ pub struct TokioIo {
     connector: Option<Connector>,
     /// The disk thread (`--appendfsync`).
     disk: Option<std::sync::mpsc::Sender<crate::disk_thread::Msg>>,
+    /// The beat thread, and the logging channels' duplicated sockets.
+    pub beats: Arc<Beats>,
 }
 
 impl TokioIo {
-    pub fn new(node: String, lanes: ArbiterLanes) -> Self {
-        TokioIo { node, t0: Instant::now(), lanes, wakers: Rc::new(Wakers::default()), connector: None, disk: None }
+    pub fn new(node: String, lanes: ArbiterLanes, heartbeat_ms: u64) -> Self {
+        let beats = Beats::start(&node, heartbeat_ms);
+        TokioIo { node, t0: Instant::now(), lanes, wakers: Rc::new(Wakers::default()), connector: None, disk: None, beats }
     }
 
     pub(crate) fn set_disk(&mut self, disk: std::sync::mpsc::Sender<crate::disk_thread::Msg>) {
@@ -87,6 +100,7 @@ impl Io for TokioIo {
     }
 
     fn conn_dropped(&mut self, conn: ConnId) {
+        self.beats.remove(conn);
         self.wakers.writers.borrow_mut().remove(&conn);
         let tasks = self.wakers.tasks.borrow_mut().remove(&conn);
         for t in tasks.into_iter().flatten() {
@@ -125,6 +139,14 @@ impl Io for TokioIo {
     fn connect(&mut self, repl: &str, epoch: Epoch, gen: u64) {
         let c = self.connector.as_ref().expect("the connector is set before the node starts");
         c(repl.to_string(), epoch, gen);
+    }
+
+    fn liveness_queued(&mut self, conn: ConnId, frame: &[u8]) {
+        self.beats.queued(conn, frame);
+    }
+
+    fn unread(&self, conn: ConnId) -> bool {
+        self.beats.unread(conn)
     }
 
     fn log(&mut self, level: log::Level, line: &str) {

@@ -14,11 +14,14 @@ use understudy_core::ConnId;
 use crate::machine::Machine;
 use crate::replica::Replica;
 
-pub fn spawn_writer<M: Machine>(rc: Rc<RefCell<Replica<M>>>, conn: ConnId, mut wr: OwnedWriteHalf) {
+pub fn spawn_writer<M: Machine>(rc: Rc<RefCell<Replica<M>>>, conn: ConnId, mut wr: OwnedWriteHalf, dup: std::net::TcpStream) {
     if !rc.borrow().has_conn(conn) {
         return;
     }
-    let wake = rc.borrow().io.wakers.writer(conn);
+    let (wake, beat) = {
+        let r = rc.borrow();
+        (r.io.wakers.writer(conn), r.io.beats.add(conn, dup))
+    };
     let task = tokio::task::spawn_local({
         let rc = rc.clone();
         async move {
@@ -26,6 +29,7 @@ pub fn spawn_writer<M: Machine>(rc: Rc<RefCell<Replica<M>>>, conn: ConnId, mut w
             loop {
                 spare.clear();
                 let Some((buf, closing)) = rc.borrow_mut().take_out(conn, std::mem::take(&mut spare)) else { return };
+                beat.taken();
                 if buf.is_empty() {
                     if closing {
                         let _ = wr.shutdown().await;
@@ -36,7 +40,7 @@ pub fn spawn_writer<M: Machine>(rc: Rc<RefCell<Replica<M>>>, conn: ConnId, mut w
                     wake.notified().await;
                     continue;
                 }
-                if let Err(e) = wr.write_all(&buf).await {
+                if let Err(e) = beat.write_all(&mut wr, &buf).await {
                     rc.borrow_mut().channel_broken(conn, format!("write failed: {e}"));
                     return;
                 }
@@ -47,6 +51,9 @@ pub fn spawn_writer<M: Machine>(rc: Rc<RefCell<Replica<M>>>, conn: ConnId, mut w
     let r = rc.borrow();
     match r.has_conn(conn) {
         true => r.io.wakers.add_task(conn, task.abort_handle()),
-        false => task.abort(),
+        false => {
+            task.abort();
+            r.io.beats.remove(conn);
+        }
     }
 }
