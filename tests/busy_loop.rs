@@ -1,6 +1,6 @@
 //! A node whose event loop is held by long work is alive, not failed
-//! (issue 17): its beat thread keeps sending `Alive` frames, so its peer
-//! does not take over — while a frozen node (SIGSTOP, as a power cut looks
+//! (issue 17): its beat thread keeps repeating its last heartbeat or ack,
+//! so its peer does not take over — while a frozen node (SIGSTOP, as a power cut looks
 //! from outside) sends nothing and is still replaced within the timeout.
 
 mod common;

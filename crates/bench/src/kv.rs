@@ -138,11 +138,14 @@ fn kv_results(cells: &[Cell], report: &mut Report, false_failovers: u64) {
                 ratio(vs_redis.median),
             );
         }
+        // Issue 17 asks 0.85 of SET -P 16 (every SET is a log entry to
+        // batch, encode and send); the rest keep issue 6's 0.9.
+        let goal = if test == "set" && p == 16 { 0.85 } else { 0.9 };
         report.target(
             &format!("KV pair / unprotected, {label}"),
-            "≥ 0.9",
+            &format!("≥ {goal}"),
             vs_single.median,
-            vs_single.median >= 0.9,
+            vs_single.median >= goal,
             ratio(vs_single.median),
         );
         if p == 1 {

@@ -110,6 +110,23 @@ fn quick_switchover_bench_measures_both_kinds_and_loses_nothing() {
     assert_eq!(s["writes_lost"], 0, "{s}");
 }
 
+/// The failover section with a CPU hog beside the pair: both kinds of fault
+/// are measured against a pair that holds a state, and every fault ends
+/// with the backup serving.
+#[test]
+fn quick_failover_bench_measures_kills_and_freezes_beside_a_hog() {
+    let out = tempfile::tempdir().unwrap();
+    let (stdout, doc) = quick_bench(out.path(), &["failover", "--failover-trials", "2", "--cpu-hogs", "1"]);
+    assert_eq!(doc["meta"]["failed_sections"].as_array().unwrap().len(), 0, "{stdout}");
+    let s = &doc["sections"]["failover"];
+    assert_eq!(s["kill9"]["trials"], 2, "{s}");
+    assert_eq!(s["sigstop"]["trials"], 1, "{s}");
+    assert_eq!(s["stuck"], 0, "{s}");
+    assert_eq!((s["cpu_hogs"].as_u64(), s["state_mib"].as_u64()), (Some(1), Some(32)), "{s}");
+    assert!(s["writes_acknowledged"].as_u64().unwrap() > 0, "{s}");
+    assert!(stdout.contains("CPU hogs"), "{stdout}");
+}
+
 /// A missing or wrong `--understudy` fails at once, naming the flag.
 #[test]
 fn a_bad_understudy_binary_is_refused_naming_the_flag() {

@@ -43,7 +43,7 @@ pub const FLAGS_HELP: &str = "\
   --tls-ca FILE              ask clients for a certificate this CA signed (PEM)
   --metrics-listen ADDR      serve Prometheus metrics at http://ADDR/metrics
   --heartbeat-ms MS          heartbeat interval of the logging channel
-  --failover-timeout-ms MS   silence after which the peer is declared failed
+  --failover-timeout-ms MS   silence after which the peer is declared failed (default 250)
   --appendfsync MODE         keep the log and snapshots in --dir: always, everysec or no
   --snapshot-every-bytes N   with --appendfsync: a snapshot after this much log (default 64 MiB)
   --snapshot-every-secs S    with --appendfsync: ... or after this long with log written (default 3600)

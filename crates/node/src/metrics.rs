@@ -230,8 +230,8 @@ pub fn render<M: Machine>(r: &Replica<M>) -> String {
         ConstGauge::new(r.stats.snapshot_bytes_hint as i64),
     );
     reg.register(
-        "alive_frames_sent",
-        "Alive frames the beat thread sent while the event loop was busy (node::beat)",
+        "beats_sent",
+        "Heartbeats or acks the beat thread repeated while the event loop was busy (node::beat)",
         ConstCounter::new(r.io.beats.sent.load(std::sync::atomic::Ordering::Relaxed)),
     );
     reg.register("joins_accepted", "Joins this node accepted as primary", ConstCounter::new(r.stats.joins_accepted));

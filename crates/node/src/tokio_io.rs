@@ -45,7 +45,7 @@ impl Wakers {
 }
 
 /// Splits a second handle off a logging channel's socket, for the beat
-/// thread ([`Beats`]): its `Alive` frames and [`Io::unread`]'s peeks.
+/// thread ([`Beats`]): its repeated heartbeats and acks, and [`Io::unread`]'s peeks.
 pub fn duplicate(stream: tokio::net::TcpStream) -> std::io::Result<(tokio::net::TcpStream, std::net::TcpStream)> {
     let std = stream.into_std()?;
     let dup = std.try_clone()?;
