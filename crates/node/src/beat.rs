@@ -45,6 +45,9 @@ pub struct Beat {
 
 #[derive(Default)]
 struct BeatState {
+    /// The writer has written a whole buffer: the channel's first frame
+    /// (a primary's `JoinAccepted`) is out, and repeats may follow it.
+    started: bool,
     /// The writer has written part of a buffer: the socket is mid-frame.
     mid_buffer: bool,
     /// When anything was last written.
@@ -66,6 +69,7 @@ impl Beat {
 
     /// The loop queued heartbeat or ack `frame` on the channel.
     pub fn queued(&self, frame: &[u8]) {
+        debug_assert!(frame.len() >= understudy_wire::FRAME_HEADER_BYTES, "a repeat is a whole frame");
         let mut st = self.lock();
         let q = st.queued.get_or_insert_with(Vec::new);
         q.clear();
@@ -92,8 +96,10 @@ impl Beat {
                     off += write_some(&buf[off..], |b| wr.try_write(b))?;
                 }
                 st.mid_buffer = off > 0 && off < buf.len();
+                debug_assert!(!st.mid_buffer || st.pending.is_empty(), "a repeat is finished before the buffer goes on");
                 st.last_write = Some(Instant::now());
                 if off == buf.len() && st.pending.is_empty() {
+                    st.started = true;
                     if let Some(f) = st.in_flight.take() {
                         st.written = Some(f);
                     }
@@ -142,6 +148,8 @@ pub struct Beats {
     every_ms: u64,
     /// Repeats written (the metrics page shows them).
     pub sent: AtomicU64,
+    /// Rounds the thread made while the loop needed beats.
+    busy_rounds: AtomicU64,
 }
 
 impl Beats {
@@ -154,6 +162,7 @@ impl Beats {
             loop_at: AtomicU64::new(0),
             every_ms: heartbeat_ms.max(1),
             sent: AtomicU64::new(0),
+            busy_rounds: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&beats);
         let spawned = std::thread::Builder::new().name("beat".into()).spawn(move || run(weak));
@@ -186,7 +195,8 @@ impl Beats {
 
     /// What the thread repeats on `conn` until the writer has written a
     /// heartbeat or ack of its own (a primary's first heartbeat is up to
-    /// a heartbeat interval away when its channel opens).
+    /// a heartbeat interval away when its channel opens). Nothing is
+    /// repeated before the writer's first buffer is out.
     pub fn seed(&self, conn: ConnId, frame: &[u8]) {
         if let Some(c) = self.chans().get(&conn) {
             c.beat.lock().written.get_or_insert_with(|| frame.to_vec());
@@ -221,14 +231,17 @@ impl Beats {
         if !loop_needs_beats(idle, self.every_ms) {
             return;
         }
+        self.busy_rounds.fetch_add(1, Ordering::Relaxed);
         let every = Duration::from_millis(self.every_ms);
         for c in self.chans().values_mut() {
             let mut st = c.beat.lock();
             let mut sock = &c.sock;
             let done = finish(&mut st.pending, |b| sock.write(b));
-            if !matches!(done, Ok(true)) || st.mid_buffer || st.last_write.is_some_and(|t| t.elapsed() < every) {
+            let quiet = st.started && !st.mid_buffer && st.last_write.is_none_or(|t| t.elapsed() >= every);
+            if !matches!(done, Ok(true)) || !quiet {
                 continue; // errors: the channel's reader and writer see them too
             }
+            debug_assert!(st.pending.is_empty() && !st.mid_buffer, "repeats only between whole buffers");
             let Some(frame) = st.written.take() else { continue };
             if let Ok(n) = write_some(&frame, |b| sock.write(b)) {
                 if n > 0 {
@@ -296,6 +309,16 @@ mod tests {
         let beats = Beats::start("t", 20);
         beats.loop_ticked();
         let beat = beats.add(1, sock);
+        // Nothing goes before the channel's first frame, which the writer's
+        // first buffer carries: a seed waits for it, however busy the loop.
+        let seed = frame(Kind::Heartbeat, b"seq 0");
+        beats.seed(1, &seed);
+        let t = Instant::now();
+        while beats.busy_rounds.load(Ordering::Relaxed) < 3 {
+            assert!(t.elapsed() < Duration::from_secs(10), "the beat thread does not run");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(beats.sent.load(Ordering::Relaxed), 0, "a repeat before the writer's first buffer");
         assert!(!beats.unread(1));
         peer.write_all(b"x").unwrap();
         let t = Instant::now();
