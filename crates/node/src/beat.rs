@@ -262,13 +262,29 @@ fn loop_needs_beats(idle_ms: u64, every_ms: u64) -> bool {
 }
 
 fn run(beats: Weak<Beats>) {
+    let mut asleep = Instant::now();
     loop {
         let Some(b) = beats.upgrade() else { return };
-        b.beat();
-        let every = b.every_ms;
+        let nap = Duration::from_millis((b.every_ms / 2).max(1));
+        // Woken a heartbeat interval late: the whole process was stopped
+        // (SIGSTOP, a paused VM), not just its loop. The loop runs again
+        // now and reads what arrived meanwhile first: a repeat written
+        // before that would meet a peer that died in the meantime, and the
+        // reset it provokes would fail the loop's next write before its
+        // reader had taken the entries waiting in the socket.
+        if !woke_late(asleep.elapsed(), nap, b.every_ms) {
+            b.beat();
+        }
         drop(b);
-        std::thread::sleep(Duration::from_millis((every / 2).max(1)));
+        asleep = Instant::now();
+        std::thread::sleep(nap);
     }
+}
+
+/// Whether a sleep of `nap` that took `slept` overran by a heartbeat
+/// interval or more.
+fn woke_late(slept: Duration, nap: Duration, every_ms: u64) -> bool {
+    slept.saturating_sub(nap) >= Duration::from_millis(every_ms)
 }
 
 #[cfg(test)]
@@ -360,6 +376,15 @@ mod tests {
         assert!(got[..199].iter().all(|(k, _)| *k == Kind::Entries), "the writer's buffer first, unbroken");
         assert!(got[199..200 + repeats].iter().all(|(_, f)| *f == hb), "then the heartbeat it ended with, repeated");
         assert_eq!(got[200 + repeats].1, last, "then the next buffer");
+    }
+
+    #[test]
+    fn no_repeat_in_the_round_after_the_whole_process_was_stopped() {
+        let nap = Duration::from_millis(25);
+        assert!(!woke_late(Duration::from_millis(26), nap, 50), "on time");
+        assert!(!woke_late(Duration::from_millis(60), nap, 50), "a little late (a busy machine)");
+        assert!(woke_late(Duration::from_millis(75), nap, 50), "a heartbeat interval late");
+        assert!(woke_late(Duration::from_secs(3), nap, 50), "thawed after a SIGSTOP");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use understudy_core::ConnId;
 
+use crate::io::Io;
 use crate::machine::Machine;
 use crate::replica::Replica;
 
@@ -41,6 +42,13 @@ pub fn spawn_writer<M: Machine>(rc: Rc<RefCell<Replica<M>>>, conn: ConnId, mut w
                     continue;
                 }
                 if let Err(e) = beat.write_all(&mut wr, &buf).await {
+                    // A peer that went away may have sent entries this node
+                    // has not read yet: its reader takes them first, then
+                    // meets the same end and closes the channel.
+                    if rc.borrow().io.unread(conn) {
+                        log::debug!("{}: write to channel {conn} failed ({e}); reading what waits first", rc.borrow().opts.node);
+                        return;
+                    }
                     rc.borrow_mut().channel_broken(conn, format!("write failed: {e}"));
                     return;
                 }
