@@ -58,12 +58,17 @@ struct Chain {
     flags: Vec<String>,
 }
 
-/// Busy shell loops competing for the cores; killed when dropped.
+/// Busy shell loops competing for the cores; killed when dropped. Each
+/// also ends by itself once this process is gone (Ctrl-C, kill), so none
+/// is left burning a core.
 struct Hogs(Vec<std::process::Child>);
+
+/// Counts to 100,000 between two looks at whether its parent still lives.
+const HOG: &str = "while kill -0 $PPID 2>/dev/null; do i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; done";
 
 impl Hogs {
     fn start(n: usize) -> Result<Hogs> {
-        let spawn = |_| Command::new("sh").args(["-c", "while :; do :; done"]).spawn().context("starting a CPU hog (sh)");
+        let spawn = |_| Command::new("sh").args(["-c", HOG]).spawn().context("starting a CPU hog (sh)");
         Ok(Hogs((0..n).map(spawn).collect::<Result<_>>()?))
     }
 }
