@@ -31,11 +31,10 @@ fn a_long_script_on_both_replicas_is_not_a_failover() {
         "the script held the loop {took:?}, not over 3 failure timeouts: this test needs a longer one"
     );
     // The backup has replayed it once it executed all it received.
-    let field = |info: &str, name: &str| info.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok());
     let mut cb = Conn::connect(&h.node("b").client, Duration::from_secs(120)).unwrap();
     wait_for("the backup to replay the script", Duration::from_secs(120), || {
         let info = cb.call(&["INFO", "replication"]).ok()?.bytes().map(|b| String::from_utf8_lossy(b).into_owned())?;
-        let (received, executed) = (field(&info, "slave_read_repl_offset:")?, field(&info, "slave_repl_offset:")?);
+        let (received, executed) = (info_field(&info, "slave_read_repl_offset"), info_field(&info, "slave_repl_offset"));
         (received > 0 && executed == received).then_some(())
     });
     assert_eq!(c.call(&["GET", "busy"]).unwrap().bytes(), Some(&b"150000000"[..]));

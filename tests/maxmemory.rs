@@ -10,16 +10,6 @@ use std::process::Command;
 
 const LIMIT: u64 = 2 << 20;
 
-/// `name:value` of an INFO reply.
-fn info_field(info: &str, name: &str) -> u64 {
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}:")))
-        .unwrap_or_else(|| panic!("INFO has no {name}: {info}"))
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("{name} is a number: {info}"))
-}
-
 /// Every key of the node at `addr`, sorted (SCAN through redis-py).
 fn keys(addr: &str) -> Vec<String> {
     let script = r#"

@@ -520,3 +520,13 @@ pub fn assert_all_present(addr: &str, acked: &[(String, String)]) {
 pub fn tmp_path(p: &Path) -> String {
     p.display().to_string()
 }
+
+/// `name:value` of an INFO reply.
+pub fn info_field(info: &str, name: &str) -> u64 {
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("INFO has no {name}: {info}"))
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{name} is a number: {info}"))
+}

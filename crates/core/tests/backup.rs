@@ -328,20 +328,14 @@ fn entries_that_do_not_follow_are_refused_with_why() {
 #[test]
 fn unread_bytes_from_the_primary_keep_the_backup_following() {
     let mut c = in_sync_backup(5); // last heard at 1, timeout 100 ms
-    for t in [50, 90] {
-        c.poll(t);
-        c.take_commands();
-    }
+    poll_at(&mut c, &[50, 90]);
     assert_eq!(c.silent_peer(95), None);
     assert_eq!(c.silent_peer(102), Some(3));
     c.heard(3, 102);
     c.poll(102);
     assert!(!c.take_commands().iter().any(|c| matches!(c, Command::Claim { .. })), "not declared failed");
     assert_eq!(c.role_name(), RoleName::Backup);
-    for t in [150, 190] {
-        c.poll(t);
-        c.take_commands();
-    }
+    poll_at(&mut c, &[150, 190]);
     c.poll(203);
     let cmds = c.take_commands();
     assert!(matches!(&cmds[..], [Command::Close { conn: 3, .. }, Command::Claim { epoch: 2 }]), "{cmds:?}");

@@ -554,10 +554,7 @@ fn a_switchover_hands_over_then_rejoins_as_a_joiner() {
 #[test]
 fn unread_bytes_from_the_backup_are_a_sign_of_life() {
     let mut c = protected_primary(10); // last ack at 2, timeout 100 ms
-    for t in [40, 80] {
-        c.poll(t);
-        c.take_commands();
-    }
+    poll_at(&mut c, &[40, 80]);
     assert_eq!(c.silent_peer(90), None, "heard within the timeout");
     assert_eq!(c.silent_peer(103), Some(7), "the backup's channel is about to be judged");
     c.heard(9, 103); // another connection says nothing about the backup
@@ -568,10 +565,7 @@ fn unread_bytes_from_the_backup_are_a_sign_of_life() {
     assert!(c.take_commands().iter().all(|c| matches!(c, Command::SendHeartbeat { .. })), "not declared lost");
     assert!(c.status().protected);
     // Nothing more arrives: silence is judged from the time it was heard.
-    for t in [150, 190] {
-        c.poll(t);
-        c.take_commands();
-    }
+    poll_at(&mut c, &[150, 190]);
     assert_eq!(c.silent_peer(204), Some(7));
     c.poll(204);
     let cmds = c.take_commands();

@@ -96,6 +96,15 @@ pub fn in_sync_backup(snap: u64) -> Core {
     c
 }
 
+/// Polls at each of `times` (close enough together that silence is judged
+/// at once), dropping what they emit: time passes as on a running node.
+pub fn poll_at(c: &mut Core, times: &[Millis]) {
+    for &t in times {
+        c.poll(t);
+        c.take_commands();
+    }
+}
+
 /// A poll at `t` long after the previous one, as after a freeze of this
 /// node: the first poll only puts off judging a silent peer (what the peer
 /// sent meanwhile may be unread), a second one judges.
