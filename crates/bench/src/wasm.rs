@@ -118,6 +118,8 @@ fn resp(env: &Env, o: &Opts, report: &mut Report) -> Result<()> {
         }
     }
     report.text(text);
+    // The pair's thread hops and wake-ups, in the units that explain them.
+    report.text(matrix::kernel_table("WebAssembly RESP guest", &cells));
     report.target(
         "No false failover under full load (wasm runs that lost the backup)",
         "0",

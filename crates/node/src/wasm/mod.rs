@@ -293,25 +293,32 @@ impl Drop for WasmMachine {
 impl Machine for WasmMachine {
     fn replay(&mut self, queue: &mut ExecQueue, _floor: &mut TimeFloor, budget: usize) -> Result<Option<Seq>, Divergence> {
         let feed = self.feed.clone().expect("a backup's guest replays once its snapshot is installed");
+        // Handed over together: one lock and one wake-up of the guest.
+        let mut items = Vec::new();
+        let mut failed = None;
         for _ in 0..budget {
             let Some((seq, kind, body)) = queue.pop() else { break };
             if !self.live {
                 self.retained.push(seq, kind, &body);
             }
-            match kind {
+            items.push(match kind {
                 // In the live snapshot already: only its seq counts.
                 _ if seq <= self.skip_upto => {
                     // A fresh transfer precedes the guest's first event.
                     assert!(!(self.fresh && kind == EntryKind::Event), "a guest event at seq {seq}, before the guest started");
-                    feed.push(FeedItem::Barrier(seq))
+                    FeedItem::Barrier(seq)
                 }
-                EntryKind::Event => feed.push(FeedItem::Event(seq, body)),
-                EntryKind::Barrier => feed.push(FeedItem::Barrier(seq)),
-                other => return Err(Divergence { seq, detail: format!("a {other:?} entry in a WebAssembly guest's log") }),
-            }
+                EntryKind::Event => FeedItem::Event(seq, body),
+                EntryKind::Barrier => FeedItem::Barrier(seq),
+                other => {
+                    failed = Some(Divergence { seq, detail: format!("a {other:?} entry in a WebAssembly guest's log") });
+                    break;
+                }
+            });
         }
+        feed.push_all(items);
         // Progress is the guest's: reported from `Feed::executed`.
-        Ok(None)
+        failed.map_or(Ok(None), Err)
     }
 
     fn on_primary(&mut self, next_seq: Seq) -> Result<(), String> {
