@@ -25,6 +25,8 @@ const FINISH_STALL: Duration = Duration::from_secs(10);
 pub(crate) struct Bell {
     r: OwnedFd,
     w: OwnedFd,
+    /// Times rung (for tests: a thread hop each).
+    rung: AtomicU64,
 }
 
 impl Bell {
@@ -34,10 +36,12 @@ impl Bell {
         let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
         assert_eq!(rc, 0, "pipe2 failed: {}", std::io::Error::last_os_error());
         // SAFETY: both fds were just created and are owned by nobody else.
-        unsafe { Bell { r: OwnedFd::from_raw_fd(fds[0]), w: OwnedFd::from_raw_fd(fds[1]) } }
+        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        Bell { r, w, rung: AtomicU64::new(0) }
     }
 
     pub(crate) fn ring(&self) {
+        self.rung.fetch_add(1, Ordering::Relaxed);
         // SAFETY: writing one byte from a live buffer to an fd we own. A full
         // pipe (EAGAIN) already means "rung".
         unsafe { libc::write(self.w.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
@@ -282,8 +286,14 @@ impl Stage {
         debug_assert!(q.items.back().is_none_or(|(s, _)| *s <= seq), "output seqs must not decrease");
         q.items.push_back((seq, item));
         drop(q);
-        if self.shared.release.stage_sleeping.load(Ordering::SeqCst) {
-            self.shared.release.stage_bell.ring();
+        // An output not released yet is written by whoever releases it
+        // ([`Release::advance`] writes it or wakes the stage): waking the
+        // stage now would cost a thread hop for nothing. No release is
+        // missed: `advance` moves the release point before it takes the
+        // queue, and this checks the point after the item is queued.
+        let release = &self.shared.release;
+        if seq <= release.upto() && release.stage_sleeping.load(Ordering::SeqCst) {
+            release.stage_bell.ring();
         }
     }
 
@@ -475,5 +485,47 @@ impl ConnOut {
         if close {
             self.chunks.push_back(Chunk::Close);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn wait_for(what: &str, cond: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// An output queued before its release does not wake the stage's
+    /// thread (a thread hop per output on a primary for nothing); it still
+    /// leaves, in order, once released, and one queued after its release
+    /// leaves without waiting for another advance.
+    #[test]
+    fn the_stage_wakes_for_released_outputs_only() {
+        let release = Release::new(0);
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let stage = Stage::spawn(release.clone(), Console::Capture(out.clone()), Console::Discard);
+        let asleep = || release.stage_sleeping.load(Ordering::SeqCst);
+        wait_for("the stage to sleep", asleep);
+        let rung = || release.stage_bell.rung.load(Ordering::Relaxed);
+        let before = rung();
+        stage.push(1, Item::Data { target: Target::Stdout, bytes: b"one ".to_vec() });
+        stage.push(2, Item::Data { target: Target::Stdout, bytes: b"two ".to_vec() });
+        assert_eq!(rung(), before, "an unreleased output woke the stage");
+        assert!(out.lock().expect("capture").is_empty(), "an output left before its release");
+        // Console output is the stage's to write: the advance wakes it.
+        release.advance(2);
+        wait_for("the released outputs", || out.lock().expect("capture").len() == 8);
+        wait_for("the stage to sleep again", asleep);
+        stage.push(2, Item::Data { target: Target::Stdout, bytes: b"three".to_vec() });
+        wait_for("an output queued after its release", || out.lock().expect("capture").len() == 13);
+        assert_eq!(&out.lock().expect("capture")[..], b"one two three");
+        stage.finish();
     }
 }
